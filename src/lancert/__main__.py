@@ -1,0 +1,3 @@
+from lancert.cli import main
+
+main()

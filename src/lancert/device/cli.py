@@ -1,0 +1,36 @@
+"""``lancert device``: commands of the self-signed device flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lancert.device import create_device_certificate
+from lancert.pki import KeyKind, summarize
+
+app = typer.Typer(help="Self-signed certificates for devices such as receipt printers.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    ip: Annotated[str, typer.Option("--ip", help="The device's IP address (CN and subjectAltName).")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where cert.pem and key.pem (0600) are written.")],
+    dns: Annotated[list[str] | None, typer.Option("--dns", help="An extra DNS name; repeat for more.")] = None,
+    years: Annotated[int, typer.Option("--years", help="Validity in years, 1 to 10.")] = 1,
+    key: Annotated[KeyKind, typer.Option("--key", help="Key type: ec (P-256) or rsa (2048).")] = KeyKind.EC,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing certificate.")] = False,
+) -> None:
+    """Make the certificate a device would make for itself, once.
+
+    A device keeps this certificate for its whole validity: every browser or POS that trusted it stops
+    connecting if it changes, so an existing one is only replaced with --force.
+    """
+    credential = create_device_certificate(directory, ip=ip, dns=dns or [], years=years, key_kind=key, force=force)
+    s = summarize(credential.certificate)
+    typer.echo(f"created {directory / 'cert.pem'} and {directory / 'key.pem'} (mode 0600)")
+    typer.echo(f"  names:    {', '.join(s.names)}")
+    typer.echo(f"  valid:    {s.not_before} to {s.not_after}")
+    typer.echo(f"  sha256:   {s.sha256_fingerprint}")
+    typer.echo(f"next: lancert trust install {directory / 'cert.pem'} --store nss")

@@ -1,0 +1,69 @@
+"""``lancert cert``: look at a certificate, and write it in the format a platform wants."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lancert.errors import UsageError
+from lancert.pki import CertFormat, export_certificate, load_private_key_pem, read_certificate, summarize
+from lancert.storage import KEY_MODE, PUBLIC_MODE, atomic_write
+
+app = typer.Typer(help="Show and export certificates.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    file: Annotated[Path, typer.Argument(help="A certificate in PEM, .crt or DER.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Subject, names, issuer, validity, days left, SHA-256 fingerprint and key type of a certificate."""
+    s = summarize(read_certificate(file))
+    if as_json:
+        typer.echo(json.dumps(s.as_dict(), indent=2))
+        return
+    rows = [
+        ("Subject", s.subject), ("Names", ", ".join(s.names) or "(none: browsers will reject it)"),
+        ("Issuer", s.issuer + ("  (self-signed)" if s.self_signed else "")),
+        ("Valid from", s.not_before), ("Valid until", s.not_after),
+        ("Days left", f"{s.days_left} ({s.status})"), ("Key", s.key_type),
+        ("SHA-256", s.sha256_fingerprint), ("Serial", s.serial), ("CA", "yes" if s.is_ca else "no"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        typer.echo(f"{k.ljust(width)}  {v}")
+
+
+@app.command("export")
+def export(
+    file: Annotated[Path, typer.Argument(help="The certificate to export (PEM, .crt or DER).")],
+    fmt: Annotated[CertFormat, typer.Option("--format", help="crt, pem, der, p12 or mobileconfig.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="The file to write.")],
+    key: Annotated[Path | None, typer.Option("--key", help="p12 only: include this private key.")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", envvar="LANCERT_P12_PASSWORD", help="p12 only: the file's password."),
+    ] = None,
+) -> None:
+    """Write a certificate as a platform wants it.
+
+    crt: Base64 with CRLF, as browsers export it (Windows, Linux). der: binary (Windows, Android).
+    p12: PKCS#12 with a password (and --key if the device needs it). mobileconfig: an iOS profile.
+    """
+    cert = read_certificate(file)
+    if fmt is not CertFormat.P12 and (key or password):
+        raise UsageError("--key and --password apply to --format p12 only")
+    if fmt is CertFormat.P12 and not password:
+        raise UsageError("--format p12 needs --password (or LANCERT_P12_PASSWORD)")
+    private_key = None
+    if key is not None:
+        try:
+            private_key = load_private_key_pem(key.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"{key}: cannot read ({exc.strerror})") from None
+    data = export_certificate(cert, fmt, password=password, key=private_key)
+    atomic_write(out, data, mode=KEY_MODE if private_key else PUBLIC_MODE)
+    typer.echo(f"wrote {out} ({fmt.value}, {len(data)} bytes)")

@@ -1,0 +1,55 @@
+"""Certificate signing requests: made on a device (the key never leaves it), checked by the issuer."""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from lancert.pki.errors import InvalidCSR
+from lancert.pki.keys import PrivateKey, check_key_strength
+from lancert.pki.names import SubjectNames
+from lancert.pki.issuing import make_name
+
+MAX_CSR_BYTES = 16 * 1024
+
+
+def create_csr(key: PrivateKey, names: SubjectNames, *, common_name: str | None = None) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        make_name(common_name or (names.as_strings() or [None])[0], None)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names.general_names()), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
+    """Parse a PEM or DER CSR and verify its self-signature and key strength; anything else is refused."""
+    raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > MAX_CSR_BYTES:
+        raise InvalidCSR(f"CSR larger than {MAX_CSR_BYTES} bytes")
+    try:
+        csr = (x509.load_pem_x509_csr(raw) if raw.lstrip().startswith(b"-----")
+               else x509.load_der_x509_csr(raw))
+    except ValueError:
+        raise InvalidCSR("CSR is not valid PEM or DER") from None
+    try:
+        valid = csr.is_signature_valid
+    except Exception:  # unsupported algorithm in a hostile CSR
+        valid = False
+    if not valid:
+        raise InvalidCSR("CSR signature does not verify")
+    check_key_strength(csr.public_key())
+    return csr
+
+
+def csr_names(csr: x509.CertificateSigningRequest) -> SubjectNames:
+    """The names a CSR asks for (its subjectAltName extension)."""
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return SubjectNames()
+    except ValueError:
+        raise InvalidCSR("CSR extensions are malformed") from None
+    return SubjectNames.from_extension(ext.value)
+
+

@@ -1,0 +1,165 @@
+"""Every file format a platform asks for, and reading certificates back from any of them.
+
+``crt`` is what a browser writes for "Base64-encoded ASCII, single certificate" (and Windows for
+"Base-64 encoded X.509 (.CER)"): PEM with CRLF line ends. iOS wants a ``.mobileconfig`` profile;
+Windows and Android accept DER; PKCS#12 carries a key for servers that import one.
+"""
+
+from __future__ import annotations
+
+import base64
+import plistlib
+import uuid
+from enum import StrEnum
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from lancert.errors import LancertError
+from lancert.pki.errors import InvalidPEM
+from lancert.pki.keys import PrivateKey
+from lancert.pki.names import common_name
+
+MAX_CERT_FILE_BYTES = 1024 * 1024
+
+
+class CertFormat(StrEnum):
+    CRT = "crt"
+    PEM = "pem"
+    DER = "der"
+    P12 = "p12"
+    MOBILECONFIG = "mobileconfig"
+
+
+def pem(certs: x509.Certificate | list[x509.Certificate] | tuple[x509.Certificate, ...]) -> bytes:
+    items = [certs] if isinstance(certs, x509.Certificate) else list(certs)
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in items)
+
+
+def crt(cert: x509.Certificate) -> bytes:
+    """A browser's Base64 export of one certificate: PEM text with CRLF line ends."""
+    return pem(cert).replace(b"\n", b"\r\n")
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def p12(
+    cert: x509.Certificate,
+    *,
+    password: str,
+    key: PrivateKey | None = None,
+    chain: list[x509.Certificate] | tuple[x509.Certificate, ...] = (),
+    friendly_name: str | None = None,
+) -> bytes:
+    """PKCS#12 with AES-256 and SHA-256 (OpenSSL 3, Windows 10 1709+, macOS, Android all read it)."""
+    if not password:
+        raise LancertError("a PKCS#12 file needs a non-empty password")
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(100_000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password.encode())
+    )
+    name = (friendly_name or common_name(cert.subject) or "lancert").encode()
+    return pkcs12.serialize_key_and_certificates(name, key, cert, list(chain) or None, encryption)
+
+
+def mobileconfig(cert: x509.Certificate, *, display_name: str | None = None) -> bytes:
+    """An iOS/iPadOS configuration profile holding one root certificate (payload com.apple.security.root).
+
+    After installing it, iOS still requires the user to switch on full trust under Settings → General →
+    About → Certificate Trust Settings; ``trust guide --os ios`` says so.
+    """
+    label = display_name or common_name(cert.subject) or "lancert device"
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    # Identifiers and UUIDs derive from the certificate, so re-exporting yields the same profile and
+    # iOS replaces the earlier install instead of stacking duplicates.
+    cert_uuid = str(uuid.uuid5(uuid.NAMESPACE_OID, "lancert.cert." + fingerprint)).upper()
+    profile_uuid = str(uuid.uuid5(uuid.NAMESPACE_OID, "lancert.profile." + fingerprint)).upper()
+    payload = {
+        "PayloadContent": [
+            {
+                "PayloadCertificateFileName": f"{label}.cer",
+                "PayloadContent": der(cert),
+                "PayloadDescription": "Adds a trusted root certificate",
+                "PayloadDisplayName": label,
+                "PayloadIdentifier": f"net.lancert.cert.{fingerprint[:16]}",
+                "PayloadType": "com.apple.security.root",
+                "PayloadUUID": cert_uuid,
+                "PayloadVersion": 1,
+            }
+        ],
+        "PayloadDescription": f"Trust the HTTPS certificate of {label}",
+        "PayloadDisplayName": f"lancert: {label}",
+        "PayloadIdentifier": f"net.lancert.profile.{fingerprint[:16]}",
+        "PayloadRemovalDisallowed": False,
+        "PayloadType": "Configuration",
+        "PayloadUUID": profile_uuid,
+        "PayloadVersion": 1,
+    }
+    return plistlib.dumps(payload, fmt=plistlib.FMT_XML)
+
+
+def export_certificate(
+    cert: x509.Certificate, fmt: CertFormat | str, *, password: str | None = None,
+    key: PrivateKey | None = None,
+) -> bytes:
+    fmt = CertFormat(fmt)
+    if fmt is CertFormat.CRT:
+        return crt(cert)
+    if fmt is CertFormat.PEM:
+        return pem(cert)
+    if fmt is CertFormat.DER:
+        return der(cert)
+    if fmt is CertFormat.P12:
+        return p12(cert, password=password or "", key=key)
+    return mobileconfig(cert)
+
+
+def load_certificates(data: bytes) -> list[x509.Certificate]:
+    """Certificates from PEM (one or more, LF or CRLF), DER, or a base64 body without armour."""
+    stripped = data.strip()
+    if not stripped:
+        raise InvalidPEM("file is empty")
+    try:
+        if b"-----BEGIN" in stripped:
+            if b"-----BEGIN CERTIFICATE-----" not in stripped:
+                raise InvalidPEM("PEM file holds no certificate")
+            return x509.load_pem_x509_certificates(stripped)
+        try:
+            return [x509.load_der_x509_certificate(stripped)]
+        except ValueError:
+            return [x509.load_der_x509_certificate(base64.b64decode(stripped, validate=False))]
+    except ValueError:
+        raise InvalidPEM("not a valid certificate (garbage or truncated PEM/DER)") from None
+
+
+def read_certificates(path: Path | str) -> list[x509.Certificate]:
+    """Read certificates from a file, with one-line errors for missing, unreadable or bad files."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_CERT_FILE_BYTES:
+            raise InvalidPEM(f"{path}: larger than {MAX_CERT_FILE_BYTES} bytes, not a certificate file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LancertError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise LancertError(f"{path}: is a directory, not a certificate file") from None
+    except PermissionError:
+        raise LancertError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise LancertError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return load_certificates(data)
+    except InvalidPEM as exc:
+        raise InvalidPEM(f"{path}: {exc}") from None
+
+
+def read_certificate(path: Path | str) -> x509.Certificate:
+    """The first certificate of a file (the leaf of a chain file)."""
+    return read_certificates(path)[0]

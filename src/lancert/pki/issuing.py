@@ -1,0 +1,219 @@
+"""The one place that signs certificates: self-signed device certificates, CAs, and leaves by profile.
+
+Every flow (device, service, terminal) calls :func:`build_certificate` through the helpers here, so the
+RFC 5280 and CA/Browser Forum rules (random serials, SAN, key usages, bounded lifetimes) hold everywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from lancert.pki import profiles
+from lancert.pki.errors import InvalidName, PKIError
+from lancert.pki.keys import PrivateKey, PublicKey, check_key_strength, generate_private_key
+from lancert.pki.names import SubjectNames
+from lancert.pki.profiles import Profile
+
+# Clocks of small devices drift; a minute of backdating (as step-ca does) keeps a fresh certificate from
+# being "not yet valid" on a peer whose clock is slightly behind.
+BACKDATE = timedelta(minutes=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_name(common_name: str | None, organization: str | None = None) -> x509.Name:
+    attrs = []
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    if common_name:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]))
+    return x509.Name(attrs)
+
+
+def zone_name_constraints(zone: str) -> x509.NameConstraints:
+    """Constraints that limit a CA to names under ``zone`` and forbid IP addresses altogether.
+
+    Trusting such a root cannot be abused to intercept any other site, which is what makes it acceptable
+    to ask shops to install it.
+    """
+    return x509.NameConstraints(
+        permitted_subtrees=[x509.DNSName(zone.lower().rstrip("."))],
+        excluded_subtrees=[
+            x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+            x509.IPAddress(ipaddress.ip_network("::/0")),
+        ],
+    )
+
+
+def _signature_hash(key: PrivateKey) -> hashes.HashAlgorithm:
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def build_certificate(
+    *,
+    subject: x509.Name,
+    public_key: PublicKey,
+    issuer: x509.Name,
+    issuer_key: PrivateKey,
+    profile: Profile,
+    names: SubjectNames = SubjectNames(),  # noqa: B008 - immutable
+    validity: timedelta,
+    not_before: datetime | None = None,
+    name_constraints: x509.NameConstraints | None = None,
+) -> x509.Certificate:
+    """Sign one certificate of ``profile``; the only call to ``CertificateBuilder.sign`` in lancert."""
+    check_key_strength(public_key)
+    if profile.requires_names and not names:
+        raise InvalidName(f"a {profile.name} certificate needs at least one DNS name or IP address")
+    if validity <= timedelta(0):
+        raise PKIError("validity must be positive")
+    if validity > profile.max_validity:
+        raise PKIError(f"validity of {validity.days} days exceeds the {profile.name} maximum of "
+                       f"{profile.max_validity.days} days")
+    start = not_before if not_before is not None else utcnow() - BACKDATE
+    self_signed = issuer_key.public_key() == public_key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        # 159 random bits: above the 64 bits of entropy the baseline requirements ask for.
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + validity)
+        .add_extension(profile.basic_constraints(), critical=True)
+        .add_extension(profile.key_usage(public_key), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if not self_signed:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
+    if profile.extended_key_usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False)
+    if names:
+        # RFC 5280 4.2.1.6: critical when the subject is empty.
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(names.general_names()), critical=len(subject) == 0
+        )
+    if name_constraints is not None:
+        if not profile.is_ca:
+            raise PKIError("name constraints belong on CA certificates only")
+        builder = builder.add_extension(name_constraints, critical=True)
+    return builder.sign(issuer_key, _signature_hash(issuer_key))
+
+
+def self_signed_certificate(
+    key: PrivateKey,
+    names: SubjectNames,
+    *,
+    common_name: str | None = None,
+    validity: timedelta,
+    profile: Profile = profiles.SELF_SIGNED_DEVICE,
+) -> x509.Certificate:
+    """A certificate that is its own issuer, as a printer makes for itself (CN defaults to first name)."""
+    name = make_name(common_name or (names.as_strings() or [None])[0])
+    return build_certificate(
+        subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+        profile=profile, names=names, validity=validity,
+    )
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA's certificate and key, with the certificates above it (empty for a root)."""
+
+    certificate: x509.Certificate
+    key: PrivateKey
+    parents: tuple[x509.Certificate, ...] = field(default=())
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """This CA and its parents, nearest first: what a server sends after its leaf."""
+        return (self.certificate, *self.parents)
+
+    @property
+    def root(self) -> x509.Certificate:
+        return self.chain[-1]
+
+    @classmethod
+    def create_root(
+        cls,
+        common_name: str,
+        *,
+        key: PrivateKey | None = None,
+        organization: str | None = "lancert",
+        validity: timedelta = timedelta(days=3650),
+        name_constraints: x509.NameConstraints | None = None,
+    ) -> CertificateAuthority:
+        key = key or generate_private_key()
+        name = make_name(common_name, organization)
+        cert = build_certificate(
+            subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+            profile=profiles.ROOT_CA, validity=validity, name_constraints=name_constraints,
+        )
+        return cls(cert, key)
+
+    def create_intermediate(
+        self,
+        common_name: str,
+        *,
+        key: PrivateKey | None = None,
+        organization: str | None = "lancert",
+        validity: timedelta = timedelta(days=1825),
+        name_constraints: x509.NameConstraints | None = None,
+    ) -> CertificateAuthority:
+        key = key or generate_private_key()
+        validity = min(validity, self.certificate.not_valid_after_utc - utcnow())
+        cert = build_certificate(
+            subject=make_name(common_name, organization), public_key=key.public_key(),
+            issuer=self.certificate.subject, issuer_key=self.key, profile=profiles.INTERMEDIATE_CA,
+            validity=validity, name_constraints=name_constraints,
+        )
+        return CertificateAuthority(cert, key, self.chain)
+
+    def issue(
+        self,
+        public_key: PublicKey,
+        profile: Profile,
+        *,
+        names: SubjectNames = SubjectNames(),  # noqa: B008 - immutable
+        common_name: str | None = None,
+        validity: timedelta,
+        not_before: datetime | None = None,
+    ) -> x509.Certificate:
+        """Issue a leaf; its lifetime never outlasts this CA's own certificate."""
+        start = not_before if not_before is not None else utcnow() - BACKDATE
+        validity = min(validity, self.certificate.not_valid_after_utc - start)
+        return build_certificate(
+            subject=make_name(common_name or (names.as_strings() or [None])[0]),
+            public_key=public_key, issuer=self.certificate.subject, issuer_key=self.key,
+            profile=profile, names=names, validity=validity, not_before=start,
+        )
+
+    def issue_for_csr(
+        self,
+        csr: x509.CertificateSigningRequest,
+        profile: Profile,
+        *,
+        names: SubjectNames,
+        common_name: str | None = None,
+        validity: timedelta,
+    ) -> x509.Certificate:
+        """Issue for a CSR already loaded with :func:`lancert.pki.csr.load_csr` (signature checked).
+
+        ``names`` is what the caller's policy allows; the CSR's own requested names are the caller's
+        business to compare, so a CSR can never widen what is issued.
+        """
+        return self.issue(csr.public_key(), profile, names=names, common_name=common_name, validity=validity)
