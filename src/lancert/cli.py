@@ -31,6 +31,10 @@ def _register() -> None:
     app.add_typer(cert_app, name="cert")
     app.add_typer(ca_app, name="ca")
 
+    from lancert.up.cli import up
+
+    app.command("up")(up)
+
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``lancert: message`` on stderr; return the Exit to raise (``raise fail(...)``)."""
