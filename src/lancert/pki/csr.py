@@ -6,16 +6,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from lancert.pki.errors import InvalidCSR
+from lancert.pki.issuing import default_common_name, make_name
 from lancert.pki.keys import PrivateKey, check_key_strength
 from lancert.pki.names import SubjectNames
-from lancert.pki.issuing import make_name
 
 MAX_CSR_BYTES = 16 * 1024
 
 
-def create_csr(key: PrivateKey, names: SubjectNames, *, common_name: str | None = None) -> x509.CertificateSigningRequest:
+def create_csr(
+    key: PrivateKey, names: SubjectNames, *, common_name: str | None = None
+) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
-        make_name(common_name or (names.as_strings() or [None])[0], None)
+        make_name(common_name or default_common_name(names), None)
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names.general_names()), critical=False)

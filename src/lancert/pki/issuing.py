@@ -6,6 +6,7 @@ RFC 5280 and CA/Browser Forum rules (random serials, SAN, key usages, bounded li
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,13 +31,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# RFC 5280 ub-common-name: a longer CN does not encode (cryptography refuses it).
+MAX_COMMON_NAME = 64
+
+
 def make_name(common_name: str | None, organization: str | None = None) -> x509.Name:
+    """A subject of an optional O and CN; a CN over 64 characters is refused rather than truncated.
+
+    Truncating would leave a CN that is none of the certificate's names, which the baseline
+    requirements forbid (a CN must repeat one subjectAltName value).
+    """
     attrs = []
     if organization:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     if common_name:
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64]))
+        if len(common_name) > MAX_COMMON_NAME:
+            raise InvalidName(f"common name longer than {MAX_COMMON_NAME} characters: {common_name[:20]!r}…")
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attrs)
+
+
+def default_common_name(names: SubjectNames) -> str | None:
+    """The first name short enough for a CN, or none: the subject may then be empty (SAN goes critical)."""
+    return next((n for n in names.as_strings() if len(n) <= MAX_COMMON_NAME), None)
 
 
 def zone_name_constraints(zone: str) -> x509.NameConstraints:
@@ -52,6 +69,25 @@ def zone_name_constraints(zone: str) -> x509.NameConstraints:
             x509.IPAddress(ipaddress.ip_network("::/0")),
         ],
     )
+
+
+def authority_key_identifier(
+    issuer_key: PrivateKey, issuer_certificate: x509.Certificate | None = None
+) -> x509.AuthorityKeyIdentifier:
+    """The AKI a certificate signed by ``issuer_key`` carries: the issuer's own SKI when it has one.
+
+    RFC 5280 4.2.1.1 says the AKI keyIdentifier is the issuer's subjectKeyIdentifier; copying it (rather
+    than recomputing a SHA-1 of the key) keeps chains building under CAs made by other tools, whose SKI
+    may use another method (RFC 7093 truncated SHA-256, for one).
+    """
+    if issuer_certificate is not None:
+        try:
+            ski = issuer_certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
 
 
 def _signature_hash(key: PrivateKey) -> hashes.HashAlgorithm:
@@ -71,18 +107,24 @@ def build_certificate(
     validity: timedelta,
     not_before: datetime | None = None,
     name_constraints: x509.NameConstraints | None = None,
+    authority_key_id: x509.AuthorityKeyIdentifier | None = None,
 ) -> x509.Certificate:
-    """Sign one certificate of ``profile``; the only call to ``CertificateBuilder.sign`` in lancert."""
+    """Sign one certificate of ``profile``; the only call to ``CertificateBuilder.sign`` in lancert.
+
+    ``authority_key_id`` lets a CA that issues many certificates pass its AKI once instead of having it
+    recomputed per certificate; by default it is derived from ``issuer_key``.
+    """
     check_key_strength(public_key)
     if profile.requires_names and not names:
         raise InvalidName(f"a {profile.name} certificate needs at least one DNS name or IP address")
+    if not names and len(subject) == 0:
+        raise InvalidName("a certificate needs a subject name or at least one DNS name or IP address")
     if validity <= timedelta(0):
         raise PKIError("validity must be positive")
     if validity > profile.max_validity:
         raise PKIError(f"validity of {validity.days} days exceeds the {profile.name} maximum of "
                        f"{profile.max_validity.days} days")
     start = not_before if not_before is not None else utcnow() - BACKDATE
-    self_signed = issuer_key.public_key() == public_key
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -95,13 +137,15 @@ def build_certificate(
         .add_extension(profile.basic_constraints(), critical=True)
         .add_extension(profile.key_usage(public_key), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        # Also on self-signed certificates (RFC 5280 allows it; BR 7.1.2.1 wants keyid == SKI there):
+        # cryptography's RFC 5280 verifier refuses an end-entity without AKI even when it is its own
+        # trust anchor, as a printer's self-signed certificate is.
+        .add_extension(authority_key_id or authority_key_identifier(issuer_key), critical=False)
     )
-    if not self_signed:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
     if profile.extended_key_usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False
+        )
     if names:
         # RFC 5280 4.2.1.6: critical when the subject is empty.
         builder = builder.add_extension(
@@ -123,7 +167,7 @@ def self_signed_certificate(
     profile: Profile = profiles.SELF_SIGNED_DEVICE,
 ) -> x509.Certificate:
     """A certificate that is its own issuer, as a printer makes for itself (CN defaults to first name)."""
-    name = make_name(common_name or (names.as_strings() or [None])[0])
+    name = make_name(common_name or default_common_name(names))
     return build_certificate(
         subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
         profile=profile, names=names, validity=validity,
@@ -137,6 +181,11 @@ class CertificateAuthority:
     certificate: x509.Certificate
     key: PrivateKey
     parents: tuple[x509.Certificate, ...] = field(default=())
+
+    @functools.cached_property
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        """Computed once per CA: issuing thousands of leaves should not re-derive it each time."""
+        return authority_key_identifier(self.key, self.certificate)
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -179,7 +228,7 @@ class CertificateAuthority:
         cert = build_certificate(
             subject=make_name(common_name, organization), public_key=key.public_key(),
             issuer=self.certificate.subject, issuer_key=self.key, profile=profiles.INTERMEDIATE_CA,
-            validity=validity, name_constraints=name_constraints,
+            validity=validity, name_constraints=name_constraints, authority_key_id=self._authority_key_id,
         )
         return CertificateAuthority(cert, key, self.chain)
 
@@ -197,9 +246,10 @@ class CertificateAuthority:
         start = not_before if not_before is not None else utcnow() - BACKDATE
         validity = min(validity, self.certificate.not_valid_after_utc - start)
         return build_certificate(
-            subject=make_name(common_name or (names.as_strings() or [None])[0]),
+            subject=make_name(common_name or default_common_name(names)),
             public_key=public_key, issuer=self.certificate.subject, issuer_key=self.key,
             profile=profile, names=names, validity=validity, not_before=start,
+            authority_key_id=self._authority_key_id,
         )
 
     def issue_for_csr(
