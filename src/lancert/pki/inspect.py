@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -48,6 +49,18 @@ def validity_status(cert: x509.Certificate, at: datetime | None = None) -> str:
     return "valid"
 
 
+def days_left(cert: x509.Certificate, at: datetime | None = None) -> int:
+    """Whole days until expiry, rounded away from zero: 365 for a fresh one-year certificate.
+
+    Flooring would show a certificate made a second ago for one year as 364 days, and one with three
+    hours left as 0, which reads as expired; it is valid for part of one more day, so it shows 1. An
+    expired certificate shows minus the started days since expiry (-1 within the first day).
+    """
+    seconds = (cert.not_valid_after_utc - (at or utcnow())).total_seconds()
+    whole = math.ceil(seconds / 86400) if seconds > 0 else math.floor(seconds / 86400)
+    return int(whole)
+
+
 def summarize(cert: x509.Certificate, at: datetime | None = None) -> CertificateSummary:
     now = at or utcnow()
     try:
@@ -61,7 +74,7 @@ def summarize(cert: x509.Certificate, at: datetime | None = None) -> Certificate
         names=certificate_names(cert).as_strings(),
         not_before=cert.not_valid_before_utc.isoformat(),
         not_after=cert.not_valid_after_utc.isoformat(),
-        days_left=(cert.not_valid_after_utc - now).days,
+        days_left=days_left(cert, now),
         status=validity_status(cert, now),
         self_signed=is_self_issued(cert),
         is_ca=is_ca,
