@@ -20,6 +20,12 @@ def _subject(host: str) -> verification.DNSName | verification.IPAddress:
         return verification.DNSName(host.lower().rstrip("."))
 
 
+def _store(anchors: Sequence[x509.Certificate]) -> verification.Store:
+    if not anchors:
+        raise ChainError("no trust anchors given")
+    return verification.Store(list(anchors))
+
+
 def verify_server_chain(
     leaf: x509.Certificate,
     *,
@@ -29,14 +35,11 @@ def verify_server_chain(
     at: datetime | None = None,
 ) -> list[x509.Certificate]:
     """The verified path leaf→anchor for a TLS server named ``host``, or :class:`ChainError` with why."""
-    if not anchors:
-        raise ChainError("no trust anchors given")
-    verifier = (
-        verification.PolicyBuilder()
-        .store(verification.Store(list(anchors)))
-        .time(at or utcnow())
-        .build_server_verifier(_subject(host))
-    )
+    builder = verification.PolicyBuilder().store(_store(anchors)).time(at or utcnow())
+    try:
+        verifier = builder.build_server_verifier(_subject(host))
+    except ValueError:  # cryptography checks the name's syntax only here
+        raise ChainError(f"{host!r} is neither an IP address nor a DNS name") from None
     try:
         return verifier.verify(leaf, list(intermediates))
     except verification.VerificationError as exc:
@@ -53,7 +56,7 @@ def verify_client_chain(
     """The verified path leaf→anchor for a TLS client certificate (clientAuth), or :class:`ChainError`."""
     verifier = (
         verification.PolicyBuilder()
-        .store(verification.Store(list(anchors)))
+        .store(_store(anchors))
         .time(at or utcnow())
         .build_client_verifier()
     )
