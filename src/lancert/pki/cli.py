@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from lancert.errors import UsageError
-from lancert.pki import CertFormat, export_certificate, load_private_key_pem, read_certificate, summarize
+from lancert.pki import (
+    CertFormat,
+    export_certificate,
+    load_private_key_pem,
+    read_certificate,
+    read_certificates,
+    summarize,
+)
 from lancert.storage import KEY_MODE, PUBLIC_MODE, atomic_write
 
 app = typer.Typer(help="Show and export certificates.", no_args_is_help=True)
@@ -51,9 +58,10 @@ def export(
     """Write a certificate as a platform wants it.
 
     crt: Base64 with CRLF, as browsers export it (Windows, Linux). der: binary (Windows, Android).
-    p12: PKCS#12 with a password (and --key if the device needs it). mobileconfig: an iOS profile.
+    p12: PKCS#12 with a password (and --key if the device needs it; further certificates of FILE go in
+    as its chain). mobileconfig: an iOS profile. Only the first certificate of FILE is exported otherwise.
     """
-    cert = read_certificate(file)
+    cert, *chain = read_certificates(file)
     if fmt is not CertFormat.P12 and (key or password):
         raise UsageError("--key and --password apply to --format p12 only")
     if fmt is CertFormat.P12 and not password:
@@ -64,6 +72,6 @@ def export(
             private_key = load_private_key_pem(key.read_bytes())
         except OSError as exc:
             raise UsageError(f"{key}: cannot read ({exc.strerror})") from None
-    data = export_certificate(cert, fmt, password=password, key=private_key)
+    data = export_certificate(cert, fmt, password=password, key=private_key, chain=chain)
     atomic_write(out, data, mode=KEY_MODE if private_key else PUBLIC_MODE)
     typer.echo(f"wrote {out} ({fmt.value}, {len(data)} bytes)")

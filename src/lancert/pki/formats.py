@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from lancert.errors import LancertError
 from lancert.pki.errors import InvalidPEM
-from lancert.pki.keys import PrivateKey
+from lancert.pki.keys import PrivateKey, public_key_matches
 from lancert.pki.names import common_name
 
 MAX_CERT_FILE_BYTES = 1024 * 1024
@@ -58,6 +58,8 @@ def p12(
     """PKCS#12 with AES-256 and SHA-256 (OpenSSL 3, Windows 10 1709+, macOS, Android all read it)."""
     if not password:
         raise LancertError("a PKCS#12 file needs a non-empty password")
+    if key is not None and not public_key_matches(key, cert.public_key()):
+        raise LancertError("the private key does not belong to the certificate")
     encryption = (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(100_000)
@@ -107,8 +109,9 @@ def mobileconfig(cert: x509.Certificate, *, display_name: str | None = None) -> 
 
 def export_certificate(
     cert: x509.Certificate, fmt: CertFormat | str, *, password: str | None = None,
-    key: PrivateKey | None = None,
+    key: PrivateKey | None = None, chain: list[x509.Certificate] | tuple[x509.Certificate, ...] = (),
 ) -> bytes:
+    """``cert`` in ``fmt``; ``password``, ``key`` and ``chain`` (the CAs above it) go into p12 only."""
     fmt = CertFormat(fmt)
     if fmt is CertFormat.CRT:
         return crt(cert)
@@ -117,7 +120,7 @@ def export_certificate(
     if fmt is CertFormat.DER:
         return der(cert)
     if fmt is CertFormat.P12:
-        return p12(cert, password=password or "", key=key)
+        return p12(cert, password=password or "", key=key, chain=chain)
     return mobileconfig(cert)
 
 
