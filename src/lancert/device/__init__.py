@@ -6,11 +6,30 @@ from datetime import timedelta
 from pathlib import Path
 
 from lancert.errors import LancertError, UsageError
-from lancert.pki import KeyKind, SubjectNames, fingerprint_sha256, generate_private_key, self_signed_certificate
-from lancert.pki.issuing import utcnow
+from lancert.pki import (
+    KeyKind,
+    SubjectNames,
+    fingerprint_sha256,
+    generate_private_key,
+    self_signed_certificate,
+    utcnow,
+)
 from lancert.storage import Credential, CredentialFiles, StorageError
 
 MIN_YEARS, MAX_YEARS = 1, 10
+
+
+# Apple platforms refuse TLS server certificates valid for more than 825 days, user-trusted ones
+# included (support.apple.com/HT210176; mkcert keeps its leaves under it for the same reason).
+APPLE_MAX_TLS_VALIDITY = timedelta(days=825)
+
+
+def apple_validity_warning(validity: timedelta) -> str | None:
+    """Why macOS/iOS would refuse a certificate of this lifetime, or ``None`` when they accept it."""
+    if validity <= APPLE_MAX_TLS_VALIDITY:
+        return None
+    return (f"warning: valid {validity.days} days; macOS and iOS refuse TLS certificates valid over "
+            f"{APPLE_MAX_TLS_VALIDITY.days} days (use --years 2 or less for Apple clients)")
 
 
 class CertificateExists(LancertError):
@@ -45,6 +64,9 @@ def create_device_certificate(
     names = SubjectNames.parse(dns=dns, ips=[ip])
     validity = validity_for_years(years)
     files = CredentialFiles(directory)
+    # A crash during an earlier create may have left a staged pair: finish or drop it first, so the
+    # refusal below looks at the certificate the device really serves.
+    files.recover()
     if files.exists() and not force:
         try:
             fp = fingerprint_sha256(files.read().certificate)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lancert.device import create_device_certificate
+from lancert.device import apple_validity_warning, create_device_certificate
 from lancert.pki import KeyKind, summarize
 
 app = typer.Typer(help="Self-signed certificates for devices such as receipt printers.", no_args_is_help=True)
@@ -17,7 +17,9 @@ app = typer.Typer(help="Self-signed certificates for devices such as receipt pri
 def create(
     ip: Annotated[str, typer.Option("--ip", help="The device's IP address (CN and subjectAltName).")],
     directory: Annotated[Path, typer.Option("--dir", help="Where cert.pem and key.pem (0600) are written.")],
-    dns: Annotated[list[str] | None, typer.Option("--dns", help="An extra DNS name; repeat for more.")] = None,
+    dns: Annotated[
+        list[str] | None, typer.Option("--dns", help="An extra DNS name; repeat for more.")
+    ] = None,
     years: Annotated[int, typer.Option("--years", help="Validity in years, 1 to 10.")] = 1,
     key: Annotated[KeyKind, typer.Option("--key", help="Key type: ec (P-256) or rsa (2048).")] = KeyKind.EC,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing certificate.")] = False,
@@ -27,8 +29,14 @@ def create(
     A device keeps this certificate for its whole validity: every browser or POS that trusted it stops
     connecting if it changes, so an existing one is only replaced with --force.
     """
-    credential = create_device_certificate(directory, ip=ip, dns=dns or [], years=years, key_kind=key, force=force)
-    s = summarize(credential.certificate)
+    credential = create_device_certificate(
+        directory, ip=ip, dns=dns or [], years=years, key_kind=key, force=force
+    )
+    cert = credential.certificate
+    s = summarize(cert)
+    warning = apple_validity_warning(cert.not_valid_after_utc - cert.not_valid_before_utc)
+    if warning:
+        typer.echo(f"lancert: {warning}", err=True)
     typer.echo(f"created {directory / 'cert.pem'} and {directory / 'key.pem'} (mode 0600)")
     typer.echo(f"  names:    {', '.join(s.names)}")
     typer.echo(f"  valid:    {s.not_before} to {s.not_after}")

@@ -12,10 +12,11 @@ an interrupted swap at the next start: the pair on disk always belongs together.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,10 @@ class CredentialFiles:
 
     def write(self, credential: Credential) -> None:
         """Install a new pair; at every instant the pair on disk (after :meth:`recover`) matches."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only mount
+            raise StorageError(f"{self.directory}: cannot create directory ({exc.strerror})") from None
         write_private_key(self._key_next, credential.key)
         write_certificates(self._cert_next, credential.chain)
         self._commit()
@@ -126,6 +130,8 @@ class CredentialFiles:
 
     def recover(self) -> None:
         """Finish a swap that was interrupted after staging, or drop a half-staged one."""
+        if not self.directory.is_dir():  # nothing was ever staged here (or a file is in the way)
+            return
         key_next, cert_next = self._key_next.exists(), self._cert_next.exists()
         if key_next and cert_next and self._pair_matches(self._cert_next, self._key_next):
             self._commit()
@@ -136,9 +142,11 @@ class CredentialFiles:
         for stale in (self._key_next, self._cert_next):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
-        for tmp in self.directory.glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        # Only this pair's temporary files: another writer's (state.json's) may be in flight right now.
+        for prefix in (self.cert_path.name, self.key_path.name):
+            for tmp in self.directory.glob(f".{glob.escape(prefix)}.*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
     @staticmethod
     def _pair_matches(cert_path: Path, key_path: Path) -> bool:
