@@ -10,14 +10,18 @@ from datetime import timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from lancert.errors import LancertError
 from lancert.pki import CertificateAuthority, load_certificates, load_private_key_pem
-from lancert.pki.keys import PrivateKey
+from lancert.pki.keys import PrivateKey, public_key_matches
 from lancert.storage import write_certificates, write_private_key
 
 ROOT_CERT, ROOT_KEY = "root.pem", "root-key.pem"
 INTERMEDIATE_CERT, INTERMEDIATE_KEY = "intermediate.pem", "intermediate-key.pem"
+
+
+_ALL_FILES = (ROOT_CERT, ROOT_KEY, INTERMEDIATE_CERT, INTERMEDIATE_KEY)
 
 
 class CAExists(LancertError):
@@ -35,7 +39,7 @@ class CADirectory:
         return self.directory / ROOT_CERT
 
     def exists(self) -> bool:
-        return any((self.directory / n).exists() for n in (ROOT_CERT, ROOT_KEY, INTERMEDIATE_CERT, INTERMEDIATE_KEY))
+        return any((self.directory / n).exists() for n in _ALL_FILES)
 
     def create(
         self,
@@ -71,12 +75,21 @@ class CADirectory:
             key = load_private_key_pem((self.directory / INTERMEDIATE_KEY).read_bytes())
         except FileNotFoundError as exc:
             raise LancertError(f"{exc.filename}: missing; the CA in {self.directory} is incomplete") from None
+        except OSError as exc:
+            raise LancertError(f"{exc.filename}: cannot read ({exc.strerror})") from None
+        # A swapped or hand-edited file would otherwise surface later as leaves no client accepts.
+        if not public_key_matches(key, inter.public_key()):
+            raise LancertError(f"{self.directory / INTERMEDIATE_KEY} does not belong to {INTERMEDIATE_CERT}")
+        try:
+            inter.verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignature):
+            raise LancertError(f"{self.directory / INTERMEDIATE_CERT} is not issued by {ROOT_CERT}") from None
         return CertificateAuthority(inter, key, (root,))
 
     def load_or_create(self, name: str, **kwargs: object) -> CertificateAuthority:
         if (self.directory / INTERMEDIATE_CERT).exists():
             return self.load()
         if self.exists():  # a crash during create left a partial CA that no one can have trusted yet
-            for n in (ROOT_CERT, ROOT_KEY, INTERMEDIATE_CERT, INTERMEDIATE_KEY):
+            for n in _ALL_FILES:
                 (self.directory / n).unlink(missing_ok=True)
         return self.create(name, **kwargs)  # type: ignore[arg-type]
