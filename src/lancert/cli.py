@@ -31,6 +31,12 @@ def _register() -> None:
     app.add_typer(cert_app, name="cert")
     app.add_typer(ca_app, name="ca")
 
+    from lancert.dns.cli import app as dns_app
+    from lancert.service.cli import app as service_app
+
+    app.add_typer(service_app, name="service")
+    app.add_typer(dns_app, name="dns")
+
     from lancert.up.cli import up
 
     app.command("up")(up)

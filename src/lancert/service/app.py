@@ -1,0 +1,182 @@
+"""The HTTP fronts (FastAPI): thin handlers over :class:`~lancert.service.provisioning.Provisioner`.
+
+Hostile-input rules live here once: a 64 KiB cap on the raw body stream (not trusting Content-Length),
+every error as ``{"error": {...}}`` with the status from :data:`lancert.service.errors.HTTP_STATUS`, and
+a catch-all that answers 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lancert.pki import pem
+from lancert.service.errors import (
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceError,
+    TooLarge,
+    http_status,
+)
+from lancert.service.issuer import Issuer
+from lancert.service.provisioning import Provisioner
+from lancert.service.schemas import (
+    MAX_BODY_BYTES,
+    CertificateRequest,
+    CertificateResponse,
+    CompatibleRequest,
+    CompatibleResponse,
+    ErrorResponse,
+    HealthResponse,
+)
+
+log = logging.getLogger("lancert.service")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 403, 413, 429, 500)
+}
+
+
+def error_response(exc: ServiceError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=http_status(exc), headers=exc.headers())
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, counting what actually arrives.
+
+    The whole (small) body is read here and replayed to the app, so a lying or absent Content-Length
+    (chunked transfer) cannot get more than ``limit`` bytes past this point.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_response(TooLarge(f"request body exceeds {self.limit} bytes"))
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _field_of(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    return ".".join(loc) if loc else "body"
+
+
+def _validation_error(exc: RequestValidationError) -> InvalidRequest:
+    errors = list(exc.errors())
+    first = errors[0] if errors else {}
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return InvalidRequest("request body is not valid JSON", field="body")
+    field = _field_of(first)
+    if field == "body" or kind in ("model_attributes_type", "dict_type", "model_type"):
+        return InvalidRequest(
+            f"{'request body' if field == 'body' else field} must be a JSON object", field=field
+        )
+    if kind == "missing":
+        return InvalidRequest(f"missing field {field!r}", field=field)
+    return InvalidRequest(f"invalid field {field!r}: {first.get('msg', 'invalid value')}", field=field)
+
+
+def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
+    app = FastAPI(
+        title="lancert certificate service",
+        version="1",
+        description="Certificates for IoT boxes under a managed zone. See /docs.",
+        debug=False,
+    )
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(NotFound("no such endpoint"))
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed("method not allowed on this endpoint"))
+        if exc.status_code == 400:  # e.g. Starlette refusing a body it cannot decode
+            return error_response(InvalidRequest("malformed request", field="body"))
+        return JSONResponse(
+            {"error": {"code": "http_error", "message": str(exc.detail)[:200]}}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
+        return error_response(InternalError("internal error"))
+
+    @app.get("/healthz", response_model=HealthResponse)
+    def healthz() -> HealthResponse:
+        return HealthResponse()
+
+    @app.get(
+        "/api/v1/root",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"application/x-pem-file": {}}}},
+    )
+    def root_certificate() -> Response:
+        """The root CA certificate to trust (PEM)."""
+        return Response(pem(issuer.root_certificates()), media_type="application/x-pem-file")
+
+    @app.post("/api/v1/certificates", response_model=CertificateResponse, responses=ERROR_RESPONSES)
+    def issue_certificate(body: CertificateRequest, request: Request) -> CertificateResponse:
+        """Issue ``*.<box-label>.<zone>`` for the box's CSR, if its database is eligible."""
+        return provisioner.native(body, _source_ip(request))
+
+    @app.post("/odoo-enterprise/iot/x509", response_model=CompatibleResponse, responses=ERROR_RESPONSES)
+    def odoo_iot_x509(body: CompatibleRequest, request: Request) -> CompatibleResponse:
+        """The call existing Odoo IoT boxes make; the answer carries a key made by the service."""
+        return provisioner.compatible(body, _source_ip(request))
+
+    app.add_middleware(BodyLimit)
+    return app
+
+
+def _source_ip(request: Request) -> str:
+    # The peer address only: X-Forwarded-For is forgeable unless a trusted proxy is configured.
+    return request.client.host if request.client else "unknown"

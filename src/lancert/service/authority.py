@@ -1,0 +1,108 @@
+"""The one place that decides whether a box may have a certificate, and for which names.
+
+The native API and the compatible JSON-RPC endpoint (and, later, ACME) all ask :class:`Authority`:
+credentials (with failed-credential rate limits), eligibility of the database, the box's label, and
+whether the names a CSR asks for lie inside the box's own subdomain.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lancert.pki import SubjectNames
+from lancert.service.errors import NameNotAllowed, NotEligible
+from lancert.service.ratelimit import FailedCredentialLimiter
+from lancert.service.registry import DatabaseKind, DatabaseRecord, Registry, SubscriptionStatus
+
+BOX_LABEL_LENGTH = 12  # base32 characters: 60 bits, so labels of different boxes do not collide
+
+
+class Refusal(StrEnum):
+    """The ``reason`` of a ``not_eligible`` answer (the contract with the box)."""
+
+    UNKNOWN_DATABASE_OR_CODE = "unknown_database_or_code"
+    NOT_PRODUCTION = "not_production"
+    NO_IOT_BOX_LINE = "no_iot_box_line"
+    SUBSCRIPTION_NOT_IN_PROGRESS = "subscription_not_in_progress"
+
+
+_MESSAGES = {
+    Refusal.UNKNOWN_DATABASE_OR_CODE: "unknown database or wrong enterprise code",
+    Refusal.NOT_PRODUCTION: "the database is not a production database (staging, duplicate or development)",
+    Refusal.NO_IOT_BOX_LINE: "the subscription has no IoT box line; add one, then refresh the box homepage "
+    "or restart the box",
+    Refusal.SUBSCRIPTION_NOT_IN_PROGRESS: "the subscription is not in progress",
+}
+
+
+def refuse(reason: Refusal) -> NotEligible:
+    return NotEligible(_MESSAGES[reason], reason=reason.value)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Permission for one box (or, for the compatible call, one database) to get one certificate."""
+
+    database: DatabaseRecord
+    box_id: str | None
+    box_label: str
+    zone: str
+
+    @property
+    def hostname_pattern(self) -> str:
+        return f"*.{self.box_label}.{self.zone}"
+
+    @property
+    def names(self) -> SubjectNames:
+        """What the certificate covers: the whole subdomain, so a new DHCP address keeps it valid."""
+        return SubjectNames.parse(dns=[self.hostname_pattern])
+
+
+class Authority:
+    def __init__(
+        self, registry: Registry, limiter: FailedCredentialLimiter, *, zone: str, label_secret: bytes
+    ) -> None:
+        self.registry = registry
+        self.limiter = limiter
+        self.zone = zone
+        self._label_secret = label_secret
+
+    def box_label(self, db_uuid: str, box_id: str | None) -> str:
+        """Stable per (database, box), one per database for the compatible call, and not derivable from
+        the UUID without the service's secret (so a label does not reveal which customer it is)."""
+        message = f"native\0{db_uuid}\0{box_id}" if box_id is not None else f"compatible\0{db_uuid}"
+        digest = hmac.new(self._label_secret, message.encode(), hashlib.sha256).digest()
+        return base64.b32encode(digest).decode().lower()[:BOX_LABEL_LENGTH]
+
+    def authorize(self, db_uuid: str, enterprise_code: str, *, box_id: str | None, source_ip: str) -> Grant:
+        """A grant, or :class:`NotEligible` / :class:`RateLimited` (the API's answers, as types)."""
+        self.limiter.check(source_ip, db_uuid)
+        database = self.registry.authenticate(db_uuid, enterprise_code)
+        if database is None:
+            self.limiter.record_failure(source_ip, db_uuid)
+            raise refuse(Refusal.UNKNOWN_DATABASE_OR_CODE)
+        if database.kind is not DatabaseKind.PRODUCTION:
+            raise refuse(Refusal.NOT_PRODUCTION)
+        if database.subscription is not SubscriptionStatus.IN_PROGRESS:
+            raise refuse(Refusal.SUBSCRIPTION_NOT_IN_PROGRESS)
+        if not database.iot_box_line:
+            raise refuse(Refusal.NO_IOT_BOX_LINE)
+        return Grant(database, box_id, self.box_label(database.uuid, box_id), self.zone)
+
+    def check_requested_names(self, grant: Grant, requested: SubjectNames) -> None:
+        """A CSR may ask for the wildcard or names inside the box's subdomain, nothing else (no IPs)."""
+        suffix = f".{grant.box_label}.{grant.zone}"
+        outside = [str(ip) for ip in requested.ips]
+        outside += [
+            name
+            for name in requested.dns
+            if not name.lower().endswith(suffix)
+            or name.lower()[: -len(suffix)].count(".") > 0
+            or (name.startswith("*") and name.lower() != grant.hostname_pattern)
+        ]
+        if outside:
+            raise NameNotAllowed(f"names outside this box's subdomain *{suffix}: {', '.join(outside[:5])}")

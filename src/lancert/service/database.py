@@ -1,0 +1,119 @@
+"""The service's SQL connection: SQLite (WAL) in the data directory by default, PostgreSQL for several
+instances; Alembic migrations run programmatically at every start, from the scripts inside the package.
+
+Concurrency is the database's job, never a process's: on SQLite every transaction begins with
+``BEGIN IMMEDIATE`` (one writer at a time, waiting instead of failing on a lock upgrade); on PostgreSQL
+work that must happen once (migrations, making the CA) takes a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from lancert.errors import LancertError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DB_FILE = "service.db"
+
+# Keys of pg_advisory_xact_lock: any constant unique to lancert; one per thing that must happen once.
+LOCK_MIGRATIONS = 0x6C616E01
+LOCK_SERVICE_STATE = 0x6C616E02
+
+
+class DatabaseError(LancertError):
+    """The database cannot be opened or migrated; the message names the URL without its password."""
+
+
+def default_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / DB_FILE}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN IMMEDIATE instead of pysqlite's deferred BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """An engine plus a session factory; ``Database(url).migrate()`` before use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine
+        try:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, ImportError) as exc:
+            raise DatabaseError(f"cannot use database URL {self.safe_url}: {exc}") from None
+        if self.is_sqlite:
+            path = self.engine.url.database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # The database holds the CA's signing key: private from its creation.
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+                os.close(fd)
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def safe_url(self) -> str:
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "<unparsable URL>"
+
+    def advisory_lock(self, session: Session, key: int) -> None:
+        """Serialize with other instances until the session's transaction ends (PostgreSQL only;
+        SQLite transactions are already exclusive through BEGIN IMMEDIATE)."""
+        if self.is_postgresql:
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: committed as a whole on success, rolled back entirely on any exception."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe when several instances start at once."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.connect() as connection:
+                config.attributes["connection"] = connection
+                config.attributes["lock_key"] = LOCK_MIGRATIONS if self.is_postgresql else None
+                command.upgrade(config, "head")
+                connection.commit()
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+            raise DatabaseError(f"cannot open database {self.safe_url}: {reason}") from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()

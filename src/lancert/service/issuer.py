@@ -1,0 +1,169 @@
+"""Issuers: who signs the box certificates. The service talks to the :class:`Issuer` interface only;
+:class:`InternalCAIssuer` is the default (a CA of the service's own, name-constrained to the zone), a
+public ACME CA comes later behind the same interface.
+
+The internal CA is made once for all instances: the first instance to start takes a lock (an advisory
+lock on PostgreSQL; SQLite transactions are exclusive), makes the CA with :class:`lancert.ca.CADirectory`
+in its data directory and stores the root and the intermediate (certificate and key) in the
+``service_state`` table; every other instance loads it from there, even with another data directory.
+The root's key stays in the creating instance's data directory only: issuing never needs it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from cryptography import x509
+from sqlalchemy import select
+
+from lancert.ca import CADirectory
+from lancert.errors import LancertError
+from lancert.pki import (
+    TLS_SERVER,
+    CertificateAuthority,
+    SubjectNames,
+    load_certificates,
+    load_private_key_pem,
+    pem,
+    private_key_pem,
+    zone_name_constraints,
+)
+from lancert.service.database import LOCK_SERVICE_STATE, Database
+from lancert.service.models import ServiceState
+
+STATE_ZONE = "zone"
+STATE_LABEL_SECRET = "label_secret"  # noqa: S105 - a row name, not a secret
+STATE_ROOT = "ca_root_pem"
+STATE_INTERMEDIATE = "ca_intermediate_pem"
+STATE_INTERMEDIATE_KEY = "ca_intermediate_key_pem"
+
+
+@dataclass(frozen=True)
+class IssuedChain:
+    """A leaf and the certificates a server sends after it (never the root)."""
+
+    chain: tuple[x509.Certificate, ...]
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.leaf.serial_number, "x")
+
+    @property
+    def not_before(self) -> datetime:
+        return self.leaf.not_valid_before_utc
+
+    @property
+    def not_after(self) -> datetime:
+        return self.leaf.not_valid_after_utc
+
+    @property
+    def renew_after(self) -> datetime:
+        """Two thirds into the lifetime, as ACME clients (certbot, Caddy) renew: room for retries."""
+        return self.not_before + (self.not_after - self.not_before) * 2 / 3
+
+    def chain_pem(self) -> str:
+        return pem(list(self.chain)).decode()
+
+
+class Issuer(Protocol):
+    """Signs a server certificate for names the authority already allowed."""
+
+    name: str
+
+    def root_certificates(self) -> list[x509.Certificate]: ...
+
+    def issue_server_certificate(
+        self, csr: x509.CertificateSigningRequest, names: SubjectNames
+    ) -> IssuedChain:
+        """``csr`` was verified by :func:`lancert.pki.load_csr`; ``names`` is what is issued, whatever
+        the CSR asked for."""
+        ...
+
+
+class InternalCAIssuer:
+    name = "internal"
+
+    def __init__(self, ca: CertificateAuthority, lifetime: timedelta) -> None:
+        self.ca = ca
+        self.lifetime = lifetime
+
+    def root_certificates(self) -> list[x509.Certificate]:
+        return [self.ca.root]
+
+    def issue_server_certificate(
+        self, csr: x509.CertificateSigningRequest, names: SubjectNames
+    ) -> IssuedChain:
+        leaf = self.ca.issue_for_csr(csr, TLS_SERVER, names=names, validity=self.lifetime)
+        return IssuedChain((leaf, *self.ca.chain[:-1]))
+
+
+class ZoneMismatch(LancertError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceIdentity:
+    """What every instance must share: the zone, the label secret, and the internal CA."""
+
+    zone: str
+    label_secret: bytes
+    ca: CertificateAuthority
+
+
+def _state(session: object, name: str) -> str | None:
+    return session.scalar(select(ServiceState.value).where(ServiceState.name == name))  # type: ignore[attr-defined]
+
+
+def load_service_identity(database: Database) -> ServiceIdentity | None:
+    """The shared state, or None before the first ``service run``."""
+    with database.transaction() as session:
+        values = {
+            n: _state(session, n)
+            for n in (STATE_ZONE, STATE_LABEL_SECRET, STATE_ROOT, STATE_INTERMEDIATE, STATE_INTERMEDIATE_KEY)
+        }
+    if any(v is None for v in values.values()):
+        return None
+    root = load_certificates(values[STATE_ROOT].encode())[0]  # type: ignore[union-attr]
+    intermediate = load_certificates(values[STATE_INTERMEDIATE].encode())[0]  # type: ignore[union-attr]
+    key = load_private_key_pem(values[STATE_INTERMEDIATE_KEY].encode())  # type: ignore[union-attr]
+    return ServiceIdentity(
+        values[STATE_ZONE],
+        bytes.fromhex(values[STATE_LABEL_SECRET]),  # type: ignore[arg-type]
+        CertificateAuthority(intermediate, key, (root,)),
+    )
+
+
+def ensure_service_identity(database: Database, zone: str, ca_dir: Path) -> ServiceIdentity:
+    """Load the shared state, making it first if this is the very first start of the service."""
+    existing = load_service_identity(database)
+    if existing is None:
+        with database.transaction() as session:
+            database.advisory_lock(session, LOCK_SERVICE_STATE)
+            if _state(session, STATE_ZONE) is None:  # still nobody else: this instance makes it
+                ca = CADirectory(ca_dir).load_or_create(
+                    f"lancert {zone}", name_constraints=zone_name_constraints(zone)
+                )
+                values = {
+                    STATE_ZONE: zone,
+                    STATE_LABEL_SECRET: secrets.token_bytes(32).hex(),
+                    STATE_ROOT: pem([ca.root]).decode(),
+                    STATE_INTERMEDIATE: pem([ca.certificate]).decode(),
+                    STATE_INTERMEDIATE_KEY: private_key_pem(ca.key).decode(),
+                }
+                session.add_all(ServiceState(name=n, value=v) for n, v in values.items())
+        existing = load_service_identity(database)
+        assert existing is not None
+    if existing.zone != zone:
+        raise ZoneMismatch(
+            f"this service's CA is for zone {existing.zone!r}, not {zone!r}; "
+            f"run with --zone {existing.zone} (a new zone needs a new database)"
+        )
+    return existing

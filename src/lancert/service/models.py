@@ -1,0 +1,94 @@
+"""SQL tables of the service (SQLAlchemy 2 declarative); their history lives in ``migrations/``.
+
+Everything several instances must agree on is here, not on one instance's disk: the eligibility
+registry, the CA in use, the secret that derives box labels, failed-credential counters, ACME TXT records.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RegisteredDatabase(Base):
+    """One customer database of the eligibility registry (what Odoo's subscription records say)."""
+
+    __tablename__ = "registered_databases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(128), unique=True)
+    # "scrypt$n$r$p$salt_hex$hash_hex": the enterprise code is never stored in clear.
+    code_hash: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(32))
+    subscription: Mapped[str] = mapped_column(String(32))
+    iot_box_line: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class IssuedCertificate(Base):
+    """Every certificate the service handed out; the UNIQUE serial is what makes instances agree."""
+
+    __tablename__ = "issued_certificates"
+    __table_args__ = (
+        UniqueConstraint("serial", name="uq_issued_certificates_serial"),
+        Index("ix_issued_certificates_box_label", "box_label"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64))  # lower-case hex
+    db_uuid: Mapped[str] = mapped_column(String(128))
+    box_id: Mapped[str | None] = mapped_column(String(64))  # None for the compatible (per-database) call
+    box_label: Mapped[str] = mapped_column(String(63))
+    style: Mapped[str] = mapped_column(String(16))  # "native" | "compatible"
+    issuer: Mapped[str] = mapped_column(String(32))
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ServiceState(Base):
+    """Named values made once for the whole service (zone, label secret, CA certificates and key)."""
+
+    __tablename__ = "service_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class CredentialFailure(Base):
+    """Failed-credential counter of one source IP or one db_uuid in one fixed time window.
+
+    Kept in SQL, not in process memory, so that several instances behind one balancer slow down a
+    guesser together.
+    """
+
+    __tablename__ = "credential_failures"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # "ip" | "db"
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(Integer, primary_key=True)  # Unix seconds
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DnsTxtRecord(Base):
+    """A TXT record the DNS server publishes (``_acme-challenge.<label>.<zone>`` for the ACME issuer)."""
+
+    __tablename__ = "dns_txt_records"
+    __table_args__ = (Index("ix_dns_txt_records_name", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253))  # lower-case, no trailing dot
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

@@ -1,0 +1,89 @@
+"""Slowing down credential guessing: failed credentials counted per source IP and per db_uuid.
+
+Counters live in SQL (table ``credential_failures``), not in process memory: several instances behind
+one load balancer must slow a guesser down together. Fixed windows keep it one row per key and window;
+a burst of at most twice the limit across a window boundary is accepted for that simplicity.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from lancert.service.database import Database
+from lancert.service.errors import RateLimited
+from lancert.service.models import CredentialFailure
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    failures_per_ip: int = 20
+    failures_per_database: int = 10
+    window_seconds: int = 300
+
+
+class FailedCredentialLimiter:
+    def __init__(self, database: Database, limits: RateLimits) -> None:
+        self.database = database
+        self.limits = limits
+
+    def _window(self, now: float) -> int:
+        return int(now) // self.limits.window_seconds * self.limits.window_seconds
+
+    def _subjects(self, ip: str, db_uuid: str) -> list[tuple[str, str, int]]:
+        return [
+            ("ip", ip[:128], self.limits.failures_per_ip),
+            ("db", db_uuid[:128], self.limits.failures_per_database),
+        ]
+
+    def check(self, ip: str, db_uuid: str) -> None:
+        """Raise :class:`RateLimited` if this source or database used up its failures for the window."""
+        now = time.time()
+        window = self._window(now)
+        with self.database.transaction() as session:
+            for scope, subject, limit in self._subjects(ip, db_uuid):
+                count = session.scalar(
+                    select(CredentialFailure.count).where(
+                        CredentialFailure.scope == scope,
+                        CredentialFailure.subject == subject,
+                        CredentialFailure.window_start == window,
+                    )
+                )
+                if count is not None and count >= limit:
+                    retry_after = max(1, int(window + self.limits.window_seconds - now) + 1)
+                    what = "this address" if scope == "ip" else "this database"
+                    raise RateLimited(
+                        f"too many failed credentials for {what}; retry in {retry_after} s",
+                        retry_after=retry_after,
+                    )
+
+    def record_failure(self, ip: str, db_uuid: str) -> None:
+        window = self._window(time.time())
+        for attempt in range(3):
+            try:
+                self._increment(window, ip, db_uuid)
+                return
+            except IntegrityError:
+                # Another instance inserted the same counter row first: now the UPDATE will find it.
+                if attempt == 2:
+                    raise
+
+    def _increment(self, window: int, ip: str, db_uuid: str) -> None:
+        with self.database.transaction() as session:
+            for scope, subject, _limit in self._subjects(ip, db_uuid):
+                where = (
+                    CredentialFailure.scope == scope,
+                    CredentialFailure.subject == subject,
+                    CredentialFailure.window_start == window,
+                )
+                if (
+                    session.execute(
+                        update(CredentialFailure).where(*where).values(count=CredentialFailure.count + 1)
+                    ).rowcount
+                    == 0
+                ):  # type: ignore[attr-defined]
+                    session.add(CredentialFailure(scope=scope, subject=subject, window_start=window, count=1))
+            session.execute(delete(CredentialFailure).where(CredentialFailure.window_start < window))

@@ -1,0 +1,189 @@
+"""The eligibility registry: customer databases, their enterprise code (hashed), kind, subscription
+status and whether the subscription has an IoT box line. ``lancert service db add|set|list`` edit it.
+
+Codes are hashed with scrypt and a per-row salt, and compared in constant time. A lookup of an unknown
+database still runs one scrypt against a dummy hash, so that "unknown database" and "wrong code" take
+the same time as well as giving the same answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from lancert.errors import LancertError, UsageError
+from lancert.service.database import Database
+from lancert.service.models import RegisteredDatabase
+
+# scrypt cost: 16 MiB and ~30-50 ms per check. Enterprise codes are issued by the provider, not chosen by
+# people, so this is a second line behind their entropy; the parameters are stored with each hash so
+# they can be raised later without invalidating rows.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SALT_BYTES = 16
+
+
+class DatabaseKind(StrEnum):
+    PRODUCTION = "production"
+    STAGING = "staging"
+    DUPLICATE = "duplicate"
+    DEVELOPMENT = "development"
+
+
+class SubscriptionStatus(StrEnum):
+    DRAFT = "draft"
+    IN_PROGRESS = "in_progress"
+    PAUSED = "paused"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class RegistryError(LancertError):
+    pass
+
+
+def hash_code(
+    code: str, *, salt: bytes | None = None, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P
+) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
+    digest = hashlib.scrypt(code.encode(), salt=salt, n=n, r=r, p=p, maxmem=128 * n * r * p + 2**20)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def verify_code(code: str, stored: str) -> bool:
+    try:
+        algo, n, r, p, salt, digest = stored.split("$")
+        if algo != "scrypt":
+            return False
+        expected = bytes.fromhex(digest)
+        candidate = hash_code(code, salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p))
+    except ValueError:
+        return False
+    return hmac.compare_digest(candidate.rsplit("$", 1)[1], expected.hex())
+
+
+# Checked against when the database is unknown, to spend the same time as a real comparison.
+_DUMMY_HASH = hash_code(secrets.token_hex(16))
+
+
+@dataclass(frozen=True)
+class DatabaseRecord:
+    """A registry row as the rest of the service sees it (never with the code hash)."""
+
+    uuid: str
+    kind: DatabaseKind
+    subscription: SubscriptionStatus
+    iot_box_line: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: RegisteredDatabase) -> DatabaseRecord:
+        return cls(
+            row.uuid,
+            DatabaseKind(row.kind),
+            SubscriptionStatus(row.subscription),
+            row.iot_box_line,
+            row.created_at,
+            row.updated_at,
+        )
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "uuid": self.uuid,
+            "kind": self.kind.value,
+            "subscription": self.subscription.value,
+            "iot_box_line": self.iot_box_line,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+class Registry:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def authenticate(self, uuid: str, code: str) -> DatabaseRecord | None:
+        """The database if ``code`` is its enterprise code, else None (unknown and wrong look alike)."""
+        with self.database.transaction() as session:
+            row = session.scalars(select(RegisteredDatabase).where(RegisteredDatabase.uuid == uuid)).first()
+            stored = row.code_hash if row is not None else _DUMMY_HASH
+            record = DatabaseRecord.of(row) if row is not None else None
+        # The slow hash runs outside the transaction: on SQLite that one is exclusive.
+        valid = verify_code(code, stored)
+        return record if valid and record is not None else None
+
+    def add(
+        self,
+        uuid: str,
+        code: str,
+        *,
+        kind: DatabaseKind = DatabaseKind.PRODUCTION,
+        subscription: SubscriptionStatus = SubscriptionStatus.IN_PROGRESS,
+        iot_box_line: bool = True,
+    ) -> DatabaseRecord:
+        uuid = _check_uuid(uuid)
+        _check_code(code)
+        code_hash = hash_code(code)
+        with self.database.transaction() as session:
+            if session.scalars(select(RegisteredDatabase.id).where(RegisteredDatabase.uuid == uuid)).first():
+                raise RegistryError(f"database {uuid} is already registered; use 'lancert service db set'")
+            row = RegisteredDatabase(
+                uuid=uuid,
+                code_hash=code_hash,
+                kind=kind.value,
+                subscription=subscription.value,
+                iot_box_line=iot_box_line,
+            )
+            session.add(row)
+            session.flush()
+            return DatabaseRecord.of(row)
+
+    def set(
+        self,
+        uuid: str,
+        *,
+        code: str | None = None,
+        kind: DatabaseKind | None = None,
+        subscription: SubscriptionStatus | None = None,
+        iot_box_line: bool | None = None,
+    ) -> DatabaseRecord:
+        uuid = _check_uuid(uuid)
+        code_hash = hash_code(_check_code(code)) if code is not None else None
+        with self.database.transaction() as session:
+            row = session.scalars(select(RegisteredDatabase).where(RegisteredDatabase.uuid == uuid)).first()
+            if row is None:
+                raise RegistryError(f"database {uuid} is not registered; use 'lancert service db add'")
+            if code_hash is not None:
+                row.code_hash = code_hash
+            if kind is not None:
+                row.kind = kind.value
+            if subscription is not None:
+                row.subscription = subscription.value
+            if iot_box_line is not None:
+                row.iot_box_line = iot_box_line
+            session.flush()
+            return DatabaseRecord.of(row)
+
+    def list(self) -> list[DatabaseRecord]:
+        with self.database.transaction() as session:
+            rows = session.scalars(select(RegisteredDatabase).order_by(RegisteredDatabase.uuid)).all()
+            return [DatabaseRecord.of(row) for row in rows]
+
+
+def _check_uuid(uuid: str) -> str:
+    uuid = uuid.strip()
+    if not uuid or len(uuid) > 128 or not uuid.isprintable():
+        raise UsageError("--uuid must be 1 to 128 printable characters")
+    return uuid
+
+
+def _check_code(code: str) -> str:
+    if not code or len(code) > 256:
+        raise UsageError("--code must be 1 to 256 characters")
+    return code

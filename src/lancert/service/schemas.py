@@ -1,0 +1,106 @@
+"""Wire format of the service's HTTP APIs, in one place (the box agent imports these too).
+
+Native API: ``POST /api/v1/certificates`` (see /work/brief/NATIVE_API.md, the contract with the box).
+Compatible API: the JSON-RPC call that existing Odoo IoT boxes make to ``/odoo-enterprise/iot/x509``.
+Strings are strict (no number silently becomes a string) and bounded, because every byte is hostile.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+BOX_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_BODY_BYTES = 64 * 1024
+
+DbUuid = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
+EnterpriseCode = Annotated[str, StringConstraints(strict=True, max_length=256)]
+
+
+class _Request(BaseModel):
+    # Unknown members are ignored so that a newer box can talk to an older service.
+    model_config = ConfigDict(extra="ignore")
+
+
+class CertificateRequest(_Request):
+    """What a box sends: its database's credentials, its own stable identifier, and a CSR."""
+
+    db_uuid: DbUuid
+    enterprise_code: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+    box_id: Annotated[str, StringConstraints(strict=True, pattern=BOX_ID_PATTERN)] = Field(
+        description="1-64 chars of [A-Za-z0-9_-], generated once by the box and kept in its state.json"
+    )
+    csr: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=16 * 1024)] = Field(
+        description="PEM CSR made with the box's own key; SAN = *.<box-label>.<zone> or empty"
+    )
+
+
+class CertificateResponse(BaseModel):
+    certificate_chain_pem: str = Field(description="PEM: leaf then intermediate (not the root)")
+    hostname_pattern: str = Field(description="*.<box-label>.<zone>")
+    box_label: str
+    zone: str
+    not_before: datetime
+    not_after: datetime
+    renew_after: datetime = Field(description="when the box should renew (about 2/3 of the lifetime)")
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(
+        description="invalid_request, invalid_csr, not_eligible, name_not_allowed, "
+        "too_large, rate_limited, not_found, internal_error"
+    )
+    message: str
+    field: str | None = Field(default=None, description="the offending request member (invalid_request)")
+    reason: str | None = Field(default=None, description="why not eligible (not_eligible)")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class HealthResponse(BaseModel):
+    status: str = "ok"
+
+
+# --- compatible JSON-RPC call of existing boxes -------------------------------------------------------
+
+
+class CompatibleParams(_Request):
+    db_uuid: DbUuid
+    # Boxes send ``enterprise_code or ''``: an empty code is a (refused) credential, not a malformed call.
+    enterprise_code: EnterpriseCode = ""
+
+
+class CompatibleRequest(_Request):
+    """``{"params": {"db_uuid", "enterprise_code"}}``, optionally with the JSON-RPC envelope members."""
+
+    jsonrpc: str | None = None
+    method: str | None = None
+    id: int | str | None = None
+    params: CompatibleParams
+
+
+class CompatibleCertificate(BaseModel):
+    """What current boxes store: the wildcard CN, the chain for nginx, and the key the service made."""
+
+    subject_cn: str
+    x509_pem: str
+    private_key_pem: str
+
+
+class CompatibleRefusal(BaseModel):
+    """A refusal: boxes log ``result["error"]`` and show ERR_IOT_HTTPS_LOAD_REQUEST_NO_RESULT."""
+
+    error: str
+    reason: str
+
+
+class CompatibleResponse(BaseModel):
+    jsonrpc: str = "2.0"
+    id: Any = None
+    result: CompatibleCertificate | CompatibleRefusal
