@@ -24,7 +24,8 @@ app = typer.Typer(help="Show and export certificates.", no_args_is_help=True)
 
 @app.command("show")
 def show(
-    file: Annotated[Path, typer.Argument(help="A certificate in PEM, .crt or DER.")],
+    # readable=False: click's own check prints a multi-line usage box; read_certificate says it in one line.
+    file: Annotated[Path, typer.Argument(help="A certificate in PEM, .crt or DER.", readable=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Subject, names, issuer, validity, days left, SHA-256 fingerprint and key type of a certificate."""
@@ -46,10 +47,14 @@ def show(
 
 @app.command("export")
 def export(
-    file: Annotated[Path, typer.Argument(help="The certificate to export (PEM, .crt or DER).")],
+    file: Annotated[
+        Path, typer.Argument(help="The certificate to export (PEM, .crt or DER).", readable=False)
+    ],
     fmt: Annotated[CertFormat, typer.Option("--format", help="crt, pem, der, p12 or mobileconfig.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="The file to write.")],
-    key: Annotated[Path | None, typer.Option("--key", help="p12 only: include this private key.")] = None,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="p12 only: include this private key.", readable=False)
+    ] = None,
     password: Annotated[
         str | None,
         typer.Option("--password", envvar="LANCERT_P12_PASSWORD", help="p12 only: the file's password."),
