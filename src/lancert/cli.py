@@ -24,12 +24,16 @@ app = typer.Typer(
 
 def _register() -> None:
     from lancert.ca.cli import app as ca_app
+    from lancert.check.cli import check as check_command
     from lancert.device.cli import app as device_app
     from lancert.pki.cli import app as cert_app
+    from lancert.trust.cli import app as trust_app
 
     app.add_typer(device_app, name="device")
     app.add_typer(cert_app, name="cert")
     app.add_typer(ca_app, name="ca")
+    app.add_typer(trust_app, name="trust")
+    app.command("check")(check_command)
 
     from lancert.dns.cli import app as dns_app
     from lancert.service.cli import app as service_app

@@ -1,0 +1,173 @@
+"""``lancert trust``: fetch a device's certificate, put it in trust stores, and say how elsewhere."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lancert.errors import LancertError
+from lancert.pki import read_certificate, summarize
+from lancert.pki.formats import crt
+from lancert.storage import atomic_write
+from lancert.trust.fetch import DEFAULT_TIMEOUT, parse_target, served_chain
+from lancert.trust.guide import Platform, write_guide
+from lancert.trust.nss import NssStore, nss_databases, trust_flags
+from lancert.trust.store import TrustStore
+from lancert.trust.system import SystemStore
+
+app = typer.Typer(help="Fetch device certificates and install them into trust stores.", no_args_is_help=True)
+
+
+class StoreKind(StrEnum):
+    NSS = "nss"
+    SYSTEM = "system"
+
+
+StoreOpt = Annotated[
+    StoreKind, typer.Option("--store", help="nss: Chrome/Firefox databases; system: OS anchors.")
+]
+NssdbOpt = Annotated[
+    Path | None,
+    typer.Option("--nssdb", help="One NSS database directory (created if missing), not every browser's."),
+]
+RootOpt = Annotated[
+    Path | None,
+    typer.Option("--system-root", help="system store: use the layout under this root (tests, chroots)."),
+]
+
+
+def _stores(store: StoreKind, nssdb: Path | None, system_root: Path | None) -> list[TrustStore]:
+    if store is StoreKind.NSS:
+        if system_root is not None:
+            raise LancertError("--system-root applies to --store system only")
+        return [NssStore(nssdb, create=True)] if nssdb else list(nss_databases(Path.home()))
+    if nssdb is not None:
+        raise LancertError("--nssdb applies to --store nss only")
+    return [SystemStore.detect(system_root or Path("/"))]
+
+
+@app.command("fetch")
+def fetch(
+    url: Annotated[str, typer.Argument(help="The device's https:// URL, e.g. https://192.168.1.25")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to save the certificate (.crt).")],
+    resolve: Annotated[str | None, typer.Option("--resolve", help="HOST:IP: connect to IP for HOST.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = DEFAULT_TIMEOUT,
+) -> None:
+    """Save a device's certificate as a browser's "Base64-encoded ASCII, single certificate" export.
+
+    Nothing is verified (that is the point: the device is not trusted yet), so compare the printed
+    fingerprint with the one the device shows on its own page or label before installing it.
+    """
+    leaf = served_chain(parse_target(url, resolve), timeout=timeout, legacy=True)[0]
+    atomic_write(out, crt(leaf))
+    s = summarize(leaf)
+    typer.echo(f"saved {out} (Base64 .crt, {'self-signed' if s.self_signed else 'issued by ' + s.issuer})")
+    typer.echo(f"  SHA-256:  {s.sha256_fingerprint}")
+    typer.echo(f"  subject:  {s.subject}")
+    typer.echo(f"  names:    {', '.join(s.names) or '(none)'}")
+    typer.echo(f"  valid:    {s.not_before} to {s.not_after} ({s.status})")
+    typer.echo("compare the fingerprint with the device's own page before trusting it")
+
+
+def _each(stores: list[TrustStore], action: str, fn: object) -> None:
+    failures = []
+    for st in stores:
+        try:
+            typer.echo(fn(st))  # type: ignore[operator]
+        except LancertError as exc:
+            failures.append(str(exc))
+            typer.echo(f"FAILED {st.description}: {exc}", err=True)
+    if failures:
+        raise LancertError(f"{action} failed in {len(failures)} of {len(stores)} stores: {failures[0]}")
+
+
+@app.command("install")
+def install(
+    file: Annotated[Path, typer.Argument(help="The certificate to trust (PEM, .crt or DER).")],
+    store: StoreOpt,
+    nssdb: NssdbOpt = None,
+    system_root: RootOpt = None,
+) -> None:
+    """Trust a certificate: a device's own one as a trusted peer (NSS P,,), a CA as a root (C,,).
+
+    Every store is checked after the change; a failure is reported, never silent.
+    """
+    cert = read_certificate(file)
+    stores = _stores(store, nssdb, system_root)
+    extra = f" (trust {trust_flags(cert)})" if store is StoreKind.NSS else ""
+    _each(stores, "install", lambda st: (st.install(cert), f"trusted in {st.description}{extra}")[1])
+    typer.echo("restart the browsers that were open so they see the change")
+
+
+@app.command("remove")
+def remove(
+    file: Annotated[Path, typer.Argument(help="The certificate to stop trusting.")],
+    store: StoreOpt,
+    nssdb: NssdbOpt = None,
+    system_root: RootOpt = None,
+) -> None:
+    """Stop trusting a certificate that ``trust install`` added (found by its content, not its name)."""
+    cert = read_certificate(file)
+    stores = _stores(store, nssdb, system_root)
+    _each(stores, "remove",
+          lambda st: f"{'removed from' if st.uninstall(cert) else 'was not in'} {st.description}")
+
+
+@app.command("list")
+def list_(
+    store: StoreOpt,
+    file: Annotated[Path | None, typer.Argument(help="Only say whether this certificate is trusted.")] = None,
+    nssdb: NssdbOpt = None,
+    system_root: RootOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """The certificates lancert installed, per store; with FILE, whether that one is trusted in each.
+
+    With FILE the exit status is 0 only when it is trusted in every store listed.
+    """
+    stores = _stores(store, nssdb, system_root)
+    if file is not None:
+        cert = read_certificate(file)
+        states = [(st.description, st.check(cert)) for st in stores]
+        if as_json:
+            typer.echo(json.dumps([{"store": d, "trusted": t} for d, t in states], indent=2))
+        else:
+            for description, trusted in states:
+                typer.echo(f"{'trusted    ' if trusted else 'not trusted'}  {description}")
+        if not all(t for _, t in states):
+            raise typer.Exit(1)
+        return
+    entries = [e for st in stores for e in st.list()]
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        typer.echo("no lancert certificates in " + ", ".join(st.description for st in stores))
+    for e in entries:
+        typer.echo(f"{e.trust:<6} {e.label}  ({e.store})")
+
+
+@app.command("guide")
+def guide(
+    file: Annotated[Path, typer.Argument(help="The certificate to trust (PEM, .crt or DER).")],
+    os_: Annotated[Platform, typer.Option("--os", help="windows, macos, linux, android or ios.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("-o", "--out-dir", help="Where to write the file (default: beside FILE).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Write the file a platform wants and print the exact steps to trust it there."""
+    cert = read_certificate(file)
+    g = write_guide(cert, file, os_, out_dir)
+    if as_json:
+        typer.echo(json.dumps(g.as_dict(), indent=2))
+        return
+    typer.echo(f"{g.platform.value}: wrote {g.file} ({g.format.value})")
+    for number, step in enumerate(g.steps, 1):
+        typer.echo(f"  {number}. {step}")
+    for warning in g.warnings:
+        typer.echo(f"  warning: {warning}")

@@ -1,0 +1,144 @@
+"""Reaching a live device over TLS without trusting it: the target, the served chain, nothing verified.
+
+``trust fetch`` and ``check`` both need what the device actually sends, before any decision about
+trust, exactly as a browser's certificate viewer shows it. ``--resolve HOST:IP`` connects to IP while
+keeping HOST as the name to check (and as SNI when it is a DNS name), like curl's option.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cryptography import x509
+
+from lancert.errors import LancertError
+
+DEFAULT_TIMEOUT = 10.0
+# A real chain has 2-4 certificates; more is a hostile or broken peer.
+MAX_CHAIN = 16
+
+
+class UnreachableError(LancertError):
+    """Nobody answered at the address (refused, timed out, unresolvable): not a trust verdict."""
+
+    exit_code = 1
+
+
+class HandshakeError(LancertError):
+    """Something answered but no TLS session could be set up (not TLS, no common version or cipher)."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect, and the name the certificate must be valid for."""
+
+    host: str
+    port: int
+    connect_host: str
+
+    @property
+    def sni(self) -> str | None:
+        """TLS forbids IP literals in SNI (RFC 6066 §3), so browsers send none for an IP URL."""
+        return None if _is_ip(self.host) else self.host
+
+    @property
+    def display(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        via = f" via {self.connect_host}" if self.connect_host != self.host else ""
+        return f"{host}:{self.port}{via}"
+
+
+def parse_target(url: str, resolve: str | None = None) -> Target:
+    """``https://host[:port][/path]`` (the scheme may be left out) plus an optional ``HOST:IP`` mapping."""
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port or 443
+    except ValueError as exc:
+        raise LancertError(f"{url}: not a valid URL ({exc})") from None
+    if parts.scheme.lower() != "https":
+        raise LancertError(f"{url}: only https:// URLs carry a certificate")
+    host = (parts.hostname or "").rstrip(".").lower()
+    if not host:
+        raise LancertError(f"{url}: no host in the URL")
+    connect = host
+    if resolve:
+        name, sep, ip = resolve.strip().partition(":")
+        if resolve.startswith("["):
+            name, sep, ip = resolve[1:].partition("]:")
+        name = name.strip("[]").rstrip(".").lower()
+        if not sep or not _is_ip(ip.strip("[]")):
+            raise LancertError(f"--resolve {resolve}: expected HOST:IP, for example printer.lan:192.168.1.25")
+        if name != host:
+            raise LancertError(f"--resolve {resolve}: {name} is not the URL's host ({host})")
+        connect = ip.strip("[]")
+    return Target(host, port, connect)
+
+
+def _context(legacy: bool) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # only the chain is read; trust is decided by the caller
+    if legacy:
+        # Old printers still speak TLS 1.0 with weak ciphers; fetching their certificate must still work.
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def served_chain(
+    target: Target, *, timeout: float = DEFAULT_TIMEOUT, legacy: bool = False
+) -> list[x509.Certificate]:
+    """The certificates the server sends, leaf first, unverified.
+
+    ``legacy`` accepts TLS 1.0/1.1 and weak ciphers (for ``fetch``); without it the handshake is what
+    a current browser would accept, so a server only old clients can reach fails with HandshakeError.
+    """
+    try:
+        raw = socket.create_connection((target.connect_host, target.port), timeout=timeout)
+    except ConnectionRefusedError:
+        raise UnreachableError(f"{target.display}: connection refused (nothing listens there)") from None
+    except TimeoutError:
+        raise UnreachableError(f"{target.display}: no answer within {timeout:g} s") from None
+    except socket.gaierror:
+        raise UnreachableError(f"{target.display}: cannot resolve {target.connect_host}") from None
+    except OSError as exc:
+        raise UnreachableError(f"{target.display}: cannot connect ({exc.strerror or exc})") from None
+    try:
+        with _context(legacy).wrap_socket(raw, server_hostname=target.sni) as tls:
+            items = tls._sslobj.get_unverified_chain() or []  # public in Python 3.13, present since 3.10
+            ders = [i if isinstance(i, bytes) else i.public_bytes(ssl._ssl.ENCODING_DER) for i in items]
+            if not ders:
+                leaf = tls.getpeercert(binary_form=True)
+                ders = [leaf] if leaf else []
+    except ssl.SSLError as exc:
+        raise HandshakeError(f"{target.display}: TLS handshake failed ({exc.reason or exc})") from None
+    except TimeoutError:
+        raise UnreachableError(f"{target.display}: TLS handshake timed out after {timeout:g} s") from None
+    except OSError as exc:
+        raise UnreachableError(f"{target.display}: connection lost during the handshake ({exc})") from None
+    finally:
+        raw.close()
+    if not ders:
+        raise HandshakeError(f"{target.display}: the server sent no certificate")
+    certs = []
+    for der_bytes in ders[:MAX_CHAIN]:
+        try:
+            certs.append(x509.load_der_x509_certificate(der_bytes))
+        except ValueError:
+            raise HandshakeError(f"{target.display}: the server sent an unparsable certificate") from None
+    return certs

@@ -1,0 +1,215 @@
+"""NSS databases, the trust stores of Chrome/Chromium and Firefox on Linux, driven through certutil.
+
+Trust flags were determined with the real browser, not from documentation: headless Chromium
+156.0.8078.79 (Debian bookworm build), a page served on loopback and mapped from 192.168.1.25:
+
+=====================================  =========  =====================================
+certificate                            NSS trust  Chromium result
+=====================================  =========  =====================================
+self-signed end entity (CA:FALSE)      ``P,,``    padlock (page loads)
+self-signed end entity (CA:FALSE)      ``C,,``    ``net::ERR_CERT_INVALID``
+self-signed end entity (CA:FALSE)      ``CT,,``   ``net::ERR_CERT_INVALID``
+self-signed end entity (CA:FALSE)      ``p,,``    ``net::ERR_CERT_AUTHORITY_INVALID``
+root CA (CA:TRUE) above a server leaf  ``C,,``    padlock
+root CA (CA:TRUE) above a server leaf  ``P,,``    ``net::ERR_CERT_AUTHORITY_INVALID``
+=====================================  =========  =====================================
+
+So a device's own certificate must be a trusted *peer* (``P``) and a CA a trusted *CA* (``C``); the
+wrong one fails even though the certificate is in the database. ``tests/trust`` re-checks both with
+Chromium on every run.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from lancert.pki import load_certificates, pem
+from lancert.pki.errors import InvalidPEM
+from lancert.trust.store import LABEL_PREFIX, TrustEntry, TrustStoreError, is_ca, nickname
+
+CERTUTIL = "certutil"
+PEER_TRUST = "P,,"
+CA_TRUST = "C,,"
+CERTUTIL_TIMEOUT = 30
+
+_LIST_LINE = re.compile(r"^(?P<nick>.+?)\s+(?P<trust>[A-Za-z]*,[A-Za-z]*,[A-Za-z]*)\s*$")
+
+
+def trust_flags(cert: x509.Certificate) -> str:
+    """``C,,`` for a CA, ``P,,`` for anything else (see the module docstring for why)."""
+    return CA_TRUST if is_ca(cert) else PEER_TRUST
+
+
+def parse_certutil_list(output: str) -> list[tuple[str, str]]:
+    """``(nickname, trust)`` pairs from ``certutil -L`` (nicknames may contain spaces)."""
+    entries = []
+    for line in output.splitlines():
+        m = _LIST_LINE.match(line.rstrip())
+        if m and not line.startswith("Certificate Nickname"):
+            entries.append((m["nick"].strip(), m["trust"]))
+    return entries
+
+
+def ssl_trust(flags: str) -> str:
+    """The SSL part of an NSS trust string (``"CT,C,"`` → ``"CT"``)."""
+    return flags.split(",", 1)[0]
+
+
+@dataclass
+class NssStore:
+    """One NSS database directory (``cert9.db``); ``create`` makes it when missing (Chrome's default DB)."""
+
+    directory: Path
+    create: bool = False
+    certutil: str = CERTUTIL
+
+    @property
+    def description(self) -> str:
+        return f"NSS database {self.directory}"
+
+    # -- certutil ------------------------------------------------------------------------------------
+    def _run(self, *args: str, stdin: bytes | None = None, ok_codes: tuple[int, ...] = (0,)) -> str:
+        cmd = [self.certutil, *args, "-d", f"sql:{self.directory}"]
+        try:
+            proc = subprocess.run(
+                cmd, input=stdin, capture_output=True, timeout=CERTUTIL_TIMEOUT, check=False
+            )
+        except FileNotFoundError:
+            raise TrustStoreError(
+                f"{self.certutil} not found: install it (Debian/Ubuntu: apt install libnss3-tools; "
+                "Fedora: dnf install nss-tools)"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise TrustStoreError(f"certutil timed out on {self.directory} (a browser locking it?)") from None
+        if proc.returncode not in ok_codes:
+            err = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+            last = err[-1] if err else proc.returncode
+            raise TrustStoreError(f"certutil failed on {self.directory}: {last}")
+        return proc.stdout.decode(errors="replace")
+
+    def exists(self) -> bool:
+        return (self.directory / "cert9.db").is_file()
+
+    def _ensure(self) -> None:
+        if self.exists():
+            return
+        if not self.create:
+            raise TrustStoreError(
+                f"{self.directory} is not an NSS database (no cert9.db); if it is a browser profile, "
+                "start the browser once so it creates it"
+            )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise TrustStoreError(f"{self.directory}: cannot create ({exc.strerror})") from None
+        self._run("-N", "--empty-password")
+
+    def entries(self) -> list[tuple[str, str]]:
+        """Every ``(nickname, trust)`` in the database."""
+        if not self.exists():
+            return []
+        return parse_certutil_list(self._run("-L"))
+
+    def certificates(self, nick: str) -> list[x509.Certificate]:
+        """The certificates stored under ``nick`` (NSS lets several share one nickname)."""
+        out = self._run("-L", "-n", nick, "-a", ok_codes=(0, 255))
+        try:
+            return load_certificates(out.encode()) if "BEGIN CERTIFICATE" in out else []
+        except InvalidPEM:
+            return []
+
+    def find(self, cert: x509.Certificate) -> tuple[str, str] | None:
+        """``(nickname, trust)`` under which ``cert`` itself is stored, or None.
+
+        NSS gives a new certificate the nickname of an existing one with the same subject (a printer
+        that regenerated its certificate keeps its CN), so the expected nickname is tried first and
+        then every entry, comparing the DER.
+        """
+        entries = self.entries()
+        expected = nickname(cert)
+        ordered = sorted(entries, key=lambda e: e[0] != expected)
+        for nick, trust in ordered:
+            if any(c == cert for c in self.certificates(nick)):
+                return nick, trust
+        return None
+
+    # -- the TrustStore interface -----------------------------------------------------------------------
+    def check(self, cert: x509.Certificate) -> bool:
+        found = self.find(cert)
+        return found is not None and trust_flags(cert)[0] in ssl_trust(found[1])
+
+    def install(self, cert: x509.Certificate) -> None:
+        self._ensure()
+        flags = trust_flags(cert)
+        found = self.find(cert)
+        if found is None:
+            self._run("-A", "-n", nickname(cert), "-t", flags, stdin=pem(cert))
+        elif flags[0] not in ssl_trust(found[1]):
+            self._run("-M", "-n", found[0], "-t", flags)
+        if not self.check(cert):
+            raise TrustStoreError(
+                f"{self.description}: certutil reported success but the certificate is not trusted there; "
+                "close the browser using it and retry"
+            )
+
+    def uninstall(self, cert: x509.Certificate) -> bool:
+        found = self.find(cert)
+        if found is None:
+            return False
+        if len(self.certificates(found[0])) > 1:
+            raise TrustStoreError(
+                f"{self.description}: the nickname {found[0]!r} holds several certificates; remove this one "
+                f"by hand (certutil -D -d sql:{self.directory} -n '{found[0]}'), checking which it deletes"
+            )
+        self._run("-D", "-n", found[0])
+        if self.find(cert) is not None:
+            raise TrustStoreError(f"{self.description}: the certificate is still there after certutil -D")
+        return True
+
+    def list(self) -> list[TrustEntry]:
+        result = []
+        for nick, trust in self.entries():
+            if nick.startswith(LABEL_PREFIX + " "):
+                certs = self.certificates(nick)
+                result.append(TrustEntry(self.description, nick, trust, certs[0] if certs else None))
+        return result
+
+    def trusted(self) -> tuple[list[x509.Certificate], list[x509.Certificate]]:
+        """``(anchors, trusted_leaves)``: the certificates with ``C`` and with ``P`` SSL trust."""
+        anchors: list[x509.Certificate] = []
+        leaves: list[x509.Certificate] = []
+        for nick, trust in self.entries():
+            ssl = ssl_trust(trust)
+            if "C" in ssl or "P" in ssl:
+                certs = self.certificates(nick)
+                if "C" in ssl:
+                    anchors.extend(certs)
+                if "P" in ssl:
+                    leaves.extend(certs)
+        return anchors, leaves
+
+
+def nss_databases(home: Path) -> list[NssStore]:
+    """The NSS databases a user's browsers read: Chrome's (created if missing) and every Firefox profile.
+
+    Covers the places mkcert knows: ``~/.pki/nssdb`` (Chrome, Chromium), the snap Chromium profile, and
+    Firefox profiles from the deb, snap and flatpak packages. Only SQL databases (``cert9.db``) count:
+    Firefox has not used the old ``cert8.db`` since version 58.
+    """
+    stores = [NssStore(home / ".pki" / "nssdb", create=True)]
+    snap_chromium = home / "snap" / "chromium" / "current" / ".pki" / "nssdb"
+    if (snap_chromium / "cert9.db").is_file():
+        stores.append(NssStore(snap_chromium))
+    for base in (
+        home / ".mozilla" / "firefox",
+        home / "snap" / "firefox" / "common" / ".mozilla" / "firefox",
+        home / ".var" / "app" / "org.mozilla.firefox" / ".mozilla" / "firefox",
+    ):
+        for db in sorted(base.glob("*/cert9.db")):
+            stores.append(NssStore(db.parent))
+    return stores
