@@ -113,18 +113,26 @@ class CredentialFiles:
     def exists(self) -> bool:
         return self.cert_path.exists() or self.key_path.exists()
 
-    def write(self, credential: Credential) -> None:
-        """Install a new pair; at every instant the pair on disk (after :meth:`recover`) matches."""
+    def write(self, credential: Credential, *, checkpoint: Callable[[str], None] | None = None) -> None:
+        """Install a new pair; at every instant the pair on disk (after :meth:`recover`) matches.
+
+        ``checkpoint`` is called with ``key_staged``, ``cert_staged`` and ``between_renames``: crash tests
+        kill the process there to prove that :meth:`recover` leaves a working pair from each point.
+        """
+        mark = checkpoint or (lambda _point: None)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file in the way, a read-only mount
             raise StorageError(f"{self.directory}: cannot create directory ({exc.strerror})") from None
         write_private_key(self._key_next, credential.key)
+        mark("key_staged")
         write_certificates(self._cert_next, credential.chain)
-        self._commit()
+        mark("cert_staged")
+        self._commit(mark)
 
-    def _commit(self) -> None:
+    def _commit(self, mark: Callable[[str], None] = lambda _point: None) -> None:
         os.replace(self._key_next, self.key_path)
+        mark("between_renames")
         os.replace(self._cert_next, self.cert_path)
         _fsync_dir(self.directory)
 
