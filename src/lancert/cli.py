@@ -41,7 +41,10 @@ def _register() -> None:
     app.add_typer(service_app, name="service")
     app.add_typer(dns_app, name="dns")
 
+    from lancert.box.cli import app as box_app
     from lancert.up.cli import up
+
+    app.add_typer(box_app, name="box")
 
     app.command("up")(up)
 

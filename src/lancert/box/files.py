@@ -1,0 +1,98 @@
+"""What a box keeps in its state directory, besides the certificate pair of ``lancert.storage``.
+
+``settings.json`` (mode 0600: it holds the enterprise code) is what the user configured; ``state.json``
+is what the box learned (DESIGN.md, "Files on a device"). Both are written atomically, so a crash leaves
+the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lancert.storage import KEY_MODE, read_json, write_json
+
+SETTINGS_FILE = "settings.json"
+STATE_FILE = "state.json"
+LOG_FILE = "box.log"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Field limits: what a settings form or a hand-edited file may hold, so hostile input stays small.
+MAX_FIELD = 256
+
+
+@dataclass
+class BoxSettings:
+    """What the user configures: the service, the credential, the log level."""
+
+    server_url: str = ""
+    db_uuid: str = ""
+    enterprise_code: str = ""
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> BoxSettings:
+        data = read_json(state_dir / SETTINGS_FILE, {})
+        if not isinstance(data, dict):
+            data = {}
+        known = {f.name for f in fields(cls)}
+        values = {k: str(v)[:MAX_FIELD] for k, v in data.items() if k in known and isinstance(v, str)}
+        settings = cls(**values)
+        if settings.log_level not in LOG_LEVELS:
+            settings.log_level = "INFO"
+        return settings
+
+    def save(self, state_dir: Path) -> None:
+        write_json(state_dir / SETTINGS_FILE, asdict(self), mode=KEY_MODE)
+
+    @property
+    def has_credential(self) -> bool:
+        return bool(self.db_uuid.strip() and self.enterprise_code.strip())
+
+
+@dataclass
+class BoxState:
+    """What the box learned: its identity, names, certificate validity and the last check's outcome."""
+
+    box_id: str = ""
+    lan_ip: str = ""
+    box_label: str = ""
+    zone: str = ""
+    hostname: str = ""
+    https_url: str = ""
+    http_port: int = 0
+    https_port: int = 0
+    fingerprint: str = ""
+    not_before: str = ""
+    not_after: str = ""
+    renew_after: str = ""
+    last_check: str = ""
+    last_check_reason: str = ""
+    last_renewal: str = ""
+    status: str = ""  # "OK" when serving a valid certificate, else the first problem's code
+    serving: bool = False
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # newest first, bounded
+    dns: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> BoxState:
+        data = read_json(state_dir / STATE_FILE, {})
+        if not isinstance(data, dict):
+            data = {}
+        state = cls()
+        for f in fields(cls):
+            value = data.get(f.name)
+            if value is not None and isinstance(value, type(getattr(state, f.name))):
+                setattr(state, f.name, value)
+        if not state.box_id:
+            # Stable for the box's life: the service ties the box's subdomain to it.
+            state.box_id = secrets.token_hex(8)
+        return state
+
+    def save(self, state_dir: Path) -> None:
+        write_json(state_dir / STATE_FILE, asdict(self))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

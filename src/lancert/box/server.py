@@ -1,0 +1,165 @@
+"""The running box: plain HTTP at once, HTTPS from the first certificate on, and the check timer.
+
+HTTPS uses one ``ssl.SSLContext`` for the box's whole life. A renewal calls ``load_cert_chain`` on that
+same context: OpenSSL copies the certificate into each connection when it starts, so new handshakes get
+the new certificate while open connections keep theirs. No restart, no dropped connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import logging.handlers
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from lancert.box.agent import CertificateKeeper, parse_time
+from lancert.box.diagnose import Address
+from lancert.box.files import LOG_FILE, BoxSettings
+from lancert.box.web import create_app
+from lancert.pki import utcnow
+from lancert.storage import Credential
+
+log = logging.getLogger("lancert.box")
+
+# Keep-alive as long as nginx's default (75 s), so clients hold connections across a renewal.
+KEEP_ALIVE_SECONDS = 75
+LOG_MAX_BYTES = 1024 * 1024
+
+
+class _Redact(logging.Filter):
+    """Belt and braces: the enterprise code never reaches the log even if a message quoted it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        super().__init__()
+        self.state_dir = state_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        code = BoxSettings.load(self.state_dir).enterprise_code
+        if code and len(code) >= 4:
+            message = record.getMessage()
+            if code in message:
+                record.msg, record.args = message.replace(code, "********"), None
+        return True
+
+
+def configure_logging(state_dir: Path) -> None:
+    logger = logging.getLogger("lancert")
+    logger.setLevel(BoxSettings.load(state_dir).log_level)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = logging.handlers.RotatingFileHandler(state_dir / LOG_FILE, maxBytes=LOG_MAX_BYTES,
+                                                        backupCount=1)
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    for handler in (file_handler, stderr_handler):
+        handler.setFormatter(formatter)
+        handler.addFilter(_Redact(state_dir))
+        logger.addHandler(handler)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the box (two servers share one process)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def new_tls_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+class BoxServer:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 0,
+        https_port: int = 0,
+        lan_ip: str,
+        check_interval: float = 300.0,
+        resolver: Address | None = None,
+        zone_server: Address | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.host = host
+        self.http_port, self.https_port = http_port, https_port
+        self.check_interval = check_interval
+        self.keeper = CertificateKeeper(state_dir, lan_ip=lan_ip, on_certificate=self._install)
+        self.app = create_app(self.keeper, resolver=resolver, zone_server=zone_server)
+        self.tls = new_tls_context()
+        self._https_socket: socket.socket | None = None
+        self._https: _Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _config(self, tls: bool) -> uvicorn.Config:
+        return uvicorn.Config(
+            self.app, lifespan="off", log_config=None, access_log=False, server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS, http="h11", loop="asyncio",
+            ssl_context_factory=(lambda _config, _default: self.tls) if tls else None,
+        )
+
+    def _install(self, credential: Credential) -> None:
+        """Serve ``credential`` for every handshake from now on (see the module docstring)."""
+        self.tls.load_cert_chain(self.keeper.files.cert_path, self.keeper.files.key_path)
+        if self._https is None and self._https_socket is not None:
+            self._https = _Server(self._config(tls=True))
+            self._tasks.append(asyncio.get_running_loop().create_task(
+                self._https.serve(sockets=[self._https_socket])))
+            log.info("serving HTTPS on %s:%d", self.host, self.keeper.state.https_port)
+
+    async def _timer(self) -> None:
+        """Check every ``check_interval`` seconds, and exactly when the service said to renew."""
+        while True:
+            delay = self.check_interval
+            renew_after = parse_time(self.keeper.state.renew_after)
+            if renew_after is not None:
+                delay = min(delay, max(0.5, (renew_after - utcnow()).total_seconds() + 0.1))
+            await asyncio.sleep(delay)
+            try:
+                await self.keeper.check("timer")
+            except Exception:
+                log.exception("check failed unexpectedly")
+
+    async def run(self) -> None:
+        self.keeper.recover()
+        http_socket = _listen(self.host, self.http_port)
+        self._https_socket = _listen(self.host, self.https_port)
+        self.keeper.set_ports(http_socket.getsockname()[1], self._https_socket.getsockname()[1])
+        http = _Server(self._config(tls=False))
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        self._tasks.append(loop.create_task(http.serve(sockets=[http_socket])))
+        await self.keeper.check("start")
+        state = self.keeper.state
+        print(f"lancert box: http://{self.host}:{state.http_port}/ https://{self.host}:{state.https_port}/ "
+              f"status {state.status}", flush=True)
+        timer = loop.create_task(self._timer())
+        await stop.wait()
+        log.info("stopping")
+        http.should_exit = True
+        if self._https is not None:
+            self._https.should_exit = True
+        timer.cancel()
+        await asyncio.gather(timer, *self._tasks, return_exceptions=True)

@@ -1,0 +1,177 @@
+"""The box's homepage: status, address, settings and log, server-rendered for a phone.
+
+Each load of the homepage runs a check, so reloading the page is how a user retries after fixing a
+cause. The same app serves plain HTTP (before the first certificate, the only way to reach the box) and
+HTTPS; once the box has a valid certificate, plain HTTP only redirects to the HTTPS address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Route
+
+from lancert.box.agent import CertificateKeeper
+from lancert.box.diagnose import Address, diagnose
+from lancert.box.files import LOG_FILE, LOG_LEVELS, MAX_FIELD, BoxSettings
+
+log = logging.getLogger("lancert.box")
+
+MAX_FORM_BYTES = 8 * 1024
+_templates = Environment(loader=PackageLoader("lancert.box", "templates"), autoescape=select_autoescape())
+# The page holds a form: never cache it, never frame it (clickjacking on the settings).
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _refuse(status: int, message: str) -> Response:
+    return PlainTextResponse(message + "\n", status_code=status)
+
+
+def _same_origin(request: Request) -> bool:
+    """Whether a POST comes from a page of this box (Origin, or Referer when a browser omits Origin).
+
+    A LAN box has no sessions to hang a CSRF token on; browsers send Origin on every cross-site POST, so
+    refusing a foreign or missing origin stops another site from changing the settings through the
+    user's browser.
+    """
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        referer = request.headers.get("referer")
+        if not referer:
+            return False
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}"
+    host = request.headers.get("host", "")
+    return bool(host) and origin.lower() == f"{request.url.scheme}://{host}".lower()
+
+
+def create_app(
+    keeper: CertificateKeeper,
+    *,
+    resolver: Address | None = None,
+    zone_server: Address | None = None,
+) -> Starlette:
+    state_dir: Path = keeper.state_dir
+
+    def render(request: Request) -> HTMLResponse:
+        html = _templates.get_template("home.html").render(
+            state=keeper.state, problems=keeper.state.problems, settings=BoxSettings.load(state_dir),
+            log_levels=LOG_LEVELS,
+        )
+        return HTMLResponse(html, headers=_PAGE_HEADERS)
+
+    async def homepage(request: Request) -> Response:
+        await keeper.check("homepage")
+        return render(request)
+
+    async def save_settings(request: Request) -> Response:
+        if not _same_origin(request):
+            return _refuse(403, "refused: the form must be sent from this box's own page")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return PlainTextResponse("form too large\n", status_code=413)
+        try:
+            form = parse_qs(body.decode(), max_num_fields=10, strict_parsing=False)
+        except (UnicodeDecodeError, ValueError):
+            return PlainTextResponse("malformed form\n", status_code=400)
+
+        def field(name: str) -> str | None:
+            values = form.get(name)
+            return values[0].strip() if values else None
+
+        settings = BoxSettings.load(state_dir)
+        server_url, db_uuid, code, level = (field(n) for n in
+                                            ("server_url", "db_uuid", "enterprise_code", "log_level"))
+        for value in (server_url, db_uuid, code):
+            if value is not None and (len(value) > MAX_FIELD or any(ord(c) < 32 for c in value)):
+                return PlainTextResponse("a field is too long or holds control characters\n", status_code=400)
+        if server_url is not None:
+            if server_url and (urlsplit(server_url).scheme not in ("http", "https")
+                               or not urlsplit(server_url).hostname):
+                return _refuse(400, "the service URL must be an http:// or https:// URL")
+            settings.server_url = server_url
+        if db_uuid is not None:
+            settings.db_uuid = db_uuid
+        if code:  # an empty password field keeps the stored code: the page never shows it back
+            settings.enterprise_code = code
+        if level is not None:
+            if level not in LOG_LEVELS:
+                return PlainTextResponse("unknown log level\n", status_code=400)
+            settings.log_level = level
+        settings.save(state_dir)
+        log.info("settings changed from the homepage (service %s, database %s, log level %s)",
+                 settings.server_url or "-", settings.db_uuid or "-", settings.log_level)
+        await keeper.check("settings saved")
+        return RedirectResponse("/", status_code=303)
+
+    async def download_log(request: Request) -> Response:
+        for handler in logging.getLogger("lancert").handlers:
+            handler.flush()
+        path = state_dir / LOG_FILE
+        if not path.exists():
+            return PlainTextResponse("", headers={"Content-Disposition": 'attachment; filename="box.log"'})
+        return FileResponse(path, media_type="text/plain; charset=utf-8", filename="box.log",
+                            headers={"Cache-Control": "no-store"})
+
+    async def run_diagnosis(request: Request) -> Response:
+        state = keeper.state
+        if not state.hostname:
+            return RedirectResponse("/", status_code=303)
+        result = await asyncio.to_thread(diagnose, state.hostname, state.lan_ip, state.zone,
+                                         resolver=resolver, zone_server=zone_server)
+        state.dns = {**result.as_dict(), "time": datetime.now(UTC).isoformat(timespec="seconds")}
+        state.save(state_dir)
+        log.info("DNS diagnosis: %s: %s", result.verdict, result.message)
+        return RedirectResponse("/#dns", status_code=303)
+
+    async def status_json(request: Request) -> Response:
+        return JSONResponse(keeper.state.as_dict(), headers={"Cache-Control": "no-store"})
+
+    app = Starlette(routes=[
+        Route("/", homepage, methods=["GET"]),
+        Route("/settings", save_settings, methods=["POST"]),
+        Route("/log", download_log, methods=["GET"]),
+        Route("/diagnose", run_diagnosis, methods=["GET"]),
+        Route("/status.json", status_json, methods=["GET"]),
+    ])
+
+    async def plain_http_redirects(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Plain HTTP is for a box without a certificate; once HTTPS works, send the browser there."""
+        state = keeper.state
+        if (request.url.scheme == "http" and request.method in ("GET", "HEAD")
+                and state.status == "OK" and state.https_url):
+            target = state.https_url.rstrip("/") + request.url.path
+            if request.url.query:
+                target += "?" + request.url.query
+            return RedirectResponse(target, status_code=302)
+        return await call_next(request)
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=plain_http_redirects)
+    return app
