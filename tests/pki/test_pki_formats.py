@@ -1,0 +1,160 @@
+"""Every export format, read back by an independent tool (openssl, plistlib), and loading from any of them."""
+
+from __future__ import annotations
+
+import base64
+import plistlib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+from pki_test_helpers import openssl
+
+from lancert.errors import LancertError
+from lancert.pki import (
+    InvalidPEM,
+    SubjectNames,
+    export_certificate,
+    fingerprint_sha256,
+    generate_private_key,
+    load_certificates,
+    pem,
+    read_certificate,
+    read_certificates,
+    self_signed_certificate,
+)
+
+
+@pytest.fixture(scope="module")
+def device() -> tuple[x509.Certificate, object]:
+    key = generate_private_key()
+    cert = self_signed_certificate(
+        key, SubjectNames.parse(ips=["192.168.1.25"]), validity=timedelta(days=365)
+    )
+    return cert, key
+
+
+def test_crt_is_pem_with_crlf_line_ends_that_openssl_reads(device) -> None:
+    cert, _ = device
+    data = export_certificate(cert, "crt")
+    assert data.startswith(b"-----BEGIN CERTIFICATE-----\r\n")
+    assert data.endswith(b"-----END CERTIFICATE-----\r\n")
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    result = openssl("x509", "-inform", "PEM", "-noout", "-fingerprint", "-sha256", stdin=data)
+    assert result.returncode == 0, result.stderr
+    assert f"sha256 Fingerprint={fingerprint_sha256(cert)}".encode() in result.stdout
+    assert load_certificates(data) == [cert]
+
+
+def test_pem_and_der_are_read_back_by_openssl(device) -> None:
+    cert, _ = device
+    for fmt, inform in (("pem", "PEM"), ("der", "DER")):
+        data = export_certificate(cert, fmt)
+        result = openssl("x509", "-inform", inform, "-noout", "-text", stdin=data)
+        assert result.returncode == 0, result.stderr
+        assert b"IP Address:192.168.1.25" in result.stdout
+        assert b"CA:FALSE" in result.stdout
+        assert load_certificates(data) == [cert]
+    assert export_certificate(cert, "der") == cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_p12_with_key_opens_with_the_password_in_openssl_and_not_without(device, tmp_path: Path) -> None:
+    cert, key = device
+    data = export_certificate(cert, "p12", password="s3cret pw", key=key)
+    path = tmp_path / "d.p12"
+    path.write_bytes(data)
+    ok = openssl("pkcs12", "-in", str(path), "-passin", "pass:s3cret pw", "-info", "-nodes")
+    assert ok.returncode == 0, ok.stderr
+    assert b"AES-256-CBC" in ok.stderr and b"MAC: sha256" in ok.stderr
+    assert b"BEGIN CERTIFICATE" in ok.stdout and b"BEGIN PRIVATE KEY" in ok.stdout
+    wrong = openssl("pkcs12", "-in", str(path), "-passin", "pass:wrong", "-info", "-nodes")
+    assert wrong.returncode != 0
+    assert b"BEGIN PRIVATE KEY" not in wrong.stdout
+    loaded_key, loaded_cert, extra = pkcs12.load_key_and_certificates(data, b"s3cret pw")
+    assert loaded_cert == cert and extra == []
+    assert loaded_key.private_numbers() == key.private_numbers()
+
+
+def test_p12_carries_the_chain_and_refuses_a_foreign_key_or_no_password(device) -> None:
+    cert, key = device
+    other = self_signed_certificate(
+        generate_private_key(), SubjectNames.parse(dns=["ca.example"]), validity=timedelta(days=1)
+    )
+    _, _, extra = pkcs12.load_key_and_certificates(
+        export_certificate(cert, "p12", password="pw", key=key, chain=[other]), b"pw"
+    )
+    assert extra == [other]
+    with pytest.raises(LancertError, match="does not belong"):
+        export_certificate(cert, "p12", password="pw", key=generate_private_key())
+    with pytest.raises(LancertError, match="password"):
+        export_certificate(cert, "p12", password="")
+
+
+def test_mobileconfig_is_a_plist_installing_the_certificate_as_a_root(device) -> None:
+    cert, _ = device
+    data = export_certificate(cert, "mobileconfig")
+    profile = plistlib.loads(data)
+    assert profile["PayloadType"] == "Configuration"
+    assert profile["PayloadVersion"] == 1
+    (payload,) = profile["PayloadContent"]
+    assert payload["PayloadType"] == "com.apple.security.root"
+    assert payload["PayloadContent"] == cert.public_bytes(serialization.Encoding.DER)
+    assert payload["PayloadUUID"] != profile["PayloadUUID"]
+    # Stable identifiers: re-exporting replaces the earlier install on the phone instead of stacking.
+    assert plistlib.loads(export_certificate(cert, "mobileconfig")) == profile
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"this is not a certificate", "garbage or truncated"),
+        (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "holds no certificate"),
+        (b"\x00\x01\x02\xff" * 10, "garbage or truncated"),
+    ],
+)
+def test_garbage_is_invalid_pem(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidPEM, match=message):
+        load_certificates(data)
+
+
+def test_truncated_pem_and_der_are_invalid(device) -> None:
+    cert, _ = device
+    text = pem(cert)
+    with pytest.raises(InvalidPEM):
+        load_certificates(text[: len(text) // 2])
+    cut_body = text.replace(text.splitlines()[3] + b"\n", b"")  # a whole base64 line missing
+    with pytest.raises(InvalidPEM):
+        load_certificates(cut_body)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    with pytest.raises(InvalidPEM):
+        load_certificates(der[:-10])
+
+
+def test_bare_base64_body_and_bundles_load(device) -> None:
+    cert, _ = device
+    body = base64.b64encode(cert.public_bytes(serialization.Encoding.DER))
+    assert load_certificates(body) == [cert]
+    other = self_signed_certificate(
+        generate_private_key(), SubjectNames.parse(dns=["b.example"]), validity=timedelta(days=1)
+    )
+    assert load_certificates(pem([cert, other])) == [cert, other]
+
+
+def test_read_certificate_errors_are_one_line_and_name_the_file(tmp_path: Path, device) -> None:
+    cert, _ = device
+    with pytest.raises(LancertError, match="no such file"):
+        read_certificate(tmp_path / "missing.pem")
+    with pytest.raises(LancertError, match="is a directory"):
+        read_certificate(tmp_path)
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(InvalidPEM, match=r"bad\.pem: not a valid certificate"):
+        read_certificates(bad)
+    good = tmp_path / "good.crt"
+    good.write_bytes(export_certificate(cert, "crt"))
+    assert read_certificate(good) == cert

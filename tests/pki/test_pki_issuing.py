@@ -1,0 +1,252 @@
+"""What the core signs: self-signed device certificates, CA hierarchy, TLS profiles, serials, lifetimes."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pki_test_helpers import ZONE, extension, openssl, write_pem
+
+from lancert.pki import (
+    TLS_CLIENT,
+    TLS_SERVER,
+    ChainError,
+    InvalidName,
+    PKIError,
+    SubjectNames,
+    generate_private_key,
+    self_signed_certificate,
+    utcnow,
+    verify_client_chain,
+    verify_server_chain,
+)
+
+PRINTER = SubjectNames.parse(dns=["printer.local"], ips=["192.168.1.25"])
+
+
+def test_self_signed_device_certificate_fields(ec_key) -> None:
+    cert = self_signed_certificate(ec_key, PRINTER, common_name="192.168.1.25", validity=timedelta(days=365))
+    assert cert.subject == cert.issuer
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "192.168.1.25"
+    san = extension(cert, x509.SubjectAlternativeName)
+    assert not san.critical
+    assert san.value.get_values_for_type(x509.DNSName) == ["printer.local"]
+    assert san.value.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.168.1.25")]
+    bc = extension(cert, x509.BasicConstraints)
+    assert bc.critical and bc.value.ca is False
+    ku = extension(cert, x509.KeyUsage)
+    assert ku.critical and ku.value.digital_signature
+    assert not ku.value.key_encipherment and not ku.value.key_cert_sign
+    assert list(extension(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    ski = extension(cert, x509.SubjectKeyIdentifier).value
+    assert extension(cert, x509.AuthorityKeyIdentifier).value.key_identifier == ski.digest
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=365)
+    assert cert.version is x509.Version.v3
+    # It is its own trust anchor: the RFC 5280 verifier (and so `lancert check`) accepts it for its IP.
+    assert verify_server_chain(cert, anchors=[cert], host="192.168.1.25") == [cert]
+    assert verify_server_chain(cert, anchors=[cert], host="printer.local") == [cert]
+    with pytest.raises(ChainError):
+        verify_server_chain(cert, anchors=[cert], host="192.168.1.26")
+
+
+def test_self_signed_rsa_certificate_adds_key_encipherment(rsa_key) -> None:
+    cert = self_signed_certificate(rsa_key, PRINTER, validity=timedelta(days=30))
+    ku = extension(cert, x509.KeyUsage).value
+    assert ku.digital_signature and ku.key_encipherment
+
+
+def test_serials_are_positive_random_and_over_64_bits(ec_key) -> None:
+    serials = {
+        self_signed_certificate(ec_key, PRINTER, validity=timedelta(days=1)).serial_number for _ in range(40)
+    }
+    assert len(serials) == 40
+    assert all(s > 0 for s in serials)
+    # 159 random bits: a few may have leading zero bits, but none fits in 64 bits by any chance.
+    assert min(s.bit_length() for s in serials) > 64
+    assert max(s.bit_length() for s in serials) <= 159  # DER encodes it in at most 20 octets
+
+
+def test_long_first_name_is_not_truncated_into_the_common_name(ec_key) -> None:
+    long_name = "a" * 63 + "." + "b" * 20 + ".example"
+    cert = self_signed_certificate(ec_key, SubjectNames.parse(dns=[long_name]), validity=timedelta(days=1))
+    assert len(cert.subject) == 0
+    assert extension(cert, x509.SubjectAlternativeName).critical  # RFC 5280 4.2.1.6: empty subject
+
+
+def test_certificate_without_subject_and_names_is_refused(intermediate_ca) -> None:
+    with pytest.raises(InvalidName):
+        intermediate_ca.issue(generate_private_key().public_key(), TLS_CLIENT, validity=timedelta(days=1))
+
+
+def test_validity_over_the_profile_maximum_is_refused(ec_key) -> None:
+    with pytest.raises(PKIError, match="exceeds"):
+        self_signed_certificate(ec_key, PRINTER, validity=timedelta(days=3654))
+
+
+def test_root_and_intermediate_ca_fields(root_ca, intermediate_ca) -> None:
+    root, inter = root_ca.certificate, intermediate_ca.certificate
+    assert root.subject == root.issuer and inter.issuer == root.subject
+    for cert, pathlen in ((root, None), (inter, 0)):
+        bc = extension(cert, x509.BasicConstraints)
+        assert bc.critical and bc.value.ca is True and bc.value.path_length == pathlen
+        ku = extension(cert, x509.KeyUsage).value
+        assert ku.key_cert_sign and ku.crl_sign and not ku.key_encipherment
+    nc = extension(root, x509.NameConstraints)
+    assert nc.critical
+    assert nc.value.permitted_subtrees == [x509.DNSName(ZONE)]
+    assert {str(n.value) for n in nc.value.excluded_subtrees} == {"0.0.0.0/0", "::/0"}
+    root_ski = extension(root, x509.SubjectKeyIdentifier).value.digest
+    assert extension(inter, x509.AuthorityKeyIdentifier).value.key_identifier == root_ski
+    assert inter.not_valid_after_utc <= root.not_valid_after_utc
+    assert intermediate_ca.chain == (inter, root)
+
+
+def test_leaf_lifetime_is_clamped_to_the_issuer(root_ca) -> None:
+    short = root_ca.create_intermediate("Short", validity=timedelta(days=10))
+    leaf = short.issue(
+        generate_private_key().public_key(),
+        TLS_SERVER,
+        names=SubjectNames.parse(dns=[f"a.{ZONE}"]),
+        validity=timedelta(days=398),
+    )
+    assert leaf.not_valid_after_utc == short.certificate.not_valid_after_utc
+
+
+def test_tls_server_leaf_profile(intermediate_ca, rsa_key) -> None:
+    names = SubjectNames.parse(dns=[f"*.box1.{ZONE}"])
+    leaf = intermediate_ca.issue(rsa_key.public_key(), TLS_SERVER, names=names, validity=timedelta(days=90))
+    assert extension(leaf, x509.BasicConstraints).value.ca is False
+    ku = extension(leaf, x509.KeyUsage).value
+    assert ku.digital_signature and ku.key_encipherment and not ku.key_cert_sign
+    assert list(extension(leaf, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    assert extension(leaf, x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [
+        f"*.box1.{ZONE}"
+    ]
+    inter_ski = extension(intermediate_ca.certificate, x509.SubjectKeyIdentifier).value.digest
+    assert extension(leaf, x509.AuthorityKeyIdentifier).value.key_identifier == inter_ski
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=90)
+    assert leaf.not_valid_before_utc <= utcnow()
+
+
+def test_tls_server_leaf_without_names_is_refused(intermediate_ca) -> None:
+    with pytest.raises(InvalidName, match="tls-server"):
+        intermediate_ca.issue(
+            generate_private_key().public_key(), TLS_SERVER, common_name="x", validity=timedelta(days=1)
+        )
+
+
+def test_tls_client_leaf_profile_verifies_as_client_and_not_as_server(root_ca, intermediate_ca) -> None:
+    leaf = intermediate_ca.issue(
+        generate_private_key().public_key(),
+        TLS_CLIENT,
+        common_name="pos-1",
+        names=SubjectNames.parse(dns=[f"pos-1.{ZONE}"]),
+        validity=timedelta(days=365),
+    )
+    assert list(extension(leaf, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    ku = extension(leaf, x509.KeyUsage).value
+    assert ku.digital_signature and not ku.key_encipherment
+    chain = verify_client_chain(
+        leaf, anchors=[root_ca.certificate], intermediates=[intermediate_ca.certificate]
+    )
+    assert chain[0] == leaf and chain[-1] == root_ca.certificate
+    with pytest.raises(ChainError):
+        verify_server_chain(
+            leaf,
+            anchors=[root_ca.certificate],
+            host=f"pos-1.{ZONE}",
+            intermediates=[intermediate_ca.certificate],
+        )
+
+
+def test_leaf_inside_the_zone_verifies_and_openssl_agrees(root_ca, intermediate_ca, tmp_path: Path) -> None:
+    leaf = intermediate_ca.issue(
+        generate_private_key().public_key(),
+        TLS_SERVER,
+        names=SubjectNames.parse(dns=[f"*.box1.{ZONE}"]),
+        validity=timedelta(days=90),
+    )
+    path = verify_server_chain(
+        leaf,
+        anchors=[root_ca.certificate],
+        host=f"192-168-1-25.box1.{ZONE}",
+        intermediates=[intermediate_ca.certificate],
+    )
+    assert path == [leaf, intermediate_ca.certificate, root_ca.certificate]
+    result = openssl(
+        "verify",
+        "-CAfile",
+        str(write_pem(tmp_path / "root.pem", root_ca.certificate)),
+        "-untrusted",
+        str(write_pem(tmp_path / "inter.pem", intermediate_ca.certificate)),
+        "-purpose",
+        "sslserver",
+        str(write_pem(tmp_path / "leaf.pem", leaf)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith(b": OK")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        SubjectNames.parse(dns=["shop.example.com"]),
+        SubjectNames.parse(dns=[f"a.{ZONE}"], ips=["192.168.1.25"]),
+    ],
+    ids=["dns-outside-zone", "ip-address"],
+)
+def test_leaf_outside_the_zone_fails_and_openssl_agrees(
+    root_ca, intermediate_ca, tmp_path: Path, names
+) -> None:
+    # The core signs what it is asked; the root's name constraints are what make it harmless to trust.
+    leaf = intermediate_ca.issue(
+        generate_private_key().public_key(), TLS_SERVER, names=names, validity=timedelta(days=90)
+    )
+    with pytest.raises(ChainError, match=r"name constraint|excluded"):
+        verify_server_chain(
+            leaf,
+            anchors=[root_ca.certificate],
+            host=names.as_strings()[0],
+            intermediates=[intermediate_ca.certificate],
+        )
+    result = openssl(
+        "verify",
+        "-CAfile",
+        str(write_pem(tmp_path / "root.pem", root_ca.certificate)),
+        "-untrusted",
+        str(write_pem(tmp_path / "inter.pem", intermediate_ca.certificate)),
+        str(write_pem(tmp_path / "leaf.pem", leaf)),
+    )
+    assert result.returncode != 0
+    # "permitted subtree violation" for the DNS name, "excluded subtree violation" for the IP address
+    assert b"subtree violation" in result.stderr, result.stderr
+
+
+def test_expired_leaf_fails_verification_at_a_later_time(root_ca, intermediate_ca) -> None:
+    leaf = intermediate_ca.issue(
+        generate_private_key().public_key(),
+        TLS_SERVER,
+        names=SubjectNames.parse(dns=[f"a.{ZONE}"]),
+        validity=timedelta(days=1),
+    )
+    with pytest.raises(ChainError, match="not valid at validation time"):
+        verify_server_chain(
+            leaf,
+            anchors=[root_ca.certificate],
+            host=f"a.{ZONE}",
+            intermediates=[intermediate_ca.certificate],
+            at=utcnow() + timedelta(days=2),
+        )
+
+
+def test_verify_refuses_no_anchors_and_bad_host(intermediate_ca, root_ca) -> None:
+    with pytest.raises(ChainError, match="no trust anchors"):
+        verify_server_chain(root_ca.certificate, anchors=[], host="a.example")
+    with pytest.raises(ChainError, match="no trust anchors"):
+        verify_client_chain(root_ca.certificate, anchors=[])
+    with pytest.raises(ChainError, match="neither"):
+        verify_server_chain(root_ca.certificate, anchors=[root_ca.certificate], host="a b")

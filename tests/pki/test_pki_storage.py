@@ -1,0 +1,198 @@
+"""lancert.storage: atomic writes with the final mode from creation; key/cert pairs that survive crashes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from lancert.pki import SubjectNames, generate_private_key, pem, private_key_pem, self_signed_certificate
+from lancert.pki.keys import public_key_matches
+from lancert.storage import (
+    KEY_MODE,
+    Credential,
+    CredentialFiles,
+    StorageError,
+    atomic_write,
+    read_json,
+    write_json,
+    write_private_key,
+)
+
+
+def _credential(ip: str) -> Credential:
+    key = generate_private_key()
+    cert = self_signed_certificate(key, SubjectNames.parse(ips=[ip]), validity=timedelta(days=30))
+    return Credential((cert,), key)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_atomic_write_sets_mode_and_replaces_content(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "cert.pem"
+    atomic_write(target, b"one")
+    assert target.read_bytes() == b"one" and _mode(target) == 0o644
+    atomic_write(target, b"two", mode=0o600)
+    assert target.read_bytes() == b"two" and _mode(target) == 0o600
+    assert [p.name for p in target.parent.iterdir()] == ["cert.pem"]  # no temporary file left
+
+
+def test_key_file_is_0600_from_its_creation_even_with_a_permissive_umask(tmp_path: Path, monkeypatch) -> None:
+    # At the moment the key bytes are flushed to disk (fsync of the temporary file), the file that holds
+    # them must already be 0600; mkstemp's 0600 plus fchmod before writing guarantee it.
+    seen: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def spy_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            seen.append((stat.S_IMODE(st.st_mode), st.st_size))
+        real_fsync(fd)
+
+    old_umask = os.umask(0)
+    try:
+        monkeypatch.setattr(os, "fsync", spy_fsync)
+        write_private_key(tmp_path / "key.pem", generate_private_key())
+    finally:
+        os.umask(old_umask)
+    assert _mode(tmp_path / "key.pem") == KEY_MODE
+    assert seen and all(mode == KEY_MODE and size > 0 for mode, size in seen)
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "cert.pem"
+    atomic_write(target, b"old")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(StorageError, match="Input/output error"):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["cert.pem"]
+
+
+def test_write_into_a_file_path_is_a_storage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"x")
+    with pytest.raises(StorageError, match="cannot write"):
+        atomic_write(blocker / "cert.pem", b"data")
+
+
+def test_json_round_trip_and_default_for_missing_or_bad(tmp_path: Path) -> None:
+    write_json(tmp_path / "state.json", {"b": 1, "a": [1, 2]})
+    assert read_json(tmp_path / "state.json") == {"a": [1, 2], "b": 1}
+    assert read_json(tmp_path / "missing.json", {}) == {}
+    (tmp_path / "bad.json").write_text("{")
+    assert read_json(tmp_path / "bad.json", "default") == "default"
+
+
+def test_credential_files_write_read_and_modes(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path / "state")
+    assert not files.exists()
+    cred = _credential("10.0.0.1")
+    files.write(cred)
+    back = files.read()
+    assert back.certificate == cred.certificate
+    assert public_key_matches(back.key, cred.certificate.public_key())
+    assert _mode(files.key_path) == 0o600 and _mode(files.cert_path) == 0o644
+    assert sorted(p.name for p in files.directory.iterdir()) == ["cert.pem", "key.pem"]
+
+
+def test_read_refuses_a_mismatched_pair(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path)
+    files.write(_credential("10.0.0.1"))
+    files.key_path.write_bytes(private_key_pem(generate_private_key()))
+    with pytest.raises(StorageError, match="does not belong"):
+        files.read()
+
+
+# The crash points of CredentialFiles.write, in order: what is on disk when the power goes.
+def _stage(files: CredentialFiles, old: Credential, new: Credential, point: str) -> None:
+    files.write(old)
+    key_new, cert_new = Path(str(files.key_path) + ".new"), Path(str(files.cert_path) + ".new")
+    tmp = files.directory / f".{key_new.name}.abc123.tmp"
+    if point == "writing-key-tmp":
+        tmp.write_bytes(private_key_pem(new.key)[:40])  # half a temporary key file
+    elif point == "key-staged":
+        key_new.write_bytes(private_key_pem(new.key))
+    elif point == "key-staged-cert-tmp":
+        key_new.write_bytes(private_key_pem(new.key))
+        (files.directory / f".{cert_new.name}.abc123.tmp").write_bytes(pem(new.chain)[:50])
+    elif point == "both-staged":
+        key_new.write_bytes(private_key_pem(new.key))
+        cert_new.write_bytes(pem(new.chain))
+    elif point == "key-renamed":
+        files.key_path.write_bytes(private_key_pem(new.key))
+        cert_new.write_bytes(pem(new.chain))
+    elif point == "both-renamed":
+        files.key_path.write_bytes(private_key_pem(new.key))
+        files.cert_path.write_bytes(pem(new.chain))
+    else:
+        raise AssertionError(point)
+
+
+@pytest.mark.parametrize(
+    ("point", "expect"),
+    [
+        ("writing-key-tmp", "old"),
+        ("key-staged", "old"),
+        ("key-staged-cert-tmp", "old"),
+        ("both-staged", "new"),
+        ("key-renamed", "new"),
+        ("both-renamed", "new"),
+    ],
+)
+def test_recover_after_a_crash_at_each_point_leaves_a_matching_pair(
+    tmp_path: Path, point: str, expect: str
+) -> None:
+    files = CredentialFiles(tmp_path)
+    old, new = _credential("10.0.0.1"), _credential("10.0.0.2")
+    _stage(files, old, new, point)
+    unrelated = tmp_path / ".state.json.xyz.tmp"  # another writer's write in flight: not ours to delete
+    unrelated.write_bytes(b"{}")
+    files.recover()
+    got = files.read()  # raises unless cert.pem and key.pem belong together
+    assert got.certificate == (old if expect == "old" else new).certificate
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".state.json.xyz.tmp", "cert.pem", "key.pem"]
+
+
+def test_recover_on_a_missing_directory_or_a_file_does_nothing(tmp_path: Path) -> None:
+    CredentialFiles(tmp_path / "missing").recover()
+    (tmp_path / "file").write_bytes(b"x")
+    CredentialFiles(tmp_path / "file").recover()
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(StorageError, match="cannot create directory"):
+        CredentialFiles(tmp_path / "file").write(_credential("10.0.0.1"))
+
+
+def test_concurrent_readers_never_see_a_mismatched_pair(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path)
+    creds = [_credential(f"10.0.0.{i}") for i in range(1, 4)]
+    files.write(creds[0])
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                files.read()
+            except StorageError as exc:
+                errors.append(str(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(30):
+        files.write(creds[i % 3])
+    stop.set()
+    thread.join()
+    # Between the two renames a reader may briefly see the new key with the old certificate; read()
+    # must then say so (StorageError), never return a pair that does not belong together.
+    assert all("does not belong" in e for e in errors)
