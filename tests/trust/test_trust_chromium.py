@@ -8,6 +8,7 @@ on 127.0.0.1 and the names the certificate carries (192.168.1.25, printer.test) 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_name_not_in_certificate_fails_in_browser_and_check_even_when_trusted(
 
 
 @pytest.fixture(scope="module")
-def ca_server(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TLSServer]:
+def ca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, TLSServer]]:
     """A leaf issued by a root CA, served with its chain; yields the root's file."""
     d = tmp_path_factory.mktemp("ca")
     ca = CertificateAuthority.create_root("Test Shop Root")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import ssl
 import subprocess
 import sys
@@ -19,10 +20,37 @@ DEVICE_NAME = "printer.test"
 MARKER = "lancert-test-page-7f3a"
 
 
-def run_lancert(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed console script's code path (``python -m lancert``), output captured."""
+def run_lancert_process(
+    *args: str | Path, cwd: Path | None = None, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real console script (``python -m lancert``) in a child process, output captured."""
+    env = {**os.environ, "HOME": str(home)} if home is not None else None
     return subprocess.run([sys.executable, "-m", "lancert", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120, check=False)
+                          cwd=cwd, env=env, timeout=120, check=False)
+
+
+def run_lancert(*args: str | Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The same CLI in-process (the child's start-up costs seconds on a busy machine).
+
+    Errors are turned into ``lancert: <message>`` and the exit status exactly as :func:`lancert.cli.main`
+    does, so tests see what a user sees.
+    """
+    from typer.testing import CliRunner
+
+    from lancert.cli import app
+    from lancert.errors import LancertError
+
+    env = {"HOME": str(home)} if home is not None else None
+    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    stderr = result.stderr
+    code = result.exit_code
+    if isinstance(result.exception, LancertError):
+        message = str(result.exception).splitlines()[0] if str(result.exception) else "error"
+        stderr += f"lancert: {message}\n"
+        code = result.exception.exit_code
+    elif result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["lancert", *map(str, args)], code, result.stdout, stderr)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

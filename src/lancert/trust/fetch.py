@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -95,7 +96,9 @@ def _context(legacy: bool) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE  # only the chain is read; trust is decided by the caller
     if legacy:
         # Old printers still speak TLS 1.0 with weak ciphers; fetching their certificate must still work.
-        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # deprecated on purpose: old devices
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
     return ctx
 
