@@ -161,7 +161,9 @@ class NssStore:
         found = self.find(cert)
         if found is None:
             return False
-        if len(self.certificates(found[0])) > 1:
+        # certutil lists every certificate of the same subject under a nickname but deletes only the one
+        # holding it; lancert's own nickname carries the fingerprint, so it names this certificate.
+        if found[0] != nickname(cert) and len(self.certificates(found[0])) > 1:
             raise TrustStoreError(
                 f"{self.description}: the nickname {found[0]!r} holds several certificates; remove this one "
                 f"by hand (certutil -D -d sql:{self.directory} -n '{found[0]}'), checking which it deletes"
