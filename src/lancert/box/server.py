@@ -114,7 +114,7 @@ class BoxServer:
     def _config(self, tls: bool) -> uvicorn.Config:
         return uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False, server_header=False,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS, http="h11", loop="asyncio",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2, http="h11", loop="asyncio",
             ssl_context_factory=(lambda _config, _default: self.tls) if tls else None,
         )
 
@@ -152,6 +152,9 @@ class BoxServer:
             loop.add_signal_handler(sig, stop.set)
         self._tasks.append(loop.create_task(http.serve(sockets=[http_socket])))
         await self.keeper.check("start")
+        for server in (http, self._https):
+            while server is not None and not server.started:  # "ready" means answering on both ports
+                await asyncio.sleep(0.01)
         state = self.keeper.state
         print(f"lancert box: http://{self.host}:{state.http_port}/ https://{self.host}:{state.https_port}/ "
               f"status {state.status}", flush=True)
