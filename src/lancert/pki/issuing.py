@@ -53,7 +53,10 @@ def make_name(common_name: str | None, organization: str | None = None) -> x509.
 
 def default_common_name(names: SubjectNames) -> str | None:
     """The first name short enough for a CN, or none: the subject may then be empty (SAN goes critical)."""
-    return next((n for n in names.as_strings() if len(n) <= MAX_COMMON_NAME), None)
+    for dns in names.dns:
+        if len(dns) <= MAX_COMMON_NAME:
+            return dns
+    return str(names.ips[0]) if names.ips else None  # an address is at most 39 characters
 
 
 def zone_name_constraints(zone: str) -> x509.NameConstraints:
@@ -90,10 +93,13 @@ def authority_key_identifier(
     return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
 
 
+_SHA256, _SHA384 = hashes.SHA256(), hashes.SHA384()
+
+
 def _signature_hash(key: PrivateKey) -> hashes.HashAlgorithm:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
-        return hashes.SHA384()
-    return hashes.SHA256()
+        return _SHA384
+    return _SHA256
 
 
 def build_certificate(
@@ -108,11 +114,12 @@ def build_certificate(
     not_before: datetime | None = None,
     name_constraints: x509.NameConstraints | None = None,
     authority_key_id: x509.AuthorityKeyIdentifier | None = None,
+    signature_hash: hashes.HashAlgorithm | None = None,
 ) -> x509.Certificate:
     """Sign one certificate of ``profile``; the only call to ``CertificateBuilder.sign`` in lancert.
 
-    ``authority_key_id`` lets a CA that issues many certificates pass its AKI once instead of having it
-    recomputed per certificate; by default it is derived from ``issuer_key``.
+    ``authority_key_id`` and ``signature_hash`` let a CA that issues many certificates compute them once
+    instead of per certificate; by default both are derived from ``issuer_key``.
     """
     check_key_strength(public_key)
     if profile.requires_names and not names:
@@ -142,10 +149,9 @@ def build_certificate(
         # trust anchor, as a printer's self-signed certificate is.
         .add_extension(authority_key_id or authority_key_identifier(issuer_key), critical=False)
     )
-    if profile.extended_key_usages:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage(list(profile.extended_key_usages)), critical=False
-        )
+    eku = profile.extended_key_usage()
+    if eku is not None:
+        builder = builder.add_extension(eku, critical=False)
     if names:
         # RFC 5280 4.2.1.6: critical when the subject is empty.
         builder = builder.add_extension(
@@ -155,7 +161,7 @@ def build_certificate(
         if not profile.is_ca:
             raise PKIError("name constraints belong on CA certificates only")
         builder = builder.add_extension(name_constraints, critical=True)
-    return builder.sign(issuer_key, _signature_hash(issuer_key))
+    return builder.sign(issuer_key, signature_hash or _signature_hash(issuer_key))
 
 
 def self_signed_certificate(
@@ -186,6 +192,14 @@ class CertificateAuthority:
     def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
         """Computed once per CA: issuing thousands of leaves should not re-derive it each time."""
         return authority_key_identifier(self.key, self.certificate)
+
+    @functools.cached_property
+    def _signature_hash(self) -> hashes.HashAlgorithm:
+        return _signature_hash(self.key)
+
+    @functools.cached_property
+    def _not_valid_after(self) -> datetime:
+        return self.certificate.not_valid_after_utc
 
     @property
     def chain(self) -> tuple[x509.Certificate, ...]:
@@ -244,12 +258,12 @@ class CertificateAuthority:
     ) -> x509.Certificate:
         """Issue a leaf; its lifetime never outlasts this CA's own certificate."""
         start = not_before if not_before is not None else utcnow() - BACKDATE
-        validity = min(validity, self.certificate.not_valid_after_utc - start)
+        validity = min(validity, self._not_valid_after - start)
         return build_certificate(
             subject=make_name(common_name or default_common_name(names)),
             public_key=public_key, issuer=self.certificate.subject, issuer_key=self.key,
             profile=profile, names=names, validity=validity, not_before=start,
-            authority_key_id=self._authority_key_id,
+            authority_key_id=self._authority_key_id, signature_hash=self._signature_hash,
         )
 
     def issue_for_csr(

@@ -39,15 +39,15 @@ def generate_private_key(kind: KeyKind | str = KeyKind.EC, rsa_bits: int = 2048)
 
 def check_key_strength(public_key: object) -> None:
     """Refuse keys a browser would refuse, so a weak CSR fails at the service, not at the padlock."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):  # the common case first: runs per issued cert
+        if not isinstance(public_key.curve, ALLOWED_CURVES):
+            raise WeakKey(f"elliptic curve {public_key.curve.name} is not accepted (use P-256 or P-384)")
+        return
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < MIN_RSA_BITS:
             raise WeakKey(f"RSA key of {public_key.key_size} bits is too weak (minimum {MIN_RSA_BITS})")
         if public_key.public_numbers().e != 65537:
             raise WeakKey("RSA public exponent must be 65537")
-        return
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        if not isinstance(public_key.curve, ALLOWED_CURVES):
-            raise WeakKey(f"elliptic curve {public_key.curve.name} is not accepted (use P-256 or P-384)")
         return
     raise WeakKey(f"unsupported key type {type(public_key).__name__} (use ECDSA P-256 or RSA)")
 

@@ -6,6 +6,7 @@ digitalSignature (plus keyEncipherment for RSA, for TLS 1.2 RSA key exchange), s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -25,11 +26,23 @@ class Profile:
     max_validity: timedelta = timedelta(days=398)
     requires_names: bool = False
 
+    # The extension values are immutable and depend only on the profile (and the key type), so they are
+    # built once per profile: a CA issuing many leaves should pay for signing, not for rebuilding constants.
+    # (cached_property, not functools.cache: hashing the dataclass on every lookup costs more than it saves.)
     def key_usage(self, public_key: object) -> x509.KeyUsage:
-        rsa_key = isinstance(public_key, rsa.RSAPublicKey)
+        return self._rsa_key_usage if isinstance(public_key, rsa.RSAPublicKey) else self._other_key_usage
+
+    def basic_constraints(self) -> x509.BasicConstraints:
+        return self._basic_constraints
+
+    def extended_key_usage(self) -> x509.ExtendedKeyUsage | None:
+        return self._extended_key_usage
+
+    def _make_key_usage(self, rsa_key: bool) -> x509.KeyUsage:
         return x509.KeyUsage(
             digital_signature=True,
             content_commitment=False,
+            # keyEncipherment only where TLS 1.2 RSA key exchange can use it: RSA leaves.
             key_encipherment=rsa_key and not self.is_ca,
             data_encipherment=False,
             key_agreement=False,
@@ -39,8 +52,21 @@ class Profile:
             decipher_only=False,
         )
 
-    def basic_constraints(self) -> x509.BasicConstraints:
+    @functools.cached_property
+    def _rsa_key_usage(self) -> x509.KeyUsage:
+        return self._make_key_usage(True)
+
+    @functools.cached_property
+    def _other_key_usage(self) -> x509.KeyUsage:
+        return self._make_key_usage(False)
+
+    @functools.cached_property
+    def _basic_constraints(self) -> x509.BasicConstraints:
         return x509.BasicConstraints(ca=self.is_ca, path_length=self.path_length if self.is_ca else None)
+
+    @functools.cached_property
+    def _extended_key_usage(self) -> x509.ExtendedKeyUsage | None:
+        return x509.ExtendedKeyUsage(list(self.extended_key_usages)) if self.extended_key_usages else None
 
 
 TLS_SERVER = Profile(
