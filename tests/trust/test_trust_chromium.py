@@ -26,7 +26,16 @@ from trust_helpers import (
 )
 
 from chromium import load, screenshot
-from lancert.pki import TLS_SERVER, CertificateAuthority, SubjectNames, generate_private_key, pem
+from lancert.pki import (
+    ROOT_CA,
+    TLS_SERVER,
+    CertificateAuthority,
+    SubjectNames,
+    build_certificate,
+    generate_private_key,
+    make_name,
+    pem,
+)
 from lancert.storage import write_certificates, write_private_key
 
 pytestmark = pytest.mark.slow
@@ -76,6 +85,20 @@ def test_name_not_in_certificate_fails_in_browser_and_check_even_when_trusted(
     check = run_lancert("check", url, *resolve_args("other.test"), "--nssdb", nssdb)
     assert (page.ok, page.detail) == (False, "net::ERR_CERT_COMMON_NAME_INVALID")
     assert check.returncode == 2 and "name-mismatch" in check.stdout
+
+
+def test_device_certificate_given_ca_trust_by_hand_is_rejected_by_chromium_and_check(
+    device_dir: Path, device_server: TLSServer, tmp_path: Path
+) -> None:
+    """Why lancert uses P,, for a device's own certificate: C,, on a CA:FALSE certificate does not work."""
+    home = tmp_path / "home"
+    db = make_nssdb(home / ".pki" / "nssdb")
+    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "as ca", "-t", "C,,",
+                    "-i", str(device_dir / "cert.pem")], check=True)
+    page = load(device_server.url(), home=home, resolve=LOOPBACK, marker=MARKER)
+    check = run_lancert("check", device_server.url(), *resolve_args(), "--nssdb", db)
+    assert (page.ok, page.detail) == (False, "net::ERR_CERT_INVALID")
+    assert check.returncode == 2 and "end-entity-trusted-as-ca" in check.stdout
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +154,24 @@ def test_screenshot_of_a_trusted_page_and_none_of_a_warning(
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (800, 600)
+
+
+def test_self_signed_server_certificate_marked_ca_works_with_the_ca_trust_lancert_gives(
+    tmp_path: Path,
+) -> None:
+    """Some printers mark their own certificate CA:TRUE; lancert installs it with C,, and Chromium agrees."""
+    key = generate_private_key()
+    name = make_name(DEVICE_IP)
+    cert = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+                             profile=ROOT_CA, names=SubjectNames.parse(ips=[DEVICE_IP]),
+                             validity=timedelta(days=365))
+    write_certificates(tmp_path / "cert.pem", [cert])
+    write_private_key(tmp_path / "key.pem", key)
+    home = tmp_path / "home"
+    db = make_nssdb(home / ".pki" / "nssdb")
+    with tls_server(tmp_path / "cert.pem", tmp_path / "key.pem") as server:
+        assert _browser_and_check(server, home, DEVICE_IP)[::2] == (False, 2)
+        installed = run_lancert("trust", "install", tmp_path / "cert.pem", "--store", "nss", "--nssdb", db)
+        assert installed.returncode == 0
+        assert [t for _, t in nss_entries(db)] == ["C,,"]
+        assert _browser_and_check(server, home, DEVICE_IP) == (True, "loaded", 0)

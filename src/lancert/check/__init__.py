@@ -189,8 +189,13 @@ def usage_reasons(leaf: x509.Certificate) -> list[Reason]:
 def trust_reasons(chain: list[x509.Certificate], trust: TrustSource) -> tuple[list[Reason], bool]:
     """Reasons the chain is not trusted, and whether the leaf itself is trusted directly."""
     leaf = chain[0]
-    if leaf in trust.trusted_leaves or leaf in trust.anchors:
+    if leaf in trust.trusted_leaves or (leaf in trust.anchors and is_ca(leaf)):
         return [], True
+    if leaf in trust.anchors:
+        # Chromium 156 answers ERR_CERT_INVALID for a CA:FALSE certificate given NSS "C" trust.
+        message = (f"the certificate is trusted as a CA by {trust.description} but is not one (CA:FALSE), "
+                   "which browsers reject; reinstall it: lancert trust install FILE --store nss")
+        return [Reason("end-entity-trusted-as-ca", message)], False
     path = assemble_chain(leaf, [*chain[1:], *trust.anchors])
     if any(c in trust.anchors for c in path):
         return [], False

@@ -12,11 +12,13 @@ self-signed end entity (CA:FALSE)      ``CT,,``   ``net::ERR_CERT_INVALID``
 self-signed end entity (CA:FALSE)      ``p,,``    ``net::ERR_CERT_AUTHORITY_INVALID``
 root CA (CA:TRUE) above a server leaf  ``C,,``    padlock
 root CA (CA:TRUE) above a server leaf  ``P,,``    ``net::ERR_CERT_AUTHORITY_INVALID``
+self-signed server cert with CA:TRUE   ``C,,``    padlock (``P,,`` and ``CP,,`` too)
 =====================================  =========  =====================================
 
 So a device's own certificate must be a trusted *peer* (``P``) and a CA a trusted *CA* (``C``); the
-wrong one fails even though the certificate is in the database. ``tests/trust`` re-checks both with
-Chromium on every run.
+wrong one fails even though the certificate is in the database. Old printers that mark their own
+certificate CA:TRUE work with ``C``, which is what :func:`trust_flags` gives them. ``tests/trust``
+re-checks these cases with Chromium on every run.
 """
 
 from __future__ import annotations
