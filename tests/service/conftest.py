@@ -143,18 +143,32 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
 
 
 class Registry:
-    """``lancert service db ...`` against one service's data directory."""
+    """The eligibility registry of one service's data directory. ``add`` goes through the Python API
+    (one CLI start costs a second on a loaded machine; the CLI itself is tested in
+    test_service_registry.py); ``set`` goes through ``lancert service db set``, as an operator would."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.counter = 0
 
     def add(self, *options: str, code: str = CODE) -> str:
+        from lancert.service.database import Database
+        from lancert.service.registry import DatabaseKind, Registry, SubscriptionStatus
+
         self.counter += 1
         uuid = f"db-{os.getpid()}-{time.monotonic_ns()}-{self.counter}"
-        lancert(
-            "service", "db", "add", "--uuid", uuid, "--code", code, *options, "--data-dir", str(self.data_dir)
-        )
+        opts = dict(zip(options[::2], options[1::2], strict=False))
+        database = Database(f"sqlite:///{self.data_dir / 'service.db'}")
+        try:
+            Registry(database).add(
+                uuid,
+                code,
+                kind=DatabaseKind(opts.get("--kind", "production")),
+                subscription=SubscriptionStatus(opts.get("--subscription", "in_progress")),
+                iot_box_line="--no-iot-line" not in options,
+            )
+        finally:
+            database.dispose()
         return uuid
 
     def set(self, uuid: str, *options: str) -> dict[str, object]:

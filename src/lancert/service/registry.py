@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -105,8 +107,34 @@ class DatabaseRecord:
 
 
 class Registry:
+    # Correct codes already checked by scrypt, kept as HMAC(process-random key, code) per (uuid, stored
+    # hash): a box asking again costs microseconds, not one scrypt. Only successes are kept, so a wrong
+    # code always pays the full scrypt, like an unknown database; a changed code changes the stored hash.
+    VERIFIED_CACHE_SIZE = 10_000
+
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._cache_key = secrets.token_bytes(32)
+        self._verified: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _tag(self, code: str) -> bytes:
+        return hmac.new(self._cache_key, code.encode(), hashlib.sha256).digest()
+
+    def _verify(self, uuid: str, code: str, stored: str) -> bool:
+        key, tag = (uuid, stored), self._tag(code)
+        with self._lock:
+            cached = self._verified.get(key)
+        if cached is not None and hmac.compare_digest(cached, tag):
+            return True
+        if not verify_code(code, stored):
+            return False
+        with self._lock:
+            self._verified[key] = tag
+            self._verified.move_to_end(key)
+            while len(self._verified) > self.VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return True
 
     def authenticate(self, uuid: str, code: str) -> DatabaseRecord | None:
         """The database if ``code`` is its enterprise code, else None (unknown and wrong look alike)."""
@@ -115,8 +143,10 @@ class Registry:
             stored = row.code_hash if row is not None else _DUMMY_HASH
             record = DatabaseRecord.of(row) if row is not None else None
         # The slow hash runs outside the transaction: on SQLite that one is exclusive.
-        valid = verify_code(code, stored)
-        return record if valid and record is not None else None
+        if record is None:
+            verify_code(code, stored)
+            return None
+        return record if self._verify(uuid, code, stored) else None
 
     def add(
         self,
