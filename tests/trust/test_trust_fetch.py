@@ -144,3 +144,14 @@ def test_bad_urls_are_one_line_errors(url: str, extra: list[str], message: str, 
     result = run_lancert("trust", "fetch", url, *extra, "-o", tmp_path / "x.crt")
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and message in result.stderr
     assert not (tmp_path / "x.crt").exists()
+
+
+def test_a_server_that_never_answers_the_handshake_times_out_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as listener:  # accepts TCP in its backlog, never speaks TLS
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/"
+        result = run_lancert("trust", "fetch", url, "--timeout", "0.5", "-o", tmp_path / "x.crt")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "timed out after 0.5 s" in result.stderr
+    assert not (tmp_path / "x.crt").exists()

@@ -144,3 +144,16 @@ def test_a_regenerated_certificate_with_the_same_subject_is_removed_alone(
     assert store.uninstall(new) is True
     assert nss_entries(nssdb) == [(nickname(old), "P,,")]
     assert store.check(old) and not store.check(new)
+
+
+def test_a_store_that_cannot_be_changed_fails_loudly_and_others_still_get_it(
+    device_dir: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    firefox = make_nssdb(home / ".mozilla/firefox/p.default")
+    (home / ".pki").mkdir(parents=True)
+    (home / ".pki/nssdb").write_text("a file where Chrome's database directory should be")
+    result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", home=home)
+    assert result.returncode == 1
+    assert "FAILED NSS database" in result.stderr and "install failed in 1 of 2 stores" in result.stderr
+    assert [t for _, t in nss_entries(firefox)] == ["P,,"]

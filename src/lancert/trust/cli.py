@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -73,11 +74,12 @@ def fetch(
     typer.echo("compare the fingerprint with the device's own page before trusting it")
 
 
-def _each(stores: list[TrustStore], action: str, fn: object) -> None:
+def _each(stores: list[TrustStore], action: str, change: Callable[[TrustStore], str]) -> None:
+    """Apply ``change`` to every store, report each, and fail (exit 1) if any store failed."""
     failures = []
     for st in stores:
         try:
-            typer.echo(fn(st))  # type: ignore[operator]
+            typer.echo(change(st))
         except LancertError as exc:
             failures.append(str(exc))
             typer.echo(f"FAILED {st.description}: {exc}", err=True)
@@ -99,7 +101,12 @@ def install(
     cert = read_certificate(file)
     stores = _stores(store, nssdb, system_root)
     extra = f" (trust {trust_flags(cert)})" if store is StoreKind.NSS else ""
-    _each(stores, "install", lambda st: (st.install(cert), f"trusted in {st.description}{extra}")[1])
+
+    def add(st: TrustStore) -> str:
+        st.install(cert)
+        return f"trusted in {st.description}{extra}"
+
+    _each(stores, "install", add)
     typer.echo("restart the browsers that were open so they see the change")
 
 
