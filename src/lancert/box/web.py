@@ -79,7 +79,7 @@ def create_app(
     def render(request: Request) -> HTMLResponse:
         html = _templates.get_template("home.html").render(
             state=keeper.state, problems=keeper.state.problems, settings=BoxSettings.load(state_dir),
-            log_levels=LOG_LEVELS,
+            log_levels=LOG_LEVELS, open_details=request.query_params.get("details") == "open",
         )
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 

@@ -1,0 +1,128 @@
+"""The homepage in a real browser, its settings form's origin check, its log, and the DNS diagnosis."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CODE, ZONE, Service, free_port, lancert, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from chromium import load, screenshot
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def ok_box(make_box, service: Service):  # type: ignore[no-untyped-def]
+    uuid = service.add_db()
+    dns = f"127.0.0.1:{service.dns_port}"
+    box = make_box("--server", service.url, "--db-uuid", uuid, "--enterprise-code", CODE,
+                   "--resolver", dns, "--zone-dns", dns)
+    assert box.state()["status"] == "OK"
+    return box
+
+
+def test_chromium_trusting_the_root_loads_the_homepage_with_ok_and_validity(ok_box, service: Service,
+                                                                             tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
+    state = ok_box.state()
+    url, hostname = str(state["https_url"]), str(state["hostname"])
+    assert url == f"https://{hostname}:{ok_box.https_port}/"
+    assert hostname.startswith("127-0-0-1.") and hostname.endswith(f".{ZONE}")
+    before = load(url, home=home, resolve={hostname: "127.0.0.1"})
+    assert not before.ok and "ERR_CERT_AUTHORITY_INVALID" in before.detail
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "lancert service root", "-t", "C,,",
+                    "-i", str(service.root)], check=True)
+    page = load(url, home=home, resolve={hostname: "127.0.0.1"}, marker='id="status">OK<')
+    assert page.ok, page.detail
+    assert f"Valid from <b>{state['not_before']}</b> to <b>{state['not_after']}</b>" in page.dom
+    assert f'href="{url}"' in page.dom
+    shot = tmp_path / "box-homepage.png"
+    assert screenshot(url + "?details=open", shot, home=home, resolve={hostname: "127.0.0.1"},
+                      size=(480, 1100)).ok
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("LANCERT_UPDATE_SCREENSHOT"):
+        shutil.copyfile(shot, REPO / "docs" / "box-homepage.png")
+
+
+def test_settings_post_from_another_origin_or_none_is_refused(make_box) -> None:
+    box = make_box()
+    with box.http() as client:
+        assert client.post("/settings", data={"server_url": "http://evil.example"}).status_code == 403
+        foreign = client.post("/settings", data={"server_url": "http://evil.example"},
+                              headers={"Origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        bad = client.post("/settings", data={"server_url": "ftp://x"},
+                          headers={"Origin": f"http://127.0.0.1:{box.http_port}"})
+        assert bad.status_code == 400
+    assert "evil" not in (box.state_dir / "settings.json").read_text()
+
+
+def test_settings_file_is_private_and_page_never_shows_the_code(ok_box) -> None:
+    assert (ok_box.state_dir / "settings.json").stat().st_mode & 0o777 == 0o600
+    assert (ok_box.state_dir / "key.pem").stat().st_mode & 0o777 == 0o600
+    text = ok_box.reload()  # 302 to HTTPS: the redirect carries no page
+    assert text.status_code == 302 and text.headers["location"] == ok_box.state()["https_url"]
+
+
+def test_log_download_has_the_story_but_never_the_key_or_code(ok_box, service: Service) -> None:
+    status, page, _ = ok_box.https(service.root, "/log")
+    assert status == 200
+    assert "new certificate for 127-0-0-1." in page
+    assert CODE not in page
+    assert "PRIVATE KEY" not in page
+    key_body = (ok_box.state_dir / "key.pem").read_text().splitlines()[1]
+    assert key_body not in page
+    homepage = ok_box.https(service.root)[1]
+    assert CODE not in homepage
+
+
+@pytest.fixture
+def dnsmasq(service: Service, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[int]:
+    port = free_port()
+    args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-daemon",
+            f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--user=root",
+            f"--pid-file={tmp_path / 'dnsmasq.pid'}", f"--server=/{ZONE}/127.0.0.1#{service.dns_port}"]
+    if request.param:
+        args.append("--stop-dns-rebind")  # what shop and home routers do
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("dnsmasq", [True], indirect=True)
+def test_diagnose_names_dns_rebinding_protection(ok_box, service: Service, dnsmasq: int) -> None:
+    result = lancert("box", "diagnose", "--state-dir", str(ok_box.state_dir),
+                     "--resolver", f"127.0.0.1:{dnsmasq}",
+                     "--zone-dns", f"127.0.0.1:{service.dns_port}", check=False)
+    assert result.returncode == 1
+    assert "verdict:        rebind_protection" in result.stdout
+    assert f"rebind-domain-ok=/{ZONE}/" in result.stdout
+    assert "zone DNS:       127.0.0.1:" in result.stdout and ": 127.0.0.1" in result.stdout
+
+
+@pytest.mark.parametrize("dnsmasq", [False], indirect=True)
+def test_diagnose_ok_through_a_resolver_without_the_filter(ok_box, service: Service, dnsmasq: int) -> None:
+    result = lancert("box", "diagnose", "--state-dir", str(ok_box.state_dir),
+                     "--resolver", f"127.0.0.1:{dnsmasq}",
+                     "--zone-dns", f"127.0.0.1:{service.dns_port}", "--json", check=False)
+    assert result.returncode == 0, result.stdout
+    assert '"verdict": "ok"' in result.stdout
+
+
+def test_homepage_dns_line_after_check_dns(ok_box, service: Service) -> None:
+    status, _, _ = ok_box.https(service.root, "/diagnose")
+    assert status in (200, 303)
+    assert wait_for(lambda: ok_box.state()["dns"].get("verdict") == "ok", timeout=10)
+    page = ok_box.https(service.root)[1]
+    assert 'id="dns-verdict">OK:' in page
