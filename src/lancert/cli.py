@@ -35,6 +35,12 @@ def _register() -> None:
     app.add_typer(trust_app, name="trust")
     app.command("check")(check_command)
 
+    from lancert.pos.cli import app as pos_app
+    from lancert.terminal.cli import app as terminal_app
+
+    app.add_typer(terminal_app, name="terminal")
+    app.add_typer(pos_app, name="pos")
+
     from lancert.dns.cli import app as dns_app
     from lancert.service.cli import app as service_app
 

@@ -1,0 +1,194 @@
+"""The terminal's HTTPS/WSS port: pairing (no client certificate), root CA, and the mTLS transaction API.
+
+One port serves both, as the PAX protocol has it (``https://<terminal>:<port>/``): the handshake asks for
+a client certificate but does not require one (see :func:`lancert.terminal.tls.server_ssl_context`), and
+:func:`calling_pos` refuses API calls without a current one. The certificate is checked against
+``pos.json`` on every request and every WebSocket message, so an unpaired or re-paired POS stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lancert.errors import LancertError
+from lancert.pki import utcnow
+from lancert.terminal.device import CodeRefused, PairingDesk
+from lancert.terminal.registry import InvalidPosId
+from lancert.terminal.schemas import (
+    API_BODY_LIMIT,
+    CERT_NOT_CURRENT,
+    NO_CLIENT_CERT,
+    PAIR_BODY_LIMIT,
+    UNAUTHORIZED_CODE,
+    PairRequest,
+    SaleRequest,
+    TerminalError,
+    WsMessage,
+    parse_json_object,
+    parse_model,
+)
+from lancert.terminal.tls import client_certificate
+
+log = logging.getLogger("lancert.terminal")
+
+PEM_MEDIA_TYPE = "application/x-pem-file"
+# A POS that opens the pairing WebSocket and says nothing is dropped after this long.
+WS_PAIR_TIMEOUT = 30.0
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` (never read whole first)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise TerminalError(413, f"body: larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TerminalError(413, f"body: larger than {limit} bytes")
+    return bytes(body)
+
+
+def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
+    """The ASGI app of the terminal port; ``desk`` decides pairings, its registry answers "who is this"."""
+    app = FastAPI(title="lancert terminal", docs_url=None, redoc_url=None, openapi_url=None)
+    registry = desk.state.registry
+
+    @app.exception_handler(TerminalError)
+    async def terminal_error(_: Request, exc: TerminalError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail).splitlines()[0]}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "request: invalid"}, status_code=400)
+
+    def calling_pos(scope: dict[str, Any]) -> str:
+        cert = client_certificate(scope)
+        if cert is None:
+            raise NO_CLIENT_CERT
+        pos_id = registry.is_current(cert)
+        if pos_id is None:
+            raise CERT_NOT_CURRENT
+        return pos_id
+
+    async def pair(raw: bytes | str) -> bytes:
+        request = parse_model(PairRequest, parse_json_object(raw))
+        try:
+            result = await run_in_threadpool(desk.pair, request.posId, request.setupCode)
+        except CodeRefused:
+            raise UNAUTHORIZED_CODE from None
+        except InvalidPosId as exc:
+            raise TerminalError(400, str(exc)) from None
+        return result.bundle
+
+    def status_body(pos_id: str) -> dict[str, Any]:
+        return {"posId": pos_id, "terminal": name, "state": "ready",
+                "time": utcnow().isoformat(timespec="seconds")}
+
+    def sale_body(pos_id: str, sale: SaleRequest) -> dict[str, Any]:
+        # Echo-style: a real terminal would now talk to the card; here the request comes back approved.
+        return {"posId": pos_id, "saleId": str(uuid.uuid4()), "result": "approved", "amount": sale.amount,
+                "currency": sale.currency, "reference": sale.reference}
+
+    @app.get("/")
+    async def index() -> dict[str, Any]:
+        return {"terminal": name, "pair": "POST / {\"posId\", \"setupCode\"} or the same JSON over wss://",
+                "rootCa": "/root-ca.pem", "api": ["/api/v1/status", "/api/v1/sale", "/api/v1/ws"]}
+
+    @app.post("/")
+    async def pair_https(request: Request) -> Response:
+        bundle = await pair(await read_body(request, PAIR_BODY_LIMIT))
+        return Response(bundle, media_type=PEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+    @app.get("/root-ca.pem")
+    async def root_ca() -> Response:
+        return Response(desk.state.root_pem(), media_type=PEM_MEDIA_TYPE)
+
+    @app.get("/api/v1/status")
+    async def status(request: Request) -> dict[str, Any]:
+        return status_body(calling_pos(request.scope))
+
+    @app.post("/api/v1/sale")
+    async def sale(request: Request) -> dict[str, Any]:
+        pos_id = calling_pos(request.scope)
+        body = parse_model(SaleRequest, parse_json_object(await read_body(request, API_BODY_LIMIT)))
+        return sale_body(pos_id, body)
+
+    @app.websocket("/")
+    async def pair_wss(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            raw = await asyncio.wait_for(websocket.receive_text(), WS_PAIR_TIMEOUT)
+            if len(raw) > PAIR_BODY_LIMIT:
+                raise TerminalError(413, f"body: larger than {PAIR_BODY_LIMIT} bytes")
+            bundle = await pair(raw)
+        except TerminalError as exc:
+            await websocket.send_text(json.dumps({"status": exc.status, **exc.body()}))
+            await websocket.close(code=1008 if exc.status in (401, 403) else 1007)
+            return
+        except (TimeoutError, WebSocketDisconnect, KeyError):
+            await _close_quietly(websocket, 1008)
+            return
+        await websocket.send_text(bundle.decode())
+        await websocket.close(code=1000)
+
+    @app.websocket("/api/v1/ws")
+    async def api_wss(websocket: WebSocket) -> None:
+        try:
+            pos_id = calling_pos(websocket.scope)
+        except TerminalError:
+            await websocket.close(code=1008)  # before accept: the client gets HTTP 403
+            return
+        await websocket.accept()
+        try:
+            while True:
+                raw = await websocket.receive_text()
+                try:
+                    if calling_pos(websocket.scope) != pos_id:
+                        raise CERT_NOT_CURRENT
+                except TerminalError as exc:
+                    await websocket.send_text(json.dumps({"status": exc.status, **exc.body()}))
+                    await websocket.close(code=1008)
+                    return
+                await websocket.send_text(json.dumps(_ws_answer(raw, pos_id, status_body, sale_body)))
+        except (WebSocketDisconnect, KeyError):
+            return
+
+    return app
+
+
+def _ws_answer(raw: str, pos_id: str, status_body: Any, sale_body: Any) -> dict[str, Any]:
+    try:
+        if len(raw) > API_BODY_LIMIT:
+            raise TerminalError(413, f"body: larger than {API_BODY_LIMIT} bytes")
+        value = parse_json_object(raw)
+        message = parse_model(WsMessage, value)
+        if message.type == "status":
+            return {"type": "status", "status": 200, **status_body(pos_id)}
+        fields = {k: v for k, v in value.items() if k != "type"}
+        return {"type": "sale", "status": 200, **sale_body(pos_id, parse_model(SaleRequest, fields))}
+    except TerminalError as exc:
+        return {"status": exc.status, **exc.body()}
+    except LancertError as exc:
+        return {"status": 400, "error": str(exc).splitlines()[0]}
+
+
+async def _close_quietly(websocket: WebSocket, code: int) -> None:
+    try:
+        await websocket.close(code=code)
+    except (RuntimeError, WebSocketDisconnect):
+        pass

@@ -1,0 +1,131 @@
+"""The setup code a terminal shows on "Generate Code": eight characters, 300 seconds, one use.
+
+The rules bound what a guesser on the shop's network can do: a code dies after 5 wrong attempts and a
+new one takes its place, and for :data:`BURN_COOLDOWN` seconds after that every attempt is refused
+unchecked, so at most 5 guesses are checked per 30 s (the README works out the odds). Wrong, expired,
+used and cooling-down attempts all look the same to the caller: :meth:`SetupCodes.consume` returns False.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+# No 0/O and no 1/I/L: what a cashier types from a screen must not be ambiguous (31 symbols).
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 8
+CODE_LIFETIME = 300.0
+MAX_WRONG_ATTEMPTS = 5
+BURN_COOLDOWN = 30.0
+
+# Tests move the terminal's clock instead of sleeping 300 s: when this variable names a file, the
+# number of seconds in it is added to the monotonic clock (read at every use).
+CLOCK_OFFSET_ENV = "LANCERT_TERMINAL_CLOCK_OFFSET_FILE"
+
+Clock = Callable[[], float]
+
+
+def system_clock() -> Clock:
+    """The monotonic clock, shifted by the offset file of :data:`CLOCK_OFFSET_ENV` when one is set."""
+    offset_file = os.environ.get(CLOCK_OFFSET_ENV)
+    if not offset_file:
+        return time.monotonic
+    path = Path(offset_file)
+
+    def clock() -> float:
+        try:
+            return time.monotonic() + float(path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return time.monotonic()
+
+    return clock
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalize_code(value: str) -> str:
+    """What a POS sends, as it would be compared: spaces and dashes dropped, upper case."""
+    return value.replace(" ", "").replace("-", "").upper()
+
+
+@dataclass(frozen=True)
+class CodeView:
+    """What the screen shows: the code, its countdown, and the wait after a burn."""
+
+    code: str
+    seconds_left: int
+    cooldown_seconds: int
+
+
+class SetupCodes:
+    """The one current setup code of a terminal; thread-safe, driven by an injectable clock."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or system_clock()
+        self._lock = threading.Lock()
+        self._code: str | None = None
+        self._expires = 0.0
+        self._wrong = 0
+        self._cooldown_until = 0.0
+
+    def generate(self) -> CodeView:
+        """"Generate Code" on the device: a fresh code, attempts and any cooldown reset (owner present)."""
+        with self._lock:
+            now = self._clock()
+            self._issue(now)
+            self._cooldown_until = 0.0
+            return self._view(now)  # type: ignore[return-value]
+
+    def current(self) -> CodeView | None:
+        """The code on screen now (rotated if its 300 s ran out), or None when none is shown."""
+        with self._lock:
+            now = self._clock()
+            self._rotate(now)
+            return self._view(now)
+
+    def consume(self, candidate: str) -> bool:
+        """True exactly once for the current code; False for anything else, counting wrong attempts."""
+        with self._lock:
+            now = self._clock()
+            if now < self._cooldown_until:
+                return False
+            self._rotate(now)
+            if self._code is None:
+                return False
+            if hmac.compare_digest(normalize_code(candidate).encode(), self._code.encode()):
+                self._code = None
+                self._wrong = 0
+                return True
+            self._wrong += 1
+            if self._wrong >= MAX_WRONG_ATTEMPTS:
+                self._issue(now)
+                self._cooldown_until = now + BURN_COOLDOWN
+            return False
+
+    def _issue(self, now: float) -> None:
+        self._code = new_code()
+        self._expires = now + CODE_LIFETIME
+        self._wrong = 0
+
+    def _rotate(self, now: float) -> None:
+        if self._code is not None and now >= self._expires:
+            # The screen keeps showing a code: an expired one is replaced, as the device refreshes it.
+            elapsed = now - self._expires
+            self._issue(now - elapsed % CODE_LIFETIME)
+
+    def _view(self, now: float) -> CodeView | None:
+        if self._code is None:
+            return None
+        return CodeView(
+            self._code,
+            max(0, int(self._expires - now + 0.999)),
+            max(0, int(self._cooldown_until - now + 0.999)),
+        )

@@ -1,0 +1,124 @@
+"""Which certificate each paired POS holds now: the file every mTLS request is checked against.
+
+A POS paired again gets a new certificate and the old one must stop working at once; an unpaired POS
+must stop at once too. So the terminal remembers one certificate (serial and SHA-256) per posId in
+``pos.json`` and compares the presented certificate on every request and WebSocket message. The file is
+written atomically through :mod:`lancert.storage`, under an ``flock`` so that ``terminal unpair`` (another
+process) and a pairing never lose each other's update; reads are lock-free and cached by file identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from lancert.errors import LancertError, UsageError
+from lancert.pki import fingerprint_sha256, utcnow
+from lancert.storage import read_json, write_json
+
+POS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+POS_URI_PREFIX = "urn:lancert:pos:"
+REGISTRY_FILE = "pos.json"
+
+
+class InvalidPosId(UsageError):
+    """A posId outside 1 to 64 letters, digits, '-' and '_'."""
+
+
+def check_pos_id(value: object) -> str:
+    if not isinstance(value, str) or not POS_ID.match(value):
+        raise InvalidPosId("posId: must be 1 to 64 characters of letters, digits, '-' or '_'")
+    return value
+
+
+def pos_uri(pos_id: str) -> str:
+    """The subjectAltName URI that names a POS in its client certificate."""
+    return POS_URI_PREFIX + check_pos_id(pos_id)
+
+
+def pos_id_of(cert: x509.Certificate) -> str | None:
+    """The posId a client certificate names (its ``urn:lancert:pos:`` URI), or None."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(POS_URI_PREFIX) and POS_ID.match(uri[len(POS_URI_PREFIX):]):
+            return uri[len(POS_URI_PREFIX):]
+    return None
+
+
+class PosRegistry:
+    """``pos.json`` in a terminal's state directory: posId → the one certificate it may use."""
+
+    def __init__(self, state_dir: Path | str) -> None:
+        self.path = Path(state_dir) / REGISTRY_FILE
+        self._lock_path = Path(state_dir) / ".pos.lock"
+        self._cache_key: tuple[int, int, int] | None = None
+        self._cache: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def entries(self) -> dict[str, Any]:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return {}
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._cache_lock:
+            if key != self._cache_key:
+                data = read_json(self.path, default={})
+                self._cache = data.get("pos", {}) if isinstance(data, dict) else {}
+                self._cache_key = key
+            return self._cache
+
+    def record(self, pos_id: str, cert: x509.Certificate) -> None:
+        """Make ``cert`` the only certificate ``pos_id`` may use from now on."""
+        with self._exclusive():
+            data = read_json(self.path, default={}) or {}
+            pos = data.setdefault("pos", {})
+            pos[pos_id] = {
+                "serial": format(cert.serial_number, "x"),
+                "sha256": fingerprint_sha256(cert),
+                "paired_at": utcnow().isoformat(timespec="seconds"),
+                "not_after": cert.not_valid_after_utc.isoformat(timespec="seconds"),
+            }
+            write_json(self.path, data)
+
+    def remove(self, pos_id: str) -> None:
+        with self._exclusive():
+            data = read_json(self.path, default={}) or {}
+            if pos_id not in data.get("pos", {}):
+                raise LancertError(f"no POS paired with posId {pos_id!r}")
+            del data["pos"][pos_id]
+            write_json(self.path, data)
+
+    def is_current(self, cert: x509.Certificate) -> str | None:
+        """The posId when ``cert`` is the certificate that POS holds now; None if replaced or revoked."""
+        pos_id = pos_id_of(cert)
+        if pos_id is None:
+            return None
+        entry = self.entries().get(pos_id)
+        if not isinstance(entry, dict):
+            return None
+        if entry.get("serial") != format(cert.serial_number, "x"):
+            return None
+        if entry.get("sha256") != fingerprint_sha256(cert):
+            return None
+        return pos_id
