@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from device_cli_helpers import assert_one_line_failure, lancert, openssl, snapshot
 
+from lancert.device import apple_validity_warning, validity_for_years
 from lancert.pki import load_private_key_pem, read_certificates, verify_server_chain
 from lancert.pki.keys import public_key_matches
 
@@ -148,3 +149,8 @@ def test_create_finishes_an_interrupted_swap_before_refusing(tmp_path: Path) -> 
     result = lancert("device", "create", "--ip", "192.168.1.25", "--dir", tmp_path / "a")
     assert_one_line_failure(result, "already holds a certificate (SHA-256")
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+
+
+@pytest.mark.parametrize(("years", "warned"), [(2, False), (3, True)])
+def test_apple_825_day_limit_warning_starts_above_two_years(years: int, warned: bool) -> None:
+    assert (apple_validity_warning(validity_for_years(years)) is not None) is warned

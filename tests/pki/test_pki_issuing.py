@@ -8,17 +8,20 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pki_test_helpers import ZONE, extension, openssl, write_pem
 
 from lancert.pki import (
     TLS_CLIENT,
     TLS_SERVER,
+    CertificateAuthority,
     ChainError,
     InvalidName,
     PKIError,
     SubjectNames,
     generate_private_key,
+    make_name,
     self_signed_certificate,
     utcnow,
     verify_client_chain,
@@ -250,3 +253,43 @@ def test_verify_refuses_no_anchors_and_bad_host(intermediate_ca, root_ca) -> Non
         verify_client_chain(root_ca.certificate, anchors=[])
     with pytest.raises(ChainError, match="neither"):
         verify_server_chain(root_ca.certificate, anchors=[root_ca.certificate], host="a b")
+
+
+def test_leaf_aki_copies_a_foreign_issuers_ski_rather_than_recomputing_it(rsa_key) -> None:
+    # A CA made by another tool, with an RFC 7093-style SKI (truncated SHA-256) that a SHA-1 recomputation
+    # would not reproduce: the leaf's AKI must equal the issuer's SKI, or chain building fails.
+    ca_key = generate_private_key()
+    ski = x509.SubjectKeyIdentifier(b"\x42" * 20)
+    name = make_name("Foreign Root")
+    foreign = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(utcnow() - timedelta(days=1))
+        .not_valid_after(utcnow() + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = CertificateAuthority(foreign, ca_key).issue(
+        rsa_key.public_key(), TLS_SERVER, names=PRINTER, validity=timedelta(days=398)
+    )
+    assert extension(leaf, x509.AuthorityKeyIdentifier).value.key_identifier == b"\x42" * 20
+    assert leaf.not_valid_after_utc <= foreign.not_valid_after_utc  # clamped to the issuer
+
+
+def test_explicit_common_name_over_64_characters_is_refused(ec_key) -> None:
+    with pytest.raises(InvalidName, match="longer than 64"):
+        self_signed_certificate(ec_key, PRINTER, common_name="c" * 65, validity=timedelta(days=1))
+
+
+def test_profiles_reuse_their_extension_values_across_certificates(ec_key, rsa_key) -> None:
+    # Built once per profile (bench/pki_issue.py): equal values, and the RSA/EC key usages stay distinct.
+    assert TLS_SERVER.key_usage(ec_key.public_key()) is TLS_SERVER.key_usage(
+        generate_private_key().public_key()
+    )
+    assert TLS_SERVER.key_usage(rsa_key.public_key()).key_encipherment
+    assert not TLS_SERVER.key_usage(ec_key.public_key()).key_encipherment
+    assert not TLS_CLIENT.key_usage(ec_key.public_key()).key_cert_sign
