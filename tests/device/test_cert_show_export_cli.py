@@ -228,3 +228,12 @@ def test_export_option_errors_write_nothing(
     assert result.returncode == code
     assert not out.parent.exists()
     assert snapshot(device_dir) == before
+
+
+def test_show_of_a_certificate_with_duplicate_extensions_is_one_line(
+    device_dir: Path, tmp_path: Path
+) -> None:
+    der = _cert(device_dir).public_bytes(serialization.Encoding.DER)
+    forged = tmp_path / "forged.der"
+    forged.write_bytes(der.replace(bytes.fromhex("0603551d11"), bytes.fromhex("0603551d0f"), 1))
+    assert_one_line_failure(lancert("cert", "show", forged), "malformed extensions", str(forged))

@@ -158,3 +158,14 @@ def test_read_certificate_errors_are_one_line_and_name_the_file(tmp_path: Path, 
     good = tmp_path / "good.crt"
     good.write_bytes(export_certificate(cert, "crt"))
     assert read_certificate(good) == cert
+
+
+@pytest.mark.parametrize("oid_hex", ["0603551d0f", "0603551d13"], ids=["duplicate-ku", "duplicate-bc"])
+def test_certificate_with_duplicate_extensions_is_invalid_not_a_crash(device, oid_hex: str) -> None:
+    # RFC 5280 4.2: at most one instance of each extension. Turn the SAN's OID into KU's (or BC's).
+    cert, _ = device
+    der = cert.public_bytes(serialization.Encoding.DER)
+    forged = der.replace(bytes.fromhex("0603551d11"), bytes.fromhex(oid_hex), 1)
+    assert forged != der
+    with pytest.raises(InvalidPEM, match="malformed extensions"):
+        load_certificates(forged)

@@ -133,13 +133,22 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
         if b"-----BEGIN" in stripped:
             if b"-----BEGIN CERTIFICATE-----" not in stripped:
                 raise InvalidPEM("PEM file holds no certificate")
-            return x509.load_pem_x509_certificates(stripped)
-        try:
-            return [x509.load_der_x509_certificate(stripped)]
-        except ValueError:
-            return [x509.load_der_x509_certificate(base64.b64decode(stripped, validate=False))]
+            certs = x509.load_pem_x509_certificates(stripped)
+        else:
+            try:
+                certs = [x509.load_der_x509_certificate(stripped)]
+            except ValueError:
+                certs = [x509.load_der_x509_certificate(base64.b64decode(stripped, validate=False))]
     except ValueError:
         raise InvalidPEM("not a valid certificate (garbage or truncated PEM/DER)") from None
+    for cert in certs:
+        # cryptography parses extensions lazily; a duplicate or malformed one (RFC 5280 4.2 forbids both)
+        # would otherwise surface as a traceback wherever the certificate is first looked at.
+        try:
+            cert.extensions  # noqa: B018 - parsed for validation
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+            raise InvalidPEM(f"certificate has malformed extensions ({exc})") from None
+    return certs
 
 
 def read_certificates(path: Path | str) -> list[x509.Certificate]:
