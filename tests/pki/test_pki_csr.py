@@ -106,3 +106,37 @@ def test_csr_names_reads_ip_and_dns(ec_key) -> None:
     names = csr_names(create_csr(ec_key, NAMES))
     assert names.dns == ("*.k7m2q9xd4a1b.iot.example.net",)
     assert names.ips == (ipaddress.ip_address("192.168.1.25"),)
+
+
+def _der_tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    length = (
+        bytes([n])
+        if n < 128
+        else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    )
+    return bytes([tag]) + length + body
+
+
+def test_validly_signed_csr_with_duplicate_extensions_is_refused(ec_key) -> None:
+    # A hostile box can sign anything: rewrite the SAN's OID into KeyUsage's, then re-sign the request
+    # info with the same key, so the signature verifies and only the duplicate extension is wrong.
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "box")]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a.example")]), critical=False)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+        )
+        .sign(ec_key, hashes.SHA256())
+    )
+    der = _der(csr)
+    info = csr.tbs_certrequest_bytes
+    forged_info = info.replace(bytes.fromhex("0603551d11"), bytes.fromhex("0603551d0f"), 1)
+    after = der.index(info) + len(info)
+    algorithm = der[after : after + 2 + der[after + 1]]
+    signature = ec_key.sign(forged_info, ec.ECDSA(hashes.SHA256()))
+    forged = _der_tlv(0x30, forged_info + algorithm + _der_tlv(0x03, b"\x00" + signature))
+    assert x509.load_der_x509_csr(forged).is_signature_valid
+    with pytest.raises(InvalidCSR, match="extensions are malformed"):
+        load_csr(forged)

@@ -11,6 +11,7 @@ from lancert.pki.keys import PrivateKey, check_key_strength
 from lancert.pki.names import SubjectNames
 
 MAX_CSR_BYTES = 16 * 1024
+_MALFORMED = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 def create_csr(
@@ -41,6 +42,12 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
     if not valid:
         raise InvalidCSR("CSR signature does not verify")
     check_key_strength(csr.public_key())
+    # Extensions are parsed lazily; a validly signed CSR can still carry duplicates (RFC 5280 4.2) or
+    # malformed names, which must be a 400 at the service, not a traceback in csr_names later.
+    try:
+        csr.extensions  # noqa: B018 - parsed for validation
+    except _MALFORMED as exc:
+        raise InvalidCSR(f"CSR extensions are malformed ({exc})") from None
     return csr
 
 
@@ -50,7 +57,7 @@ def csr_names(csr: x509.CertificateSigningRequest) -> SubjectNames:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return SubjectNames()
-    except ValueError:
+    except _MALFORMED:
         raise InvalidCSR("CSR extensions are malformed") from None
     return SubjectNames.from_extension(ext.value)
 
