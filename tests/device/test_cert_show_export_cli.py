@@ -237,3 +237,19 @@ def test_show_of_a_certificate_with_duplicate_extensions_is_one_line(
     forged = tmp_path / "forged.der"
     forged.write_bytes(der.replace(bytes.fromhex("0603551d11"), bytes.fromhex("0603551d0f"), 1))
     assert_one_line_failure(lancert("cert", "show", forged), "malformed extensions", str(forged))
+
+
+def test_export_legacy_p12_uses_3des_and_sha1_and_opens_with_the_password(
+    device_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "legacy.p12"
+    result = lancert(
+        "cert", "export", device_dir / "cert.pem", "--format", "p12", "--legacy", "-o", out,
+        "--key", device_dir / "key.pem", "--password", "pw",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = openssl("pkcs12", "-info", "-in", out, "-passin", "pass:pw", "-nodes")
+    assert info.returncode == 0, info.stderr
+    assert "MAC: sha1" in info.stderr and "pbeWithSHA1And3-KeyTripleDES-CBC" in info.stderr
+    assert "BEGIN PRIVATE KEY" in info.stdout
+    assert openssl("pkcs12", "-info", "-in", out, "-passin", "pass:nope", "-nodes").returncode != 0

@@ -59,6 +59,10 @@ def export(
         str | None,
         typer.Option("--password", envvar="LANCERT_P12_PASSWORD", help="p12 only: the file's password."),
     ] = None,
+    legacy: Annotated[
+        bool,
+        typer.Option("--legacy", help="p12 only: 3DES/SHA-1, for macOS/iOS keychains and old Windows."),
+    ] = False,
 ) -> None:
     """Write a certificate as a platform wants it.
 
@@ -67,8 +71,8 @@ def export(
     as its chain). mobileconfig: an iOS profile. Only the first certificate of FILE is exported otherwise.
     """
     cert, *chain = read_certificates(file)
-    if fmt is not CertFormat.P12 and (key or password):
-        raise UsageError("--key and --password apply to --format p12 only")
+    if fmt is not CertFormat.P12 and (key or password or legacy):
+        raise UsageError("--key, --password and --legacy apply to --format p12 only")
     if fmt is CertFormat.P12 and not password:
         raise UsageError("--format p12 needs --password (or LANCERT_P12_PASSWORD)")
     private_key = None
@@ -77,6 +81,6 @@ def export(
             private_key = load_private_key_pem(key.read_bytes())
         except OSError as exc:
             raise UsageError(f"{key}: cannot read ({exc.strerror})") from None
-    data = export_certificate(cert, fmt, password=password, key=private_key, chain=chain)
+    data = export_certificate(cert, fmt, password=password, key=private_key, chain=chain, legacy=legacy)
     atomic_write(out, data, mode=KEY_MODE if private_key else PUBLIC_MODE)
     typer.echo(f"wrote {out} ({fmt.value}, {len(data)} bytes)")

@@ -54,19 +54,28 @@ def p12(
     key: PrivateKey | None = None,
     chain: list[x509.Certificate] | tuple[x509.Certificate, ...] = (),
     friendly_name: str | None = None,
+    legacy: bool = False,
 ) -> bytes:
-    """PKCS#12 with AES-256 and SHA-256 (OpenSSL 3, Windows 10 1709+, macOS, Android all read it)."""
+    """PKCS#12 with AES-256 and a SHA-256 MAC, or with ``legacy`` 3DES and a SHA-1 MAC.
+
+    OpenSSL 3, Windows 10 1709+ and current Android read the AES form. Apple's keychain import (macOS
+    before 15, iOS) and older Windows reject it with a misleading "wrong password"; they read only the
+    legacy form, which is what ``openssl pkcs12 -export -legacy`` writes.
+    """
     if not password:
         raise LancertError("a PKCS#12 file needs a non-empty password")
     if key is not None and not public_key_matches(key, cert.public_key()):
         raise LancertError("the private key does not belong to the certificate")
-    encryption = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(100_000)
-        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
-        .hmac_hash(hashes.SHA256())
-        .build(password.encode())
+    builder = serialization.PrivateFormat.PKCS12.encryption_builder().kdf_rounds(
+        2048 if legacy else 100_000
     )
+    if legacy:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        builder = builder.hmac_hash(hashes.SHA1())  # noqa: S303 - the only MAC those readers accept
+    else:
+        builder = builder.key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        builder = builder.hmac_hash(hashes.SHA256())
+    encryption = builder.build(password.encode())
     name = (friendly_name or common_name(cert.subject) or "lancert").encode()
     return pkcs12.serialize_key_and_certificates(name, key, cert, list(chain) or None, encryption)
 
@@ -110,8 +119,9 @@ def mobileconfig(cert: x509.Certificate, *, display_name: str | None = None) -> 
 def export_certificate(
     cert: x509.Certificate, fmt: CertFormat | str, *, password: str | None = None,
     key: PrivateKey | None = None, chain: list[x509.Certificate] | tuple[x509.Certificate, ...] = (),
+    legacy: bool = False,
 ) -> bytes:
-    """``cert`` in ``fmt``; ``password``, ``key`` and ``chain`` (the CAs above it) go into p12 only."""
+    """``cert`` in ``fmt``; ``password``, ``key``, ``chain`` (the CAs above it), ``legacy`` are p12 only."""
     fmt = CertFormat(fmt)
     if fmt is CertFormat.CRT:
         return crt(cert)
@@ -120,7 +130,7 @@ def export_certificate(
     if fmt is CertFormat.DER:
         return der(cert)
     if fmt is CertFormat.P12:
-        return p12(cert, password=password or "", key=key, chain=chain)
+        return p12(cert, password=password or "", key=key, chain=chain, legacy=legacy)
     return mobileconfig(cert)
 
 
