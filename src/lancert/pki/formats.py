@@ -58,9 +58,9 @@ def p12(
 ) -> bytes:
     """PKCS#12 with AES-256 and a SHA-256 MAC, or with ``legacy`` 3DES and a SHA-1 MAC.
 
-    OpenSSL 3, Windows 10 1709+ and current Android read the AES form. Apple's keychain import (macOS
-    before 15, iOS) and older Windows reject it with a misleading "wrong password"; they read only the
-    legacy form, which is what ``openssl pkcs12 -export -legacy`` writes.
+    OpenSSL 3, Windows 10 1709+ and current Android read the AES form. Apple's keychain import (macOS,
+    iOS; widely reported, not tested here) and older Windows have rejected it with a misleading "wrong
+    password"; they read the legacy form, which is what ``openssl pkcs12 -export -legacy`` writes.
     """
     if not password:
         raise LancertError("a PKCS#12 file needs a non-empty password")
