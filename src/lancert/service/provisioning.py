@@ -8,6 +8,7 @@ uniqueness, so a failed request leaves nothing behind and no two records share a
 from __future__ import annotations
 
 from cryptography import x509
+from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from lancert.pki import (
@@ -95,8 +96,8 @@ class Provisioner:
             issued = self.issuer.issue_server_certificate(csr, grant.names)
             try:
                 with self.database.transaction() as session:
-                    session.add(
-                        IssuedCertificate(
+                    session.execute(
+                        insert(IssuedCertificate).values(
                             serial=issued.serial_hex,
                             db_uuid=grant.database.uuid,
                             box_id=grant.box_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lancert.service.database import Database
@@ -43,22 +43,31 @@ class FailedCredentialLimiter:
         """Raise :class:`RateLimited` if this source or database used up its failures for the window."""
         now = time.time()
         window = self._window(now)
-        with self.database.transaction() as session:
-            for scope, subject, limit in self._subjects(ip, db_uuid):
-                count = session.scalar(
-                    select(CredentialFailure.count).where(
-                        CredentialFailure.scope == scope,
-                        CredentialFailure.subject == subject,
+        subjects = self._subjects(ip, db_uuid)
+        # One query for both counters: this runs before every credential check, successful or not.
+        with self.database.sessions() as session:
+            rows = (
+                session.execute(
+                    select(CredentialFailure.scope, CredentialFailure.count).where(
                         CredentialFailure.window_start == window,
+                        or_(
+                            *(
+                                and_(CredentialFailure.scope == scope, CredentialFailure.subject == subject)
+                                for scope, subject, _limit in subjects
+                            )
+                        ),
                     )
+                ).all()
+            )
+        counts = {scope: count for scope, count in rows}
+        for scope, _subject, limit in subjects:
+            if counts.get(scope, 0) >= limit:
+                retry_after = max(1, int(window + self.limits.window_seconds - now) + 1)
+                what = "this address" if scope == "ip" else "this database"
+                raise RateLimited(
+                    f"too many failed credentials for {what}; retry in {retry_after} s",
+                    retry_after=retry_after,
                 )
-                if count is not None and count >= limit:
-                    retry_after = max(1, int(window + self.limits.window_seconds - now) + 1)
-                    what = "this address" if scope == "ip" else "this database"
-                    raise RateLimited(
-                        f"too many failed credentials for {what}; retry in {retry_after} s",
-                        retry_after=retry_after,
-                    )
 
     def record_failure(self, ip: str, db_uuid: str) -> None:
         window = self._window(time.time())
