@@ -155,3 +155,23 @@ def test_a_server_that_never_answers_the_handshake_times_out_in_one_line(tmp_pat
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "timed out after 0.5 s" in result.stderr
     assert not (tmp_path / "x.crt").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "resolve", "expected", "sni"),
+    [
+        ("192.168.1.25", None, ("192.168.1.25", 443, "192.168.1.25"), None),
+        ("https://Printer.Test.:8443/path?q", "printer.test:127.0.0.1", ("printer.test", 8443, "127.0.0.1"),
+         "printer.test"),
+        ("https://[fe80::25]:8443/", "[fe80::25]:::1", ("fe80::25", 8443, "::1"), None),
+        ("https://printer.test/", "printer.test:::1", ("printer.test", 443, "::1"), "printer.test"),
+    ],
+)
+def test_targets_keep_the_name_to_check_apart_from_the_address_to_connect(
+    url: str, resolve: str | None, expected: tuple[str, int, str], sni: str | None
+) -> None:
+    from lancert.trust import parse_target
+
+    target = parse_target(url, resolve)
+    assert (target.host, target.port, target.connect_host) == expected
+    assert target.sni == sni
