@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -27,13 +28,25 @@ def test_up_check_shows_padlock_for_every_device_and_exits_0(tmp_path: Path) -> 
     assert printer["padlock"] is True
     assert printer["url"].startswith("https://127.0.0.1:")
     assert printer["trust_file"] == str(tmp_path / "printer" / "cert.pem")
+    box = devices["IoT box (provisioned)"]
+    assert box["padlock"] is True, box["detail"]
+    assert re.fullmatch(r"https://127-0-0-1\.[a-z0-9]+\.iot\.lancert\.test:\d+/", box["url"])
+    assert box["trust_file"] == str(tmp_path / "service-root.pem")
+    state = json.loads((tmp_path / "box" / "state.json").read_text())
+    assert state["status"] == "OK" and box["url"] == state["https_url"]
 
 
-def test_up_keeps_the_printer_certificate_across_runs(tmp_path: Path) -> None:
+def test_up_keeps_certificates_and_demo_database_across_runs(tmp_path: Path) -> None:
     assert _up("--check", "--data-dir", str(tmp_path)).returncode == 0
     first = (tmp_path / "printer" / "cert.pem").read_bytes()
-    assert _up("--check", "--data-dir", str(tmp_path)).returncode == 0
+    database = (tmp_path / "demo-database.json").read_text()
+    box_cert = (tmp_path / "box" / "cert.pem").read_bytes()
+    assert (tmp_path / "demo-database.json").stat().st_mode & 0o777 == 0o600
+    again = _up("--check", "--data-dir", str(tmp_path))
+    assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "printer" / "cert.pem").read_bytes() == first
+    assert (tmp_path / "demo-database.json").read_text() == database
+    assert (tmp_path / "box" / "cert.pem").read_bytes() == box_cert  # still valid: not renewed
 
 
 def test_up_check_exits_1_and_names_the_reason_when_a_device_has_no_padlock(tmp_path: Path) -> None:
@@ -44,7 +57,7 @@ def test_up_check_exits_1_and_names_the_reason_when_a_device_has_no_padlock(tmp_
     result = _up("--check", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "padlock:  NO" in result.stdout
-    assert "IP address mismatch" in result.stdout
+    assert "not the IP address 127.0.0.1" in result.stdout
 
 
 def test_up_serves_until_interrupted(tmp_path: Path) -> None:

@@ -1,18 +1,19 @@
 """``lancert up``: the whole system on this machine, on loopback, with embedded defaults.
 
-It starts every flow's device (today: the self-signed receipt printer), checks each one's padlock the
+It starts every flow's device (the self-signed receipt printer; the certificate service with its DNS
+and an IoT box that provisions itself), checks each one's padlock the
 way a browser that trusts the right root would, and prints one summary: URL, the file to trust, verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from lancert.errors import LancertError
 
 DEFAULT_DATA_DIR = Path("~/.local/share/lancert/up").expanduser()
 
@@ -26,6 +27,8 @@ class Device:
     trust_file: Path
     # Names under a managed zone are not in any resolver on a fresh machine: connect here instead.
     connect_ip: str | None = None
+    # Why the device cannot be checked at all (a box that holds no certificate): the verdict as is.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Stack:
     """What ``up`` started, stopped in reverse order."""
 
     devices: list[Device] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def on_stop(self, stop: Callable[[], None]) -> None:
@@ -51,26 +55,23 @@ class Stack:
                 self._stops.pop()()
 
 
-def padlock(device: Device, timeout: float = 5.0) -> Verdict:
-    """Whether a TLS client that trusts only ``device.trust_file`` accepts the device for its URL's host.
+def padlock(device: Device, timeout: float = 10.0) -> Verdict:
+    """``lancert check``'s verdict for the device, trusting only ``device.trust_file``."""
+    if device.problem:
+        return Verdict(device, False, device.problem)
+    from lancert.check import TrustSource, check_target
+    from lancert.trust.fetch import Target
 
-    OpenSSL does the path validation and the name/IP match, with the same rules a browser applies to a
-    server certificate (X509_V_FLAG_X509_STRICT catches what browsers refuse and OpenSSL tolerates).
-    """
     parts = urlsplit(device.url)
     host = parts.hostname or ""
-    port = parts.port or 443
-    context = ssl.create_default_context(cafile=str(device.trust_file))
-    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    target = Target(host, parts.port or 443, device.connect_ip or host)
     try:
-        with socket.create_connection((device.connect_ip or host, port), timeout=timeout) as raw, \
-                context.wrap_socket(raw, server_hostname=host):
-            pass
-    except ssl.SSLCertVerificationError as exc:
-        return Verdict(device, False, exc.verify_message or str(exc))
-    except (OSError, ssl.SSLError) as exc:
-        return Verdict(device, False, f"cannot connect: {exc}")
-    return Verdict(device, True, "secure connection")
+        verdict = check_target(target, TrustSource.from_ca_file(device.trust_file), timeout=timeout)
+    except LancertError as exc:
+        return Verdict(device, False, str(exc))
+    if verdict.secure:
+        return Verdict(device, True, "secure connection")
+    return Verdict(device, False, "; ".join(r.message for r in verdict.reasons))
 
 
 @contextlib.contextmanager
@@ -84,6 +85,25 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         printer = start_printer(data_dir / "printer")
         stack.on_stop(printer.stop)
         stack.devices.append(Device("receipt printer (self-signed)", printer.url, printer.cert_path))
+
+        from lancert.up import stack as provisioned
+
+        children: list[provisioned.Child] = []
+        stack.on_stop(lambda: provisioned.stop_all(children))
+        progress("certificate service: SQLite, internal CA, DNS on 127.0.0.1")
+        service = provisioned.start_service(data_dir, children)
+        stack.notes.append(f"certificate service: {service.url}  (DNS for {service.zone} on "
+                           f"127.0.0.1:{service.dns_port})")
+        progress("registering the demo database")
+        uuid, code = provisioned.demo_database(data_dir)
+        progress("IoT box: obtaining its certificate from the service")
+        box = provisioned.start_box(data_dir, service, uuid, code, children)
+        status = str(box.get("status", "?"))
+        url = str(box.get("https_url") or f"http://127.0.0.1:{box.get('http_port', '?')}/")
+        stack.notes.append(f"IoT box status: {status}; homepage also on http://127.0.0.1:{box.get('http_port')}/")
+        problem = None if box.get("https_url") else f"the box has no certificate: {status}"
+        stack.devices.append(Device("IoT box (provisioned)", url, service.root, connect_ip="127.0.0.1",
+                                    problem=problem))
         yield stack
     finally:
         stack.stop()

@@ -14,8 +14,10 @@ from rich.console import Console
 from lancert.up import DEFAULT_DATA_DIR, Verdict, padlock, running
 
 
-def _summary(console: Console, verdicts: list[Verdict]) -> None:
+def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> None:
     """One block per device, full paths and URLs unwrapped so they can be copied."""
+    for note in notes:
+        console.print(note, soft_wrap=True, highlight=False)
     for v in verdicts:
         console.print(f"[bold]{v.device.name}[/bold]", soft_wrap=True)
         console.print(f"  URL:      {v.device.url}", soft_wrap=True, highlight=False)
@@ -23,6 +25,10 @@ def _summary(console: Console, verdicts: list[Verdict]) -> None:
             console.print(f"  address:  {v.device.connect_ip} (the name resolves through lancert's DNS)",
                           soft_wrap=True, highlight=False)
         console.print(f"  trust:    {v.device.trust_file}", soft_wrap=True, highlight=False)
+        if v.device.connect_ip and not v.device.problem:
+            host = v.device.url.split("/")[2].rsplit(":", 1)[0]
+            console.print(f"  browser:  chromium --host-resolver-rules='MAP {host} {v.device.connect_ip}' "
+                          f"{v.device.url}", soft_wrap=True, highlight=False)
         verdict = "[green]yes[/green]" if v.padlock else "[red]NO[/red]"
         console.print(f"  padlock:  {verdict} ({v.detail})", soft_wrap=True, highlight=False)
     console.print("To trust a file in Chrome/Firefox on Linux: lancert trust install FILE --store nss",
@@ -52,7 +58,7 @@ def up(
                                     "trust_file": str(v.device.trust_file), "padlock": v.padlock,
                                     "detail": v.detail} for v in verdicts], indent=2))
         else:
-            _summary(console, verdicts)
+            _summary(console, verdicts, stack.notes)
         ok = all(v.padlock for v in verdicts)
         if check:
             raise typer.Exit(0 if ok else 1)

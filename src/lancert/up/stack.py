@@ -1,0 +1,156 @@
+"""The provisioned flow of ``lancert up``: the certificate service with its DNS, and one IoT box.
+
+Each runs as its own ``lancert`` process, exactly as a user would start it, so ``up`` exercises the
+real command lines; their logs go to files in the data directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from lancert.errors import LancertError
+from lancert.storage import KEY_MODE, read_json, write_json
+
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (the DNS server takes both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise LancertError("no free port on 127.0.0.1")
+
+
+def _lancert(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lancert", *args]
+
+
+@dataclass
+class Child:
+    """A ``lancert`` process started by ``up``; stdout lines are collected, stderr goes to a log file."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    lines: list[str]
+
+    @classmethod
+    def start(cls, name: str, args: list[str], log_path: Path) -> Child:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file: IO[str] = log_path.open("a")
+        proc = subprocess.Popen(_lancert(*args), stdout=subprocess.PIPE, stderr=log_file, text=True,
+                                start_new_session=True)
+        log_file.close()
+        child = cls(name, proc, [])
+        threading.Thread(target=child._drain, daemon=True).start()
+        return child
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, marker: str, log_path: Path, timeout: float = START_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if marker in line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise LancertError(f"{self.name} did not start; see {log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class ServiceInfo:
+    url: str
+    dns_port: int
+    root: Path
+    zone: str
+
+
+def demo_database(data_dir: Path) -> tuple[str, str]:
+    """The demo's eligible database: registered once, its code kept (0600) for the box."""
+    path = data_dir / "demo-database.json"
+    saved = read_json(path, {})
+    if isinstance(saved, dict) and saved.get("uuid") and saved.get("code"):
+        return str(saved["uuid"]), str(saved["code"])
+    uuid, code = f"demo-{secrets.token_hex(6)}", secrets.token_urlsafe(18)
+    result = subprocess.run(
+        _lancert("service", "db", "add", "--uuid", uuid, "--code", code, "--kind", "production",
+                 "--subscription", "in_progress", "--iot-line", "--data-dir", str(data_dir / "service")),
+        capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise LancertError(f"cannot register the demo database: {result.stderr.strip()}")
+    write_json(path, {"uuid": uuid, "code": code}, mode=KEY_MODE)
+    return uuid, code
+
+
+def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
+    dns_port = free_port()
+    log_path = data_dir / "logs" / "service.log"
+    child = Child.start("the certificate service", [
+        "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
+        "--dns-port", str(dns_port)], log_path)
+    children.append(child)
+    line = child.wait_for("listening on http://", log_path)
+    url = line.strip().rsplit(" ", 1)[-1]
+    zone = next((ln.split(" dns for ", 1)[1].split()[0] for ln in child.lines if " dns for " in ln),
+                "iot.lancert.test")
+    root = subprocess.run(_lancert("service", "root", "--data-dir", str(data_dir / "service")),
+                          capture_output=True, text=True, timeout=60)
+    if root.returncode != 0:
+        raise LancertError(f"cannot read the service's root: {root.stderr.strip()}")
+    root_path = data_dir / "service-root.pem"
+    root_path.write_text(root.stdout)
+    return ServiceInfo(url, dns_port, root_path, zone)
+
+
+def start_box(
+    data_dir: Path, service: ServiceInfo, uuid: str, code: str, children: list[Child]
+) -> dict[str, object]:
+    """Start the box; its state once it answers on both ports (OK, or the error code it hit)."""
+    log_path = data_dir / "logs" / "box.log"
+    dns = f"127.0.0.1:{service.dns_port}"
+    child = Child.start("the IoT box", [
+        "box", "run", "--state-dir", str(data_dir / "box"), "--server", service.url, "--db-uuid", uuid,
+        "--enterprise-code", code, "--host", "127.0.0.1", "--lan-ip", "127.0.0.1", "--http-port", "0",
+        "--https-port", "0", "--resolver", dns, "--zone-dns", dns], log_path)
+    children.append(child)
+    child.wait_for("lancert box:", log_path)
+    state = read_json(data_dir / "box" / "state.json", {})
+    return state if isinstance(state, dict) else {}
+
+
+def stop_all(children: list[Child]) -> None:
+    for child in reversed(children):
+        with contextlib.suppress(Exception):
+            child.stop()
+
