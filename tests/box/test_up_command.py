@@ -13,6 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
+import pytest
+
 LANCERT = [sys.executable, "-m", "lancert"]
 
 
@@ -20,7 +23,7 @@ def _up(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LANCERT, "up", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_up_check_shows_padlock_for_every_device_and_exits_0(tmp_path: Path) -> None:
+def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_path: Path) -> None:
     result = _up("--check", "--json", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     devices = {d["device"]: d for d in json.loads(result.stdout)}
@@ -35,15 +38,13 @@ def test_up_check_shows_padlock_for_every_device_and_exits_0(tmp_path: Path) -> 
     state = json.loads((tmp_path / "box" / "state.json").read_text())
     assert state["status"] == "OK" and box["url"] == state["https_url"]
 
-
-def test_up_keeps_certificates_and_demo_database_across_runs(tmp_path: Path) -> None:
-    assert _up("--check", "--data-dir", str(tmp_path)).returncode == 0
     first = (tmp_path / "printer" / "cert.pem").read_bytes()
     database = (tmp_path / "demo-database.json").read_text()
     box_cert = (tmp_path / "box" / "cert.pem").read_bytes()
     assert (tmp_path / "demo-database.json").stat().st_mode & 0o777 == 0o600
     again = _up("--check", "--data-dir", str(tmp_path))
     assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("padlock:  yes") == 2
     assert (tmp_path / "printer" / "cert.pem").read_bytes() == first
     assert (tmp_path / "demo-database.json").read_text() == database
     assert (tmp_path / "box" / "cert.pem").read_bytes() == box_cert  # still valid: not renewed
@@ -76,8 +77,14 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
         context = ssl.create_default_context(cafile=str(tmp_path / "printer" / "cert.pem"))
         with urllib.request.urlopen(url, context=context, timeout=10) as response:
             assert b"ePOS printer" in response.read()
+        box_http = next(line.rsplit(" ", 1)[1].strip() for line in lines if "homepage also on" in line)
+        box_url = next(line.split()[1] for line in lines if "iot.lancert.test" in line and "URL:" in line)
+        redirect = httpx.get(box_http, follow_redirects=False, trust_env=False, timeout=10)
+        assert redirect.status_code == 302 and redirect.headers["location"] == box_url
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+        with pytest.raises(httpx.ConnectError):  # the box process was stopped with up
+            httpx.get(box_http, trust_env=False, timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()
