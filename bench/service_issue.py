@@ -5,8 +5,9 @@ Service: the real ``lancert service run`` (SQLite in WAL mode, a temporary data 
 127.0.0.1; clients are threads with one keep-alive httpx client each, every request with its own CSR
 (made beforehand) for one of 64 boxes of one registered database. Ceiling: ``issue_for_csr`` of the PKI
 core in a loop in this process, for the same CSRs (signature check of the CSR included, as the service
-does it). p50/p95 are per-request wall times at each concurrency. RSS is the service's VmRSS and VmHWM
-(peak) after the runs.
+does it). p50/p95 are per-request wall times at each concurrency. A second baseline, GET /healthz at the
+same concurrency, is the HTTP floor on this machine (client and server share its cores). RSS is the
+service's VmRSS and VmHWM (peak) after the runs.
 
 DNS: dnsperf (Debian package) if installed, else a Python client loop (dnspython over UDP, one thread),
 against the service's DNS and against a plain dnslib server answering one fixed A record.
@@ -85,7 +86,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def service_run(url: str, csrs: list[str], concurrency: int) -> tuple[float, list[float]]:
+def service_run(
+    url: str, csrs: list[str], concurrency: int, *, floor: bool = False
+) -> tuple[float, list[float]]:
+    """``floor``: GET /healthz instead, the same number of times: what HTTP alone (client, uvicorn,
+    FastAPI's thread hop) costs on this machine, with no credentials, signing or SQL."""
     clients = [httpx.Client(base_url=url, timeout=60) for _ in range(concurrency)]
     local = threading.local()
     counter = iter(range(len(clients)))
@@ -99,6 +104,9 @@ def service_run(url: str, csrs: list[str], concurrency: int) -> tuple[float, lis
 
     def one(i: int) -> float:
         start = time.perf_counter()
+        if floor:
+            client().get("/healthz").raise_for_status()
+            return time.perf_counter() - start
         response = client().post(
             "/api/v1/certificates",
             json={"db_uuid": "bench-db", "enterprise_code": CODE, "box_id": f"box-{i % 64}", "csr": csrs[i]},
@@ -227,16 +235,20 @@ def main() -> None:
                 rate, lat = service_run(url, csrs, c)
                 results.setdefault(f"c{c}", []).append(rate)
                 latencies[c] += lat
+                results.setdefault(f"floor{c}", []).append(service_run(url, csrs, c, floor=True)[0])
         ceiling = statistics.median(results["ceiling"])
         print(f"PKI-core ceiling (issue_for_csr loop, 1 thread): {ceiling:8.1f} cert/s")
-        print("| clients | cert/s | % of ceiling | p50 ms | p95 ms |")
-        print("|--:|--:|--:|--:|--:|")
+        print(
+            "| clients | cert/s | % of ceiling | p50 ms | p95 ms | GET /healthz req/s | cert/s vs healthz |"
+        )
+        print("|--:|--:|--:|--:|--:|--:|--:|")
         for c in (1, 4, 16):
             rate = statistics.median(results[f"c{c}"])
+            floor = statistics.median(results[f"floor{c}"])
             print(
                 f"| {c} | {rate:.1f} | {100 * rate / ceiling:.1f}% "
                 f"| {1000 * percentile(latencies[c], 0.5):.1f} "
-                f"| {1000 * percentile(latencies[c], 0.95):.1f} |"
+                f"| {1000 * percentile(latencies[c], 0.95):.1f} | {floor:.1f} | {100 * rate / floor:.0f}% |"
             )
         rss, peak = rss_kib(service.pid)
         print(f"service RSS after runs: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import CODE, ZONE, Registry, ServiceProcess, make_csr
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr
 
 from lancert.pki import generate_private_key, load_certificates, verify_server_chain
 from lancert.pki.keys import public_key_matches
@@ -148,8 +148,8 @@ def test_openssl_verifies_the_chain_for_a_device_hostname(issued: dict, tmp_path
 
 
 def test_short_lifetime_for_renewal_tests(tmp_path: Path, registry: Registry) -> None:
-    from conftest import Registry as Reg
-    from conftest import ServiceProcess as Proc
+    from service_testlib import Registry as Reg
+    from service_testlib import ServiceProcess as Proc
 
     process = Proc(tmp_path / "short", ["--dns-port", "0", "--cert-lifetime", "120s"]).start()
     try:

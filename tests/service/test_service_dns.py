@@ -13,7 +13,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
-from conftest import ZONE, ServiceProcess, free_port
+from service_testlib import ZONE, ServiceProcess, free_port
 
 from lancert.dns import address_from_label, dashed_address
 from lancert.service.database import Database

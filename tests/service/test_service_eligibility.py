@@ -6,7 +6,7 @@ import statistics
 import time
 
 import pytest
-from conftest import CODE, ZONE, Registry, ServiceProcess, make_csr
+from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr
 
 from lancert.pki import load_certificates, load_private_key_pem
 from lancert.pki.keys import public_key_matches

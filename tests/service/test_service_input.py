@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CODE, ZONE, Registry, ServiceProcess, make_csr, write_config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr, write_config
 
 from lancert.pki import SubjectNames, generate_private_key
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from conftest import CODE, make_csr
+from service_testlib import CODE, make_csr
 
 from lancert.pki import CertificateAuthority
 from lancert.service.app import create_app

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CODE, ServiceProcess, free_port, make_csr
+from service_testlib import CODE, ServiceProcess, free_port, make_csr
 from sqlalchemy import text
 
 from lancert.pki import load_certificates

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from conftest import lancert
+from service_testlib import lancert
 
 from lancert.service.registry import verify_code
 

@@ -1,0 +1,168 @@
+"""Helpers of the certificate-service tests: the real ``lancert service run`` as a subprocess on
+127.0.0.1, driven over HTTP (httpx), DNS (dnspython) and its CLI.
+
+A uniquely named module, not ``conftest``: every test directory has a conftest, and ``from conftest
+import`` would get whichever one was imported first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+
+from lancert.pki import SubjectNames, create_csr, generate_private_key
+
+ZONE = "iot.lancert.test"
+CODE = "correct horse battery staple"
+
+
+def lancert(
+    *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "lancert", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lancert {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (DNS serves both on one number)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def make_csr(names: list[str] | None = None, key: object = None) -> str:
+    key = key or generate_private_key()
+    csr = create_csr(key, SubjectNames.parse(dns=names or []))  # type: ignore[arg-type]
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@dataclass
+class ServiceProcess:
+    data_dir: Path
+    args: list[str]
+    env: dict[str, str] | None = None
+    process: subprocess.Popen[str] | None = None
+    url: str = ""
+    dns_port: int = 0
+    output: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 30) -> ServiceProcess:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lancert",
+                "service",
+                "run",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                "0",
+                *self.args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=0.5):
+                if self.process.poll() is not None:
+                    break
+                continue
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if "listening on http://" in line:
+                self.url = line.strip().rsplit(" ", 1)[-1]
+                return self
+            if " dns for " in line:
+                self.dns_port = int(line.split(" on ", 1)[1].split()[0].rsplit(":", 1)[1])
+        self.stop()
+        stderr = self.process.stderr.read() if self.process.stderr else ""
+        raise AssertionError(f"service did not start: {''.join(self.output)} {stderr}")
+
+    def stop(self) -> str:
+        """Stop the service; return its stderr (for asserting that no traceback leaked elsewhere)."""
+        if self.process is None:
+            return ""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.stderr.read() if self.process.stderr else ""
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+
+def write_config(path: Path, **rate_limit: int) -> Path:
+    lines = [f'zone = "{ZONE}"', "[rate_limit]"] + [f"{k} = {v}" for k, v in rate_limit.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Registry:
+    """The eligibility registry of one service's data directory. ``add`` goes through the Python API
+    (one CLI start costs a second on a loaded machine; the CLI itself is tested in
+    test_service_registry.py); ``set`` goes through ``lancert service db set``, as an operator would."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.counter = 0
+
+    def add(self, *options: str, code: str = CODE) -> str:
+        from lancert.service.database import Database
+        from lancert.service.registry import DatabaseKind, Registry, SubscriptionStatus
+
+        self.counter += 1
+        uuid = f"db-{os.getpid()}-{time.monotonic_ns()}-{self.counter}"
+        opts = dict(zip(options[::2], options[1::2], strict=False))
+        database = Database(f"sqlite:///{self.data_dir / 'service.db'}")
+        try:
+            Registry(database).add(
+                uuid,
+                code,
+                kind=DatabaseKind(opts.get("--kind", "production")),
+                subscription=SubscriptionStatus(opts.get("--subscription", "in_progress")),
+                iot_box_line="--no-iot-line" not in options,
+            )
+        finally:
+            database.dispose()
+        return uuid
+
+    def set(self, uuid: str, *options: str) -> dict[str, object]:
+        out = lancert(
+            "service", "db", "set", "--uuid", uuid, *options, "--json", "--data-dir", str(self.data_dir)
+        )
+        return json.loads(out.stdout)
