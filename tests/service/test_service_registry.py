@@ -99,3 +99,31 @@ def test_root_prints_the_root_the_api_serves(service, tmp_path: Path) -> None:
     printed = lancert("service", "root", "--data-dir", str(service.data_dir)).stdout
     with service.client() as client:
         assert client.get("/api/v1/root").text == printed
+
+
+def test_run_on_a_port_in_use_fails_with_one_line(service, tmp_path: Path) -> None:
+    port = service.url.rsplit(":", 1)[1]
+    result = lancert(
+        "service", "run", "--data-dir", str(tmp_path), "--port", port, "--dns-port", "0", check=False
+    )
+    assert result.returncode == 1
+    assert f"lancert: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_another_zone_than_its_ca_is_refused(service) -> None:
+    result = lancert(
+        "service",
+        "run",
+        "--data-dir",
+        str(service.data_dir),
+        "--zone",
+        "other.example.net",
+        "--port",
+        "0",
+        "--dns-port",
+        "0",
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "is for zone 'iot.lancert.test'" in result.stderr

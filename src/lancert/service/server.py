@@ -99,9 +99,12 @@ def run_service(config: ServiceConfig) -> None:
     )
     try:
         server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind; say it as every lancert command does
+        if server.started:
+            raise
     finally:
         if dns is not None:
             dns.stop()
         service.database.dispose()
     if not server.started:
-        raise LancertError(f"cannot listen on {config.host}:{config.port}")
+        raise LancertError(f"cannot listen on {config.host}:{config.port} (address in use or not local)")
