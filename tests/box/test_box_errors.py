@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -128,6 +129,9 @@ def test_service_stopped_then_started_and_renewal_failure_keeps_serving(make_box
 
         # The serving box reaches its renewal time (its timer fires) while the service is down.
         assert wait_for(lambda: serving.state()["problems"], timeout=60)
+        time.sleep(3)  # the timer backs off (5 s, 10 s, ...) instead of retrying at once
+        outcomes = [e["outcome"] for e in serving.state()["events"]]
+        assert outcomes.count("ERR_IOT_HTTPS_LOAD_REQUEST_EXCEPTION") == 1
         status, page, leaf = serving.https(root)
         assert status == 200 and leaf == first_leaf
         assert serving.state()["status"] == "OK"

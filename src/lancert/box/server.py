@@ -129,11 +129,19 @@ class BoxServer:
 
     async def _timer(self) -> None:
         """Check every ``check_interval`` seconds, and exactly when the service said to renew."""
+        failures = 0
         while True:
             delay = self.check_interval
             renew_after = parse_time(self.keeper.state.renew_after)
-            if renew_after is not None:
-                delay = min(delay, max(0.5, (renew_after - utcnow()).total_seconds() + 0.1))
+            if self.keeper.state.problems:
+                # Back off (5 s, 10 s, ... up to the interval): a service that is down is not hammered by
+                # every box whose renewal is due; a homepage load still retries at once.
+                failures += 1
+                delay = min(delay, 5.0 * 2 ** min(failures - 1, 8))
+            else:
+                failures = 0
+                if renew_after is not None:
+                    delay = min(delay, max(0.5, (renew_after - utcnow()).total_seconds() + 0.1))
             await asyncio.sleep(delay)
             try:
                 await self.keeper.check("timer")
