@@ -222,3 +222,15 @@ def test_repeated_failures_from_one_address_get_429(strict_service: ServiceProce
     limited = post(strict_service, request("another-unknown"))
     assert int(limited.headers["Retry-After"]) > 0
     assert limited.json()["error"]["code"] == "rate_limited"
+
+
+def test_openapi_schema_describes_both_apis(service: ServiceProcess) -> None:
+    with service.client() as client:
+        schema = client.get("/openapi.json").json()
+    assert {"/api/v1/certificates", "/odoo-enterprise/iot/x509", "/api/v1/root", "/healthz"} <= set(
+        schema["paths"]
+    )
+    request = schema["components"]["schemas"]["CertificateRequest"]
+    assert set(request["required"]) == {"db_uuid", "enterprise_code", "box_id", "csr"}
+    responses = schema["paths"]["/api/v1/certificates"]["post"]["responses"]
+    assert {"200", "400", "403", "413", "429"} <= set(responses)
