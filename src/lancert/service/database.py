@@ -28,6 +28,7 @@ DB_FILE = "service.db"
 # Keys of pg_advisory_xact_lock: any constant unique to lancert; one per thing that must happen once.
 LOCK_MIGRATIONS = 0x6C616E01
 LOCK_SERVICE_STATE = 0x6C616E02
+READ_ONLY = "lancert_read_only"
 
 
 class DatabaseError(LancertError):
@@ -50,7 +51,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers in WAL mode see a snapshot and never block the writer: only writers need IMMEDIATE.
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -73,6 +76,9 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -99,6 +105,12 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed as a whole on success, rolled back entirely on any exception."""
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session that only reads: on SQLite a deferred transaction, so readers run beside the writer."""
+        with self._read_sessions() as session, session.begin():
             yield session
 
     def migrate(self) -> None:

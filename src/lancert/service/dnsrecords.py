@@ -26,7 +26,7 @@ def remove_txt_records(database: Database, name: str) -> None:
 
 def database_txt_lookup(database: Database) -> TxtLookup:
     def lookup(name: str) -> Sequence[str]:
-        with database.sessions() as session:
+        with database.reading() as session:
             return list(
                 session.scalars(
                     select(DnsTxtRecord.value).where(DnsTxtRecord.name == name).order_by(DnsTxtRecord.id)

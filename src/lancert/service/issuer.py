@@ -124,7 +124,7 @@ def _state(session: object, name: str) -> str | None:
 
 def load_service_identity(database: Database) -> ServiceIdentity | None:
     """The shared state, or None before the first ``service run``."""
-    with database.transaction() as session:
+    with database.reading() as session:
         values = {
             n: _state(session, n)
             for n in (STATE_ZONE, STATE_LABEL_SECRET, STATE_ROOT, STATE_INTERMEDIATE, STATE_INTERMEDIATE_KEY)

@@ -45,20 +45,18 @@ class FailedCredentialLimiter:
         window = self._window(now)
         subjects = self._subjects(ip, db_uuid)
         # One query for both counters: this runs before every credential check, successful or not.
-        with self.database.sessions() as session:
-            rows = (
-                session.execute(
-                    select(CredentialFailure.scope, CredentialFailure.count).where(
-                        CredentialFailure.window_start == window,
-                        or_(
-                            *(
-                                and_(CredentialFailure.scope == scope, CredentialFailure.subject == subject)
-                                for scope, subject, _limit in subjects
-                            )
-                        ),
-                    )
-                ).all()
-            )
+        with self.database.reading() as session:
+            rows = session.execute(
+                select(CredentialFailure.scope, CredentialFailure.count).where(
+                    CredentialFailure.window_start == window,
+                    or_(
+                        *(
+                            and_(CredentialFailure.scope == scope, CredentialFailure.subject == subject)
+                            for scope, subject, _limit in subjects
+                        )
+                    ),
+                )
+            ).all()
         counts = {scope: count for scope, count in rows}
         for scope, _subject, limit in subjects:
             if counts.get(scope, 0) >= limit:

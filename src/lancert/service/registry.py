@@ -138,7 +138,7 @@ class Registry:
 
     def authenticate(self, uuid: str, code: str) -> DatabaseRecord | None:
         """The database if ``code`` is its enterprise code, else None (unknown and wrong look alike)."""
-        with self.database.transaction() as session:
+        with self.database.reading() as session:
             row = session.scalars(select(RegisteredDatabase).where(RegisteredDatabase.uuid == uuid)).first()
             stored = row.code_hash if row is not None else _DUMMY_HASH
             record = DatabaseRecord.of(row) if row is not None else None
@@ -201,7 +201,7 @@ class Registry:
             return DatabaseRecord.of(row)
 
     def list(self) -> list[DatabaseRecord]:
-        with self.database.transaction() as session:
+        with self.database.reading() as session:
             rows = session.scalars(select(RegisteredDatabase).order_by(RegisteredDatabase.uuid)).all()
             return [DatabaseRecord.of(row) for row in rows]
 
