@@ -88,6 +88,7 @@ def rate(loop: Callable[..., list], ca: CertificateAuthority, public_keys: list,
 
 def same_shape(a: x509.Certificate, b: x509.Certificate) -> bool:
     """Both loops must make the same certificate, or the comparison means nothing."""
+
     def shape(c: x509.Certificate) -> tuple:
         extensions = [(e.oid, e.critical, e.value) for e in c.extensions]
         return extensions, c.subject, c.issuer, c.signature_algorithm_oid, c.public_key()
@@ -104,8 +105,10 @@ def main() -> int:
 
     public_keys = [generate_private_key().public_key() for _ in range(len(NAMES))]
     root = CertificateAuthority.create_root("Bench Root")
-    print(f"python {platform.python_version()}, cryptography {cryptography.__version__}, "
-          f"{platform.machine()}, rounds {args.rounds}")
+    print(
+        f"python {platform.python_version()}, cryptography {cryptography.__version__}, "
+        f"{platform.machine()}, rounds {args.rounds}"
+    )
     print(f"{'issuer key':<12} {'core cert/s':>12} {'bare cert/s':>12} {'core overhead':>14}")
     worst = 0.0
     for label, kind, count in (("ECDSA P-256", "ec", args.ec_count), ("RSA 2048", "rsa", args.rsa_count)):
