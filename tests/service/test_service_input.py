@@ -210,8 +210,10 @@ def test_repeated_wrong_codes_for_one_database_get_429_with_retry_after(
     for _ in range(2):
         assert post(strict_service, request(uuid, enterprise_code="guess")).status_code == 403
     limited = post(strict_service, request(uuid, enterprise_code="guess"))
-    assert_error(limited, 429, "rate_limited")
+    error = assert_error(limited, 429, "rate_limited")
+    assert "this database" in error["message"]  # 2 failures: the database's limit, not the address's (3)
     assert 1 <= int(limited.headers["Retry-After"]) <= 600
+    assert error["retry_after"] == int(limited.headers["Retry-After"])
     # Even the right code waits: the guesser must not learn when it found it.
     assert post(strict_service, request(uuid)).status_code == 429
 
@@ -221,7 +223,12 @@ def test_repeated_failures_from_one_address_get_429(strict_service: ServiceProce
     assert statuses[:1] == [403] and statuses[-1] == 429
     limited = post(strict_service, request("another-unknown"))
     assert int(limited.headers["Retry-After"]) > 0
-    assert limited.json()["error"]["code"] == "rate_limited"
+    assert "this address" in assert_error(limited, 429, "rate_limited")["message"]
+    # The compatible call is slowed down the same way (an HTTP 429: current boxes retry on non-2xx).
+    compatible = post(
+        strict_service, {"params": {"db_uuid": "x", "enterprise_code": "y"}}, path="/odoo-enterprise/iot/x509"
+    )
+    assert_error(compatible, 429, "rate_limited")
 
 
 def test_openapi_schema_describes_both_apis(service: ServiceProcess) -> None:
