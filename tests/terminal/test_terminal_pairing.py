@@ -118,6 +118,10 @@ def test_pos_pair_cli_stores_key_certificate_and_chain(terminal: RunningTerminal
     }
     ws = lancert("pos", "call", "--dir", str(out), terminal.wss + "api/v1/ws")
     assert json.loads(ws.stdout)["posId"] == "cli-7"
+    refused = lancert("pos", "call", "--dir", str(out), terminal.wss + "api/v1/ws", "--data", '{"type": "x"}',
+                      check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("lancert: terminal answered 400: type: ")
 
 
 def test_pos_pair_without_ca_fetches_the_root_first(terminal: RunningTerminal, tmp_path: Path) -> None:

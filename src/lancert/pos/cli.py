@@ -58,9 +58,11 @@ def call(
             try:
                 with client.websocket(full) as ws:
                     ws.send(json.dumps(body if body is not None else {"type": "status"}))
-                    typer.echo(ws.recv(timeout=30))
+                    reply = ws.recv(timeout=30)
             except (OSError, WebSocketException, TimeoutError) as exc:
                 raise LancertError(f"WebSocket call failed: {exc}") from None
+            _refuse_error_reply(reply)
+            typer.echo(reply)
             return
         response = client.request("POST" if body is not None else "GET", full, data=body)
         if response.status_code >= 400:
@@ -71,3 +73,13 @@ def call(
             suffix = f": {message}" if message else ""
             raise LancertError(f"terminal answered {response.status_code}{suffix}")
         typer.echo(response.text)
+
+
+def _refuse_error_reply(reply: str | bytes) -> None:
+    """A WebSocket answer ``{"status": 4xx, "error": ...}`` ends the command like an HTTP 4xx does."""
+    try:
+        value = json.loads(reply)
+    except ValueError:
+        return
+    if isinstance(value, dict) and isinstance(value.get("status"), int) and value["status"] >= 400:
+        raise LancertError(f"terminal answered {value['status']}: {value.get('error', '')}".rstrip(": "))
