@@ -86,3 +86,10 @@ def test_pos_call_before_pairing_says_so(tmp_path: Path) -> None:
     result = lancert("pos", "call", "--dir", str(tmp_path), "/api/v1/status", check=False)
     assert result.returncode == 1
     assert result.stderr == f"lancert: {tmp_path}: not paired (run: lancert pos pair)\n"
+
+
+def test_run_with_an_invalid_name_fails_before_making_a_ca(tmp_path: Path) -> None:
+    result = lancert("terminal", "run", "--state-dir", str(tmp_path / "t"), "--name", "bad name",
+                     "--port", "0", check=False)
+    assert (result.returncode, result.stderr) == (1, "lancert: invalid DNS name: 'bad name'\n")
+    assert not (tmp_path / "t" / "ca").exists()

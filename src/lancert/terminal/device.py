@@ -81,6 +81,7 @@ class TerminalState:
 
     def activate(self, *, name: str = DEFAULT_NAME) -> CertificateAuthority:
         """Make the terminal's CA once (kept across restarts) and mark the terminal activated."""
+        SubjectNames.parse(dns=[name])  # a name the server certificate could not carry fails before the CA
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ca = self.ca_dir.load_or_create(f"lancert terminal {name}")
         if not self.info.get("activated"):

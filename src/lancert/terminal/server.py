@@ -16,7 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from lancert.errors import LancertError
-from lancert.pki import fingerprint_sha256
+from lancert.pki import SubjectNames, fingerprint_sha256
 from lancert.storage import write_json
 from lancert.terminal.app import create_app
 from lancert.terminal.codes import SetupCodes
@@ -73,9 +73,9 @@ def run_terminal(
     state = TerminalState(state_dir)
     screen_file = state.state_dir / SCREEN_FILE
     if not state.is_activated():
+        SubjectNames.parse(dns=[name])
         print(f"Activating terminal {name}: making its CA in {state.ca_dir.directory}", flush=True)
         state.activate(name=name)
-    name = str(state.info.get("name") or name)
     state.server_credential([host], name)
     ca = state.authority()
     ctx = server_ssl_context(
