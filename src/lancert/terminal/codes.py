@@ -9,6 +9,7 @@ used and cooling-down attempts all look the same to the caller: :meth:`SetupCode
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import secrets
 import threading
@@ -126,6 +127,6 @@ class SetupCodes:
             return None
         return CodeView(
             self._code,
-            max(0, int(self._expires - now + 0.999)),
-            max(0, int(self._cooldown_until - now + 0.999)),
+            max(0, math.ceil(self._expires - now)),
+            max(0, math.ceil(self._cooldown_until - now)),
         )
