@@ -208,8 +208,9 @@ class CertificateKeeper:
         if obtained:
             problems = []
             self._add_event(now, "OK", f"new certificate, valid until {self.state.not_after}")
-        if current is not None and current is not self.credential:
-            self.credential = current
+        if current is not None and (self.credential is None
+                                    or current.certificate != self.credential.certificate):
+            self.credential = current  # only a different certificate is handed to the TLS context
             self.on_certificate(current)
         self.state.serving = current is not None
         self.state.status = "OK" if valid else (problems[0].label if problems else "ERROR")
