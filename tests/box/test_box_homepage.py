@@ -126,3 +126,12 @@ def test_homepage_dns_line_after_check_dns(ok_box, service: Service) -> None:
     assert wait_for(lambda: ok_box.state()["dns"].get("verdict") == "ok", timeout=10)
     page = ok_box.https(service.root)[1]
     assert 'id="dns-verdict">OK:' in page
+
+
+def test_log_level_setting_takes_effect_without_restart(ok_box, service: Service) -> None:
+    ok_box.https(service.root)
+    assert "check (homepage): certificate valid until" not in (ok_box.state_dir / "box.log").read_text()
+    assert ok_box.post_settings(log_level="DEBUG").status_code == 303
+    ok_box.https(service.root)
+    assert "check (homepage): certificate valid until" in (ok_box.state_dir / "box.log").read_text()
+    assert ok_box.post_settings(log_level="LOUD").status_code == 400
