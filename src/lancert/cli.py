@@ -1,75 +1,112 @@
 """The ``lancert`` console script: one Typer app composed of each component's commands.
 
 Failures a user can act on are :class:`~lancert.errors.LancertError`; they end as one line on stderr
-and a non-zero exit, never as a traceback.
+and a non-zero exit, never as a traceback. Each component is imported only when its command runs
+(the service alone pulls in FastAPI, SQLAlchemy and Alembic), so ``lancert cert show`` starts fast.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from functools import cache
 
 import typer
 
+try:  # Typer 0.2x vendors its own copy of click; older ones use click itself.
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 from lancert.errors import LancertError
 
-app = typer.Typer(
-    name="lancert",
-    help="Certificates that browsers and POS apps trust, for printers, payment terminals and IoT boxes.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+# (command name, module, attribute, is a sub-app): the order is the order of ``lancert --help``.
+COMPONENTS: tuple[tuple[str, str, str, bool], ...] = (
+    ("up", "lancert.up.cli", "up", False),
+    ("device", "lancert.device.cli", "app", True),
+    ("cert", "lancert.pki.cli", "app", True),
+    ("trust", "lancert.trust.cli", "app", True),
+    ("check", "lancert.check.cli", "check", False),
+    ("ca", "lancert.ca.cli", "app", True),
+    ("service", "lancert.service.cli", "app", True),
+    ("dns", "lancert.dns.cli", "app", True),
+    ("box", "lancert.box.cli", "app", True),
+    ("terminal", "lancert.terminal.cli", "app", True),
+    ("pos", "lancert.pos.cli", "app", True),
 )
 
 
-def _register() -> None:
-    from lancert.ca.cli import app as ca_app
-    from lancert.check.cli import check as check_command
-    from lancert.device.cli import app as device_app
-    from lancert.pki.cli import app as cert_app
-    from lancert.trust.cli import app as trust_app
-
-    app.add_typer(device_app, name="device")
-    app.add_typer(cert_app, name="cert")
-    app.add_typer(ca_app, name="ca")
-    app.add_typer(trust_app, name="trust")
-    app.command("check")(check_command)
-
-    from lancert.pos.cli import app as pos_app
-    from lancert.terminal.cli import app as terminal_app
-
-    app.add_typer(terminal_app, name="terminal")
-    app.add_typer(pos_app, name="pos")
-
-    from lancert.dns.cli import app as dns_app
-    from lancert.service.cli import app as service_app
-
-    app.add_typer(service_app, name="service")
-    app.add_typer(dns_app, name="dns")
-
-    from lancert.box.cli import app as box_app
-    from lancert.up.cli import up
-
-    app.add_typer(box_app, name="box")
-
-    app.command("up")(up)
+def build_app(only: str | None = None) -> typer.Typer:
+    """The CLI with every component, or with just ``only`` when the command line names one."""
+    app = typer.Typer(
+        name="lancert",
+        help="Certificates that browsers and POS apps trust, for printers, payment terminals and IoT boxes.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    # A callback keeps the app a group even when it holds one plain command (``check``, ``up``);
+    # without it Typer would run that command as the program itself.
+    app.callback()(_root)
+    for name, module, attr, is_group in COMPONENTS:
+        if only is not None and name != only:
+            continue
+        target = getattr(importlib.import_module(module), attr)
+        if is_group:
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+    return app
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``lancert: message`` on stderr; return the Exit to raise (``raise fail(...)``)."""
-    sys.stderr.write(f"lancert: {message}\n")
-    return typer.Exit(code)
+def _root() -> None:
+    """Certificates that browsers and POS apps trust, for printers, payment terminals and IoT boxes."""
 
 
-_register()
+@cache
+def _full_app() -> typer.Typer:
+    return build_app()
 
 
-def main() -> None:
+def __getattr__(name: str) -> object:
+    # ``from lancert.cli import app`` (tests, in-process runners) gets every command.
+    if name == "app":
+        return _full_app()
+    raise AttributeError(name)
+
+
+def _requested(argv: list[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in {c[0] for c in COMPONENTS} else None
+
+
+def _one_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else "failed"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    app = build_app(_requested(args))
     try:
-        app()
+        result = app(args=args, prog_name="lancert", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.format_message() + "\n")
+        sys.exit(2)
+    except click_errors.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx else "lancert"
+        sys.stderr.write(f"lancert: {_one_line(exc.format_message())} (see '{path} --help')\n")
+        sys.exit(2)
+    except click_errors.ClickException as exc:
+        sys.stderr.write(f"lancert: {_one_line(exc.format_message())}\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("lancert: aborted\n")
+        sys.exit(130)
     except LancertError as exc:
-        sys.stderr.write(f"lancert: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
+        sys.stderr.write(f"lancert: {_one_line(str(exc)) if str(exc) else type(exc).__name__}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("lancert: interrupted\n")
         sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
