@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import CODE, Service, free_port, lancert, wait_for
+from box_harness import CODE, Service, free_port, lancert, wait_for
 
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 

@@ -7,7 +7,7 @@ import signal
 import ssl
 
 import pytest
-from conftest import CODE, Service, wait_for
+from box_harness import CODE, Service, wait_for
 
 from lancert.check import TrustSource, check_target
 from lancert.trust.fetch import Target

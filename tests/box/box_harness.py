@@ -1,0 +1,204 @@
+"""Helpers of the box tests (imported by ``conftest.py`` and the tests; a unique module name, so that
+no other directory's ``conftest`` can shadow it): the real service (with its DNS) and real boxes, as
+processes on loopback. Boxes are reached the way a browser reaches them: plain HTTP on 127.0.0.1, and
+HTTPS at the box's name with the connection made to 127.0.0.1 and the certificate checked against the
+service's root.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import selectors
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ZONE = "iot.lancert.test"
+CODE = "box-test enterprise code 7f3a"
+# 120 s with the CA's one minute of backdating: renewal (at 2/3 of the lifetime) comes 20 s after issue.
+LIFETIME = "120s"
+
+
+def lancert(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "lancert", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"lancert {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    """A port free for TCP and UDP on 127.0.0.1 (the DNS server takes both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def _wait_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> tuple[str, list[str]]:
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=0.2):
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            return line, lines
+    raise AssertionError(f"no {marker!r} line: {''.join(lines)}")
+
+
+def _stop(proc: subprocess.Popen[str] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Service:
+    data_dir: Path
+    port: int = 0
+    dns_port: int = 0
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Service:
+        if not self.port:
+            self.port = free_port()
+        if not self.dns_port:
+            self.dns_port = free_port()
+        config = self.data_dir.parent / f"{self.data_dir.name}.toml"
+        config.write_text(f'zone = "{ZONE}"\n[rate_limit]\nfailures_per_ip = 100000\n'
+                          "failures_per_database = 100000\n")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lancert", "service", "run", "--data-dir", str(self.data_dir), "--config",
+             str(config), "--port", str(self.port), "--dns-port", str(self.dns_port),
+             "--cert-lifetime", LIFETIME],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_line(self.proc, "listening on http://", 30)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+    def add_db(self, *options: str, code: str = CODE) -> str:
+        uuid = f"box-db-{time.monotonic_ns()}"
+        lancert("service", "db", "add", "--uuid", uuid, "--code", code, *options,
+                "--data-dir", str(self.data_dir))
+        return uuid
+
+    def set_db(self, uuid: str, *options: str) -> None:
+        lancert("service", "db", "set", "--uuid", uuid, *options, "--data-dir", str(self.data_dir))
+
+    @property
+    def root(self) -> Path:
+        path = self.data_dir.parent / f"{self.data_dir.name}-root.pem"
+        if not path.exists():
+            path.write_text(lancert("service", "root", "--data-dir", str(self.data_dir)).stdout)
+        return path
+
+
+class MappedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to a name while connecting to 127.0.0.1: what ``--host-resolver-rules`` does for Chromium."""
+
+    def connect(self) -> None:
+        raw = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Box:
+    state_dir: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    http_port: int = 0
+    https_port: int = 0
+
+    def start(self, *, expect_ready: bool = True) -> Box:
+        ports = ["--http-port", str(self.http_port), "--https-port", str(self.https_port)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lancert", "box", "run", "--state-dir", str(self.state_dir), "--lan-ip",
+             "127.0.0.1", *ports, *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env})
+        if expect_ready:
+            line, _ = _wait_line(self.proc, "lancert box:", 30)
+            urls = line.split()[2:4]
+            self.http_port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
+            self.https_port = int(urls[1].rstrip("/").rsplit(":", 1)[1])
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+    def state(self) -> dict[str, object]:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=30, trust_env=False)
+
+    def reload(self) -> httpx.Response:
+        """Load the homepage over plain HTTP (a box without a valid certificate answers it; else 302)."""
+        with self.http() as client:
+            return client.get("/")
+
+    def https(self, root: Path, path: str = "/") -> tuple[int, str, bytes]:
+        """GET over HTTPS at the box's name, trusting ``root``: status, body and the served leaf (DER)."""
+        conn = self.connection(root)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read().decode()
+            leaf = conn.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
+            return response.status, body, leaf
+        finally:
+            conn.close()
+
+    def connection(self, root: Path) -> MappedHTTPSConnection:
+        hostname = str(self.state()["hostname"])
+        context = ssl.create_default_context(cafile=str(root))
+        return MappedHTTPSConnection(hostname, self.https_port, context=context, timeout=30)
+
+    def post_settings(self, **fields: str) -> httpx.Response:
+        with self.http() as client:
+            return client.post("/settings", data=fields,
+                               headers={"Origin": f"http://127.0.0.1:{self.http_port}"})
+
+
+def wait_for(predicate, timeout: float = 40, interval: float = 0.25):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
