@@ -34,22 +34,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from lancert.loopback import free_port
+
 LANCERT = [sys.executable, "-m", "lancert"]
 CODE = "bench enterprise code"
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def start(args: list[str], marker: str, **kwargs: object) -> tuple[subprocess.Popen[str], str]:

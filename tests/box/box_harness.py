@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx
 
+from lancert.loopback import free_port
+
 ZONE = "iot.lancert.test"
 CODE = "box-test enterprise code 7f3a"
 # 120 s with the CA's one minute of backdating: renewal (at 2/3 of the lifetime) comes 20 s after issue.
@@ -33,21 +35,6 @@ def lancert(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise AssertionError(f"lancert {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
-
-
-def free_port() -> int:
-    """A port free for TCP and UDP on 127.0.0.1 (the DNS server takes both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def _wait_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> tuple[str, list[str]]:

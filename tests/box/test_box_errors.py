@@ -9,9 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from box_harness import CODE, Service, free_port, lancert, wait_for
+from box_harness import CODE, Service, lancert, wait_for
 
 from lancert.box.codes import EXPLANATIONS, ErrorCode
+from lancert.loopback import free_port
 
 
 def _assert_shows(page: str, code: ErrorCode, label: str | None = None) -> None:

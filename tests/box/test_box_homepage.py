@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from box_harness import CODE, ZONE, Service, free_port, lancert, wait_for
+from box_harness import CODE, ZONE, Service, lancert, wait_for
+
+from lancert.loopback import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chromium import load, screenshot

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from service_testlib import Registry, ServiceProcess, free_port, write_config
+from service_testlib import Registry, ServiceProcess, write_config
+
+from lancert.loopback import free_port
 
 
 @pytest.fixture(scope="session")

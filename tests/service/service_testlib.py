@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import socket
 import subprocess
 import sys
 import time
@@ -35,21 +34,6 @@ def lancert(
     if check and result.returncode != 0:
         raise AssertionError(f"lancert {' '.join(args)} failed ({result.returncode}): {result.stderr}")
     return result
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (DNS serves both on one number)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def make_csr(names: list[str] | None = None, key: object = None) -> str:

@@ -13,9 +13,10 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
-from service_testlib import ZONE, ServiceProcess, free_port
+from service_testlib import ZONE, ServiceProcess
 
 from lancert.dns import address_from_label, dashed_address
+from lancert.loopback import free_port
 from lancert.service.database import Database
 from lancert.service.dnsrecords import add_txt_record
 

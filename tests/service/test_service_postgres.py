@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_testlib import CODE, ServiceProcess, free_port, make_csr
+from service_testlib import CODE, ServiceProcess, make_csr
 from sqlalchemy import text
 
+from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert.service.database import Database
 from lancert.service.registry import Registry

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -18,24 +17,10 @@ from pathlib import Path
 from typing import IO
 
 from lancert.errors import LancertError
+from lancert.loopback import free_port
 from lancert.storage import KEY_MODE, read_json, write_json
 
 START_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (the DNS server takes both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise LancertError("no free port on 127.0.0.1")
 
 
 def _lancert(*args: str) -> list[str]:
