@@ -24,6 +24,7 @@ from lancert.box.agent import CertificateKeeper, parse_time
 from lancert.box.diagnose import Address
 from lancert.box.files import LOG_FILE, BoxSettings
 from lancert.box.web import create_app
+from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
 from lancert.storage import Credential
 
@@ -71,13 +72,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
 
 
 def new_tls_context() -> ssl.SSLContext:
@@ -150,8 +144,8 @@ class BoxServer:
 
     async def run(self) -> None:
         self.keeper.recover()
-        http_socket = _listen(self.host, self.http_port)
-        self._https_socket = _listen(self.host, self.https_port)
+        http_socket = listen_tcp(self.host, self.http_port)
+        self._https_socket = listen_tcp(self.host, self.https_port)
         self.keeper.set_ports(http_socket.getsockname()[1], self._https_socket.getsockname()[1])
         http = _Server(self._config(tls=False))
         loop = asyncio.get_running_loop()

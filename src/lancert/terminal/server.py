@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
 
-from lancert.errors import LancertError
+from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
 from lancert.storage import write_json
 from lancert.terminal.app import create_app
@@ -39,20 +37,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ipaddress.ip_address(host.strip("[]")).version == 6 else socket.AF_INET
-    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and without it the
-    # separately written response headers and body meet delayed ACKs (~40 ms per request).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host.strip("[]"), port))
-    except OSError as exc:
-        sock.close()
-        raise LancertError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _url(scheme: str, host: str, port: int) -> str:
@@ -81,8 +65,8 @@ def run_terminal(
     ctx = server_ssl_context(
         str(state.state_dir / SERVER_CERT), str(state.state_dir / SERVER_KEY), str(state.ca_dir.root_path)
     )
-    tls_sock = _bind(host, port)
-    screen_sock = _bind("127.0.0.1", screen_port)
+    tls_sock = listen_tcp(host, port)
+    screen_sock = listen_tcp("127.0.0.1", screen_port)
     port = tls_sock.getsockname()[1]
     details = Details(_url("https", host, port), _url("wss", host, port), port, fingerprint_sha256(ca.root))
     screen = Screen(name, details)
