@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -15,12 +16,37 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+
+from lancert.pos import PosClient
 
 LANCERT = [sys.executable, "-m", "lancert"]
 
 
 def _up(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LANCERT, "up", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*LANCERT, "up", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def _pos_serial(data_dir: Path) -> str:
+    """The serial of the demo POS's client certificate as stored on disk (what it presents)."""
+    cert = x509.load_pem_x509_certificate((data_dir / "pos" / "cert.pem").read_bytes())
+    return format(cert.serial_number, "x")
+
+
+def _assert_terminal(device: dict[str, object], data_dir: Path, *, paired_now: bool) -> None:
+    assert device["padlock"] is True, device["detail"]
+    assert device["detail"] == "mTLS GET /api/v1/status answered posId demo-pos"
+    assert re.fullmatch(r"https://127\.0\.0\.1:\d+/", str(device["url"]))
+    assert device["trust_file"] == str(data_dir / "terminal" / "ca" / "root.pem")
+    assert device["pos_id"] == "demo-pos" and device["pos_dir"] == str(data_dir / "pos")
+    assert device["client_cert_serial"] == _pos_serial(data_dir)
+    how = "paired on this run" if paired_now else "reused from an earlier run"
+    assert device["pairing"] == f"posId demo-pos, {how}; POS files in {data_dir / 'pos'}"
+    # The POS trusts exactly the terminal root that up names as the file to trust.
+    root = (data_dir / "terminal" / "ca" / "root.pem").read_bytes()
+    assert (data_dir / "pos" / "ca.pem").read_bytes() == root
+    assert json.loads((data_dir / "pos" / "pos.json").read_text())["terminal"] == device["url"]
 
 
 def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_path: Path) -> None:
@@ -37,6 +63,9 @@ def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_
     assert box["trust_file"] == str(tmp_path / "service-root.pem")
     state = json.loads((tmp_path / "box" / "state.json").read_text())
     assert state["status"] == "OK" and box["url"] == state["https_url"]
+    _assert_terminal(devices["payment terminal (paired mTLS)"], tmp_path, paired_now=True)
+    serial = _pos_serial(tmp_path)
+    terminal_root = (tmp_path / "terminal" / "ca" / "root.pem").read_bytes()
 
     first = (tmp_path / "printer" / "cert.pem").read_bytes()
     database = (tmp_path / "demo-database.json").read_text()
@@ -44,10 +73,25 @@ def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_
     assert (tmp_path / "demo-database.json").stat().st_mode & 0o777 == 0o600
     again = _up("--check", "--data-dir", str(tmp_path))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("padlock:  yes") == 2
+    assert again.stdout.count("padlock:  yes") == 3
     assert (tmp_path / "printer" / "cert.pem").read_bytes() == first
     assert (tmp_path / "demo-database.json").read_text() == database
     assert (tmp_path / "box" / "cert.pem").read_bytes() == box_cert  # still valid: not renewed
+    # Pairing is once per POS: the second run reuses the terminal's CA and the POS's certificate.
+    block = again.stdout.split("payment terminal (paired mTLS)\n", 1)[1]
+    assert "  pairing:  posId demo-pos, reused from an earlier run" in block
+    assert f"  POS cert: serial {serial}\n" in block
+    assert "  padlock:  yes (mTLS GET /api/v1/status answered posId demo-pos)" in block
+    assert _pos_serial(tmp_path) == serial
+    assert (tmp_path / "terminal" / "ca" / "root.pem").read_bytes() == terminal_root
+
+    # The terminal's state wiped (new CA, no registry): the stored certificate fails, so up pairs again.
+    shutil.rmtree(tmp_path / "terminal")
+    fresh = _up("--check", "--json", "--data-dir", str(tmp_path))
+    assert fresh.returncode == 0, fresh.stderr
+    terminal = next(d for d in json.loads(fresh.stdout) if d["device"] == "payment terminal (paired mTLS)")
+    _assert_terminal(terminal, tmp_path, paired_now=True)
+    assert terminal["client_cert_serial"] != serial
 
 
 def test_up_check_exits_1_and_names_the_reason_when_a_device_has_no_padlock(tmp_path: Path) -> None:
@@ -81,10 +125,19 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
         box_url = next(line.split()[1] for line in lines if "iot.lancert.test" in line and "URL:" in line)
         redirect = httpx.get(box_http, follow_redirects=False, trust_env=False, timeout=10)
         assert redirect.status_code == 302 and redirect.headers["location"] == box_url
+        # The demo POS, as a POS application would use it, calls the running terminal over mutual TLS.
+        block = lines[lines.index("payment terminal (paired mTLS)\n"):]
+        terminal_url = next(line.split()[1] for line in block if line.strip().startswith("URL:"))
+        with PosClient(tmp_path / "pos") as pos:
+            assert pos.terminal_url == terminal_url
+            assert pos.status()["posId"] == "demo-pos"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
         with pytest.raises(httpx.ConnectError):  # the box process was stopped with up
             httpx.get(box_http, trust_env=False, timeout=5)
+        with pytest.raises(httpx.ConnectError):  # and so was the terminal
+            root = ssl.create_default_context(cafile=str(tmp_path / "terminal" / "ca" / "root.pem"))
+            httpx.get(terminal_url, verify=root, trust_env=False, timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,8 +1,9 @@
 """``lancert up``: the whole system on this machine, on loopback, with embedded defaults.
 
 It starts every flow's device (the self-signed receipt printer; the certificate service with its DNS
-and an IoT box that provisions itself), checks each one's padlock the
-way a browser that trusts the right root would, and prints one summary: URL, the file to trust, verdict.
+and an IoT box that provisions itself; a payment terminal with a paired demo POS), checks each one's
+padlock the way a browser that trusts the right root would (for the terminal: the way its POS does, one
+mutual-TLS call), and prints one summary: URL, the file to trust, verdict.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class Device:
     connect_ip: str | None = None
     # Why the device cannot be checked at all (a box that holds no certificate): the verdict as is.
     problem: str | None = None
+    # A verdict reached while starting, for a device a browser check cannot judge: the payment terminal
+    # serves its POS over mutual TLS, so its verdict is whether the paired call answered.
+    verified: tuple[bool, str] | None = None
+    # Device-specific facts for the summary and the JSON (the terminal's pairing), label -> value.
+    facts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ def padlock(device: Device, timeout: float = 10.0) -> Verdict:
     """``lancert check``'s verdict for the device, trusting only ``device.trust_file``."""
     if device.problem:
         return Verdict(device, False, device.problem)
+    if device.verified is not None:
+        return Verdict(device, *device.verified)
     from lancert.check import TrustSource, check_target
     from lancert.trust.fetch import Target
 
@@ -104,6 +112,18 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         problem = None if box.get("https_url") else f"the box has no certificate: {status}"
         stack.devices.append(Device("IoT box (provisioned)", url, service.root, connect_ip="127.0.0.1",
                                     problem=problem))
+
+        from lancert.up import terminal as payment
+
+        progress("payment terminal: its own CA, pairing and mutual-TLS API on 127.0.0.1")
+        term = payment.start_terminal(data_dir, children)
+        progress("payment terminal: checking the demo POS's pairing (pairing it on the first run)")
+        pos = payment.pair_demo_pos(data_dir, term)
+        facts = {"pairing": pos.state, "pos_id": pos.pos_id, "pos_dir": str(pos.directory)}
+        if pos.serial:
+            facts["client_cert_serial"] = pos.serial
+        stack.devices.append(Device("payment terminal (paired mTLS)", term.url, term.root,
+                                    verified=(pos.answered, pos.detail), facts=facts))
         yield stack
     finally:
         stack.stop()

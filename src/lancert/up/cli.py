@@ -25,6 +25,11 @@ def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> Non
             console.print(f"  address:  {v.device.connect_ip} (the name resolves through lancert's DNS)",
                           soft_wrap=True, highlight=False)
         console.print(f"  trust:    {v.device.trust_file}", soft_wrap=True, highlight=False)
+        if "pairing" in v.device.facts:
+            console.print(f"  pairing:  {v.device.facts['pairing']}", soft_wrap=True, highlight=False)
+        if "client_cert_serial" in v.device.facts:
+            console.print(f"  POS cert: serial {v.device.facts['client_cert_serial']}", soft_wrap=True,
+                          highlight=False)
         if v.device.connect_ip and not v.device.problem:
             host = v.device.url.split("/")[2].rsplit(":", 1)[0]
             console.print(f"  browser:  chromium --host-resolver-rules='MAP {host} {v.device.connect_ip}' "
@@ -56,7 +61,7 @@ def up(
         if as_json:
             typer.echo(json.dumps([{"device": v.device.name, "url": v.device.url,
                                     "trust_file": str(v.device.trust_file), "padlock": v.padlock,
-                                    "detail": v.detail} for v in verdicts], indent=2))
+                                    "detail": v.detail, **v.device.facts} for v in verdicts], indent=2))
         else:
             _summary(console, verdicts, stack.notes)
         ok = all(v.padlock for v in verdicts)
