@@ -80,8 +80,12 @@ class Authority:
 
     def authorize(self, db_uuid: str, enterprise_code: str, *, box_id: str | None, source_ip: str) -> Grant:
         """A grant, or :class:`NotEligible` / :class:`RateLimited` (the API's answers, as types)."""
-        self.limiter.check(source_ip, db_uuid)
-        database = self.registry.authenticate(db_uuid, enterprise_code)
+        # One read snapshot for the failure counters and the registry row (fresh on every request: a
+        # line added a moment ago counts); the code is checked after it ends (scrypt on a miss).
+        with self.registry.database.reading_connection() as connection:
+            self.limiter.check(source_ip, db_uuid, connection=connection)
+            found = self.registry.find(db_uuid, connection=connection)
+        database = self.registry.check_code(found, db_uuid, enterprise_code)
         if database is None:
             self.limiter.record_failure(source_ip, db_uuid)
             raise refuse(Refusal.UNKNOWN_DATABASE_OR_CODE)

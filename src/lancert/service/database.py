@@ -44,6 +44,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit is appended to the WAL without an fsync, the WAL is fsynced at each
+    # checkpoint. The database stays consistent after a crash or power loss (no half-written transaction,
+    # the UNIQUE serial holds); what a power loss (not a process crash) can lose is the last commits
+    # since the checkpoint. Those are issued-certificate records of certificates whose boxes then simply
+    # ask again; registry changes are made by an operator who sees the command finish.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -63,7 +68,10 @@ class Database:
         self.url = url
         self.engine: Engine
         try:
-            self.engine = create_engine(url, pool_pre_ping=True)
+            # Pre-ping (a SELECT 1 on every pool checkout) guards against a PostgreSQL server that dropped
+            # idle connections; a SQLite file has no server, so there it would only cost a round per
+            # transaction.
+            self.engine = create_engine(url, pool_pre_ping=make_url(url).get_backend_name() != "sqlite")
         except (ArgumentError, ImportError) as exc:
             raise DatabaseError(f"cannot use database URL {self.safe_url}: {exc}") from None
         if self.is_sqlite:
@@ -76,9 +84,8 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(
-            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,6 +119,19 @@ class Database:
         """A session that only reads: on SQLite a deferred transaction, so readers run beside the writer."""
         with self._read_sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writing_connection(self) -> Iterator[Connection]:
+        """Like :meth:`transaction`, on a Core connection: for the per-request path, where the ORM's
+        session bookkeeping cost more than the SQL itself (prebuilt statements, no unit of work)."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def reading_connection(self) -> Iterator[Connection]:
+        """Like :meth:`reading`, on a Core connection (see :meth:`writing_connection`)."""
+        with self._read_engine.begin() as connection:
+            yield connection
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe when several instances start at once."""

@@ -10,12 +10,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lancert.service.database import Database
 from lancert.service.errors import RateLimited
 from lancert.service.models import CredentialFailure
+
+# Both counters in one query, built once: this runs before every credential check, successful or not.
+_COUNTS = select(CredentialFailure.scope, CredentialFailure.count).where(
+    CredentialFailure.window_start == bindparam("window"),
+    or_(
+        and_(CredentialFailure.scope == "ip", CredentialFailure.subject == bindparam("ip")),
+        and_(CredentialFailure.scope == "db", CredentialFailure.subject == bindparam("db")),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -39,24 +48,21 @@ class FailedCredentialLimiter:
             ("db", db_uuid[:128], self.limits.failures_per_database),
         ]
 
-    def check(self, ip: str, db_uuid: str) -> None:
-        """Raise :class:`RateLimited` if this source or database used up its failures for the window."""
+    def check(self, ip: str, db_uuid: str, *, connection: Connection | None = None) -> None:
+        """Raise :class:`RateLimited` if this source or database used up its failures for the window.
+
+        ``connection``: read inside the caller's transaction (the authority reads the counters and the
+        registry row in one snapshot); otherwise in a read transaction of its own.
+        """
         now = time.time()
         window = self._window(now)
         subjects = self._subjects(ip, db_uuid)
-        # One query for both counters: this runs before every credential check, successful or not.
-        with self.database.reading() as session:
-            rows = session.execute(
-                select(CredentialFailure.scope, CredentialFailure.count).where(
-                    CredentialFailure.window_start == window,
-                    or_(
-                        *(
-                            and_(CredentialFailure.scope == scope, CredentialFailure.subject == subject)
-                            for scope, subject, _limit in subjects
-                        )
-                    ),
-                )
-            ).all()
+        params = {"window": window, "ip": subjects[0][1], "db": subjects[1][1]}
+        if connection is None:
+            with self.database.reading_connection() as own:
+                rows = own.execute(_COUNTS, params).all()
+        else:
+            rows = connection.execute(_COUNTS, params).all()
         counts = {scope: count for scope, count in rows}
         for scope, _subject, limit in subjects:
             if counts.get(scope, 0) >= limit:

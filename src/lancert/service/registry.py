@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 
 from lancert.errors import LancertError, UsageError
 from lancert.service.database import Database
@@ -106,6 +106,19 @@ class DatabaseRecord:
         }
 
 
+@dataclass(frozen=True)
+class RegistryRow:
+    """A row as read for authentication: the record and its code hash (never leaves the registry's
+    callers, never serialized)."""
+
+    record: DatabaseRecord
+    code_hash: str
+
+
+# Built once: the per-request lookup (Core, not the ORM: no identity map or unit of work needed here).
+_BY_UUID = select(RegisteredDatabase.__table__).where(RegisteredDatabase.uuid == bindparam("uuid"))
+
+
 class Registry:
     # Correct codes already checked by scrypt, kept as HMAC(process-random key, code) per (uuid, stored
     # hash): a box asking again costs microseconds, not one scrypt. Only successes are kept, so a wrong
@@ -137,16 +150,30 @@ class Registry:
         return True
 
     def authenticate(self, uuid: str, code: str) -> DatabaseRecord | None:
-        """The database if ``code`` is its enterprise code, else None (unknown and wrong look alike)."""
-        with self.database.reading() as session:
-            row = session.scalars(select(RegisteredDatabase).where(RegisteredDatabase.uuid == uuid)).first()
-            stored = row.code_hash if row is not None else _DUMMY_HASH
-            record = DatabaseRecord.of(row) if row is not None else None
-        # The slow hash runs outside the transaction: on SQLite that one is exclusive.
-        if record is None:
-            verify_code(code, stored)
+        """The database if ``code`` is its enterprise code, else None (unknown and wrong look alike).
+
+        The row is read on every call, never cached: an IoT box line added a moment ago counts at once.
+        """
+        return self.check_code(self.find(uuid), uuid, code)
+
+    def find(self, uuid: str, *, connection: Connection | None = None) -> RegistryRow | None:
+        """The registry row of ``uuid`` (with its code hash), for :meth:`check_code`; read inside
+        ``connection``'s transaction if given (the authority reads it in one snapshot with the
+        failed-credential counters)."""
+        if connection is None:
+            with self.database.reading_connection() as own:
+                row = own.execute(_BY_UUID, {"uuid": uuid}).first()
+        else:
+            row = connection.execute(_BY_UUID, {"uuid": uuid}).first()
+        return RegistryRow(DatabaseRecord.of(row), row.code_hash) if row is not None else None  # type: ignore[arg-type]
+
+    def check_code(self, found: RegistryRow | None, uuid: str, code: str) -> DatabaseRecord | None:
+        """The record if ``code`` matches. Run it outside any transaction: a code not yet verified by
+        this process costs one scrypt (tens of ms), as does every wrong code and unknown database."""
+        if found is None:
+            verify_code(code, _DUMMY_HASH)
             return None
-        return record if self._verify(uuid, code, stored) else None
+        return found.record if self._verify(uuid, code, found.code_hash) else None
 
     def add(
         self,
