@@ -6,8 +6,13 @@ Service: the real ``lancert service run`` (SQLite in WAL mode, a temporary data 
 (made beforehand) for one of 64 boxes of one registered database. Ceiling: ``issue_for_csr`` of the PKI
 core in a loop in this process, for the same CSRs (signature check of the CSR included, as the service
 does it). p50/p95 are per-request wall times at each concurrency. A second baseline, GET /healthz at the
-same concurrency, is the HTTP floor on this machine (client and server share its cores). RSS is the
-service's VmRSS and VmHWM (peak) after the runs.
+same concurrency, is the HTTP floor on this machine (client and server share its cores). The clients
+run in this process, the service in its own, on the same cores: so CPU seconds per request of both
+processes are printed too (``/proc/<pid>/stat`` for the service, ``time.process_time`` here), and the
+ceiling's CPU per certificate over the service's ("ceiling CPU / service CPU") says what share of the
+ceiling the service would reach if its clients cost it nothing; the service's CPU per GET /healthz
+is the part of that which HTTP and the framework take before any work. The wall-clock rate stays the headline
+figure. RSS is the service's VmRSS and VmHWM (peak) after the runs.
 
 DNS: dnsperf (Debian package) if installed, else a Python client loop (dnspython over UDP, one thread),
 against the service's DNS and against a plain dnslib server answering one fixed A record.
@@ -86,10 +91,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def service_run(
-    url: str, csrs: list[str], concurrency: int, *, floor: bool = False
-) -> tuple[float, list[float]]:
-    """``floor``: GET /healthz instead, the same number of times: what HTTP alone (client, uvicorn,
+    url: str, csrs: list[str], concurrency: int, *, floor: bool = False, pid: int | None = None
+) -> tuple[float, list[float], float, float]:
+    """Rate, latencies, and CPU seconds per request of the service process (``pid``) and of this
+    (client) process: both share the machine's cores, so wall-clock rates include the client's cost.
+
+    ``floor``: GET /healthz instead, the same number of times: what HTTP alone (client, uvicorn,
     FastAPI's thread hop) costs on this machine, with no credentials, signing or SQL."""
     clients = [httpx.Client(base_url=url, timeout=60) for _ in range(concurrency)]
     local = threading.local()
@@ -115,23 +129,30 @@ def service_run(
             raise SystemExit(f"request failed: {response.status_code} {response.text}")
         return time.perf_counter() - start
 
+    server_cpu = cpu_seconds(pid) if pid else 0.0
+    client_cpu = time.process_time()
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(one, range(len(csrs))))
     elapsed = time.perf_counter() - start
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = cpu_seconds(pid) - server_cpu if pid else 0.0
     for c in clients:
         c.close()
-    return len(csrs) / elapsed, latencies
+    return len(csrs) / elapsed, latencies, server_cpu / len(csrs), client_cpu / len(csrs)
 
 
-def ceiling_run(ca: CertificateAuthority, csrs: list[str]) -> float:
+def ceiling_run(ca: CertificateAuthority, csrs: list[str]) -> tuple[float, float]:
+    """Certificates per second (wall) and CPU seconds per certificate of the bare signing loop."""
     names = SubjectNames.parse(dns=[f"*.box.{ZONE}"])
+    cpu = time.process_time()
     start = time.perf_counter()
     for pem in csrs:
         ca.issue_for_csr(
             load_csr(pem), TLS_SERVER, names=names, validity=__import__("datetime").timedelta(days=90)
         )
-    return len(csrs) / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return len(csrs) / elapsed, (time.process_time() - cpu) / len(csrs)
 
 
 def rss_kib(pid: int) -> tuple[int, int]:
@@ -230,25 +251,41 @@ def main() -> None:
         results: dict[str, list[float]] = {}
         latencies: dict[int, list[float]] = {1: [], 4: [], 16: []}
         for _ in range(args.rounds):
-            results.setdefault("ceiling", []).append(ceiling_run(ca, csrs))
+            rate, cpu = ceiling_run(ca, csrs)
+            results.setdefault("ceiling", []).append(rate)
+            results.setdefault("ceiling_cpu", []).append(cpu)
             for c in (1, 4, 16):
-                rate, lat = service_run(url, csrs, c)
+                rate, lat, server_cpu, client_cpu = service_run(url, csrs, c, pid=service.pid)
                 results.setdefault(f"c{c}", []).append(rate)
+                results.setdefault(f"server_cpu{c}", []).append(server_cpu)
+                results.setdefault(f"client_cpu{c}", []).append(client_cpu)
                 latencies[c] += lat
-                results.setdefault(f"floor{c}", []).append(service_run(url, csrs, c, floor=True)[0])
+                floor, _lat, floor_cpu, _client = service_run(url, csrs, c, floor=True, pid=service.pid)
+                results.setdefault(f"floor{c}", []).append(floor)
+                results.setdefault(f"floor_cpu{c}", []).append(floor_cpu)
         ceiling = statistics.median(results["ceiling"])
-        print(f"PKI-core ceiling (issue_for_csr loop, 1 thread): {ceiling:8.1f} cert/s")
+        ceiling_cpu = statistics.median(results["ceiling_cpu"])
         print(
-            "| clients | cert/s | % of ceiling | p50 ms | p95 ms | GET /healthz req/s | cert/s vs healthz |"
+            f"PKI-core ceiling (issue_for_csr loop, 1 thread): {ceiling:8.1f} cert/s, "
+            f"{1000 * ceiling_cpu:.2f} ms CPU per certificate"
         )
-        print("|--:|--:|--:|--:|--:|--:|--:|")
+        print(
+            "| clients | cert/s | % of ceiling | p50 ms | p95 ms | GET /healthz req/s | cert/s vs healthz "
+            "| service CPU ms/cert | service CPU ms/healthz | client CPU ms/req | ceiling CPU / service CPU |"
+        )
+        print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for c in (1, 4, 16):
             rate = statistics.median(results[f"c{c}"])
             floor = statistics.median(results[f"floor{c}"])
+            server_cpu = statistics.median(results[f"server_cpu{c}"])
+            client_cpu = statistics.median(results[f"client_cpu{c}"])
+            floor_cpu = statistics.median(results[f"floor_cpu{c}"])
             print(
                 f"| {c} | {rate:.1f} | {100 * rate / ceiling:.1f}% "
                 f"| {1000 * percentile(latencies[c], 0.5):.1f} "
-                f"| {1000 * percentile(latencies[c], 0.95):.1f} | {floor:.1f} | {100 * rate / floor:.0f}% |"
+                f"| {1000 * percentile(latencies[c], 0.95):.1f} | {floor:.1f} | {100 * rate / floor:.0f}% "
+                f"| {1000 * server_cpu:.2f} | {1000 * floor_cpu:.2f} | {1000 * client_cpu:.2f} "
+                f"| {100 * ceiling_cpu / server_cpu:.0f}% |"
             )
         rss, peak = rss_kib(service.pid)
         print(f"service RSS after runs: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")

@@ -60,14 +60,17 @@ class BodyLimit:
         self.app = app
         self.limit = limit
 
+    def _too_large(self) -> JSONResponse:
+        # Built only when refusing: every request passes here, few are too large.
+        return error_response(TooLarge(f"request body exceeds {self.limit} bytes"))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = error_response(TooLarge(f"request body exceeds {self.limit} bytes"))
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await too_large(scope, receive, send)
+            await self._too_large()(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -78,7 +81,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await too_large(scope, receive, send)
+                await self._too_large()(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
