@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives import serialization
 
+from lancert.loopback import free_port
 from lancert.pki import (
     TLS_SERVER,
     CertificateAuthority,
@@ -52,13 +53,6 @@ from lancert.service.registry import Registry
 CODE = "bench-code"
 ZONE = "iot.lancert.test"
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_service(data_dir: Path, dns_port: int) -> tuple[subprocess.Popen[str], str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lancert.box.diagnose import parse_server
-from lancert.box.names import box_hostname, https_url, ip_label
+from lancert.box.names import https_url
+from lancert.dns.names import dashed_address, device_hostname
 
 
 @pytest.mark.parametrize(("ip", "label"), [
@@ -15,11 +16,11 @@ from lancert.box.names import box_hostname, https_url, ip_label
     ("2001:db8:0:0:1:0:0:1", "2001-db8--1-0-0-1"),
 ])
 def test_ip_label_writes_the_address_as_one_dns_label(ip: str, label: str) -> None:
-    assert ip_label(ip) == label
+    assert dashed_address(ip) == label
 
 
 def test_hostname_and_url_of_a_box() -> None:
-    name = box_hostname("192.168.1.25", "K7M2Q9XD4A1B", "iot.example.net")
+    name = device_hostname("192.168.1.25", "K7M2Q9XD4A1B", "iot.example.net")
     assert name == "192-168-1-25.k7m2q9xd4a1b.iot.example.net"
     assert https_url(name, 443) == f"https://{name}/"
     assert https_url(name, 8443) == f"https://{name}:8443/"
@@ -27,7 +28,7 @@ def test_hostname_and_url_of_a_box() -> None:
 
 def test_ip_label_refuses_what_is_not_an_address() -> None:
     with pytest.raises(ValueError):
-        ip_label("192.168.1.256")
+        dashed_address("192.168.1.256")
 
 
 @pytest.mark.parametrize(("text", "address"), [

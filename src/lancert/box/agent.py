@@ -25,7 +25,8 @@ from pydantic import ValidationError
 
 from lancert.box.codes import BoxFailure, BoxProblem, ErrorCode
 from lancert.box.files import BoxSettings, BoxState
-from lancert.box.names import box_hostname, https_url
+from lancert.box.names import https_url
+from lancert.dns.names import device_hostname
 from lancert.errors import LancertError
 from lancert.pki import (
     SubjectNames,
@@ -121,7 +122,7 @@ class CertificateKeeper:
 
     def _update_names(self) -> None:
         if self.state.box_label and self.state.zone:
-            self.state.hostname = box_hostname(self.lan_ip, self.state.box_label, self.state.zone)
+            self.state.hostname = device_hostname(self.lan_ip, self.state.box_label, self.state.zone)
             self.state.https_url = https_url(self.state.hostname, self.state.https_port)
 
     def _record_certificate(self, cert: x509.Certificate, renew_after: datetime | None) -> None:

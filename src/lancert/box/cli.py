@@ -12,7 +12,8 @@ import typer
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 from lancert.box.diagnose import diagnose, parse_server
 from lancert.box.files import BoxSettings, BoxState
-from lancert.box.names import box_hostname, outbound_ip
+from lancert.box.names import outbound_ip
+from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
 from lancert.pki import parse_ip
 
@@ -126,7 +127,7 @@ def diagnose_command(
     state = _load_state(state_dir)
     if not (state.box_label and state.zone and state.lan_ip):
         raise LancertError("the box has no name yet: it gets one with its first certificate")
-    hostname = box_hostname(state.lan_ip, state.box_label, state.zone)
+    hostname = device_hostname(state.lan_ip, state.box_label, state.zone)
     result = diagnose(hostname, state.lan_ip, state.zone,
                       resolver=parse_server(resolver) if resolver else None,
                       zone_server=parse_server(zone_dns) if zone_dns else None)

@@ -1,8 +1,7 @@
-"""The box's LAN address and the name it is reached by: ``<ip-with-dashes>.<box-label>.<zone>``."""
+"""The box's LAN address and its HTTPS URL; the name itself comes from :mod:`lancert.dns.names`."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 # TEST-NET-1 (RFC 5737): a UDP "connect" to it only asks the kernel for a route; no packet is sent.
@@ -17,16 +16,6 @@ def outbound_ip() -> str:
         except OSError:
             return "127.0.0.1"  # no route at all: only loopback can reach the box
         return probe.getsockname()[0]
-
-
-def ip_label(ip: str) -> str:
-    """The address as one DNS label, as sslip.io writes it: ``192-168-1-25``, ``fd00--1`` for ``fd00::1``."""
-    address = ipaddress.ip_address(ip)
-    return str(address).replace(".", "-").replace(":", "-")
-
-
-def box_hostname(ip: str, box_label: str, zone: str) -> str:
-    return f"{ip_label(ip)}.{box_label}.{zone}".lower()
 
 
 def https_url(hostname: str, port: int) -> str:

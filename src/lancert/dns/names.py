@@ -14,7 +14,8 @@ def dashed_address(ip: str | IPAddress) -> str:
 
 
 def device_hostname(ip: str | IPAddress, box_label: str, zone: str) -> str:
-    return f"{dashed_address(ip)}.{box_label}.{zone}"
+    """The name a device is reached by; lower case, the form certificates and DNS answers use."""
+    return f"{dashed_address(ip)}.{box_label}.{zone}".lower()
 
 
 def address_from_label(label: str) -> IPAddress | None:

@@ -18,12 +18,13 @@ from typing import IO
 
 from lancert.errors import LancertError
 from lancert.loopback import free_port
-from lancert.storage import KEY_MODE, read_json, write_json
+from lancert.storage import KEY_MODE, atomic_write, read_json, write_json
 
 START_TIMEOUT = 60.0
 
 
-def _lancert(*args: str) -> list[str]:
+def lancert_command(*args: str) -> list[str]:
+    """The argv of a ``lancert`` subcommand in this interpreter: ``up`` runs every device as a process."""
     return [sys.executable, "-m", "lancert", *args]
 
 
@@ -39,7 +40,7 @@ class Child:
     def start(cls, name: str, args: list[str], log_path: Path) -> Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file: IO[str] = log_path.open("a")
-        proc = subprocess.Popen(_lancert(*args), stdout=subprocess.PIPE, stderr=log_file, text=True,
+        proc = subprocess.Popen(lancert_command(*args), stdout=subprocess.PIPE, stderr=log_file, text=True,
                                 start_new_session=True)
         log_file.close()
         child = cls(name, proc, [])
@@ -89,7 +90,7 @@ def demo_database(data_dir: Path) -> tuple[str, str]:
         return str(saved["uuid"]), str(saved["code"])
     uuid, code = f"demo-{secrets.token_hex(6)}", secrets.token_urlsafe(18)
     result = subprocess.run(
-        _lancert("service", "db", "add", "--uuid", uuid, "--code", code, "--kind", "production",
+        lancert_command("service", "db", "add", "--uuid", uuid, "--code", code, "--kind", "production",
                  "--subscription", "in_progress", "--iot-line", "--data-dir", str(data_dir / "service")),
         capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
@@ -109,12 +110,12 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
     url = line.strip().rsplit(" ", 1)[-1]
     zone = next((ln.split(" dns for ", 1)[1].split()[0] for ln in child.lines if " dns for " in ln),
                 "iot.lancert.test")
-    root = subprocess.run(_lancert("service", "root", "--data-dir", str(data_dir / "service")),
+    root = subprocess.run(lancert_command("service", "root", "--data-dir", str(data_dir / "service")),
                           capture_output=True, text=True, timeout=60)
     if root.returncode != 0:
         raise LancertError(f"cannot read the service's root: {root.stderr.strip()}")
     root_path = data_dir / "service-root.pem"
-    root_path.write_text(root.stdout)
+    atomic_write(root_path, root.stdout.encode())
     return ServiceInfo(url, dns_port, root_path, zone)
 
 

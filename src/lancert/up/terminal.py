@@ -20,7 +20,7 @@ from lancert.pos import PosClient
 from lancert.pos.client import POS_FILE
 from lancert.storage import CredentialFiles, read_json, write_json
 from lancert.terminal.device import TerminalState
-from lancert.up.stack import Child, _lancert
+from lancert.up.stack import Child, lancert_command
 
 DEMO_POS_ID = "demo-pos"
 TERMINAL_HOST = "127.0.0.1"
@@ -68,8 +68,8 @@ def start_terminal(data_dir: Path, children: list[Child]) -> RunningTerminal:
 
 def _setup_code(terminal: RunningTerminal) -> str:
     """Tap Generate Code exactly as ``lancert terminal code --json`` does, and read the code it shows."""
-    result = subprocess.run(_lancert("terminal", "code", "--json", "--state-dir", str(terminal.state_dir)),
-                            capture_output=True, text=True, timeout=60)
+    command = lancert_command("terminal", "code", "--json", "--state-dir", str(terminal.state_dir))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise LancertError(f"cannot get the terminal's setup code: {result.stderr.strip()}")
     try:
