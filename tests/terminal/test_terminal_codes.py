@@ -66,6 +66,18 @@ def test_code_expires_after_300_seconds_and_rotates() -> None:
     assert codes.consume(rotated.code) is True
 
 
+def test_countdown_never_shows_more_than_the_lifetime() -> None:
+    # At this clock value (now + 300.0) - now is 300.00000000000006: CI once saw "refreshes in 301 s".
+    clock = FakeClock()
+    clock.now = 130835.82526461179
+    assert (clock.now + CODE_LIFETIME) - clock.now > CODE_LIFETIME
+    codes = SetupCodes(clock)
+    assert codes.generate().seconds_left == 300
+    for _ in range(5):
+        codes.consume("WRONGONE")
+    assert codes.current().cooldown_seconds == BURN_COOLDOWN
+
+
 def test_five_wrong_attempts_burn_the_code_and_cool_down() -> None:
     clock = FakeClock()
     codes = SetupCodes(clock)

@@ -126,7 +126,13 @@ class SetupCodes:
         if self._code is None:
             return None
         return CodeView(
-            self._code,
-            max(0, math.ceil(self._expires - now)),
-            max(0, math.ceil(self._cooldown_until - now)),
+            self._code, _whole_seconds(self._expires - now), _whole_seconds(self._cooldown_until - now)
         )
+
+
+def _whole_seconds(remaining: float) -> int:
+    """Seconds left as a countdown shows them: rounded up, but not past float noise.
+
+    ``(now + 300.0) - now`` is 300.00000000000006 for some ``now``; a plain ceil would then show 301.
+    """
+    return max(0, math.ceil(round(remaining, 6)))
