@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
@@ -177,9 +178,24 @@ class Box:
         return MappedHTTPSConnection(hostname, self.https_port, context=context, timeout=30)
 
     def post_settings(self, **fields: str) -> httpx.Response:
+        """Send the settings form over plain HTTP, as from the box's own page (a box with no certificate)."""
         with self.http() as client:
             return client.post("/settings", data=fields,
                                headers={"Origin": f"http://127.0.0.1:{self.http_port}"})
+
+    def post_settings_https(self, root: Path, **fields: str) -> int:
+        """Send the settings form over HTTPS at the box's name, as from its own page; the status."""
+        conn = self.connection(root)
+        try:
+            conn.request("POST", "/settings", body=urlencode(fields), headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Origin": f"https://{self.state()['hostname']}:{self.https_port}",
+            })
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
 
 
 def wait_for(predicate, timeout: float = 40, interval: float = 0.25):  # type: ignore[no-untyped-def]

@@ -133,7 +133,16 @@ def test_homepage_dns_line_after_check_dns(ok_box, service: Service) -> None:
 def test_log_level_setting_takes_effect_without_restart(ok_box, service: Service) -> None:
     ok_box.https(service.root)
     assert "check (homepage): certificate valid until" not in (ok_box.state_dir / "box.log").read_text()
-    assert ok_box.post_settings(log_level="DEBUG").status_code == 303
+    assert ok_box.post_settings_https(service.root, log_level="DEBUG") == 303
     ok_box.https(service.root)
     assert "check (homepage): certificate valid until" in (ok_box.state_dir / "box.log").read_text()
-    assert ok_box.post_settings(log_level="LOUD").status_code == 400
+    assert ok_box.post_settings_https(service.root, log_level="LOUD") == 400
+
+
+def test_settings_over_plain_http_are_refused_once_https_works(ok_box, service: Service) -> None:
+    before = (ok_box.state_dir / "settings.json").read_bytes()
+    refused = ok_box.post_settings(log_level="DEBUG", server_url="http://127.0.0.1:9/")
+    https_url = str(ok_box.state()["https_url"]).rstrip("/")
+    assert (refused.status_code, refused.text) == (
+        403, f"refused: this box takes its settings over HTTPS only: {https_url}/settings\n")
+    assert (ok_box.state_dir / "settings.json").read_bytes() == before

@@ -2,7 +2,8 @@
 
 Each load of the homepage runs a check, so reloading the page is how a user retries after fixing a
 cause. The same app serves plain HTTP (before the first certificate, the only way to reach the box) and
-HTTPS; once the box has a valid certificate, plain HTTP only redirects to the HTTPS address.
+HTTPS; once the box has a valid certificate, plain HTTP only redirects to the HTTPS address (and refuses
+forms).
 """
 
 from __future__ import annotations
@@ -163,11 +164,16 @@ def create_app(
     async def plain_http_redirects(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        """Plain HTTP is for a box without a certificate; once HTTPS works, send the browser there."""
+        """Plain HTTP is for a box without a certificate; once HTTPS works, send the browser there.
+
+        A form sent over plain HTTP then is refused rather than redirected: the enterprise code in it
+        has already crossed the network in clear, and accepting it would keep that habit alive.
+        """
         state = keeper.state
-        if (request.url.scheme == "http" and request.method in ("GET", "HEAD")
-                and state.status == "OK" and state.https_url):
+        if request.url.scheme == "http" and state.status == "OK" and state.https_url:
             target = state.https_url.rstrip("/") + request.url.path
+            if request.method not in ("GET", "HEAD"):
+                return _refuse(403, f"refused: this box takes its settings over HTTPS only: {target}")
             if request.url.query:
                 target += "?" + request.url.query
             return RedirectResponse(target, status_code=302)
