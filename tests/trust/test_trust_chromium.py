@@ -61,7 +61,7 @@ def test_device_certificate_error_before_install_none_after_and_back_after_remov
 
     installed = run_lancert("trust", "install", cert, "--store", "nss", "--nssdb", nssdb)
     assert installed.returncode == 0, installed.stderr
-    assert [t for n, t in nss_entries(nssdb) if n.startswith("lancert ")] == ["P,,"]
+    assert [t for n, t in nss_entries(nssdb) if n.startswith("lancert ")] == ["CP,,"]
     for host in (DEVICE_IP, DEVICE_NAME):
         ok, detail, rc = _browser_and_check(device_server, home, host)
         assert (ok, detail, rc) == (True, "loaded", 0), host
@@ -90,7 +90,7 @@ def test_name_not_in_certificate_fails_in_browser_and_check_even_when_trusted(
 def test_device_certificate_given_ca_trust_by_hand_is_rejected_by_chromium_and_check(
     device_dir: Path, device_server: TLSServer, tmp_path: Path
 ) -> None:
-    """Why lancert uses P,, for a device's own certificate: C,, on a CA:FALSE certificate does not work."""
+    """Why a device's own certificate gets CP,, and not C,, alone: Chromium rejects C,, on CA:FALSE."""
     home = tmp_path / "home"
     db = make_nssdb(home / ".pki" / "nssdb")
     subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", "as ca", "-t", "C,,",

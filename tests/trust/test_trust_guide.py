@@ -40,7 +40,7 @@ def cert_der(device_dir: Path) -> bytes:
         ("macos", "cert.cer", "DER", ["sudo security add-trusted-cert -d -r trustRoot "
                                       "-k /Library/Keychains/System.keychain cert.cer"]),
         ("linux", "cert.pem", "PEM", ["/usr/local/share/ca-certificates/cert.crt", "update-ca-certificates",
-                                      "/etc/pki/ca-trust/source/anchors/", "-t \"P,,\""]),
+                                      "/etc/pki/ca-trust/source/anchors/", "-t \"CP,,\""]),
         ("android", "cert.cer", "DER", ["Install a certificate → CA certificate"]),
     ],
 )

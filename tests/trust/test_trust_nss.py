@@ -26,7 +26,7 @@ def test_device_certificate_gets_peer_trust_under_a_nickname_from_its_fingerprin
     result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", "--nssdb", nssdb)
     assert result.returncode == 0, result.stderr
     fp8 = cert.fingerprint(hashes.SHA256()).hex()[:8]
-    assert nss_entries(nssdb) == [(f"lancert 192.168.1.25 {fp8}", "P,,")]
+    assert nss_entries(nssdb) == [(f"lancert 192.168.1.25 {fp8}", "CP,,")]
     exported = subprocess.run(["certutil", "-L", "-d", f"sql:{nssdb}", "-n", nickname(cert), "-a"],
                               capture_output=True, check=True).stdout
     assert exported.replace(b"\r\n", b"\n") == pem(cert)
@@ -48,10 +48,24 @@ def test_install_is_idempotent_and_repairs_missing_trust(device_dir: Path, nssdb
     assert store.check(cert) is False
     store.install(cert)
     store.install(cert)
-    assert nss_entries(nssdb) == [("added by hand", "P,,")] and store.check(cert)
+    assert nss_entries(nssdb) == [("added by hand", "CP,,")] and store.check(cert)
     assert store.uninstall(cert) is True and nss_entries(nssdb) == []
     assert store.uninstall(cert) is False
 
+
+
+def test_peer_only_trust_from_an_older_lancert_is_upgraded_to_what_firefox_also_needs(
+    device_dir: Path, nssdb: Path
+) -> None:
+    """Older lancert gave P,, (Chromium only); Firefox needs C too, so P,, no longer counts as trusted."""
+    cert = read_certificate(device_dir / "cert.pem")
+    subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", nickname(cert), "-t", "P,,",
+                    "-i", str(device_dir / "cert.pem")], check=True)
+    store = NssStore(nssdb)
+    assert store.check(cert) is False
+    result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", "--nssdb", nssdb)
+    assert result.returncode == 0, result.stderr
+    assert nss_entries(nssdb) == [(nickname(cert), "CP,,")] and store.check(cert)
 
 def test_list_shows_lancert_entries_only_and_list_file_tells_whether_trusted(
     device_dir: Path, nssdb: Path, tmp_path: Path
@@ -65,7 +79,7 @@ def test_list_shows_lancert_entries_only_and_list_file_tells_whether_trusted(
     run_lancert("trust", "install", cert_file, "--store", "nss", "--nssdb", nssdb)
     listed = json.loads(run_lancert("trust", "list", "--store", "nss", "--nssdb", nssdb, "--json").stdout)
     assert [(e["label"], e["trust"], e["subject"]) for e in listed] == [
-        (nickname(read_certificate(cert_file)), "P,,", "CN=192.168.1.25")
+        (nickname(read_certificate(cert_file)), "CP,,", "CN=192.168.1.25")
     ]
     check = run_lancert("trust", "list", cert_file, "--store", "nss", "--nssdb", nssdb)
     assert check.returncode == 0 and check.stdout.startswith("trusted")
@@ -83,7 +97,7 @@ def test_default_stores_are_chrome_created_if_missing_and_every_firefox_profile(
     result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", home=home)
     assert result.returncode == 0, result.stderr
     for db in (home / ".pki/nssdb", firefox, snap_firefox):
-        assert [t for _, t in nss_entries(db)] == ["P,,"], db
+        assert [t for _, t in nss_entries(db)] == ["CP,,"], db
     removed = run_lancert("trust", "remove", device_dir / "cert.pem", "--store", "nss", home=home)
     assert removed.stdout.count("removed from") == 3
     for db in (home / ".pki/nssdb", firefox, snap_firefox):
@@ -140,9 +154,9 @@ def test_a_regenerated_certificate_with_the_same_subject_is_removed_alone(
     store = NssStore(nssdb)
     store.install(old)
     store.install(new)
-    assert sorted(nss_entries(nssdb)) == sorted([(nickname(old), "P,,"), (nickname(new), "P,,")])
+    assert sorted(nss_entries(nssdb)) == sorted([(nickname(old), "CP,,"), (nickname(new), "CP,,")])
     assert store.uninstall(new) is True
-    assert nss_entries(nssdb) == [(nickname(old), "P,,")]
+    assert nss_entries(nssdb) == [(nickname(old), "CP,,")]
     assert store.check(old) and not store.check(new)
 
 
@@ -156,4 +170,4 @@ def test_a_store_that_cannot_be_changed_fails_loudly_and_others_still_get_it(
     result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", home=home)
     assert result.returncode == 1
     assert "FAILED NSS database" in result.stderr and "install failed in 1 of 2 stores" in result.stderr
-    assert [t for _, t in nss_entries(firefox)] == ["P,,"]
+    assert [t for _, t in nss_entries(firefox)] == ["CP,,"]

@@ -16,7 +16,7 @@ from lancert.pki.formats import crt
 from lancert.storage import atomic_write
 from lancert.trust.fetch import DEFAULT_TIMEOUT, parse_target, served_chain
 from lancert.trust.guide import Platform, write_guide
-from lancert.trust.nss import NssStore, nss_databases, trust_flags
+from lancert.trust.nss import NssStore, firefox_refuses, nss_databases, trust_flags
 from lancert.trust.store import TrustStore
 from lancert.trust.system import SystemStore
 
@@ -94,7 +94,7 @@ def install(
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
 ) -> None:
-    """Trust a certificate: a device's own one as a trusted peer (NSS P,,), a CA as a root (C,,).
+    """Trust a certificate: a device's own one as peer and anchor (NSS CP,,), a CA as a root (C,,).
 
     Every store is checked after the change; a failure is reported, never silent.
     """
@@ -108,6 +108,11 @@ def install(
 
     _each(stores, "install", add)
     typer.echo("restart the browsers that were open so they see the change")
+    if store is StoreKind.NSS and firefox_refuses(cert):
+        typer.echo("warning: this is a CA certificate naming hosts (a device serving its own CA:TRUE "
+                   "certificate?): Chromium accepts it, Firefox refuses it whatever the trust "
+                   "(MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY); give the device a CA:FALSE certificate",
+                   err=True)
 
 
 @app.command("remove")

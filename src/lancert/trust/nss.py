@@ -1,24 +1,41 @@
 """NSS databases, the trust stores of Chrome/Chromium and Firefox on Linux, driven through certutil.
 
-Trust flags were determined with the real browser, not from documentation: headless Chromium
-156.0.8078.79 (Debian bookworm build), a page served on loopback and mapped from 192.168.1.25:
+Trust flags were determined with the real browsers, not from documentation: headless Chromium
+156.0.8078.79 and Firefox 153.7.0esr (Debian bookworm builds), a page served by the certificate's
+owner and reached as https://192.168.1.25 and https://printer.test (mapped to loopback for Chromium;
+inside a network namespace of its own for Firefox, see ``tests/firefox.py``).
 
-=====================================  =========  =====================================
-certificate                            NSS trust  Chromium result
-=====================================  =========  =====================================
-self-signed end entity (CA:FALSE)      ``P,,``    padlock (page loads)
-self-signed end entity (CA:FALSE)      ``C,,``    ``net::ERR_CERT_INVALID``
-self-signed end entity (CA:FALSE)      ``CT,,``   ``net::ERR_CERT_INVALID``
-self-signed end entity (CA:FALSE)      ``p,,``    ``net::ERR_CERT_AUTHORITY_INVALID``
-root CA (CA:TRUE) above a server leaf  ``C,,``    padlock
-root CA (CA:TRUE) above a server leaf  ``P,,``    ``net::ERR_CERT_AUTHORITY_INVALID``
-self-signed server cert with CA:TRUE   ``C,,``    padlock (``P,,`` and ``CP,,`` too)
-=====================================  =========  =====================================
+Chromium's errors are ``net::ERR_CERT_<X>`` and Firefox's ``MOZILLA_PKIX_ERROR_<X>`` where only ``<X>``
+is written; "page" means the page loaded with no warning (the padlock).
 
-So a device's own certificate must be a trusted *peer* (``P``) and a CA a trusted *CA* (``C``); the
-wrong one fails even though the certificate is in the database. Old printers that mark their own
-certificate CA:TRUE work with ``C``, which is what :func:`trust_flags` gives them. ``tests/trust``
-re-checks these cases with Chromium on every run.
+=====================================  =========  ===================  ==============================
+certificate                            NSS trust  Chromium             Firefox
+=====================================  =========  ===================  ==============================
+self-signed end entity (CA:FALSE)      none       AUTHORITY_INVALID    SELF_SIGNED_CERT
+self-signed end entity (CA:FALSE)      ``P,,``    page                 SELF_SIGNED_CERT
+self-signed end entity (CA:FALSE)      ``C,,``    INVALID              page
+self-signed end entity (CA:FALSE)      ``CT,,``   INVALID              page
+self-signed end entity (CA:FALSE)      ``CP,,``   page                 page
+self-signed end entity (CA:FALSE)      ``p,,``    AUTHORITY_INVALID    (not tried)
+CA-issued leaf alone, root untrusted   ``P,,``    page                 ``SEC_ERROR_UNKNOWN_ISSUER``
+CA-issued leaf alone, root untrusted   ``CP,,``   page                 page
+root CA (CA:TRUE) above a server leaf  ``C,,``    page                 page
+root CA (CA:TRUE) above a server leaf  ``P,,``    AUTHORITY_INVALID    ``SEC_ERROR_UNTRUSTED_ISSUER``
+root CA (CA:TRUE) above a server leaf  ``CP,,``   (not tried)          page
+self-signed server cert with CA:TRUE   ``C,,``    page                 CA_CERT_USED_AS_END_ENTITY
+self-signed server cert with CA:TRUE   ``CP,,``   page                 CA_CERT_USED_AS_END_ENTITY
+self-signed server cert with CA:TRUE   ``P,,``    page                 SELF_SIGNED_CERT
+=====================================  =========  ===================  ==============================
+
+The two browsers disagree on a device's own certificate: Chromium wants a trusted *peer* (``P``) and
+rejects ``C`` on a CA:FALSE certificate; Firefox (mozilla::pkix) ignores ``P`` and accepts only a
+trust *anchor* (``C``), which may be the end-entity certificate itself. ``CP,,`` satisfies both, so a
+device's certificate gets ``CP,,`` in every database (Chrome's and each Firefox profile alike; a
+``--nssdb`` directory may be either). A CA gets ``C,,``. A self-signed server certificate marked
+CA:TRUE (some old printers) works in Chromium with ``C,,`` but Firefox refuses it whatever its trust
+(:func:`firefox_refuses`); only a new certificate on the device fixes that. Firefox reads the trust
+when it starts: certutil may change a profile while Firefox runs, but Firefox sees it only after a
+restart. ``tests/trust`` re-checks these cases with both browsers on every run.
 """
 
 from __future__ import annotations
@@ -35,7 +52,7 @@ from lancert.pki.errors import InvalidPEM
 from lancert.trust.store import LABEL_PREFIX, TrustEntry, TrustStoreError, is_ca, nickname
 
 CERTUTIL = "certutil"
-PEER_TRUST = "P,,"
+PEER_TRUST = "CP,,"  # a device's own certificate: a peer for Chromium, an anchor for Firefox
 CA_TRUST = "C,,"
 CERTUTIL_TIMEOUT = 30
 
@@ -43,8 +60,29 @@ _LIST_LINE = re.compile(r"^(?P<nick>.+?)\s+(?P<trust>[A-Za-z]*,[A-Za-z]*,[A-Za-z
 
 
 def trust_flags(cert: x509.Certificate) -> str:
-    """``C,,`` for a CA, ``P,,`` for anything else (see the module docstring for why)."""
+    """``C,,`` for a CA, ``CP,,`` for anything else (see the module docstring for why)."""
     return CA_TRUST if is_ca(cert) else PEER_TRUST
+
+
+def firefox_refuses(cert: x509.Certificate) -> bool:
+    """A CA certificate that names hosts: a device serving its own CA:TRUE certificate.
+
+    Firefox answers ``MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY`` for such a server whatever trust
+    NSS gives the certificate (module docstring); Chromium accepts it with ``C,,``. A real root names
+    no host (no subjectAltName), so it is not caught here.
+    """
+    if not is_ca(cert):
+        return False
+    try:
+        cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def has_trust(found: str, wanted: str) -> bool:
+    """Whether ``found`` grants every SSL trust flag of ``wanted`` (``"CPu,,"`` grants ``"CP,,"``)."""
+    return set(ssl_trust(wanted)) <= set(ssl_trust(found))
 
 
 def parse_certutil_list(output: str) -> list[tuple[str, str]]:
@@ -143,7 +181,7 @@ class NssStore:
     # -- the TrustStore interface -----------------------------------------------------------------------
     def check(self, cert: x509.Certificate) -> bool:
         found = self.find(cert)
-        return found is not None and trust_flags(cert)[0] in ssl_trust(found[1])
+        return found is not None and has_trust(found[1], trust_flags(cert))
 
     def install(self, cert: x509.Certificate) -> None:
         self._ensure()
@@ -151,7 +189,7 @@ class NssStore:
         found = self.find(cert)
         if found is None:
             self._run("-A", "-n", nickname(cert), "-t", flags, stdin=pem(cert))
-        elif flags[0] not in ssl_trust(found[1]):
+        elif not has_trust(found[1], flags):
             self._run("-M", "-n", found[0], "-t", flags)
         if not self.check(cert):
             raise TrustStoreError(

@@ -1,0 +1,160 @@
+"""The padlock in a real Firefox (firefox-esr, headless, over Marionette) before and after trust changes.
+
+Firefox, its HTTPS server (192.168.1.25:443) and the Marionette client run in a network namespace of
+their own (``tests/firefox.py``): nothing can leave the machine. HOME is a temporary home whose
+``.mozilla/firefox/lancert.default-release`` is the profile Firefox uses, so ``lancert trust install
+--store nss`` (no ``--nssdb``) has to find it the way it finds a user's profiles. Each ``visit`` is
+one Firefox start, because Firefox reads its trust at start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from trust_helpers import DEVICE_IP, DEVICE_NAME, MARKER, TLSServer, make_nssdb, nss_entries, run_lancert
+
+from chromium import load
+from firefox import new_profile, url, visit
+from lancert.pki import (
+    ROOT_CA,
+    TLS_SERVER,
+    CertificateAuthority,
+    SubjectNames,
+    build_certificate,
+    generate_private_key,
+    make_name,
+    pem,
+)
+from lancert.storage import write_certificates, write_private_key
+from lancert.trust import nss_databases
+
+pytestmark = pytest.mark.slow
+URLS = [url(DEVICE_IP), url(DEVICE_NAME)]
+SELF_SIGNED = "MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT"
+
+
+def _pages(results: list) -> list[tuple[bool, str]]:
+    return [(r.ok, r.detail) for r in results]
+
+
+def test_device_certificate_warning_before_install_none_after_and_back_after_remove(
+    device_dir: Path, device_server: TLSServer, tmp_path: Path
+) -> None:
+    """One ``trust install --store nss`` makes Firefox (its profile) and Chromium (~/.pki/nssdb) trust it."""
+    home = tmp_path / "home"
+    profile = new_profile(home)
+    cert, key = device_dir / "cert.pem", device_dir / "key.pem"
+
+    # Firefox's first start in the profile makes its cert9.db; before that lancert does not see the profile.
+    assert [s.directory for s in nss_databases(home)] == [home / ".pki/nssdb"]
+    before = visit(URLS, profile=profile, chain=cert, key=key, marker=MARKER)
+    assert _pages(before) == [(False, SELF_SIGNED)] * 2
+    assert [s.directory for s in nss_databases(home)] == [home / ".pki/nssdb", profile]
+
+    installed = run_lancert("trust", "install", cert, "--store", "nss", home=home)
+    assert installed.returncode == 0, installed.stderr
+    assert f"trusted in NSS database {profile} (trust CP,,)" in installed.stdout
+    assert [t for n, t in nss_entries(profile) if n.startswith("lancert ")] == ["CP,,"]
+    pages = visit(URLS, profile=profile, chain=cert, key=key, marker=MARKER)
+    assert _pages(pages) == [(True, "loaded")] * 2
+    assert MARKER in pages[0].text
+    chromium = load(device_server.url(), home=home, resolve={DEVICE_IP: "127.0.0.1"}, marker=MARKER)
+    assert (chromium.ok, chromium.detail) == (True, "loaded")
+
+    removed = run_lancert("trust", "remove", cert, "--store", "nss", home=home)
+    assert removed.returncode == 0 and removed.stdout.count("removed from") == 2, removed.stdout
+    assert [n for n, _ in nss_entries(profile) if n.startswith("lancert ")] == []
+    again = visit(URLS[:1], profile=profile, chain=cert, key=key, marker=MARKER)
+    assert _pages(again) == [(False, SELF_SIGNED)]
+
+
+def test_a_running_firefox_sees_a_trust_change_only_after_a_restart(device_dir: Path, tmp_path: Path) -> None:
+    """certutil changes the profile of a running Firefox without error, but Firefox keeps what it read."""
+    home = tmp_path / "home"
+    profile = make_nssdb(new_profile(home))  # a database made by certutil, not by Firefox: it uses it
+    cert, key = device_dir / "cert.pem", device_dir / "key.pem"
+    lancert = [sys.executable, "-m", "lancert", "trust"]
+    install = [*lancert, "install", str(cert), "--store", "nss"]
+    remove = [*lancert, "remove", str(cert), "--store", "nss"]
+
+    first = visit([URLS[0], install, URLS[0], URLS[1]], profile=profile, chain=cert, key=key, marker=MARKER)
+    assert first[1].ok and f"trusted in NSS database {profile}" in first[1].text, first[1].detail
+    assert _pages([first[0], first[2], first[3]]) == [(False, SELF_SIGNED)] * 3
+
+    second = visit([URLS[0], remove, URLS[1]], profile=profile, chain=cert, key=key, marker=MARKER)
+    assert second[1].ok and f"removed from NSS database {profile}" in second[1].text, second[1].detail
+    assert _pages([second[0], second[2]]) == [(True, "loaded")] * 2
+    assert nss_entries(profile) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("P,,", (False, SELF_SIGNED)), ("C,,", (True, "loaded"))],
+    ids=["peer-is-not-enough", "anchor-is-what-firefox-wants"],
+)
+def test_device_certificate_trust_flags_firefox_accepts(
+    device_dir: Path, tmp_path: Path, flags: str, expected: tuple[bool, str]
+) -> None:
+    """Why the device's certificate gets CP,,: Firefox ignores P (which Chromium needs) and wants C."""
+    profile = make_nssdb(new_profile(tmp_path / "home"))
+    subprocess.run(["certutil", "-A", "-d", f"sql:{profile}", "-n", "by hand", "-t", flags,
+                    "-i", str(device_dir / "cert.pem")], check=True)
+    pages = visit(URLS[:1], profile=profile, chain=device_dir / "cert.pem", key=device_dir / "key.pem",
+                  marker=MARKER)
+    assert _pages(pages) == [expected]
+
+
+@pytest.fixture(scope="module")
+def ca_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """``(root.pem, chain.pem, key.pem)``: a shop root and a server leaf it issued for the device."""
+    d = tmp_path_factory.mktemp("firefox-ca")
+    ca = CertificateAuthority.create_root("Test Shop Root")
+    key = generate_private_key()
+    names = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
+    leaf = ca.issue(key.public_key(), TLS_SERVER, names=names, validity=timedelta(days=30))
+    write_certificates(d / "chain.pem", [leaf, ca.certificate])
+    write_private_key(d / "key.pem", key)
+    (d / "root.pem").write_bytes(pem(ca.certificate))
+    return d / "root.pem", d / "chain.pem", d / "key.pem"
+
+
+def test_ca_root_with_peer_trust_fails_and_lancert_repairs_it_to_ca_trust(
+    ca_files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    root, chain, key = ca_files
+    home = tmp_path / "home"
+    profile = make_nssdb(new_profile(home))
+    subprocess.run(["certutil", "-A", "-d", f"sql:{profile}", "-n", "root as peer", "-t", "P,,",
+                    "-i", str(root)], check=True)
+    wrong = visit(URLS[1:], profile=profile, chain=chain, key=key, marker=MARKER)
+    assert _pages(wrong) == [(False, "SEC_ERROR_UNTRUSTED_ISSUER")]
+
+    installed = run_lancert("trust", "install", root, "--store", "nss", home=home)
+    assert installed.returncode == 0, installed.stderr
+    assert nss_entries(profile) == [("root as peer", "C,,")]
+    assert _pages(visit(URLS, profile=profile, chain=chain, key=key, marker=MARKER)) == [(True, "loaded")] * 2
+
+
+def test_self_signed_server_certificate_marked_ca_is_refused_by_firefox_and_lancert_warns(
+    tmp_path: Path,
+) -> None:
+    """Chromium takes such a certificate with C,,; Firefox refuses it as an end entity whatever the trust."""
+    key = generate_private_key()
+    name = make_name(DEVICE_IP)
+    cert = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+                             profile=ROOT_CA, names=SubjectNames.parse(ips=[DEVICE_IP]),
+                             validity=timedelta(days=365))
+    write_certificates(tmp_path / "cert.pem", [cert])
+    write_private_key(tmp_path / "key.pem", key)
+    home = tmp_path / "home"
+    profile = make_nssdb(new_profile(home))
+    installed = run_lancert("trust", "install", tmp_path / "cert.pem", "--store", "nss", home=home)
+    assert installed.returncode == 0, installed.stderr
+    assert "Firefox refuses it" in installed.stderr
+    assert [t for _, t in nss_entries(profile)] == ["C,,"]
+    pages = visit(URLS[:1], profile=profile, chain=tmp_path / "cert.pem", key=tmp_path / "key.pem")
+    assert _pages(pages) == [(False, "MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY")]
