@@ -4,18 +4,31 @@ Firefox, its HTTPS server (192.168.1.25:443) and the Marionette client run in a 
 their own (``tests/firefox.py``): nothing can leave the machine. HOME is a temporary home whose
 ``.mozilla/firefox/lancert.default-release`` is the profile Firefox uses, so ``lancert trust install
 --store nss`` (no ``--nssdb``) has to find it the way it finds a user's profiles. Each ``visit`` is
-one Firefox start, because Firefox reads its trust at start.
+one Firefox start, because Firefox reads its trust at start. ``lancert check --nssdb <profile>`` judges
+a Firefox profile as Firefox does and must agree with it in every state (its server is the same
+certificate on 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from trust_helpers import DEVICE_IP, DEVICE_NAME, MARKER, TLSServer, make_nssdb, nss_entries, run_lancert
+from trust_helpers import (
+    DEVICE_IP,
+    DEVICE_NAME,
+    MARKER,
+    TLSServer,
+    make_nssdb,
+    nss_entries,
+    resolve_args,
+    run_lancert,
+    tls_server,
+)
 
 from chromium import load
 from firefox import new_profile, url, visit
@@ -41,6 +54,14 @@ def _pages(results: list) -> list[tuple[bool, str]]:
     return [(r.ok, r.detail) for r in results]
 
 
+def _check(server: TLSServer, profile: Path, host: str = DEVICE_IP) -> tuple[int, list[str]]:
+    """``lancert check --nssdb <profile>``: exit status and reason codes."""
+    result = run_lancert("check", server.url(host), *resolve_args(host), "--nssdb", profile, "--json")
+    verdict = json.loads(result.stdout)
+    assert verdict["trust_source"] == f"Firefox profile {profile}"
+    return result.returncode, [r["code"] for r in verdict["reasons"]]
+
+
 def test_device_certificate_warning_before_install_none_after_and_back_after_remove(
     device_dir: Path, device_server: TLSServer, tmp_path: Path
 ) -> None:
@@ -54,6 +75,7 @@ def test_device_certificate_warning_before_install_none_after_and_back_after_rem
     before = visit(URLS, profile=profile, chain=cert, key=key, marker=MARKER)
     assert _pages(before) == [(False, SELF_SIGNED)] * 2
     assert [s.directory for s in nss_databases(home)] == [home / ".pki/nssdb", profile]
+    assert _check(device_server, profile) == (2, ["self-signed-untrusted"])
 
     installed = run_lancert("trust", "install", cert, "--store", "nss", home=home)
     assert installed.returncode == 0, installed.stderr
@@ -62,6 +84,7 @@ def test_device_certificate_warning_before_install_none_after_and_back_after_rem
     pages = visit(URLS, profile=profile, chain=cert, key=key, marker=MARKER)
     assert _pages(pages) == [(True, "loaded")] * 2
     assert MARKER in pages[0].text
+    assert _check(device_server, profile, DEVICE_NAME) == (0, [])
     chromium = load(device_server.url(), home=home, resolve={DEVICE_IP: "127.0.0.1"}, marker=MARKER)
     assert (chromium.ok, chromium.detail) == (True, "loaded")
 
@@ -70,6 +93,7 @@ def test_device_certificate_warning_before_install_none_after_and_back_after_rem
     assert [n for n, _ in nss_entries(profile) if n.startswith("lancert ")] == []
     again = visit(URLS[:1], profile=profile, chain=cert, key=key, marker=MARKER)
     assert _pages(again) == [(False, SELF_SIGNED)]
+    assert _check(device_server, profile) == (2, ["self-signed-untrusted"])
 
 
 def test_a_running_firefox_sees_a_trust_change_only_after_a_restart(device_dir: Path, tmp_path: Path) -> None:
@@ -92,12 +116,13 @@ def test_a_running_firefox_sees_a_trust_change_only_after_a_restart(device_dir: 
 
 
 @pytest.mark.parametrize(
-    ("flags", "expected"),
-    [("P,,", (False, SELF_SIGNED)), ("C,,", (True, "loaded"))],
+    ("flags", "expected", "check"),
+    [("P,,", (False, SELF_SIGNED), (2, ["peer-trust-only"])), ("C,,", (True, "loaded"), (0, []))],
     ids=["peer-is-not-enough", "anchor-is-what-firefox-wants"],
 )
 def test_device_certificate_trust_flags_firefox_accepts(
-    device_dir: Path, tmp_path: Path, flags: str, expected: tuple[bool, str]
+    device_dir: Path, device_server: TLSServer, tmp_path: Path,
+    flags: str, expected: tuple[bool, str], check: tuple[int, list[str]],
 ) -> None:
     """Why the device's certificate gets CP,,: Firefox ignores P (which Chromium needs) and wants C."""
     profile = make_nssdb(new_profile(tmp_path / "home"))
@@ -106,6 +131,7 @@ def test_device_certificate_trust_flags_firefox_accepts(
     pages = visit(URLS[:1], profile=profile, chain=device_dir / "cert.pem", key=device_dir / "key.pem",
                   marker=MARKER)
     assert _pages(pages) == [expected]
+    assert _check(device_server, profile) == check
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +158,15 @@ def test_ca_root_with_peer_trust_fails_and_lancert_repairs_it_to_ca_trust(
                     "-i", str(root)], check=True)
     wrong = visit(URLS[1:], profile=profile, chain=chain, key=key, marker=MARKER)
     assert _pages(wrong) == [(False, "SEC_ERROR_UNTRUSTED_ISSUER")]
+    with tls_server(chain, key) as server:
+        assert _check(server, profile, DEVICE_NAME) == (2, ["untrusted-issuer"])
 
     installed = run_lancert("trust", "install", root, "--store", "nss", home=home)
     assert installed.returncode == 0, installed.stderr
     assert nss_entries(profile) == [("root as peer", "C,,")]
     assert _pages(visit(URLS, profile=profile, chain=chain, key=key, marker=MARKER)) == [(True, "loaded")] * 2
+    with tls_server(chain, key) as server:
+        assert _check(server, profile, DEVICE_NAME) == (0, [])
 
 
 def test_self_signed_server_certificate_marked_ca_is_refused_by_firefox_and_lancert_warns(
@@ -158,3 +188,5 @@ def test_self_signed_server_certificate_marked_ca_is_refused_by_firefox_and_lanc
     assert [t for _, t in nss_entries(profile)] == ["C,,"]
     pages = visit(URLS[:1], profile=profile, chain=tmp_path / "cert.pem", key=tmp_path / "key.pem")
     assert _pages(pages) == [(False, "MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY")]
+    with tls_server(tmp_path / "cert.pem", tmp_path / "key.pem") as server:
+        assert _check(server, profile) == (2, ["ca-certificate-as-end-entity"])

@@ -1,10 +1,11 @@
 """The padlock verdict: would a browser show a secure connection for this URL, and if not, why not.
 
 The served chain is fetched unverified (:mod:`lancert.trust.fetch`), then judged against one trust
-source — a ``--ca`` file, an NSS database as Chromium reads it, or the system anchors. Every reason
-is collected independently (a certificate can be expired *and* for another name *and* untrusted), and
-cryptography's RFC 5280 verifier (:func:`lancert.pki.verify_server_chain`) has the last word, so a
-defect the diagnostics do not name still cannot yield a padlock.
+source — a ``--ca`` file, an NSS database as Chromium reads it (as Firefox does when it is a Firefox
+profile: the two disagree on a device's own certificate, see :mod:`lancert.trust.nss`), or the system
+anchors. Every reason is collected independently (a certificate can be expired *and* for another name
+*and* untrusted), and cryptography's RFC 5280 verifier (:func:`lancert.pki.verify_server_chain`) has the
+last word, so a defect the diagnostics do not name still cannot yield a padlock.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from lancert.pki import (
     verify_server_chain,
 )
 from lancert.trust.fetch import HandshakeError, Target, served_chain
-from lancert.trust.nss import NssStore
+from lancert.trust.nss import NssStore, is_firefox_profile
 from lancert.trust.store import is_ca
 from lancert.trust.system import bundle_certificates
 
@@ -49,11 +50,15 @@ class Reason:
 
 @dataclass(frozen=True)
 class TrustSource:
-    """What a browser would trust: anchors (CAs, NSS ``C``) and directly trusted leaves (NSS ``P``)."""
+    """What a browser would trust: anchors (CAs, NSS ``C``) and directly trusted leaves (NSS ``P``).
+
+    ``firefox``: judge as Firefox does (a Firefox profile's database), not as Chromium does.
+    """
 
     description: str
     anchors: tuple[x509.Certificate, ...] = ()
     trusted_leaves: tuple[x509.Certificate, ...] = ()
+    firefox: bool = False
 
     @classmethod
     def from_ca_file(cls, path: Path) -> TrustSource:
@@ -75,6 +80,8 @@ class TrustSource:
         if not store.exists():
             raise LancertError(f"{directory}: not an NSS database (no cert9.db)")
         anchors, leaves = store.trusted()
+        if is_firefox_profile(directory):
+            return cls(f"Firefox profile {directory}", tuple(anchors), tuple(leaves), firefox=True)
         return cls(f"NSS database {directory}", tuple(anchors), tuple(leaves))
 
     @classmethod
@@ -186,16 +193,40 @@ def usage_reasons(leaf: x509.Certificate) -> list[Reason]:
     return reasons
 
 
-def trust_reasons(chain: list[x509.Certificate], trust: TrustSource) -> tuple[list[Reason], bool]:
-    """Reasons the chain is not trusted, and whether the leaf itself is trusted directly."""
-    leaf = chain[0]
+def _chromium_leaf_trust(leaf: x509.Certificate, trust: TrustSource) -> tuple[list[Reason], bool] | None:
     if leaf in trust.trusted_leaves or (leaf in trust.anchors and is_ca(leaf)):
         return [], True
     if leaf in trust.anchors:
         # Chromium 156 answers ERR_CERT_INVALID for a CA:FALSE certificate given NSS "C" trust.
         message = (f"the certificate is trusted as a CA by {trust.description} but is not one (CA:FALSE), "
-                   "which browsers reject; reinstall it: lancert trust install FILE --store nss")
+                   "which Chromium rejects; reinstall it: lancert trust install FILE --store nss")
         return [Reason("end-entity-trusted-as-ca", message)], False
+    return None
+
+
+def _firefox_leaf_trust(leaf: x509.Certificate, trust: TrustSource) -> tuple[list[Reason], bool] | None:
+    """Firefox 153 (mozilla::pkix): only ``C`` trusts a certificate, and a CA is never a site's own."""
+    if leaf in trust.anchors and is_ca(leaf):
+        message = (f"the certificate is a CA (CA:TRUE) serving as the site's own; Firefox refuses that "
+                   f"whatever {trust.description} trusts (MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY): "
+                   "the device needs a CA:FALSE certificate")
+        return [Reason("ca-certificate-as-end-entity", message)], False
+    if leaf in trust.anchors:
+        return [], True
+    if leaf in trust.trusted_leaves and is_self_issued(leaf):
+        message = (f"the certificate is trusted only as a peer (NSS P) by {trust.description}, which Firefox "
+                   "ignores (MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT); reinstall it: "
+                   "lancert trust install FILE --store nss")
+        return [Reason("peer-trust-only", message)], False
+    return None
+
+
+def trust_reasons(chain: list[x509.Certificate], trust: TrustSource) -> tuple[list[Reason], bool]:
+    """Reasons the chain is not trusted, and whether the leaf itself is trusted directly."""
+    leaf = chain[0]
+    direct = (_firefox_leaf_trust if trust.firefox else _chromium_leaf_trust)(leaf, trust)
+    if direct is not None:
+        return direct
     path = assemble_chain(leaf, [*chain[1:], *trust.anchors])
     if any(c in trust.anchors for c in path):
         return [], False

@@ -100,6 +100,17 @@ def ssl_trust(flags: str) -> str:
     return flags.split(",", 1)[0]
 
 
+
+def is_firefox_profile(directory: Path) -> bool:
+    """Whether ``directory`` is a Firefox profile, whose database Firefox reads by its own rules.
+
+    A profile lives in a ``.mozilla/firefox`` directory (deb, snap and flatpak alike) or holds the files
+    Firefox writes at start; Chrome's ``~/.pki/nssdb`` has neither.
+    """
+    if directory.parent.name == "firefox" and directory.parent.parent.name == ".mozilla":
+        return True
+    return any((directory / name).is_file() for name in ("prefs.js", "times.json", "compatibility.ini"))
+
 @dataclass
 class NssStore:
     """One NSS database directory (``cert9.db``); ``create`` makes it when missing (Chrome's default DB)."""
