@@ -110,8 +110,10 @@ def _steps(platform: Platform, cert: x509.Certificate, f: str, label: str) -> li
             f"Fedora/RHEL: sudo cp {f} /etc/pki/ca-trust/source/anchors/ && sudo update-ca-trust",
             "Chrome, Chromium and Firefox ignore the system anchors on Linux; for them: "
             f"lancert trust install {f} --store nss   (or by hand: certutil -d sql:$HOME/.pki/nssdb -A "
-            f"-t \"{flags}\" -n \"{label}\" -i {f}; {flags} is the trust this certificate needs)",
-            "Restart the browsers; check with: lancert check https://<device> --nssdb ~/.pki/nssdb",
+            f"-t \"{flags}\" -n \"{label}\" -i {f}, then the same with -d sql:<each Firefox profile "
+            f"under ~/.mozilla/firefox>; {flags} is the trust this certificate needs in both browsers)",
+            "Restart the browsers (Firefox reads its trust only at start); check with: "
+            "lancert check https://<device> --nssdb ~/.pki/nssdb (or --nssdb <the Firefox profile>)",
         ]
     if platform is Platform.ANDROID:
         return [
