@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import selectors
 import socket
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ from urllib.parse import urlencode
 import httpx
 
 from lancert.loopback import free_port
+from lancert.up.stack import Child
 
 ZONE = "iot.lancert.test"
 CODE = "box-test enterprise code 7f3a"
@@ -38,42 +38,12 @@ def lancert(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def _wait_line(proc: subprocess.Popen[str], marker: str, timeout: float) -> tuple[str, list[str]]:
-    assert proc.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=0.2):
-            if proc.poll() is not None:
-                break
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if marker in line:
-            return line, lines
-    raise AssertionError(f"no {marker!r} line: {''.join(lines)}")
-
-
-def _stop(proc: subprocess.Popen[str] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @dataclass
 class Service:
     data_dir: Path
     port: int = 0
     dns_port: int = 0
-    proc: subprocess.Popen[str] | None = None
+    child: Child | None = None
 
     @property
     def url(self) -> str:
@@ -87,17 +57,17 @@ class Service:
         config = self.data_dir.parent / f"{self.data_dir.name}.toml"
         config.write_text(f'zone = "{ZONE}"\n[rate_limit]\nfailures_per_ip = 100000\n'
                           "failures_per_database = 100000\n")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lancert", "service", "run", "--data-dir", str(self.data_dir), "--config",
-             str(config), "--port", str(self.port), "--dns-port", str(self.dns_port),
-             "--cert-lifetime", LIFETIME],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait_line(self.proc, "listening on http://", 30)
+        self.child = Child.start("the service", [
+            "service", "run", "--data-dir", str(self.data_dir), "--config", str(config), "--port",
+            str(self.port), "--dns-port", str(self.dns_port), "--cert-lifetime", LIFETIME,
+        ], self.data_dir.parent / f"{self.data_dir.name}.log")
+        self.child.wait_for("listening on http://", 30)
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
+        if self.child is not None:
+            self.child.stop()
+        self.child = None
 
     def add_db(self, *options: str, code: str = CODE) -> str:
         uuid = f"box-db-{time.monotonic_ns()}"
@@ -129,25 +99,29 @@ class Box:
     state_dir: Path
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[str] | None = None
+    child: Child | None = None
     http_port: int = 0
     https_port: int = 0
 
+    @property
+    def proc(self) -> subprocess.Popen[str]:
+        assert self.child is not None, "the box was not started"
+        return self.child.proc
+
     def start(self, *, expect_ready: bool = True) -> Box:
         ports = ["--http-port", str(self.http_port), "--https-port", str(self.https_port)]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lancert", "box", "run", "--state-dir", str(self.state_dir), "--lan-ip",
-             "127.0.0.1", *ports, *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env})
+        self.child = Child.start("the box", [
+            "box", "run", "--state-dir", str(self.state_dir), "--lan-ip", "127.0.0.1", *ports, *self.args,
+        ], self.state_dir.parent / f"{self.state_dir.name}.stderr.log", env={**os.environ, **self.env})
         if expect_ready:
-            line, _ = _wait_line(self.proc, "lancert box:", 30)
-            urls = line.split()[2:4]
+            urls = self.child.wait_for("lancert box:", 30).split()[2:4]
             self.http_port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
             self.https_port = int(urls[1].rstrip("/").rsplit(":", 1)[1])
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
+        if self.child is not None:
+            self.child.stop()
 
     def state(self) -> dict[str, object]:
         return json.loads((self.state_dir / "state.json").read_text())

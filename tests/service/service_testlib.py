@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives import serialization
 
 from lancert.pki import SubjectNames, create_csr, generate_private_key
+from lancert.up.stack import Child
 
 ZONE = "iot.lancert.test"
 CODE = "correct horse battery staple"
@@ -47,64 +47,31 @@ class ServiceProcess:
     data_dir: Path
     args: list[str]
     env: dict[str, str] | None = None
-    process: subprocess.Popen[str] | None = None
+    child: Child | None = None
     url: str = ""
     dns_port: int = 0
-    output: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> list[str]:
+        return self.child.lines if self.child else []
 
     def start(self, timeout: float = 30) -> ServiceProcess:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lancert",
-                "service",
-                "run",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                "0",
-                *self.args,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
+        self.child = Child.start(
+            "the service", ["service", "run", "--data-dir", str(self.data_dir), "--port", "0", *self.args],
+            self.data_dir.parent / f"{self.data_dir.name}.stderr.log", env=self.env,
         )
-        assert self.process.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.process.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=0.5):
-                if self.process.poll() is not None:
-                    break
-                continue
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if "listening on http://" in line:
-                self.url = line.strip().rsplit(" ", 1)[-1]
-                return self
-            if " dns for " in line:
-                self.dns_port = int(line.split(" on ", 1)[1].split()[0].rsplit(":", 1)[1])
-        self.stop()
-        stderr = self.process.stderr.read() if self.process.stderr else ""
-        raise AssertionError(f"service did not start: {''.join(self.output)} {stderr}")
+        self.url = self.child.wait_for("listening on http://", timeout).strip().rsplit(" ", 1)[-1]
+        dns = next((line for line in self.child.lines if " dns for " in line), None)
+        if dns:
+            self.dns_port = int(dns.split(" on ", 1)[1].split()[0].rsplit(":", 1)[1])
+        return self
 
     def stop(self) -> str:
         """Stop the service; return its stderr (for asserting that no traceback leaked elsewhere)."""
-        if self.process is None:
+        if self.child is None:
             return ""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.stderr.read() if self.process.stderr else ""
+        self.child.stop()
+        return self.child.log_text()
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,20 +31,26 @@ def lancert_command(*args: str) -> list[str]:
 
 @dataclass
 class Child:
-    """A ``lancert`` process started by ``up``; stdout lines are collected, stderr goes to a log file."""
+    """A ``lancert`` process waited on by its ready line: stdout lines are collected, stderr goes to a log.
+
+    Both streams are always consumed (stdout by a thread, stderr by the file), so a chatty child can
+    never block on a full pipe however long it runs; ``up`` and the test harnesses start processes this
+    one way.
+    """
 
     name: str
     proc: subprocess.Popen[str]
+    log_path: Path
     lines: list[str]
 
     @classmethod
-    def start(cls, name: str, args: list[str], log_path: Path) -> Child:
+    def start(cls, name: str, args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file: IO[str] = log_path.open("a")
         proc = subprocess.Popen(lancert_command(*args), stdout=subprocess.PIPE, stderr=log_file, text=True,
-                                start_new_session=True)
+                                start_new_session=True, env=None if env is None else dict(env))
         log_file.close()
-        child = cls(name, proc, [])
+        child = cls(name, proc, log_path, [])
         threading.Thread(target=child._drain, daemon=True).start()
         return child
 
@@ -52,7 +59,9 @@ class Child:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for(self, marker: str, log_path: Path, timeout: float = START_TIMEOUT) -> str:
+    def wait_for(self, marker: str, timeout: float = START_TIMEOUT) -> str:
+        """The first stdout line holding ``marker``; if the child exits or times out first, stop it and
+        say why in one line (the last line of its log), naming the log for the rest."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in list(self.lines):
@@ -62,7 +71,15 @@ class Child:
                 break
             time.sleep(0.05)
         self.stop()
-        raise LancertError(f"{self.name} did not start; see {log_path}")
+        last = next((ln for ln in reversed(self.log_text().splitlines()) if ln.strip()), "")
+        why = f" ({last.strip()})" if last else ""
+        raise LancertError(f"{self.name} did not start{why}; see {self.log_path}")
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -106,7 +123,7 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
         "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
         "--dns-port", str(dns_port)], log_path)
     children.append(child)
-    line = child.wait_for("listening on http://", log_path)
+    line = child.wait_for("listening on http://")
     url = line.strip().rsplit(" ", 1)[-1]
     zone = next((ln.split(" dns for ", 1)[1].split()[0] for ln in child.lines if " dns for " in ln),
                 "iot.lancert.test")
@@ -130,7 +147,7 @@ def start_box(
         "--enterprise-code", code, "--host", "127.0.0.1", "--lan-ip", "127.0.0.1", "--http-port", "0",
         "--https-port", "0", "--resolver", dns, "--zone-dns", dns], log_path)
     children.append(child)
-    child.wait_for("lancert box:", log_path)
+    child.wait_for("lancert box:")
     state = read_json(data_dir / "box" / "state.json", {})
     return state if isinstance(state, dict) else {}
 

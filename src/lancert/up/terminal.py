@@ -61,7 +61,7 @@ def start_terminal(data_dir: Path, children: list[Child]) -> RunningTerminal:
         "terminal", "run", "--state-dir", str(state_dir), "--host", TERMINAL_HOST,
         "--port", str(free_port()), "--key-pool", "0"], log_path)
     children.append(child)
-    line = child.wait_for("Details: HTTPS ", log_path)
+    line = child.wait_for("Details: HTTPS ")
     url = line.split("Details: HTTPS ", 1)[1].split()[0]
     return RunningTerminal(url, state_dir, TerminalState(state_dir).ca_dir.root_path)
 
