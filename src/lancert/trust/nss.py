@@ -100,7 +100,6 @@ def ssl_trust(flags: str) -> str:
     return flags.split(",", 1)[0]
 
 
-
 def is_firefox_profile(directory: Path) -> bool:
     """Whether ``directory`` is a Firefox profile, whose database Firefox reads by its own rules.
 
@@ -110,6 +109,7 @@ def is_firefox_profile(directory: Path) -> bool:
     if directory.parent.name == "firefox" and directory.parent.parent.name == ".mozilla":
         return True
     return any((directory / name).is_file() for name in ("prefs.js", "times.json", "compatibility.ini"))
+
 
 @dataclass
 class NssStore:
