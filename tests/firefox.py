@@ -137,6 +137,17 @@ def url(host: str = ADDRESS, path: str = "/") -> str:
     return f"https://{host}{path}" if PORT == 443 else f"https://{host}:{PORT}{path}"
 
 
+def sealed_namespaces_work() -> bool:
+    """Whether this machine lets us make the network namespace Firefox must run in (root, CAP_SYS_ADMIN).
+
+    Without one Firefox is not started at all: its background traffic could reach the real network.
+    """
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def visit(steps: Sequence[str | Sequence[str]], *, profile: Path, chain: Path, key: Path,
           marker: str | None = None, timeout: float = 90.0) -> list[PageLoad]:
     """Start Firefox once with ``profile`` and take ``steps`` in order: URLs to load, commands to run.
