@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 from datetime import timedelta
@@ -91,6 +92,21 @@ def test_wss_pairing_answers_the_same_bundle(terminal: RunningTerminal) -> None:
     root = x509.load_pem_x509_certificate(terminal.root_pem)
     bundle = parse_bundle(answer.encode(), pos_id="wss-1", anchor=root)
     assert bundle.key.key_size == 2048
+
+
+def test_terminal_issues_no_tls_session_tickets(terminal: RunningTerminal) -> None:
+    # A ticket would let a session outlive an unpair, and one arriving while websockets' sync client
+    # writes its upgrade request lost that request now and then (src/lancert/terminal/tls.py).
+    host, port = terminal.https.removeprefix("https://").rstrip("/").rsplit(":", 1)
+    ctx = ssl.create_default_context(cadata=terminal.root_pem.decode())
+    with socket.create_connection((host, int(port)), timeout=30) as raw, \
+            ctx.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET /root-ca.pem HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+        assert tls.version() == "TLSv1.3" and answer.startswith(b"HTTP/1.1 200")
+        assert tls.session is not None and not tls.session.has_ticket
 
 
 def test_pos_pair_cli_stores_key_certificate_and_chain(terminal: RunningTerminal, tmp_path: Path) -> None:
