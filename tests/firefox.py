@@ -195,34 +195,10 @@ def _isolate(address: str) -> None:
 
 
 def _serve(chain: str, key: str, marker: str | None) -> None:
-    import http.server
-    import ssl
-    import threading
+    from lancert.up.printer import serve_page
 
-    body = f"<html><body><p>{marker or 'page'}</p></body></html>".encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(http.server.ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # Firefox aborts handshakes with certificates it rejects: the expected case
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(chain, key)
-    server = Server((ADDRESS, PORT), Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = f"<html><body><p>{marker or 'page'}</p></body></html>".encode()
+    serve_page(Path(chain), Path(key), page, host=ADDRESS, port=PORT)
 
 
 def _load(client: object, target: str, marker: str | None) -> list[object]:

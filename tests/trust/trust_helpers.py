@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import http.server
 import os
-import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from lancert.up.printer import serve_page
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/chromium.py
 
@@ -53,26 +52,6 @@ def run_lancert(*args: str | Path, home: Path | None = None) -> subprocess.Compl
     return subprocess.CompletedProcess(["lancert", *map(str, args)], code, result.stdout, stderr)
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"<html><body><p>{MARKER}</p></body></html>".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # browsers abort handshakes with certificates they reject; that is the expected case
-
-
 @dataclass(frozen=True)
 class TLSServer:
     port: int
@@ -84,17 +63,12 @@ class TLSServer:
 @contextmanager
 def tls_server(cert_chain: Path, key: Path) -> Iterator[TLSServer]:
     """An HTTPS server on 127.0.0.1 (never another address) serving the marker page with this chain."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert_chain, key)
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_page(cert_chain, key, f"<html><body><p>{MARKER}</p></body></html>".encode(),
+                        host="127.0.0.1")
     try:
-        yield TLSServer(server.server_address[1])
+        yield TLSServer(server.port)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def resolve_args(host: str = DEVICE_IP) -> list[str]:

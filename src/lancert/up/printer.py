@@ -42,29 +42,61 @@ class _HTTPSServer(ThreadingHTTPServer):
         pass
 
 
-class _PrinterPage(BaseHTTPRequestHandler):
-    server_version = "lancert-printer"
+def _page_handler(page: bytes) -> type[BaseHTTPRequestHandler]:
+    class Page(BaseHTTPRequestHandler):
+        server_version = "lancert-printer"
 
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(_PAGE)))
-        self.end_headers()
-        self.wfile.write(_PAGE)
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Page
+
+
+@dataclass
+class RunningServer:
+    """A page served over HTTPS in background threads; ``port`` is the one the system chose for 0."""
+
+    host: str
+    port: int
+    server: _HTTPSServer
+
+    def url(self, host: str | None = None) -> str:
+        return f"https://{host or self.host}:{self.port}/"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve_page(cert_file: Path, key_file: Path, page: bytes, *, host: str = PRINTER_IP,
+               port: int = 0) -> RunningServer:
+    """Serve ``page`` for every GET over HTTPS with this certificate chain (leaf first) and key.
+
+    What a device with a fixed web page does; the demo printer and the browser tests use it.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server = _HTTPSServer((host, port), _page_handler(page))
+    server.context = context
+    threading.Thread(target=server.serve_forever, name="https-page", daemon=True).start()
+    return RunningServer(host, server.server_address[1], server)
 
 
 @dataclass
 class RunningPrinter:
     url: str
     cert_path: Path
-    server: _HTTPSServer
+    server: RunningServer
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def start_printer(directory: Path, *, host: str = PRINTER_IP, port: int = 0) -> RunningPrinter:
@@ -74,9 +106,5 @@ def start_printer(directory: Path, *, host: str = PRINTER_IP, port: int = 0) -> 
     if not files.exists():
         create_device_certificate(directory, ip=host)
     files.read()  # refuse to serve a pair that does not belong together
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(files.cert_path, files.key_path)
-    server = _HTTPSServer((host, port), _PrinterPage)
-    server.context = context
-    threading.Thread(target=server.serve_forever, name="printer", daemon=True).start()
-    return RunningPrinter(f"https://{host}:{server.server_address[1]}/", files.cert_path, server)
+    server = serve_page(files.cert_path, files.key_path, _PAGE, host=host, port=port)
+    return RunningPrinter(server.url(), files.cert_path, server)
