@@ -35,19 +35,16 @@ from datetime import datetime
 from pathlib import Path
 
 from lancert.loopback import free_port
+from lancert.up.stack import Child
 
 LANCERT = [sys.executable, "-m", "lancert"]
 CODE = "bench enterprise code"
 
 
-def start(args: list[str], marker: str, **kwargs: object) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([*LANCERT, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            **kwargs)  # type: ignore[call-overload]
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if marker in line:
-            return proc, line
-    raise RuntimeError(f"{args[0]} did not start")
+def start(args: list[str], marker: str, log: Path) -> tuple[Child, str]:
+    """A lancert process started the way ``up`` starts it, and its ready line."""
+    child = Child.start(f"lancert {args[0]}", args, log)
+    return child, child.wait_for(marker)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -77,8 +74,7 @@ def first_padlock(
     box_args = ["box", "run", "--state-dir", str(seed), "--server", service_url, "--db-uuid", uuid,
                 "--enterprise-code", CODE, "--lan-ip", "127.0.0.1", "--http-port", str(http_port),
                 "--https-port", str(https_port)]
-    proc, _ = start(box_args, "lancert box:")
-    stop(proc)
+    start(box_args, "lancert box:", work / "seed-box.log")[0].stop()
     state = json.loads((seed / "state.json").read_text())
     hostname = state["hostname"]
     context = ssl.create_default_context(cafile=str(root))
@@ -174,7 +170,7 @@ def main() -> None:
         subprocess.run([*LANCERT, "service", "db", "add", "--uuid", uuid, "--code", CODE,
                         "--data-dir", str(data)], check=True, capture_output=True)
         service, line = start(["service", "run", "--data-dir", str(data), "--port", "0", "--dns-port", "0"],
-                              "listening on http://")
+                              "listening on http://", work / "service.log")
         url = line.strip().rsplit(" ", 1)[-1]
         root = work / "root.pem"
         root.write_text(subprocess.run([*LANCERT, "service", "root", "--data-dir", str(data)], check=True,
@@ -184,7 +180,8 @@ def main() -> None:
             box_dir = work / "run-0"
             https_port = free_port()
             box, _ = start(["box", "run", "--state-dir", str(box_dir), "--lan-ip", "127.0.0.1",
-                            "--http-port", "0", "--https-port", str(https_port)], "lancert box:")
+                            "--http-port", "0", "--https-port", str(https_port)], "lancert box:",
+                           work / "box.log")
             web, nginx_port = nginx(work, box_dir / "cert.pem", box_dir / "key.pem")
             box_rates, nginx_rates = [], []
             try:
@@ -192,11 +189,11 @@ def main() -> None:
                     box_rates.append(s_time(https_port, opts.seconds))
                     nginx_rates.append(s_time(nginx_port, opts.seconds))
             finally:
-                stop(box)
+                box.stop()
                 web.terminate()
                 web.wait(10)
         finally:
-            stop(service)
+            service.stop()
     print(f"machine: nproc={os.cpu_count()} {platform.machine()} Python {platform.python_version()} "
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"first padlock after `lancert box run`: median {statistics.median(padlock):.3f} s "

@@ -49,35 +49,16 @@ from lancert.pki import (
 )
 from lancert.service.database import Database
 from lancert.service.registry import Registry
+from lancert.up.stack import Child
 
 CODE = "bench-code"
 ZONE = "iot.lancert.test"
 
 
-
-def start_service(data_dir: Path, dns_port: int) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lancert",
-            "service",
-            "run",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            "0",
-            "--dns-port",
-            str(dns_port),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "listening on" in line:
-            return proc, line.strip().rsplit(" ", 1)[-1]
-    raise SystemExit("service did not start")
+def start_service(data_dir: Path, dns_port: int) -> tuple[Child, str]:
+    service = Child.start("the service", ["service", "run", "--data-dir", str(data_dir), "--port", "0",
+                                          "--dns-port", str(dns_port)], data_dir.parent / "service.log")
+    return service, service.wait_for("listening on http://").strip().rsplit(" ", 1)[-1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -249,12 +230,12 @@ def main() -> None:
             results.setdefault("ceiling", []).append(rate)
             results.setdefault("ceiling_cpu", []).append(cpu)
             for c in (1, 4, 16):
-                rate, lat, server_cpu, client_cpu = service_run(url, csrs, c, pid=service.pid)
+                rate, lat, server_cpu, client_cpu = service_run(url, csrs, c, pid=service.proc.pid)
                 results.setdefault(f"c{c}", []).append(rate)
                 results.setdefault(f"server_cpu{c}", []).append(server_cpu)
                 results.setdefault(f"client_cpu{c}", []).append(client_cpu)
                 latencies[c] += lat
-                floor, _lat, floor_cpu, _client = service_run(url, csrs, c, floor=True, pid=service.pid)
+                floor, _lat, floor_cpu, _client = service_run(url, csrs, c, floor=True, pid=service.proc.pid)
                 results.setdefault(f"floor{c}", []).append(floor)
                 results.setdefault(f"floor_cpu{c}", []).append(floor_cpu)
         ceiling = statistics.median(results["ceiling"])
@@ -281,7 +262,7 @@ def main() -> None:
                 f"| {1000 * server_cpu:.2f} | {1000 * floor_cpu:.2f} | {1000 * client_cpu:.2f} "
                 f"| {100 * ceiling_cpu / server_cpu:.0f}% |"
             )
-        rss, peak = rss_kib(service.pid)
+        rss, peak = rss_kib(service.proc.pid)
         print(f"service RSS after runs: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")
 
         names = [f"{i % 250 + 1}-{i % 7}-1-25.k7m2q9xd4a1b.{ZONE}" for i in range(1000)]
@@ -299,8 +280,7 @@ def main() -> None:
             f"({100 * zone_qps / plain_qps:.0f}%)"
         )
     finally:
-        service.terminate()
-        service.wait()
+        service.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
