@@ -104,6 +104,31 @@ def test_default_stores_are_chrome_created_if_missing_and_every_firefox_profile(
         assert nss_entries(db) == []
 
 
+def test_install_names_firefox_profiles_that_have_no_database_yet(device_dir: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    base = home / ".mozilla/firefox"
+    make_nssdb(base / "abcd1234.default-release")
+    (base / "fresh.default").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere-profile"
+    (base / "profiles.ini").write_text(
+        "[Install4F96D1932A9F858E]\nDefault=abcd1234.default-release\n\n"
+        "[Profile0]\nName=default-release\nIsRelative=1\nPath=abcd1234.default-release\n\n"
+        "[Profile1]\nName=fresh\nIsRelative=1\nPath=fresh.default\n\n"
+        f"[Profile2]\nName=moved\nIsRelative=0\nPath={elsewhere}\n\n[General]\nVersion=2\n"
+    )
+    result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", home=home)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: Firefox profile")]
+    assert notes == [
+        f"note: Firefox profile {path} has no certificate database yet; start Firefox with it once, then run "
+        "this install again" for path in (base / "fresh.default", elsewhere)
+    ]
+    assert [t for _, t in nss_entries(base / "abcd1234.default-release")] == ["CP,,"]
+    with_nssdb = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss",
+                             "--nssdb", base / "abcd1234.default-release", home=home)
+    assert "note:" not in with_nssdb.stderr
+
+
 def test_a_profile_directory_without_a_database_is_not_created_by_check(
     tmp_path: Path, device_dir: Path
 ) -> None:

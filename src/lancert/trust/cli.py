@@ -16,7 +16,13 @@ from lancert.pki.formats import crt
 from lancert.storage import atomic_write
 from lancert.trust.fetch import DEFAULT_TIMEOUT, parse_target, served_chain
 from lancert.trust.guide import Platform, write_guide
-from lancert.trust.nss import NssStore, firefox_refuses, nss_databases, trust_flags
+from lancert.trust.nss import (
+    NssStore,
+    firefox_profiles_without_database,
+    firefox_refuses,
+    nss_databases,
+    trust_flags,
+)
 from lancert.trust.store import TrustStore
 from lancert.trust.system import SystemStore
 
@@ -108,6 +114,10 @@ def install(
 
     _each(stores, "install", add)
     typer.echo("restart the browsers that were open so they see the change")
+    if store is StoreKind.NSS and nssdb is None:
+        for profile in firefox_profiles_without_database(Path.home()):
+            typer.echo(f"note: Firefox profile {profile} has no certificate database yet; start Firefox "
+                       "with it once, then run this install again", err=True)
     if store is StoreKind.NSS and firefox_refuses(cert):
         typer.echo("warning: this is a CA certificate naming hosts (a device serving its own CA:TRUE "
                    "certificate?): Chromium accepts it, Firefox refuses it whatever the trust "

@@ -40,6 +40,7 @@ restart. ``tests/trust`` re-checks these cases with both browsers on every run.
 
 from __future__ import annotations
 
+import configparser
 import re
 import subprocess
 from dataclasses import dataclass
@@ -258,11 +259,39 @@ def nss_databases(home: Path) -> list[NssStore]:
     snap_chromium = home / "snap" / "chromium" / "current" / ".pki" / "nssdb"
     if (snap_chromium / "cert9.db").is_file():
         stores.append(NssStore(snap_chromium))
-    for base in (
-        home / ".mozilla" / "firefox",
-        home / "snap" / "firefox" / "common" / ".mozilla" / "firefox",
-        home / ".var" / "app" / "org.mozilla.firefox" / ".mozilla" / "firefox",
-    ):
+    for base in _firefox_roots(home):
         for db in sorted(base.glob("*/cert9.db")):
             stores.append(NssStore(db.parent))
     return stores
+
+
+def _firefox_roots(home: Path) -> tuple[Path, ...]:
+    return (
+        home / ".mozilla" / "firefox",
+        home / "snap" / "firefox" / "common" / ".mozilla" / "firefox",
+        home / ".var" / "app" / "org.mozilla.firefox" / ".mozilla" / "firefox",
+    )
+
+
+def firefox_profiles_without_database(home: Path) -> list[Path]:
+    """Profiles named in a ``profiles.ini`` that have no ``cert9.db`` yet (Firefox never ran in them).
+
+    :func:`nss_databases` cannot trust anything there; Firefox makes the database at its first start
+    in the profile, so the user is told to start it once and install again rather than left to wonder.
+    """
+    missing = []
+    for base in _firefox_roots(home):
+        ini = configparser.ConfigParser(interpolation=None)
+        try:
+            ini.read(base / "profiles.ini", encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue
+        for section in ini.sections():
+            path = ini.get(section, "Path", fallback=None)
+            if not section.startswith("Profile") or not path:
+                continue
+            relative = ini.get(section, "IsRelative", fallback="1") == "1"
+            profile = base / path if relative else Path(path)
+            if not (profile / "cert9.db").is_file():
+                missing.append(profile)
+    return missing
