@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,11 @@ from trust_helpers import (
     resolve_args,
     run_lancert,
     tls_server,
+    write_ca_marked_device,
+    write_shop_ca,
 )
 
 from chromium import load, screenshot
-from lancert.pki import (
-    ROOT_CA,
-    TLS_SERVER,
-    CertificateAuthority,
-    SubjectNames,
-    build_certificate,
-    generate_private_key,
-    make_name,
-    pem,
-)
-from lancert.storage import write_certificates, write_private_key
 
 pytestmark = pytest.mark.slow
 LOOPBACK = {DEVICE_IP: "127.0.0.1", DEVICE_NAME: "127.0.0.1"}
@@ -104,16 +94,9 @@ def test_device_certificate_given_ca_trust_by_hand_is_rejected_by_chromium_and_c
 @pytest.fixture(scope="module")
 def ca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, TLSServer]]:
     """A leaf issued by a root CA, served with its chain; yields the root's file."""
-    d = tmp_path_factory.mktemp("ca")
-    ca = CertificateAuthority.create_root("Test Shop Root")
-    key = generate_private_key()
-    names = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
-    leaf = ca.issue(key.public_key(), TLS_SERVER, names=names, validity=timedelta(days=30))
-    write_certificates(d / "chain.pem", [leaf, ca.certificate])
-    write_private_key(d / "key.pem", key)
-    (d / "root.pem").write_bytes(pem(ca.certificate))
-    with tls_server(d / "chain.pem", d / "key.pem") as server:
-        yield d / "root.pem", server
+    root, chain, key = write_shop_ca(tmp_path_factory.mktemp("ca"))
+    with tls_server(chain, key) as server:
+        yield root, server
 
 
 def test_ca_root_needs_c_trust_and_lancert_gives_it(
@@ -160,13 +143,7 @@ def test_self_signed_server_certificate_marked_ca_works_with_the_ca_trust_lancer
     tmp_path: Path,
 ) -> None:
     """Some printers mark their own certificate CA:TRUE; lancert installs it with C,, and Chromium agrees."""
-    key = generate_private_key()
-    name = make_name(DEVICE_IP)
-    cert = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
-                             profile=ROOT_CA, names=SubjectNames.parse(ips=[DEVICE_IP]),
-                             validity=timedelta(days=365))
-    write_certificates(tmp_path / "cert.pem", [cert])
-    write_private_key(tmp_path / "key.pem", key)
+    write_ca_marked_device(tmp_path)
     home = tmp_path / "home"
     db = make_nssdb(home / ".pki" / "nssdb")
     with tls_server(tmp_path / "cert.pem", tmp_path / "key.pem") as server:

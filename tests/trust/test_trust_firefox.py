@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,21 +27,12 @@ from trust_helpers import (
     resolve_args,
     run_lancert,
     tls_server,
+    write_ca_marked_device,
+    write_shop_ca,
 )
 
 from chromium import load
 from firefox import new_profile, sealed_namespaces_work, url, visit
-from lancert.pki import (
-    ROOT_CA,
-    TLS_SERVER,
-    CertificateAuthority,
-    SubjectNames,
-    build_certificate,
-    generate_private_key,
-    make_name,
-    pem,
-)
-from lancert.storage import write_certificates, write_private_key
 from lancert.trust import nss_databases
 
 URLS = [url(DEVICE_IP), url(DEVICE_NAME)]
@@ -140,15 +130,7 @@ def test_device_certificate_trust_flags_firefox_accepts(
 @pytest.fixture(scope="module")
 def ca_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """``(root.pem, chain.pem, key.pem)``: a shop root and a server leaf it issued for the device."""
-    d = tmp_path_factory.mktemp("firefox-ca")
-    ca = CertificateAuthority.create_root("Test Shop Root")
-    key = generate_private_key()
-    names = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
-    leaf = ca.issue(key.public_key(), TLS_SERVER, names=names, validity=timedelta(days=30))
-    write_certificates(d / "chain.pem", [leaf, ca.certificate])
-    write_private_key(d / "key.pem", key)
-    (d / "root.pem").write_bytes(pem(ca.certificate))
-    return d / "root.pem", d / "chain.pem", d / "key.pem"
+    return write_shop_ca(tmp_path_factory.mktemp("firefox-ca"))
 
 
 def test_ca_root_with_peer_trust_fails_and_lancert_repairs_it_to_ca_trust(
@@ -176,13 +158,7 @@ def test_self_signed_server_certificate_marked_ca_is_refused_by_firefox_and_lanc
     tmp_path: Path,
 ) -> None:
     """Chromium takes such a certificate with C,,; Firefox refuses it as an end entity whatever the trust."""
-    key = generate_private_key()
-    name = make_name(DEVICE_IP)
-    cert = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
-                             profile=ROOT_CA, names=SubjectNames.parse(ips=[DEVICE_IP]),
-                             validity=timedelta(days=365))
-    write_certificates(tmp_path / "cert.pem", [cert])
-    write_private_key(tmp_path / "key.pem", key)
+    write_ca_marked_device(tmp_path)
     home = tmp_path / "home"
     profile = make_nssdb(new_profile(home))
     installed = run_lancert("trust", "install", tmp_path / "cert.pem", "--store", "nss", home=home)

@@ -8,8 +8,20 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from lancert.pki import (
+    ROOT_CA,
+    TLS_SERVER,
+    CertificateAuthority,
+    SubjectNames,
+    build_certificate,
+    generate_private_key,
+    make_name,
+    pem,
+)
+from lancert.storage import write_certificates, write_private_key
 from lancert.up.printer import serve_page
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/chromium.py
@@ -88,3 +100,29 @@ def nss_entries(directory: Path) -> list[tuple[str, str]]:
     out = subprocess.run(["certutil", "-L", "-d", f"sql:{directory}"], check=True, capture_output=True,
                          text=True)
     return parse_certutil_list(out.stdout)
+
+
+def write_shop_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """``(root.pem, chain.pem, key.pem)`` in ``directory``: a shop root and a server leaf it issued for
+    the device (its IP and name), the case where a browser must trust the root, not the leaf."""
+    ca = CertificateAuthority.create_root("Test Shop Root")
+    key = generate_private_key()
+    names = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
+    leaf = ca.issue(key.public_key(), TLS_SERVER, names=names, validity=timedelta(days=30))
+    write_certificates(directory / "chain.pem", [leaf, ca.certificate])
+    write_private_key(directory / "key.pem", key)
+    (directory / "root.pem").write_bytes(pem(ca.certificate))
+    return directory / "root.pem", directory / "chain.pem", directory / "key.pem"
+
+
+def write_ca_marked_device(directory: Path) -> tuple[Path, Path]:
+    """``(cert.pem, key.pem)``: a printer's self-signed certificate that marks itself CA:TRUE (old
+    firmware does), which Chromium and Firefox judge differently."""
+    key = generate_private_key()
+    name = make_name(DEVICE_IP)
+    cert = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+                             profile=ROOT_CA, names=SubjectNames.parse(ips=[DEVICE_IP]),
+                             validity=timedelta(days=365))
+    write_certificates(directory / "cert.pem", [cert])
+    write_private_key(directory / "key.pem", key)
+    return directory / "cert.pem", directory / "key.pem"
