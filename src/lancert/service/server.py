@@ -95,6 +95,7 @@ def run_service(config: ServiceConfig) -> None:
             server_header=False,
             proxy_headers=False,
             timeout_keep_alive=5,
+            timeout_graceful_shutdown=5,  # in-flight requests finish; idle keep-alives do not hold a stop
         )
     )
     try:

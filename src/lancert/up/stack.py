@@ -22,6 +22,7 @@ from lancert.loopback import free_port
 from lancert.storage import KEY_MODE, atomic_write, read_json, write_json
 
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
 
 
 def lancert_command(*args: str) -> list[str]:
@@ -82,13 +83,7 @@ class Child:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_all([self])
 
 
 @dataclass
@@ -152,8 +147,21 @@ def start_box(
     return state if isinstance(state, dict) else {}
 
 
-def stop_all(children: list[Child]) -> None:
-    for child in reversed(children):
-        with contextlib.suppress(Exception):
-            child.stop()
+def stop_all(children: list[Child], timeout: float = STOP_TIMEOUT) -> None:
+    """Ask every child to stop at once, then kill what is left after ``timeout`` seconds in all.
+
+    One after the other, three children that each drain their connections could keep Ctrl-C waiting
+    for three times as long.
+    """
+    running = [c for c in reversed(children) if c.proc.poll() is None]
+    for child in running:
+        with contextlib.suppress(OSError):
+            child.proc.terminate()
+    deadline = time.monotonic() + timeout
+    for child in running:
+        try:
+            child.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
 
