@@ -106,8 +106,10 @@ def test_up_check_exits_1_and_names_the_reason_when_a_device_has_no_padlock(tmp_
 
 
 def test_up_serves_until_interrupted(tmp_path: Path) -> None:
+    # PYTHONFAULTHANDLER: should up not stop in time, SIGABRT makes it print where each thread is.
     proc = subprocess.Popen([*LANCERT, "up", "--data-dir", str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"})
     try:
         lines: list[str] = []
         deadline = time.monotonic() + 90
@@ -132,7 +134,14 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
             assert pos.terminal_url == terminal_url
             assert pos.status()["posId"] == "demo-pos"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, stderr = proc.communicate(timeout=30)
+            logs = {p.name: p.read_text()[-2000:] for p in (tmp_path / "logs").glob("*.log")}
+            pytest.fail(f"up did not stop within 30 s of Ctrl-C; its threads:\n{stderr}\nlogs: {logs}")
+        assert proc.returncode == 0
         with pytest.raises(httpx.ConnectError):  # the box process was stopped with up
             httpx.get(box_http, trust_env=False, timeout=5)
         with pytest.raises(httpx.ConnectError):  # and so was the terminal
