@@ -69,9 +69,10 @@ def up(
             raise typer.Exit(0 if ok else 1)
         console.print("running; Ctrl-C to stop")
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            stop.wait()
-        except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        # A timed wait: Python runs signal handlers only when the main thread runs again, and an untimed
+        # wait could sleep through the one wake-up (CI saw up ignore Ctrl-C for 30 s, its children alive).
+        while not stop.wait(0.5):
             pass
         console.print("stopped")
