@@ -1,11 +1,11 @@
 """Headless Chromium for tests: load a page and say whether it loaded without a certificate error.
 
-Reusable by any test (import it with ``tests/`` on ``sys.path``; ``tests/trust/conftest.py`` shows
-how). Chromium runs with its own HOME, so it reads ``<home>/.pki/nssdb`` as its NSS trust store, and
-a fresh user-data-dir per call. Host names are mapped to loopback with ``--host-resolver-rules`` (this
-works for IP-literal URLs too: https://192.168.1.25:PORT mapped to 127.0.0.1 reaches the loopback
-server, checked in a network namespace with Chromium 156); every other name resolves to nothing, so a
-test can never reach a non-loopback address.
+Reusable by any test (``tests/`` is on pytest's ``pythonpath``: ``from chromium import load``). Chromium
+runs with its own HOME, so it reads ``<home>/.pki/nssdb`` as its NSS trust store, and a fresh
+user-data-dir per call. Host names are mapped to loopback with ``--host-resolver-rules`` (this works for
+IP-literal URLs too: https://192.168.1.25:PORT mapped to 127.0.0.1 reaches the loopback server, checked
+in a network namespace with Chromium 156); every other name resolves to nothing, so a test can never
+reach a non-loopback address.
 
     from chromium import load, screenshot
     result = load("https://192.168.1.25:8443/", home=tmp_path, resolve={"192.168.1.25": "127.0.0.1"},

@@ -1,6 +1,6 @@
 """Headless Firefox (Debian's ``firefox-esr``) for tests, sealed in its own network namespace.
 
-Reusable by any test (import it with ``tests/`` on ``sys.path``, as ``tests/trust/trust_helpers.py`` does):
+Reusable by any test (``tests/`` is on pytest's ``pythonpath``):
 
     from firefox import new_profile, visit
     profile = new_profile(home)          # <home>/.mozilla/firefox/lancert.default-release with user.js

@@ -13,7 +13,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +22,12 @@ import httpx
 
 from lancert.loopback import free_port
 from lancert.up.stack import Child
+from lancert_cli import lancert
 
 ZONE = "iot.lancert.test"
 CODE = "box-test enterprise code 7f3a"
 # 120 s with the CA's one minute of backdating: renewal (at 2/3 of the lifetime) comes 20 s after issue.
 LIFETIME = "120s"
-
-
-def lancert(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "lancert", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if check and result.returncode != 0:
-        raise AssertionError(f"lancert {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result
 
 
 @dataclass

@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from box_harness import CODE, ZONE, Service, lancert, wait_for
 
-from lancert.loopback import free_port
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chromium import load, screenshot
+from lancert.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,20 +18,10 @@ from cryptography.hazmat.primitives import serialization
 
 from lancert.pki import SubjectNames, create_csr, generate_private_key
 from lancert.up.stack import Child
+from lancert_cli import lancert
 
 ZONE = "iot.lancert.test"
 CODE = "correct horse battery staple"
-
-
-def lancert(
-    *args: str, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "lancert", *args], capture_output=True, text=True, timeout=60, env=env
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"lancert {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result
 
 
 def make_csr(names: list[str] | None = None, key: object = None) -> str:

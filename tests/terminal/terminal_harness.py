@@ -21,13 +21,6 @@ from lancert.terminal.codes import CLOCK_OFFSET_ENV
 LANCERT = [sys.executable, "-m", "lancert"]
 
 
-def lancert(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*LANCERT, *args], capture_output=True, text=True, timeout=60)
-    if check and result.returncode != 0:
-        raise AssertionError(f"lancert {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
 @dataclass
 class RunningTerminal:
     state_dir: Path

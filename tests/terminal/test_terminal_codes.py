@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from terminal_harness import RunningTerminal, lancert
+from terminal_harness import RunningTerminal
 from websockets.sync.client import connect
 
 from lancert.terminal.codes import (
@@ -20,6 +20,7 @@ from lancert.terminal.codes import (
     MAX_WRONG_ATTEMPTS,
     SetupCodes,
 )
+from lancert_cli import lancert
 
 REFUSED = {"error": "invalid, expired or already used setup code"}
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from terminal_harness import RunningTerminal, lancert
+from terminal_harness import RunningTerminal
 
 from lancert.pki import load_certificates, verify_server_chain
 from lancert.terminal.keypool import RsaKeyPool
+from lancert_cli import lancert
 
 
 def test_activate_makes_the_ca_that_run_then_keeps(tmp_path: Path) -> None:

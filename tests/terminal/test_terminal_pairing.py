@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from terminal_harness import RunningTerminal, lancert
+from terminal_harness import RunningTerminal
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect
 
@@ -32,6 +32,7 @@ from lancert.pki import (
 )
 from lancert.pos import PosClient, parse_bundle
 from lancert.pos.client import PairingFailed
+from lancert_cli import lancert
 
 
 def pair(terminal: RunningTerminal, pos_id: str, directory: Path, *, over: str = "https") -> PosClient:

@@ -24,8 +24,6 @@ from lancert.pki import (
 from lancert.storage import write_certificates, write_private_key
 from lancert.up.printer import serve_page
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/chromium.py
-
 DEVICE_IP = "192.168.1.25"
 DEVICE_NAME = "printer.test"
 MARKER = "lancert-test-page-7f3a"
