@@ -12,17 +12,18 @@ import pytest
 from terminal_harness import RunningTerminal
 from websockets.sync.client import connect
 
-from lancert.terminal.codes import (
-    ALPHABET,
-    BURN_COOLDOWN,
-    CODE_LENGTH,
-    CODE_LIFETIME,
-    MAX_WRONG_ATTEMPTS,
-    SetupCodes,
-)
+from lancert.terminal.codes import SetupCodes
 from lancert_cli import lancert
 
 REFUSED = {"error": "invalid, expired or already used setup code"}
+
+# The contract, from the specification (README "The setup code and the odds of guessing it"), written out
+# here and never imported from the code: weakening a rule in lancert.terminal.codes must fail these tests.
+SPEC_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # 31 symbols, no 0 O 1 I L
+SPEC_LENGTH = 8
+SPEC_LIFETIME = 300
+SPEC_WRONG_TRIES = 5
+SPEC_COOLDOWN = 30
 
 
 class FakeClock:
@@ -33,14 +34,22 @@ class FakeClock:
         return self.now
 
 
-def test_codes_have_eight_characters_without_look_alikes() -> None:
-    assert not set("0O1IL") & set(ALPHABET)
-    assert len(set(ALPHABET)) == len(ALPHABET) == 31
+def test_the_specified_alphabet_has_31_symbols_without_look_alikes() -> None:
+    assert len(set(SPEC_ALPHABET)) == len(SPEC_ALPHABET) == 31
+    assert not set("0O1IL") & set(SPEC_ALPHABET)
+
+
+def test_codes_have_eight_characters_drawn_from_the_whole_alphabet() -> None:
     codes = SetupCodes(FakeClock())
-    for _ in range(50):
+    seen: set[str] = set()
+    for _ in range(300):
         code = codes.generate().code
-        assert len(code) == CODE_LENGTH
-        assert set(code) <= set(ALPHABET)
+        assert len(code) == SPEC_LENGTH
+        assert set(code) <= set(SPEC_ALPHABET)
+        seen |= set(code)
+    # 2,400 draws: the chance that one of the 31 symbols never comes up is below 31 * (30/31)^2400 < 1e-32.
+    # A smaller alphabet would shrink the 31^8 codes the README's odds are computed from.
+    assert seen == set(SPEC_ALPHABET)
 
 
 def test_code_works_once() -> None:
@@ -55,11 +64,11 @@ def test_code_expires_after_300_seconds_and_rotates() -> None:
     clock = FakeClock()
     codes = SetupCodes(clock)
     first = codes.generate()
-    assert first.seconds_left == 300
-    clock.now += CODE_LIFETIME - 1
+    assert first.seconds_left == SPEC_LIFETIME == 300
+    clock.now += 299.5
     assert codes.current().code == first.code
     assert codes.current().seconds_left == 1
-    clock.now += 1
+    clock.now += 0.5
     rotated = codes.current()
     assert rotated.code != first.code
     assert rotated.seconds_left == 300
@@ -67,39 +76,144 @@ def test_code_expires_after_300_seconds_and_rotates() -> None:
     assert codes.consume(rotated.code) is True
 
 
+def test_a_code_still_works_in_its_last_second() -> None:
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    code = codes.generate().code
+    clock.now += 299.9
+    assert codes.consume(code) is True
+
+
+def test_a_code_is_refused_at_300_seconds() -> None:
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    code = codes.generate().code
+    clock.now += 300
+    assert codes.consume(code) is False
+
+
+def test_rotation_keeps_the_300_second_rhythm_of_the_screen() -> None:
+    # The screen refreshes every 300 s from the last Generate Code: after 700 s the code shown is the third
+    # one, 100 s into its life, not a code that starts its 300 s when somebody happens to look.
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    codes.generate()
+    clock.now += 700
+    assert codes.current().seconds_left == 200
+
+
 def test_countdown_never_shows_more_than_the_lifetime() -> None:
     # At this clock value (now + 300.0) - now is 300.00000000000006: CI once saw "refreshes in 301 s".
     clock = FakeClock()
     clock.now = 130835.82526461179
-    assert (clock.now + CODE_LIFETIME) - clock.now > CODE_LIFETIME
+    assert (clock.now + 300.0) - clock.now > 300
     codes = SetupCodes(clock)
     assert codes.generate().seconds_left == 300
     for _ in range(5):
         codes.consume("WRONGONE")
-    assert codes.current().cooldown_seconds == BURN_COOLDOWN
+    assert codes.current().cooldown_seconds == SPEC_COOLDOWN
 
 
-def test_five_wrong_attempts_burn_the_code_and_cool_down() -> None:
+def test_countdown_rounds_up_a_part_second() -> None:
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    codes.generate()
+    clock.now += 0.25
+    assert codes.current().seconds_left == 300
+    clock.now += 299.5
+    assert codes.current().seconds_left == 1
+
+
+def test_five_wrong_attempts_burn_the_code_and_cool_down_30_seconds() -> None:
     clock = FakeClock()
     codes = SetupCodes(clock)
     code = codes.generate().code
-    for _ in range(MAX_WRONG_ATTEMPTS):
+    for _ in range(SPEC_WRONG_TRIES):
         assert codes.consume("WRONGXXX") is False
     replacement = codes.current()
     assert replacement.code != code
-    assert replacement.cooldown_seconds == BURN_COOLDOWN
+    assert replacement.cooldown_seconds == SPEC_COOLDOWN == 30
     assert codes.consume(code) is False
+    clock.now += 29.9
+    assert codes.current().cooldown_seconds == 1
     assert codes.consume(replacement.code) is False  # refused unchecked during the cooldown
-    clock.now += BURN_COOLDOWN
+    clock.now += 0.1
+    assert codes.current().cooldown_seconds == 0
     assert codes.consume(replacement.code) is True
+
+
+def test_attempts_during_the_cooldown_are_not_checked_nor_counted() -> None:
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    codes.generate()
+    for _ in range(5):
+        codes.consume("WRONGXXX")
+    replacement = codes.current().code
+    for _ in range(20):
+        assert codes.consume("WRONGXXX") is False
+    clock.now += 30
+    # The 20 refused attempts did not burn the replacement: it still gets its own 5 tries.
+    for _ in range(4):
+        assert codes.consume("WRONGXXX") is False
+    assert codes.current().code == replacement
+    assert codes.consume(replacement) is True
+
+
+def test_the_replacement_after_a_burn_lives_300_seconds() -> None:
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    codes.generate()
+    clock.now += 100
+    for _ in range(5):
+        codes.consume("WRONGXXX")
+    assert codes.current().seconds_left == 300
 
 
 def test_four_wrong_attempts_keep_the_code() -> None:
     codes = SetupCodes(FakeClock())
     code = codes.generate().code
-    for _ in range(MAX_WRONG_ATTEMPTS - 1):
+    for _ in range(4):
         assert codes.consume("WRONGXXX") is False
+    assert codes.current().code == code
+    assert codes.current().cooldown_seconds == 0
     assert codes.consume(code.lower()) is True
+
+
+def test_wrong_tries_are_counted_per_code() -> None:
+    # 4 wrong tries, then the code rotates out at 300 s: the new code gets its own 5 tries.
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    codes.generate()
+    for _ in range(4):
+        codes.consume("WRONGXXX")
+    clock.now += 300
+    second = codes.current().code
+    for _ in range(4):
+        assert codes.consume("WRONGXXX") is False
+    assert codes.current().cooldown_seconds == 0
+    assert codes.consume(second) is True
+
+
+def test_generate_code_lifts_the_cooldown() -> None:
+    codes = SetupCodes(FakeClock())
+    codes.generate()
+    for _ in range(5):
+        codes.consume("WRONGXXX")
+    fresh = codes.generate()
+    assert (fresh.seconds_left, fresh.cooldown_seconds) == (300, 0)
+    assert codes.consume(fresh.code) is True
+
+
+def test_a_pos_may_type_the_code_with_spaces_dashes_or_lower_case() -> None:
+    codes = SetupCodes(FakeClock())
+    code = codes.generate().code
+    assert codes.consume(f" {code[:4].lower()}-{code[4:]} ") is True
+
+
+def test_nothing_is_accepted_before_the_first_generate_code() -> None:
+    codes = SetupCodes(FakeClock())
+    assert codes.current() is None
+    assert codes.consume("23456789") is False
 
 
 # -- on a running terminal, with its clock moved by the test ---------------------------------------------
@@ -107,7 +221,7 @@ def test_four_wrong_attempts_keep_the_code() -> None:
 
 def test_expired_code_gets_the_same_401_and_a_new_code_is_shown(terminal: RunningTerminal) -> None:
     old = terminal.code()
-    terminal.advance(CODE_LIFETIME + 1)
+    terminal.advance(300 + 1)
     shown = terminal.current()
     assert shown["code"] != old["code"]
     assert 0 < shown["seconds_left"] <= 300
@@ -126,7 +240,7 @@ def test_used_code_gets_the_same_401(terminal: RunningTerminal) -> None:
 def test_lockout_after_five_wrong_codes(terminal: RunningTerminal) -> None:
     code = terminal.code()["code"]
     wrong = "2" * 8 if code != "2" * 8 else "3" * 8
-    for _ in range(MAX_WRONG_ATTEMPTS):
+    for _ in range(5):
         response = terminal.pair_raw({"posId": "guesser", "setupCode": wrong})
         assert (response.status_code, response.json()) == (401, REFUSED)
     burnt = terminal.pair_raw({"posId": "guesser", "setupCode": code})
@@ -135,7 +249,7 @@ def test_lockout_after_five_wrong_codes(terminal: RunningTerminal) -> None:
     assert shown["code"] != code
     assert shown["cooldown_seconds"] > 0
     assert terminal.pair_raw({"posId": "patient", "setupCode": shown["code"]}).status_code == 401
-    terminal.advance(BURN_COOLDOWN + 1)
+    terminal.advance(30 + 1)
     assert terminal.pair_raw({"posId": "patient", "setupCode": shown["code"]}).status_code == 200
 
 
@@ -178,7 +292,7 @@ def test_bad_pairing_input_is_a_400_naming_the_problem(
 
 def test_bad_input_does_not_count_as_a_wrong_code(terminal: RunningTerminal) -> None:
     code = terminal.code()["code"]
-    for _ in range(MAX_WRONG_ATTEMPTS + 1):
+    for _ in range(5 + 1):
         assert terminal.pair_raw({"posId": "bad id", "setupCode": "WRONG"}).status_code == 400
     assert terminal.pair_raw({"posId": "good", "setupCode": code}).status_code == 200
 
