@@ -92,11 +92,17 @@ def test_non_production_database_is_refused(service: ServiceProcess, registry: R
     assert compatible(service, uuid).json()["result"]["reason"] == "not_production"
 
 
-def test_closed_subscription_is_refused(service: ServiceProcess, registry: Registry) -> None:
-    uuid = registry.add("--subscription", "closed")
+@pytest.mark.parametrize("status", ["draft", "paused", "closed", "cancelled"])
+def test_subscription_not_in_progress_is_refused(
+    service: ServiceProcess, registry: Registry, status: str
+) -> None:
+    """Every status but "in progress" (the command surface's values, written out): a rule that only
+    refused "closed" would hand certificates to draft, paused and cancelled subscriptions."""
+    uuid = registry.add("--subscription", status)
     response = native(service, uuid)
     assert response.status_code == 403
     assert response.json()["error"]["reason"] == "subscription_not_in_progress"
+    assert compatible(service, uuid).json()["result"]["reason"] == "subscription_not_in_progress"
 
 
 def test_iot_box_line_added_later_makes_the_next_request_succeed(
