@@ -131,6 +131,27 @@ def test_bad_input_leaves_an_existing_certificate_alone_even_with_force(tmp_path
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("left", ["cert.pem", "key.pem"])
+def test_a_directory_holding_only_one_of_the_pair_is_refused_too(tmp_path: Path, left: str) -> None:
+    """Half a pair is still the device's identity (the other half may be on its way back from a backup):
+    create must not quietly make a new key and certificate over it."""
+    assert lancert("device", "create", "--ip", "192.168.1.25", "--dir", tmp_path).returncode == 0
+    (tmp_path / ({"cert.pem", "key.pem"} - {left}).pop()).unlink()
+    before = snapshot(tmp_path)
+    result = lancert("device", "create", "--ip", "192.168.1.25", "--dir", tmp_path)
+    assert_one_line_failure(result, f"{tmp_path} already holds certificate files", "--force")
+    assert result.returncode == 1
+    assert snapshot(tmp_path) == before == {left: before[left]}
+
+
+def test_an_unreadable_certificate_is_refused_without_force(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_bytes(b"garbage")
+    (tmp_path / "key.pem").write_bytes(b"garbage")
+    result = lancert("device", "create", "--ip", "192.168.1.25", "--dir", tmp_path)
+    assert_one_line_failure(result, "already holds certificate files")
+    assert snapshot(tmp_path) == {"cert.pem": b"garbage", "key.pem": b"garbage"}
+
+
 def test_dir_that_is_a_file_is_a_one_line_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_bytes(b"not a directory")
