@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
 from lancert.pki import SubjectNames, generate_private_key, pem, private_key_pem, self_signed_certificate
 from lancert.pki.keys import public_key_matches
@@ -176,23 +177,42 @@ def test_recover_on_a_missing_directory_or_a_file_does_nothing(tmp_path: Path) -
 def test_concurrent_readers_never_see_a_mismatched_pair(tmp_path: Path) -> None:
     files = CredentialFiles(tmp_path)
     creds = [_credential(f"10.0.0.{i}") for i in range(1, 4)]
+    written = {c.certificate.fingerprint(hashes.SHA256()): c for c in creds}
     files.write(creds[0])
+    returned: list[Credential] = []
     errors: list[str] = []
     stop = threading.Event()
 
     def reader() -> None:
         while not stop.is_set():
             try:
-                files.read()
+                returned.append(files.read())
             except StorageError as exc:
                 errors.append(str(exc))
 
-    thread = threading.Thread(target=reader)
-    thread.start()
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
     for i in range(30):
         files.write(creds[i % 3])
     stop.set()
-    thread.join()
+    for thread in threads:
+        thread.join()
     # Between the two renames a reader may briefly see the new key with the old certificate; read()
     # must then say so (StorageError), never return a pair that does not belong together.
-    assert all("does not belong" in e for e in errors)
+    assert returned, "the readers read nothing: the test proved nothing"
+    for got in returned:
+        assert public_key_matches(got.key, got.certificate.public_key())
+        expected = written[got.certificate.fingerprint(hashes.SHA256())]
+        assert private_key_pem(got.key) == private_key_pem(expected.key)
+    assert all("does not belong" in e for e in errors), errors[:3]
+
+
+def test_read_between_the_two_renames_says_the_pair_does_not_belong(tmp_path: Path) -> None:
+    # What a reader sees while a swap is between its renames (the new key, the old certificate).
+    files = CredentialFiles(tmp_path)
+    old, new = _credential("10.0.0.1"), _credential("10.0.0.2")
+    _stage(files, old, new, "key-renamed")
+    with pytest.raises(StorageError) as refused:
+        files.read()
+    assert str(refused.value) == f"{files.cert_path} does not belong to {files.key_path}"
