@@ -66,6 +66,70 @@ def test_key_file_is_0600_from_its_creation_even_with_a_permissive_umask(tmp_pat
     assert seen and all(mode == KEY_MODE and size > 0 for mode, size in seen)
 
 
+class DurabilitySpy:
+    """Records renames and fsyncs in order: ("fsync", "file"|<directory>) and ("replace", <target name>).
+
+    A rename is durable only once its directory is fsync'd (rename(2) changes the directory, not the file):
+    without that fsync a power cut can bring back the old name. Nothing on a running system shows the
+    difference, so the order of the calls is what these tests check.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, str]] = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd: int) -> None:
+            st = os.fstat(fd)
+            self.events.append(("fsync", f"dir:{st.st_ino}" if stat.S_ISDIR(st.st_mode) else "file"))
+            real_fsync(fd)
+
+        def replace(src: str | Path, dst: str | Path) -> None:
+            real_replace(src, dst)
+            self.events.append(("replace", Path(dst).name))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+
+    @staticmethod
+    def dir_fsync(directory: Path) -> tuple[str, str]:
+        return ("fsync", f"dir:{directory.stat().st_ino}")
+
+
+def test_atomic_write_fsyncs_the_file_then_renames_then_fsyncs_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = DurabilitySpy(monkeypatch)
+    atomic_write(tmp_path / "cert.pem", b"data")
+    assert spy.events == [("fsync", "file"), ("replace", "cert.pem"), spy.dir_fsync(tmp_path)]
+
+
+def test_a_credential_swap_ends_with_the_directory_fsync_after_both_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = CredentialFiles(tmp_path)
+    files.write(_credential("10.0.0.1"))
+    spy = DurabilitySpy(monkeypatch)
+    files.write(_credential("10.0.0.2"))
+    directory = spy.dir_fsync(tmp_path)
+    assert spy.events == [
+        ("fsync", "file"), ("replace", "key.pem.new"), directory,
+        ("fsync", "file"), ("replace", "cert.pem.new"), directory,
+        ("replace", "key.pem"), ("replace", "cert.pem"), directory,
+    ]
+
+
+@pytest.mark.parametrize("point", ["both-staged", "key-renamed"])
+def test_recovery_fsyncs_the_directory_after_its_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    files = CredentialFiles(tmp_path)
+    _stage(files, _credential("10.0.0.1"), _credential("10.0.0.2"), point)
+    spy = DurabilitySpy(monkeypatch)
+    files.recover()
+    renames = [("replace", "key.pem")] if point == "both-staged" else []
+    assert spy.events == [*renames, ("replace", "cert.pem"), spy.dir_fsync(tmp_path)]
+
+
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "cert.pem"
     atomic_write(target, b"old")
