@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -39,27 +40,33 @@ def run_lancert_process(
 
 
 def run_lancert(*args: str | Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The same CLI in-process (the child's start-up costs seconds on a busy machine).
+    """The real entry point, :func:`lancert.cli.main`, in this process (a child's start-up costs seconds on
+    a busy machine): its own error handling turns failures into the one ``lancert: ...`` line and the exit
+    status, so a test sees exactly what a user sees. ``home``: ``$HOME`` for the run (where NSS databases
+    and Firefox profiles are looked for)."""
+    from lancert.cli import main
 
-    Errors are turned into ``lancert: <message>`` and the exit status exactly as :func:`lancert.cli.main`
-    does, so tests see what a user sees.
-    """
-    from typer.testing import CliRunner
-
-    from lancert.cli import app
-    from lancert.errors import LancertError
-
-    env = {"HOME": str(home)} if home is not None else None
-    result = CliRunner().invoke(app, [str(a) for a in args], env=env)
-    stderr = result.stderr
-    code = result.exit_code
-    if isinstance(result.exception, LancertError):
-        message = str(result.exception).splitlines()[0] if str(result.exception) else "error"
-        stderr += f"lancert: {message}\n"
-        code = result.exception.exit_code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return subprocess.CompletedProcess(["lancert", *map(str, args)], code, result.stdout, stderr)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    saved_home = os.environ.get("HOME")
+    if home is not None:
+        os.environ["HOME"] = str(home)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as exc:  # main always ends with sys.exit, as the console script does
+                if isinstance(exc.code, str):  # what the interpreter does with sys.exit("message")
+                    stderr.write(exc.code + "\n")
+                code = 1 if isinstance(exc.code, str) else (exc.code or 0)
+    finally:
+        if home is not None:
+            if saved_home is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = saved_home
+    argv = ["lancert", *map(str, args)]
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 @dataclass(frozen=True)
