@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from device_cli_helpers import assert_one_line_failure, lancert, openssl, snapshot
 
+from capabilities import require
 from lancert.device import create_device_certificate
 from lancert.pki import fingerprint_sha256, read_certificates
 
@@ -186,10 +187,8 @@ def test_bad_files_are_one_line_errors_for_show_and_export_and_nothing_is_writte
     assert not out_dir.exists()
 
 
-@pytest.mark.skipif(
-    shutil.which("setpriv") is None, reason="needs util-linux setpriv to drop root's override"
-)
 def test_unreadable_file_is_a_one_line_permission_error(device_dir: Path, tmp_path: Path) -> None:
+    require(shutil.which("setpriv") is not None, "needs util-linux setpriv to drop root's override")
     # chmod 000 does not stop root, and the tests run as root: drop CAP_DAC_OVERRIDE and
     # CAP_DAC_READ_SEARCH from the child (as root owns the file, its 000 mode then applies) instead of
     # switching user, since the interpreter under /root is not reachable by other users.

@@ -16,17 +16,20 @@ import pytest
 from service_testlib import CODE, ServiceProcess, make_csr
 from sqlalchemy import text
 
+from capabilities import require
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert.service.database import Database
 from lancert.service.registry import Registry
 
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)), None)
-pytestmark = pytest.mark.skipif(
-    PG_BIN is None,
-    reason="PostgreSQL server binaries (Debian package "
-    "'postgresql') are not installed: /usr/lib/postgresql/*/bin/initdb missing",
-)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _postgresql_server() -> None:
+    require(PG_BIN is not None, "PostgreSQL server binaries (Debian package 'postgresql') are not installed: "
+            "/usr/lib/postgresql/*/bin/initdb missing")
+
 
 REQUESTS, CLIENTS = 200, 16
 

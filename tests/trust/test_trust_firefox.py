@@ -31,6 +31,7 @@ from trust_helpers import (
     write_shop_ca,
 )
 
+from capabilities import require
 from chromium import load
 from firefox import new_profile, sealed_namespaces_work, url, visit
 from lancert.trust import nss_databases
@@ -38,9 +39,14 @@ from lancert.trust import nss_databases
 URLS = [url(DEVICE_IP), url(DEVICE_NAME)]
 SELF_SIGNED = "MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT"
 
-# Firefox runs only where it can be sealed off the network; CI runs as root, where this holds.
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not sealed_namespaces_work(), reason="no network namespace (unshare --net) for Firefox here")]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _sealed_namespace() -> None:
+    """Firefox runs only where it can be sealed off the network; CI runs as root, where this holds (and
+    where its absence fails the run, see tests/capabilities.py)."""
+    require(sealed_namespaces_work(), "no network namespace (unshare --net) for Firefox here")
 
 
 def _pages(results: list) -> list[tuple[bool, str]]:
