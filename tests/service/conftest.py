@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from service_testlib import Registry, ServiceProcess, write_config
+from service_testlib import PG_INITDB, PostgresServer, Registry, ServiceProcess, write_config
 
+from capabilities import require
 from lancert.loopback import free_port
 
 
@@ -25,3 +26,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
 @pytest.fixture(scope="session")
 def registry(service: ServiceProcess) -> Registry:
     return Registry(service.data_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the service tests; a test that stops it starts it again."""
+    require(PG_INITDB is not None, "PostgreSQL server binaries (Debian package 'postgresql') are not "
+            "installed: /usr/lib/postgresql/*/bin/initdb missing")
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.remove()

@@ -1,38 +1,53 @@
-"""A bug behind a handler answers 500 JSON, never a traceback (the app in-process, with a broken
-provisioner standing in for, say, a lost database connection)."""
+"""A real failure behind a handler answers 500 JSON, never a traceback or a detail: the PostgreSQL server
+of a running ``lancert service run --db URL`` is stopped under it, then started again."""
 
 from __future__ import annotations
 
-import asyncio
+import re
 
 import httpx
-from service_testlib import CODE, make_csr
+from service_testlib import CODE, PostgresServer, ServiceProcess, make_csr
 
-from lancert.pki import CertificateAuthority
-from lancert.service.app import create_app
-from lancert.service.issuer import InternalCAIssuer
+from lancert.service.database import Database
+from lancert.service.registry import Registry
 
-
-class BrokenProvisioner:
-    def native(self, *_args: object) -> None:
-        raise RuntimeError("connection to /var/lib/secret.db lost")
-
-    compatible = native
+INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal error"}}
 
 
-def test_unexpected_exception_is_a_json_500_without_details() -> None:
-    from datetime import timedelta
+def test_a_lost_database_is_a_json_500_without_details_and_the_service_recovers(
+    postgres: PostgresServer, tmp_path
+) -> None:
+    url = postgres.create_database("lancert_internal_error")
+    service = ServiceProcess(tmp_path / "service", ["--db", url, "--dns-port", "0"]).start(timeout=60)
+    try:
+        database = Database(url)
+        Registry(database).add("pg-lost-db", CODE)
+        database.dispose()
+        body = {"db_uuid": "pg-lost-db", "enterprise_code": CODE, "box_id": "box", "csr": make_csr()}
 
-    issuer = InternalCAIssuer(CertificateAuthority.create_root("test"), timedelta(days=1))
-    app = create_app(BrokenProvisioner(), issuer)  # type: ignore[arg-type]
-    body = {"db_uuid": "d", "enterprise_code": CODE, "box_id": "b", "csr": make_csr()}
+        def post(path: str, json: dict) -> httpx.Response:
+            # A new connection each time: stopping PostgreSQL takes longer than the service keeps an idle
+            # keep-alive connection, and a request sent on one it just closed is reset, not answered.
+            return httpx.post(service.url + path, json=json, timeout=60)
 
-    async def call() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.post("/api/v1/certificates", json=body)
+        assert post("/api/v1/certificates", body).status_code == 200
+        postgres.stop()
+        try:
+            lost = post("/api/v1/certificates", body)
+            compatible = post(
+                "/odoo-enterprise/iot/x509", {"params": {"db_uuid": "pg-lost-db", "enterprise_code": CODE}}
+            )
+        finally:
+            postgres.start()
+        again = post("/api/v1/certificates", body)
+    finally:
+        log = service.stop()
 
-    response = asyncio.run(call())
-    assert response.status_code == 500
-    assert response.json() == {"error": {"code": "internal_error", "message": "internal error"}}
-    assert "secret" not in response.text and "Traceback" not in response.text
+    for response in (lost, compatible):
+        assert (response.status_code, response.json()) == (500, INTERNAL_ERROR)
+        assert response.headers["content-type"] == "application/json"
+        assert not re.search(r"Traceback|psycopg|OperationalError|127\.0\.0\.1|5432|postgres", response.text)
+    # Pre-ping replaces the dead pooled connections: the first request after the restart is served.
+    assert again.status_code == 200, again.text
+    # The operator, not the client, gets the reason: one line per failed request in the service's log.
+    assert "internal error on POST /api/v1/certificates" in log
