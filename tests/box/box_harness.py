@@ -23,6 +23,7 @@ import httpx
 from lancert.loopback import free_port
 from lancert.up.stack import Child
 from lancert_cli import lancert
+from lancert_with_hooks import program
 
 ZONE = "iot.lancert.test"
 CODE = "box-test enterprise code 7f3a"
@@ -91,6 +92,7 @@ class Box:
     state_dir: Path
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)  # options of tests/lancert_with_hooks.py, e.g. --kill-at
     child: Child | None = None
     http_port: int = 0
     https_port: int = 0
@@ -104,7 +106,8 @@ class Box:
         ports = ["--http-port", str(self.http_port), "--https-port", str(self.https_port)]
         self.child = Child.start("the box", [
             "box", "run", "--state-dir", str(self.state_dir), "--lan-ip", "127.0.0.1", *ports, *self.args,
-        ], self.state_dir.parent / f"{self.state_dir.name}.stderr.log", env={**os.environ, **self.env})
+        ], self.state_dir.parent / f"{self.state_dir.name}.stderr.log", env={**os.environ, **self.env},
+            program=program(*self.hooks) if self.hooks else None)
         if expect_ready:
             urls = self.child.wait_for("lancert box:", 30).split()[2:4]
             self.http_port = int(urls[0].rstrip("/").rsplit(":", 1)[1])

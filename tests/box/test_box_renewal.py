@@ -51,10 +51,11 @@ def test_box_killed_during_renewal_serves_a_valid_certificate_at_next_start(
     state = json.loads(state_path.read_text())
     state["renew_after"] = "2000-01-01T00:00:00+00:00"  # renewal due at the next start
     state_path.write_text(json.dumps(state))
-    box.env = {"LANCERT_BOX_KILL_AT": point}
+    box.hooks = ["--kill-at", point]
     box.start(expect_ready=False)
     assert box.proc.wait(30) == -signal.SIGKILL
-    box.env = {}
+    assert f"killing the box at {point}" in box.child.log_text()
+    box.hooks = []
     box.start()
     assert box.state()["status"] == "OK"
     verdict = check_target(Target(str(box.state()["hostname"]), box.https_port, "127.0.0.1"),
@@ -64,6 +65,24 @@ def test_box_killed_during_renewal_serves_a_valid_certificate_at_next_start(
     assert served.hex(":").upper() == box.state()["fingerprint"]
     leftovers = sorted(p.name for p in box.state_dir.iterdir() if p.name.endswith((".new", ".tmp")))
     assert leftovers == []
+
+
+def test_a_deployed_box_ignores_crash_switches_in_its_environment(make_box, service: Service) -> None:
+    """The crash points are reachable only through the test-only entry point: the variable older versions
+    obeyed (LANCERT_BOX_KILL_AT) must not kill a real box in the middle of a renewal."""
+    uuid = service.add_db()
+    box = make_box("--server", service.url, "--db-uuid", uuid, "--enterprise-code", CODE)
+    first = box.state()["fingerprint"]
+    box.stop()
+    state_path = box.state_dir / "state.json"
+    state = json.loads(state_path.read_text())
+    state["renew_after"] = "2000-01-01T00:00:00+00:00"  # renewal due at the next start
+    state_path.write_text(json.dumps(state))
+    box.env = {"LANCERT_BOX_KILL_AT": "key_staged,cert_staged,between_renames,before_state_saved"}
+    box.start()
+    assert box.proc.poll() is None
+    assert box.state()["status"] == "OK"
+    assert box.state()["fingerprint"] != first  # renewed, through every step
 
 
 def test_https_refuses_plain_clients_nothing_else_breaks(make_box, service: Service) -> None:

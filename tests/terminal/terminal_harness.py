@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,9 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from lancert.terminal.codes import CLOCK_OFFSET_ENV
-
-LANCERT = [sys.executable, "-m", "lancert"]
+from lancert_with_hooks import program
 
 
 @dataclass
@@ -75,11 +71,13 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTermin
     base = tmp_path_factory.mktemp("terminal")
     state_dir, clock_file, log_file = base / "state", base / "clock", base / "terminal.log"
     clock_file.write_text("0")
-    env = {**os.environ, CLOCK_OFFSET_ENV: str(clock_file)}
+    # The test-only entry point binds the terminal's clock to clock_file; the shipped lancert has no such
+    # switch (tests/lancert_with_hooks.py).
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [*LANCERT, "terminal", "run", "--state-dir", str(state_dir), "--port", "0", "--key-pool", "2"],
-            stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+            [*program("--clock-offset-file", str(clock_file)),
+             "terminal", "run", "--state-dir", str(state_dir), "--port", "0", "--key-pool", "2"],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
         )
     running = RunningTerminal(state_dir, clock_file, process, log_file)
     deadline = time.monotonic() + 60

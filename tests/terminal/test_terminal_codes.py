@@ -210,6 +210,19 @@ def test_a_pos_may_type_the_code_with_spaces_dashes_or_lower_case() -> None:
     assert codes.consume(f" {code[:4].lower()}-{code[4:]} ") is True
 
 
+def test_the_environment_cannot_move_the_setup_code_clock(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only code in the process can give SetupCodes another clock (tests/lancert_with_hooks.py does, for
+    the running terminal); the variable older versions obeyed must not stretch or cut a code's life."""
+    offset = tmp_path / "offset"
+    offset.write_text("0")
+    monkeypatch.setenv("LANCERT_TERMINAL_CLOCK_OFFSET_FILE", str(offset))
+    codes = SetupCodes()
+    code = codes.generate().code
+    offset.write_text("301")
+    assert codes.current().code == code
+    assert codes.consume(code) is True
+
+
 def test_nothing_is_accepted_before_the_first_generate_code() -> None:
     codes = SetupCodes(FakeClock())
     assert codes.current() is None

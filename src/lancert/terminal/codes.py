@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hmac
 import math
-import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 # No 0/O and no 1/I/L: what a cashier types from a screen must not be ambiguous (31 symbols).
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -25,27 +23,10 @@ CODE_LIFETIME = 300.0
 MAX_WRONG_ATTEMPTS = 5
 BURN_COOLDOWN = 30.0
 
-# Tests move the terminal's clock instead of sleeping 300 s: when this variable names a file, the
-# number of seconds in it is added to the monotonic clock (read at every use).
-CLOCK_OFFSET_ENV = "LANCERT_TERMINAL_CLOCK_OFFSET_FILE"
-
+# The clock that decides expiry and cooldowns. Only a caller in the same process can replace it (tests
+# pass their own, or run the terminal through tests/lancert_with_hooks.py): nothing in the environment
+# of a running terminal can move it, so nobody who can set a process's variables extends a code's life.
 Clock = Callable[[], float]
-
-
-def system_clock() -> Clock:
-    """The monotonic clock, shifted by the offset file of :data:`CLOCK_OFFSET_ENV` when one is set."""
-    offset_file = os.environ.get(CLOCK_OFFSET_ENV)
-    if not offset_file:
-        return time.monotonic
-    path = Path(offset_file)
-
-    def clock() -> float:
-        try:
-            return time.monotonic() + float(path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            return time.monotonic()
-
-    return clock
 
 
 def new_code() -> str:
@@ -70,7 +51,7 @@ class SetupCodes:
     """The one current setup code of a terminal; thread-safe, driven by an injectable clock."""
 
     def __init__(self, clock: Clock | None = None) -> None:
-        self._clock = clock or system_clock()
+        self._clock = clock or time.monotonic
         self._lock = threading.Lock()
         self._code: str | None = None
         self._expires = 0.0

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -45,10 +45,16 @@ class Child:
     lines: list[str]
 
     @classmethod
-    def start(cls, name: str, args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> Child:
+    def start(
+        cls, name: str, args: list[str], log_path: Path, env: Mapping[str, str] | None = None,
+        *, program: Sequence[str] | None = None,
+    ) -> Child:
+        """Run ``lancert ARGS``; ``program`` replaces ``python -m lancert`` (a test's entry point with
+        hooks, tests/lancert_with_hooks.py)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file: IO[str] = log_path.open("a")
-        proc = subprocess.Popen(lancert_command(*args), stdout=subprocess.PIPE, stderr=log_file, text=True,
+        argv = [*program, *args] if program is not None else lancert_command(*args)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log_file, text=True,
                                 start_new_session=True, env=None if env is None else dict(env))
         log_file.close()
         child = cls(name, proc, log_path, [])
