@@ -132,7 +132,7 @@ def remove(
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
 ) -> None:
-    """Stop trusting a certificate that ``trust install`` added (found by its content, not its name)."""
+    """Stop trusting a certificate that 'trust install' added (found by its content, not its name)."""
     cert = read_certificate(file)
     stores = _stores(store, nssdb, system_root)
     _each(stores, "remove",
