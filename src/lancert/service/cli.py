@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lancert.errors import LancertError
+from lancert.logs import LogLevel, LogLevelOption
 from lancert.pki import pem
 from lancert.service.config import DEFAULT_DATA_DIR, ServiceConfig, load_config
 from lancert.service.registry import DatabaseKind, DatabaseRecord, Registry, SubscriptionStatus
@@ -62,6 +63,7 @@ def run(
     cert_days: Annotated[
         int | None, typer.Option("--cert-days", help="Lifetime in days (same as --cert-lifetime Nd).")
     ] = None,
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS."""
     from lancert.service.server import run_service
@@ -79,7 +81,8 @@ def run(
             port=port,
             dns_port=dns_port,
             cert_lifetime=lifetime,
-        )
+        ),
+        log_level=log_level,
     )
 
 
