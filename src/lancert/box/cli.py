@@ -12,7 +12,7 @@ import typer
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 from lancert.box.diagnose import diagnose, parse_server
 from lancert.box.files import BoxSettings, BoxState
-from lancert.box.names import outbound_ip
+from lancert.box.names import name_address
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
 from lancert.pki import parse_ip
@@ -35,7 +35,9 @@ def run(
     http_port: Annotated[int, typer.Option("--http-port", help="Plain HTTP port (0 = any free).")] = 8080,
     host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
     lan_ip: Annotated[
-        str | None, typer.Option("--lan-ip", help="Address in the box's name (default: the outbound one).")
+        str | None,
+        typer.Option("--lan-ip", help="Address in the box's name (default: --host, or if that is 0.0.0.0, "
+                                      "the outbound one)."),
     ] = None,
     check_interval: Annotated[float, typer.Option("--check-interval", help="Seconds between checks.")] = 300,
     resolver: Annotated[
@@ -53,6 +55,9 @@ def run(
 
     if lan_ip is not None:
         parse_ip(lan_ip)
+    address, unreachable = name_address(host, lan_ip)
+    if unreachable:
+        typer.echo(f"lancert: warning: {unreachable}", err=True)
     state_dir.mkdir(parents=True, exist_ok=True)
     settings = BoxSettings.load(state_dir)
     for name, value in (("server_url", server), ("db_uuid", db_uuid), ("enterprise_code", enterprise_code)):
@@ -61,7 +66,7 @@ def run(
     settings.save(state_dir)
     configure_logging(state_dir)
     box = BoxServer(
-        state_dir, host=host, http_port=http_port, https_port=https_port, lan_ip=lan_ip or outbound_ip(),
+        state_dir, host=host, http_port=http_port, https_port=https_port, lan_ip=address,
         check_interval=check_interval, resolver=parse_server(resolver) if resolver else None,
         zone_server=parse_server(zone_dns) if zone_dns else None,
     )

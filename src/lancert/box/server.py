@@ -23,6 +23,7 @@ import uvicorn
 from lancert.box.agent import CertificateKeeper, parse_time
 from lancert.box.diagnose import Address
 from lancert.box.files import LOG_FILE, BoxSettings
+from lancert.box.names import ready_line
 from lancert.box.web import create_app
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
@@ -158,8 +159,7 @@ class BoxServer:
             while server is not None and not server.started:  # "ready" means answering on both ports
                 await asyncio.sleep(0.01)
         state = self.keeper.state
-        print(f"lancert box: http://{self.host}:{state.http_port}/ https://{self.host}:{state.https_port}/ "
-              f"status {state.status}", flush=True)
+        print(ready_line(self.host, state), flush=True)
         timer = loop.create_task(self._timer())
         await stop.wait()
         log.info("stopping")

@@ -11,7 +11,7 @@ import typer
 from lancert.check import TrustSource, check_target
 from lancert.errors import LancertError
 from lancert.pki import fingerprint_sha256
-from lancert.trust.fetch import DEFAULT_TIMEOUT, parse_target
+from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target
 
 NOT_SECURE_EXIT = 2
 
@@ -20,7 +20,7 @@ def check(
     url: Annotated[str, typer.Argument(help="The https:// URL a browser would open.")],
     ca: Annotated[Path | None, typer.Option("--ca", help="Trust only the certificates in FILE.")] = None,
     nssdb: Annotated[Path | None, typer.Option("--nssdb", help="Trust what this NSS DB trusts.")] = None,
-    resolve: Annotated[str | None, typer.Option("--resolve", help="HOST:IP: connect to IP.")] = None,
+    resolve: Annotated[str | None, typer.Option("--resolve", help=RESOLVE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = DEFAULT_TIMEOUT,
 ) -> None:

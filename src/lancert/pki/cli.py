@@ -17,7 +17,7 @@ from lancert.pki import (
     read_certificates,
     summarize,
 )
-from lancert.storage import KEY_MODE, PUBLIC_MODE, atomic_write
+from lancert.storage import KEY_MODE, PUBLIC_MODE, atomic_write, check_output_file
 
 app = typer.Typer(help="Show and export certificates.", no_args_is_help=True)
 
@@ -51,7 +51,9 @@ def export(
         Path, typer.Argument(help="The certificate to export (PEM, .crt or DER).", readable=False)
     ],
     fmt: Annotated[CertFormat, typer.Option("--format", help="crt, pem, der, p12 or mobileconfig.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="The file to write.")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="The file to write (its directory must exist).")
+    ],
     key: Annotated[
         Path | None, typer.Option("--key", help="p12 only: include this private key.", readable=False)
     ] = None,
@@ -63,6 +65,7 @@ def export(
         bool,
         typer.Option("--legacy", help="p12 only: 3DES/SHA-1, for macOS/iOS keychains and old Windows."),
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Write a certificate as a platform wants it.
 
@@ -82,5 +85,6 @@ def export(
         except OSError as exc:
             raise UsageError(f"{key}: cannot read ({exc.strerror})") from None
     data = export_certificate(cert, fmt, password=password, key=private_key, chain=chain, legacy=legacy)
+    check_output_file(out, force=force)
     atomic_write(out, data, mode=KEY_MODE if private_key else PUBLIC_MODE)
     typer.echo(f"wrote {out} ({fmt.value}, {len(data)} bytes)")

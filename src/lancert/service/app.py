@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lancert.pki import pem
+from lancert.service import requestlog
 from lancert.service.errors import (
     InternalError,
     InvalidRequest,
@@ -129,12 +130,15 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     )
 
     @app.exception_handler(ServiceError)
-    async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        requestlog.refused(exc, path=request.url.path, source_ip=_source_ip(request))
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(_validation_error(exc))
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        error = _validation_error(exc)
+        requestlog.refused(error, path=request.url.path, source_ip=_source_ip(request))
+        return error_response(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lancert.errors import LancertError
+from lancert.logs import LogLevel, LogLevelOption
 from lancert.pki import pem
 from lancert.service.config import DEFAULT_DATA_DIR, ServiceConfig, load_config
 from lancert.service.registry import DatabaseKind, DatabaseRecord, Registry, SubscriptionStatus
@@ -29,6 +30,8 @@ DbUrl = Annotated[
         help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite in the data dir).",
     ),
 ]
+KIND_HELP = "Only production databases get certificates."
+SUBSCRIPTION_HELP = "Only a subscription in progress gets certificates."
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML config file (see README).")]
 
 
@@ -60,6 +63,7 @@ def run(
     cert_days: Annotated[
         int | None, typer.Option("--cert-days", help="Lifetime in days (same as --cert-lifetime Nd).")
     ] = None,
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS."""
     from lancert.service.server import run_service
@@ -77,7 +81,8 @@ def run(
             port=port,
             dns_port=dns_port,
             cert_lifetime=lifetime,
-        )
+        ),
+        log_level=log_level,
     )
 
 
@@ -115,9 +120,9 @@ def _show(record: DatabaseRecord, as_json: bool) -> None:
 def db_add(
     uuid: Annotated[str, typer.Option("--uuid", help="The database UUID the box sends.")],
     code: Annotated[str, typer.Option("--code", help="The enterprise code (stored hashed only).")],
-    kind: Annotated[DatabaseKind, typer.Option("--kind")] = DatabaseKind.PRODUCTION,
+    kind: Annotated[DatabaseKind, typer.Option("--kind", help=KIND_HELP)] = DatabaseKind.PRODUCTION,
     subscription: Annotated[
-        SubscriptionStatus, typer.Option("--subscription")
+        SubscriptionStatus, typer.Option("--subscription", help=SUBSCRIPTION_HELP)
     ] = SubscriptionStatus.IN_PROGRESS,
     iot_line: Annotated[
         bool, typer.Option("--iot-line/--no-iot-line", help="Subscription has an IoT box line.")
@@ -125,7 +130,7 @@ def db_add(
     data_dir: DataDir = None,
     db: DbUrl = None,
     config_file: ConfigFile = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Register a database (production, in progress, with an IoT box line unless told otherwise)."""
     registry = _registry(data_dir, db, config_file)
@@ -135,15 +140,19 @@ def db_add(
 
 @db_app.command("set")
 def db_set(
-    uuid: Annotated[str, typer.Option("--uuid")],
+    uuid: Annotated[str, typer.Option("--uuid", help="The registered database to change.")],
     code: Annotated[str | None, typer.Option("--code", help="A new enterprise code.")] = None,
-    kind: Annotated[DatabaseKind | None, typer.Option("--kind")] = None,
-    subscription: Annotated[SubscriptionStatus | None, typer.Option("--subscription")] = None,
-    iot_line: Annotated[bool | None, typer.Option("--iot-line/--no-iot-line")] = None,
+    kind: Annotated[DatabaseKind | None, typer.Option("--kind", help=KIND_HELP)] = None,
+    subscription: Annotated[
+        SubscriptionStatus | None, typer.Option("--subscription", help=SUBSCRIPTION_HELP)
+    ] = None,
+    iot_line: Annotated[
+        bool | None, typer.Option("--iot-line/--no-iot-line", help="Subscription has an IoT box line.")
+    ] = None,
     data_dir: DataDir = None,
     db: DbUrl = None,
     config_file: ConfigFile = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Change a registered database; the next request of its boxes sees the change."""
     registry = _registry(data_dir, db, config_file)
@@ -156,7 +165,7 @@ def db_list(
     data_dir: DataDir = None,
     db: DbUrl = None,
     config_file: ConfigFile = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """The eligibility registry (never the codes)."""
     registry = _registry(data_dir, db, config_file)

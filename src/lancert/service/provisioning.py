@@ -22,6 +22,7 @@ from lancert.pki import (
     pem,
 )
 from lancert.pki import private_key_pem as encode_private_key
+from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
 from lancert.service.errors import InvalidCSRError, NotEligible
@@ -37,6 +38,7 @@ from lancert.service.schemas import (
 )
 
 SERIAL_ATTEMPTS = 3
+COMPATIBLE_PATH = "/odoo-enterprise/iot/x509"  # for the log: its refusals are answers, not HTTP errors
 # Built once; a Core INSERT in its own short write transaction (on SQLite the only BEGIN IMMEDIATE of a
 # successful request). The reads (counters, registry) stay in a separate deferred snapshot before it:
 # one transaction around both would make every request queue for SQLite's single writer lock during the
@@ -62,6 +64,7 @@ class Provisioner:
             raise InvalidCSRError(str(exc)) from None
         self.authority.check_requested_names(grant, requested)
         issued = self._issue_and_record(grant, csr, style="native")
+        requestlog.issued(grant, issued, style="native", source_ip=source_ip)
         return CertificateResponse(
             certificate_chain_pem=issued.chain_pem(),
             hostname_pattern=grant.hostname_pattern,
@@ -80,11 +83,13 @@ class Provisioner:
                 params.db_uuid, params.enterprise_code, box_id=None, source_ip=source_ip
             )
         except NotEligible as refusal:
+            requestlog.refused(refusal, path=COMPATIBLE_PATH, source_ip=source_ip, db_uuid=params.db_uuid)
             return CompatibleResponse(
                 id=request.id, result=CompatibleRefusal(error=refusal.message, reason=refusal.reason)
             )
         key = generate_private_key()
         issued = self._issue_and_record(grant, create_csr(key, grant.names), style="compatible")
+        requestlog.issued(grant, issued, style="compatible", source_ip=source_ip)
         return CompatibleResponse(
             id=request.id,
             result=CompatibleCertificate(

@@ -235,8 +235,12 @@ class Registry:
 
 def _check_uuid(uuid: str) -> str:
     uuid = uuid.strip()
-    if not uuid or len(uuid) > 128 or not uuid.isprintable():
-        raise UsageError("--uuid must be 1 to 128 printable characters")
+    if "…" in uuid or "..." in uuid:
+        # Documentation shortens UUIDs (3f1e…-db); registered as is, no box would ever send it.
+        raise UsageError(f"--uuid {uuid}: looks like a shortened placeholder ('…'); give the database's "
+                         "full UUID")
+    if not uuid or len(uuid) > 128 or not uuid.isascii() or not uuid.isprintable() or " " in uuid:
+        raise UsageError("--uuid must be 1 to 128 printable ASCII characters without spaces")
     return uuid
 
 

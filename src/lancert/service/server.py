@@ -3,9 +3,7 @@ HTTP app on uvicorn, and the DNS server in the same process unless ``--dns-port 
 
 from __future__ import annotations
 
-import logging
 import socket
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +12,7 @@ from fastapi import FastAPI
 
 from lancert.dns import DNSService, ZoneResolver
 from lancert.errors import LancertError
+from lancert.logs import configure_logging
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
@@ -65,8 +64,8 @@ class _AnnouncingServer(uvicorn.Server):
         print(f"lancert service: listening on http://{shown}:{port}", flush=True)
 
 
-def run_service(config: ServiceConfig) -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+def run_service(config: ServiceConfig, log_level: str = "INFO") -> None:
+    configure_logging(log_level)
     service = build_service(config)
     dns: DNSService | None = None
     if config.dns_port:

@@ -68,6 +68,22 @@ def atomic_write(path: Path | str, data: bytes, *, mode: int = PUBLIC_MODE) -> N
         raise
 
 
+def check_output_file(path: Path, *, force: bool = False) -> None:
+    """Refuse an output path a user most likely mistyped (or a file they may want to keep).
+
+    The parent must already exist: :func:`atomic_write` creates missing parents for state directories,
+    and a typo in ``-o`` would otherwise make directories anywhere (``/nonexistent/dir``). An existing
+    file is kept unless ``force``, as ``device create`` keeps a device's certificate.
+    """
+    parent = path.parent
+    if not parent.is_dir():
+        raise StorageError(f"{parent}: no such directory (create it first, or choose another -o)")
+    if path.is_dir():
+        raise StorageError(f"{path} is a directory; give a file name")
+    if path.exists() and not force:
+        raise StorageError(f"{path} already exists; use --force to replace it")
+
+
 def write_private_key(path: Path | str, key: PrivateKey, *, pkcs1: bool = False) -> None:
     atomic_write(path, private_key_pem(key, pkcs1=pkcs1), mode=KEY_MODE)
 

@@ -14,6 +14,7 @@ import logging
 import uuid
 from typing import Any
 
+from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -65,7 +66,8 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
     registry = desk.state.registry
 
     @app.exception_handler(TerminalError)
-    async def terminal_error(_: Request, exc: TerminalError) -> JSONResponse:
+    async def terminal_error(request: Request, exc: TerminalError) -> JSONResponse:
+        _log_refusal(request.scope, exc)
         return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -137,6 +139,7 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
                 raise TerminalError(413, f"body: larger than {PAIR_BODY_LIMIT} bytes")
             bundle = await pair(raw)
         except TerminalError as exc:
+            _log_refusal(websocket.scope, exc)
             await websocket.send_text(json.dumps({"status": exc.status, **exc.body()}))
             await websocket.close(code=1008 if exc.status in (401, 403) else 1007)
             return
@@ -150,7 +153,8 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
     async def api_wss(websocket: WebSocket) -> None:
         try:
             pos_id = calling_pos(websocket.scope)
-        except TerminalError:
+        except TerminalError as exc:
+            _log_refusal(websocket.scope, exc)
             await websocket.close(code=1008)  # before accept: the client gets HTTP 403
             return
         await websocket.accept()
@@ -161,6 +165,7 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
                     if calling_pos(websocket.scope) != pos_id:
                         raise CERT_NOT_CURRENT
                 except TerminalError as exc:
+                    _log_refusal(websocket.scope, exc)
                     await websocket.send_text(json.dumps({"status": exc.status, **exc.body()}))
                     await websocket.close(code=1008)
                     return
@@ -185,6 +190,18 @@ def _ws_answer(raw: str, pos_id: str, status_body: Any, sale_body: Any) -> dict[
         return {"status": exc.status, **exc.body()}
     except LancertError as exc:
         return {"status": 400, "error": str(exc).splitlines()[0]}
+
+
+def _log_refusal(scope: dict[str, Any], exc: TerminalError) -> None:
+    """One line per refused request: what, from where, the status and why; the posId of a client
+    certificate the terminal no longer honours (unpaired or paired again). Never a code or a key."""
+    cert = client_certificate(scope)
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME) if cert is not None else []
+    who = f" posId {names[0].value}" if names else ""
+    client = scope.get("client") or ("?", 0)
+    reason = str(exc.body().get("error", "")).translate({c: " " for c in range(32)})[:200]
+    log.info("refused %s%s from %s%s: %d %s", "WSS " if scope.get("type") == "websocket" else "",
+             scope.get("path", "?"), client[0], who, exc.status, reason)
 
 
 async def _close_quietly(websocket: WebSocket, code: int) -> None:

@@ -12,6 +12,7 @@ import httpx
 import typer
 
 from lancert.errors import LancertError
+from lancert.logs import LogLevel, LogLevelOption, configure_logging
 from lancert.pki import fingerprint_sha256
 from lancert.storage import read_json
 from lancert.terminal.device import DEFAULT_NAME, TerminalState
@@ -34,9 +35,12 @@ def run(
         "--screen-port", help="Loopback port of the screen page; 0 = any.", min=0, max=65535)] = 0,
     key_pool: Annotated[int, typer.Option("--key-pool", help="Pre-generated RSA keys kept ready; 0 = none.",
                                           min=0, max=64)] = 4,
+    log_level: LogLevelOption = LogLevel.INFO,
 ) -> None:
     """Serve pairing and the mTLS API on one port until interrupted (activates the terminal if needed)."""
     from lancert.terminal.server import run_terminal
+
+    configure_logging(log_level)
 
     try:
         ipaddress.ip_address(host.strip("[]"))

@@ -14,7 +14,7 @@ from lancert.errors import LancertError
 from lancert.pki import read_certificate, summarize
 from lancert.pki.formats import crt
 from lancert.storage import atomic_write
-from lancert.trust.fetch import DEFAULT_TIMEOUT, parse_target, served_chain
+from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target, served_chain
 from lancert.trust.guide import Platform, write_guide
 from lancert.trust.nss import (
     NssStore,
@@ -61,7 +61,7 @@ def _stores(store: StoreKind, nssdb: Path | None, system_root: Path | None) -> l
 def fetch(
     url: Annotated[str, typer.Argument(help="The device's https:// URL, e.g. https://192.168.1.25")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to save the certificate (.crt).")],
-    resolve: Annotated[str | None, typer.Option("--resolve", help="HOST:IP: connect to IP for HOST.")] = None,
+    resolve: Annotated[str | None, typer.Option("--resolve", help=RESOLVE_HELP)] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = DEFAULT_TIMEOUT,
 ) -> None:
     """Save a device's certificate as a browser's "Base64-encoded ASCII, single certificate" export.
@@ -87,6 +87,8 @@ def _each(stores: list[TrustStore], action: str, change: Callable[[TrustStore], 
         try:
             typer.echo(change(st))
         except LancertError as exc:
+            if len(stores) == 1:
+                raise  # its own one line says it all (with several stores, each failure is listed first)
             failures.append(str(exc))
             typer.echo(f"FAILED {st.description}: {exc}", err=True)
     if failures:
@@ -132,7 +134,7 @@ def remove(
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
 ) -> None:
-    """Stop trusting a certificate that ``trust install`` added (found by its content, not its name)."""
+    """Stop trusting a certificate that 'trust install' added (found by its content, not its name)."""
     cert = read_certificate(file)
     stores = _stores(store, nssdb, system_root)
     _each(stores, "remove",

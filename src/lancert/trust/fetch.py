@@ -61,8 +61,11 @@ class Target:
         return f"{host}:{self.port}{via}"
 
 
+RESOLVE_HELP = "HOST:IP or curl's HOST:PORT:IP: connect to IP, check the certificate for HOST."
+
+
 def parse_target(url: str, resolve: str | None = None) -> Target:
-    """``https://host[:port][/path]`` (the scheme may be left out) plus an optional ``HOST:IP`` mapping."""
+    """``https://host[:port][/path]`` (the scheme may be left out) plus an optional ``--resolve`` mapping."""
     text = url.strip()
     if "://" not in text:
         text = "https://" + text
@@ -78,16 +81,33 @@ def parse_target(url: str, resolve: str | None = None) -> Target:
         raise LancertError(f"{url}: no host in the URL")
     connect = host
     if resolve:
-        name, sep, ip = resolve.strip().partition(":")
-        if resolve.startswith("["):
-            name, sep, ip = resolve[1:].partition("]:")
-        name = name.strip("[]").rstrip(".").lower()
-        if not sep or not _is_ip(ip.strip("[]")):
-            raise LancertError(f"--resolve {resolve}: expected HOST:IP, for example printer.lan:192.168.1.25")
+        name, mapped_port, ip = _parse_resolve(resolve)
         if name != host:
             raise LancertError(f"--resolve {resolve}: {name} is not the URL's host ({host})")
-        connect = ip.strip("[]")
+        if mapped_port is not None and mapped_port != port:
+            raise LancertError(f"--resolve {resolve}: maps port {mapped_port}, the URL's port is {port}")
+        connect = ip
     return Target(host, port, connect)
+
+
+def _parse_resolve(resolve: str) -> tuple[str, int | None, str]:
+    """``HOST:IP``, or curl's ``HOST:PORT:IP`` (IPv6 as ``[::1]`` or bare): (host, port or None, ip)."""
+    text = resolve.strip()
+    if text.startswith("["):
+        name, sep, rest = text[1:].partition("]:")
+    else:
+        name, sep, rest = text.partition(":")
+    name = name.rstrip(".").lower()
+    port_text, colon, after = rest.partition(":")
+    if sep and colon and port_text.isdigit() and _is_ip(after.strip("[]")):
+        mapped = int(port_text)
+        if not 0 < mapped < 65536:
+            raise LancertError(f"--resolve {resolve}: port {mapped} is not 1-65535")
+        return name, mapped, after.strip("[]")
+    if not sep or not _is_ip(rest.strip("[]")):
+        raise LancertError(f"--resolve {resolve}: expected HOST:IP or HOST:PORT:IP (as curl), for example "
+                           "printer.lan:192.168.1.25")
+    return name, None, rest.strip("[]")
 
 
 def _context(legacy: bool) -> ssl.SSLContext:

@@ -16,6 +16,7 @@ Linux do not read these anchors; they use NSS (``--store nss``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import shutil
 import subprocess
@@ -125,6 +126,11 @@ class SystemStore:
     root: Path = Path("/")
     update_command: Sequence[str] | None = None
 
+    def __post_init__(self) -> None:
+        # update-ca-certificates runs its hooks from another directory: a relative root would point
+        # its --certsdir/--etccertsdir elsewhere and fail half-way.
+        self.root = Path(self.root).absolute()
+
     @classmethod
     def detect(cls, root: Path = Path("/"), update_command: Sequence[str] | None = None) -> SystemStore:
         return cls(detect_layout(root), root, update_command)
@@ -176,16 +182,28 @@ class SystemStore:
         return der(cert) in bundle_der(data)
 
     def install(self, cert: x509.Certificate) -> None:
+        """Add the anchor and rebuild the bundle; if that fails, take the anchor out again, so a failed
+        install leaves the store as it was (a stray anchor would enter the bundle at the next update)."""
+        added = None
         if not self._installed_files(cert):
+            added = self.anchors_dir / anchor_file_name(cert)
             try:
-                atomic_write(self.anchors_dir / anchor_file_name(cert), pem(cert))
+                atomic_write(added, pem(cert))
             except StorageError as exc:
                 raise TrustStoreError(f"{exc}; adding system anchors needs root: run with sudo") from None
-        self._update(removing=False)
-        if not self.check(cert):
-            raise TrustStoreError(
-                f"{self.description}: the certificate is not in {self.bundle_path} after the update"
-            )
+        try:
+            self._update(removing=False)
+            if not self.check(cert):
+                raise TrustStoreError(
+                    f"{self.description}: the certificate is not in {self.bundle_path} after the update"
+                )
+        except TrustStoreError:
+            if added is not None:
+                with contextlib.suppress(OSError):
+                    added.unlink()
+                with contextlib.suppress(TrustStoreError):
+                    self._update(removing=True)  # drop what a half-run update left of it
+            raise
 
     def uninstall(self, cert: x509.Certificate) -> bool:
         files = self._installed_files(cert)

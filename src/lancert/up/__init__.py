@@ -88,6 +88,7 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
     from lancert.up.printer import start_printer
 
     stack = Stack()
+    stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
         progress("receipt printer: self-signed certificate, HTTPS on 127.0.0.1")
         printer = start_printer(data_dir / "printer")

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from lancert.up import DEFAULT_DATA_DIR, Verdict, padlock, running
+from lancert.up.lock import data_dir_lock
 
 
 def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> None:
@@ -54,7 +55,9 @@ def up(
     Runs until Ctrl-C; with --check it exits after the summary: 0 when every device shows a padlock.
     """
     console = Console(stderr=as_json)
-    with console.status("starting…") as status, running(data_dir, lambda msg: status.update(msg)) as stack:
+    # The lock comes first: nothing under data_dir is touched while another up holds it.
+    with data_dir_lock(data_dir), console.status("starting…") as status, \
+            running(data_dir, lambda msg: status.update(msg)) as stack:
         status.update("checking padlocks…")
         verdicts = [padlock(d) for d in stack.devices]
         status.stop()

@@ -1,0 +1,210 @@
+"""The README's ``sh`` examples, run in order in one directory as a new user copies them.
+
+Only what cannot run here as written is changed, by the rules below (each says why); everything else is
+the README's own line:
+
+- every port a README server listens on is mapped to a free port, the same README port to the same free
+  port, so two examples that collide in the README collide here too;
+- ``https://192.168.1.25`` is the shop's printer: ``./printer``'s certificate is served on 127.0.0.1 and
+  the line gets ``--resolve 192.168.1.25:PORT:127.0.0.1`` (tests never reach a LAN address);
+- ``sudo ... --store system`` works on a Debian layout in a temporary root (``--system-root``), never
+  on this machine's trust;
+- ``box diagnose`` asks the zone's DNS as the local resolver too (``--resolver``): the system resolver
+  is not on loopback;
+- a line ending in ``&`` starts a server in the background, and the next line waits for its ready line
+  (as a user would); ``lancert up`` without ``--check`` runs until
+  Ctrl-C and is left out (the ``--check`` line after it does the same and exits);
+- the install and test-suite commands at the top are left out;
+- each line runs in its own ``bash``; a variable a line sets (``CODE=$(...)``) is passed to the next ones.
+
+A line whose comment says ``refused`` must fail with exit 1; every other line must exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lancert.loopback import free_port
+from lancert.pki import CertificateAuthority, pem
+from lancert.up.printer import RunningServer, serve_page
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SERVER_PORT_OPTIONS = re.compile(r"--(?:port|dns-port|http-port|https-port) (\d+)")
+PRINTER_URL = "https://192.168.1.25"
+
+
+def sh_lines() -> list[str]:
+    """Every command line of the README's ``sh`` blocks, continuation lines joined, comments kept."""
+    lines: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), re.DOTALL):
+        pending = ""
+        for raw in block.splitlines():
+            if raw.rstrip().endswith("\\"):
+                pending += raw.rstrip()[:-1] + " "
+                continue
+            line = (pending + raw).strip()
+            pending = ""
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def _command(line: str) -> str:
+    return re.split(r"\s#\s", line, maxsplit=1)[0].strip()
+
+
+def _is_server(line: str) -> bool:
+    return bool(re.match(r"lancert (service|dns|box|terminal|printer) run ", _command(line)))
+
+
+def test_readme_servers_listen_on_distinct_ports() -> None:
+    taken: dict[int, str] = {}
+    collisions = []
+    for line in sh_lines():
+        if not _is_server(line):
+            continue
+        for port in map(int, SERVER_PORT_OPTIONS.findall(_command(line))):
+            if port in taken:
+                collisions.append(f"{port}: {taken[port]!r} and {_command(line)!r}")
+            taken[port] = _command(line)
+    assert taken, "no server examples found in the README"
+    assert collisions == []
+
+
+def test_readme_servers_run_in_the_background() -> None:
+    # Copied in order into one shell, a server in the foreground stops every example after it.
+    foreground = [_command(ln) for ln in sh_lines() if _is_server(ln) and not _command(ln).endswith("&")]
+    assert foreground == []
+
+
+# What each server prints once it answers: the line a user waits for before typing the next command.
+READY = {"service": "lancert service: listening on", "dns": "lancert dns: serving",
+         "terminal": "Details: HTTPS", "box": "lancert box:"}
+
+
+def _wait_ready(proc: subprocess.Popen[str], marker: str, line: str, timeout: float = 60) -> None:
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for out in proc.stdout:
+            lines.append(out)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(marker in out for out in list(lines)):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{line!r} printed no {marker!r} (exit {proc.poll()}): {''.join(lines)}")
+
+
+def _debian_layout(root: Path) -> None:
+    for d in ("etc/ssl/certs", "usr/share/ca-certificates/mozilla", "usr/local/share/ca-certificates"):
+        (root / d).mkdir(parents=True)
+    distro = CertificateAuthority.create_root("Distribution Root").certificate
+    (root / "usr/share/ca-certificates/mozilla/Distribution_Root.crt").write_bytes(pem(distro))
+    (root / "etc/ca-certificates.conf").write_text("mozilla/Distribution_Root.crt\n")
+
+
+class Session:
+    """One shell session in ``work``: HOME there too, ``lancert`` the one of this interpreter."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.env = {**os.environ, "HOME": str(work), "COLUMNS": "200",
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        self.ports: dict[int, int] = {}
+        self.background: list[subprocess.Popen[bytes]] = []
+        self.printer: RunningServer | None = None
+        self.system_root = work / "system-root"
+        _debian_layout(self.system_root)
+
+    def adapt(self, line: str) -> str:
+        command = _command(line)
+        for port in map(int, SERVER_PORT_OPTIONS.findall(command)) if _is_server(line) else ():
+            self.ports.setdefault(port, free_port())
+        for readme_port, port in self.ports.items():
+            command = re.sub(rf"(?<=[ :]){readme_port}\b", str(port), command)
+        if PRINTER_URL in command:
+            if self.printer is None:
+                device = self.work / "printer"
+                self.printer = serve_page(device / "cert.pem", device / "key.pem", b"ePOS printer")
+            port = self.printer.port
+            command = command.replace(PRINTER_URL, f"{PRINTER_URL}:{port}")
+            command += f" --resolve 192.168.1.25:{port}:127.0.0.1"
+        if command.startswith("sudo ") and "--store system" in command:
+            command = command.removeprefix("sudo ") + f" --system-root {self.system_root}"
+        if command.startswith("lancert box diagnose") and "--zone-dns" in command:
+            command += " --resolver " + command.split("--zone-dns ", 1)[1].split()[0]
+        return command
+
+    def run(self, line: str) -> None:
+        command = self.adapt(line)
+        if command.endswith("&"):
+            proc = subprocess.Popen(["bash", "-c", command[:-1]], cwd=self.work, env=self.env, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+            self.background.append(proc)
+            _wait_ready(proc, READY[command.split()[1]], line)
+            return
+        # Each line is its own bash; a shell variable set by one line (CODE=$(...)) is carried over.
+        assignment = re.fullmatch(r"([A-Z_]+)=\$\((.*)\)", command)
+        result = subprocess.run(["bash", "-c", assignment.group(2) if assignment else command], cwd=self.work,
+                                env=self.env, capture_output=True, text=True, timeout=120)
+        if assignment:
+            self.env[assignment.group(1)] = result.stdout.strip()
+        expected = 1 if "refused" in line.split(" # ", 1)[-1] else 0
+        assert result.returncode == expected, (f"{line!r} ran as {command!r}: exit {result.returncode}\n"
+                                               f"{result.stdout}{result.stderr}")
+
+    def close(self) -> None:
+        for proc in self.background:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.background:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self.printer is not None:
+            self.printer.stop()
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    shell = Session(tmp_path)
+    yield shell
+    shell.close()
+
+
+def test_readme_examples_run_in_order(session: Session) -> None:
+    ran = 0
+    for line in sh_lines():
+        command = _command(line)
+        if "pip install" in command or command.startswith("bash .ci/run") or command == "lancert up":
+            continue
+        session.run(line)
+        ran += 1
+    assert ran >= 35
+
+
+def test_a_shortened_documentation_uuid_is_refused_not_registered(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "lancert", "service", "db", "add", "--uuid", "3f1e…-db",
+                             "--code", "M-12345-XYZ", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == ("lancert: --uuid 3f1e…-db: looks like a shortened placeholder ('…'); give the "
+                             "database's full UUID\n")
