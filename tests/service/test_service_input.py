@@ -224,11 +224,16 @@ def test_repeated_failures_from_one_address_get_429(strict_service: ServiceProce
     limited = post(strict_service, request("another-unknown"))
     assert int(limited.headers["Retry-After"]) > 0
     assert "this address" in assert_error(limited, 429, "rate_limited")["message"]
-    # The compatible call is slowed down the same way (an HTTP 429: current boxes retry on non-2xx).
+    # The compatible call is slowed down the same way: a 429, its refusal in ``result`` where boxes read it
+    # (tests/service/test_field_boxes.py holds what each box generation makes of it).
     compatible = post(
         strict_service, {"params": {"db_uuid": "x", "enterprise_code": "y"}}, path="/odoo-enterprise/iot/x509"
     )
-    assert_error(compatible, 429, "rate_limited")
+    assert compatible.status_code == 429
+    assert int(compatible.headers["Retry-After"]) > 0
+    refusal = compatible.json()["result"]
+    assert refusal["reason"] == "rate_limited" and "this address" in refusal["error"]
+    assert refusal["retry_after"] == int(compatible.headers["Retry-After"])
 
 
 def test_openapi_schema_describes_both_apis(service: ServiceProcess) -> None:

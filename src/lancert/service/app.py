@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lancert.pki import pem
 from lancert.service import requestlog
+from lancert.service.compatible import BoxGeneration, compatible_answer
 from lancert.service.errors import (
     InternalError,
     InvalidRequest,
@@ -176,9 +177,14 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         return provisioner.native(body, _source_ip(request))
 
     @app.post("/odoo-enterprise/iot/x509", response_model=CompatibleResponse, responses=ERROR_RESPONSES)
-    def odoo_iot_x509(body: CompatibleRequest, request: Request) -> CompatibleResponse:
-        """The call existing Odoo IoT boxes make; the answer carries a key made by the service."""
-        return provisioner.compatible(body, _source_ip(request))
+    def odoo_iot_x509(body: CompatibleRequest, request: Request) -> Response:
+        """The call existing Odoo IoT boxes make; the answer carries a key made by the service.
+
+        A refusal is a 200 answer whose form depends on the box generation that asked (urllib3 boxes
+        get ``"result": null``, others ``result.error``); a rate limit is a 429 with the same body forms.
+        """
+        answer = provisioner.compatible(body, _source_ip(request))
+        return compatible_answer(answer, BoxGeneration.of(request.headers))
 
     app.add_middleware(BodyLimit)
     return app

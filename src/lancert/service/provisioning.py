@@ -25,7 +25,7 @@ from lancert.pki import private_key_pem as encode_private_key
 from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
-from lancert.service.errors import InvalidCSRError, NotEligible
+from lancert.service.errors import InvalidCSRError, NotEligible, RateLimited
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
 from lancert.service.schemas import (
@@ -76,7 +76,12 @@ class Provisioner:
         )
 
     def compatible(self, request: CompatibleRequest, source_ip: str) -> CompatibleResponse:
-        """What unmodified Odoo boxes expect: the service makes the key, refusals go in ``result``."""
+        """What unmodified Odoo boxes expect: the service makes the key, refusals go in ``result``.
+
+        A rate limit is a refusal too (with ``retry_after``): a box that found ``{"error": ...}`` where
+        it reads ``result`` would crash instead of showing its refusal code. The HTTP front turns the
+        answer into the form of the box generation that asked (:mod:`lancert.service.compatible`).
+        """
         params = request.params
         try:
             grant = self.authority.authorize(
@@ -86,6 +91,13 @@ class Provisioner:
             requestlog.refused(refusal, path=COMPATIBLE_PATH, source_ip=source_ip, db_uuid=params.db_uuid)
             return CompatibleResponse(
                 id=request.id, result=CompatibleRefusal(error=refusal.message, reason=refusal.reason)
+            )
+        except RateLimited as limited:
+            return CompatibleResponse(
+                id=request.id,
+                result=CompatibleRefusal(
+                    error=limited.message, reason=limited.code, retry_after=limited.retry_after
+                ),
             )
         key = generate_private_key()
         issued = self._issue_and_record(grant, create_csr(key, grant.names), style="compatible")

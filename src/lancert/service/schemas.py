@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 BOX_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_BODY_BYTES = 64 * 1024
@@ -70,10 +70,15 @@ class HealthResponse(BaseModel):
 # --- compatible JSON-RPC call of existing boxes -------------------------------------------------------
 
 
+def _missing_code_is_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class CompatibleParams(_Request):
     db_uuid: DbUuid
-    # Boxes send ``enterprise_code or ''``: an empty code is a (refused) credential, not a malformed call.
-    enterprise_code: EnterpriseCode = ""
+    # Older boxes send ``enterprise_code or ''``, the newest send their setting as it is, ``null`` when
+    # none was entered: either is a (refused) credential, not a malformed call the box would retry.
+    enterprise_code: Annotated[EnterpriseCode, BeforeValidator(_missing_code_is_empty)] = ""
 
 
 class CompatibleRequest(_Request):
@@ -94,13 +99,26 @@ class CompatibleCertificate(BaseModel):
 
 
 class CompatibleRefusal(BaseModel):
-    """A refusal: boxes log ``result["error"]`` and show ERR_IOT_HTTPS_LOAD_REQUEST_NO_RESULT."""
+    """A refusal as the middle and newest boxes read it: they log ``result["error"]`` and give up
+    (ERR_IOT_HTTPS_LOAD_REQUEST_NO_RESULT). The oldest boxes get ``"result": null`` instead
+    (:mod:`lancert.service.compatible`)."""
 
     error: str
-    reason: str
+    reason: str = Field(
+        description="unknown_database_or_code, not_production, no_iot_box_line, "
+        "subscription_not_in_progress, rate_limited"
+    )
+    retry_after: int | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="rate_limited only: seconds to wait (also the Retry-After header)",
+    )
 
 
 class CompatibleResponse(BaseModel):
     jsonrpc: str = "2.0"
     id: Any = None
-    result: CompatibleCertificate | CompatibleRefusal
+    result: CompatibleCertificate | CompatibleRefusal | None = Field(
+        description="the certificate; a refusal as {error, reason}; null for a refusal to the oldest "
+        "boxes (urllib3, Accept: text/plain), which only test the result for emptiness"
+    )

@@ -22,7 +22,12 @@ from lancert.terminal.device import DEFAULT_NAME, SERVER_CERT, SERVER_KEY, Pairi
 from lancert.terminal.keypool import RsaKeyPool
 from lancert.terminal.schemas import PAIR_BODY_LIMIT
 from lancert.terminal.screen import SCREEN_FILE, Details, Screen, create_screen_app
-from lancert.terminal.tls import ClientCertH11Protocol, ClientCertWebSocketProtocol, server_ssl_context
+from lancert.terminal.tls import (
+    ClientCertH11Protocol,
+    ClientCertWebSocketProtocol,
+    TerminalEventLoop,
+    server_ssl_context,
+)
 
 log = logging.getLogger("lancert.terminal")
 
@@ -63,7 +68,7 @@ def run_terminal(
     state.server_credential([host], name)
     ca = state.authority()
     ctx = server_ssl_context(
-        str(state.state_dir / SERVER_CERT), str(state.state_dir / SERVER_KEY), str(state.ca_dir.root_path)
+        str(state.state_dir / SERVER_CERT), str(state.state_dir / SERVER_KEY), [ca.root, ca.certificate]
     )
     tls_sock = listen_tcp(host, port)
     screen_sock = listen_tcp("127.0.0.1", screen_port)
@@ -122,7 +127,8 @@ def run_terminal(
 
     pool.start()
     try:
-        asyncio.run(serve())
+        with asyncio.Runner(loop_factory=TerminalEventLoop) as runner:
+            runner.run(serve())
     finally:
         pool.stop()
         with contextlib.suppress(FileNotFoundError):
