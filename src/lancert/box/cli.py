@@ -11,7 +11,7 @@ import typer
 
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 from lancert.box.diagnose import diagnose, parse_server
-from lancert.box.files import BoxSettings, BoxState
+from lancert.box.files import BoxSettings, BoxState, check_service_url
 from lancert.box.names import outbound_ip
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
@@ -53,6 +53,8 @@ def run(
 
     if lan_ip is not None:
         parse_ip(lan_ip)
+    if server:
+        check_service_url(server.strip())
     state_dir.mkdir(parents=True, exist_ok=True)
     settings = BoxSettings.load(state_dir)
     for name, value in (("server_url", server), ("db_uuid", db_uuid), ("enterprise_code", enterprise_code)):

@@ -31,7 +31,14 @@ from starlette.routing import Route
 
 from lancert.box.agent import CertificateKeeper
 from lancert.box.diagnose import Address, diagnose
-from lancert.box.files import LOG_FILE, LOG_LEVELS, MAX_FIELD, BoxSettings
+from lancert.box.files import (
+    LOG_FILE,
+    LOG_LEVELS,
+    MAX_FIELD,
+    BoxSettings,
+    InvalidServiceURL,
+    check_service_url,
+)
 
 log = logging.getLogger("lancert.box")
 
@@ -112,9 +119,11 @@ def create_app(
             if value is not None and (len(value) > MAX_FIELD or any(ord(c) < 32 for c in value)):
                 return PlainTextResponse("a field is too long or holds control characters\n", status_code=400)
         if server_url is not None:
-            if server_url and (urlsplit(server_url).scheme not in ("http", "https")
-                               or not urlsplit(server_url).hostname):
-                return _refuse(400, "the service URL must be an http:// or https:// URL")
+            if server_url:
+                try:
+                    check_service_url(server_url)
+                except InvalidServiceURL as exc:
+                    return _refuse(400, str(exc))
             settings.server_url = server_url
         if db_uuid is not None:
             settings.db_uuid = db_uuid
