@@ -61,12 +61,17 @@ def check_service_url(url: str) -> str:
 
 @dataclass
 class BoxSettings:
-    """What the user configures: the service, the credential, the log level."""
+    """What the user configures: the service, the credential, the log level.
+
+    ``pending_server_url`` is a service URL entered on the homepage but not yet confirmed: the box never
+    sends its stored enterprise code to a new address until the user confirms it on the box's own page.
+    """
 
     server_url: str = ""
     db_uuid: str = ""
     enterprise_code: str = ""
     log_level: str = "INFO"
+    pending_server_url: str = ""
 
     @classmethod
     def load(cls, state_dir: Path) -> BoxSettings:
