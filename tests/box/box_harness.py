@@ -152,6 +152,13 @@ class Box:
             return client.post("/settings", data=fields,
                                headers={"Origin": f"http://127.0.0.1:{self.http_port}"})
 
+    def set_service_url(self, url: str) -> httpx.Response:
+        """Change the service URL from the homepage, then confirm it there (the stored enterprise code
+        goes to a new address only after that confirmation); the confirmation's answer."""
+        changed = self.post_settings(server_url=url)
+        assert changed.status_code == 303, changed.text
+        return self.post_settings(confirm_server_url=url)
+
     def post_settings_https(self, root: Path, **fields: str) -> int:
         """Send the settings form over HTTPS at the box's name, as from its own page; the status."""
         conn = self.connection(root)

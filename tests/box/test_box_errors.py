@@ -35,7 +35,7 @@ def test_no_service_configured_then_settings_form_fixes_it(make_box, service: Se
     page = box.reload()
     assert page.status_code == 200
     _assert_shows(page.text, ErrorCode.CHECK_NO_SERVER)
-    saved = box.post_settings(server_url=service.url)
+    saved = box.set_service_url(service.url)
     assert saved.status_code == 303
     assert box.reload().status_code == 302  # valid certificate: plain HTTP now sends browsers to HTTPS
     assert _status(box) == ("OK", [])
@@ -63,7 +63,11 @@ def test_ineligible_database_then_iot_line_added(make_box, service: Service) -> 
     _assert_shows(page, ErrorCode.LOAD_REQUEST_NO_RESULT)
     assert "no_iot_box_line" in page
     service.set_db(uuid, "--iot-line")
-    assert 'id="status">OK<' in box.reload().text
+    # The reload obtains the certificate and shows OK, unless the box's own retry (5 s back-off after a
+    # refusal) got there first under load: then plain HTTP already sends browsers to HTTPS.
+    page = box.reload()
+    assert 'id="status">OK<' in page.text or page.status_code == 302
+    assert _status(box)[0] == "OK"
     assert _status(box) == ("OK", [])
 
 
@@ -109,7 +113,7 @@ def test_unexpected_http_status_then_right_url(make_box, service: Service, stub:
     label = f"ERR_IOT_HTTPS_LOAD_REQUEST_STATUS {status}"
     assert _status(box) == (label, [label])
     _assert_shows(box.reload().text, ErrorCode.LOAD_REQUEST_STATUS, label)
-    assert box.post_settings(server_url=service.url).status_code == 303
+    assert box.set_service_url(service.url).status_code == 303
     assert _status(box) == ("OK", [])
 
 
@@ -163,7 +167,7 @@ def test_corrupted_certificate_file(make_box, service: Service, tmp_path: Path) 
     assert status == "ERR_IOT_HTTPS_CHECK_CERT_READ_EXCEPTION"
     assert codes == ["ERR_IOT_HTTPS_CHECK_CERT_READ_EXCEPTION", "ERR_IOT_HTTPS_LOAD_REQUEST_EXCEPTION"]
     _assert_shows(box.reload().text, ErrorCode.CHECK_CERT_READ_EXCEPTION)
-    assert box.post_settings(server_url=service.url).status_code == 303
+    assert box.set_service_url(service.url).status_code == 303
     assert _status(box) == ("OK", [])
     assert box.state()["fingerprint"] != old
     events = box.state()["events"]

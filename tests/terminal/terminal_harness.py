@@ -56,11 +56,14 @@ class RunningTerminal:
         self.offset += seconds
         self.clock_file.write_text(str(self.offset))
 
-    def pair_raw(self, body: Any, **kwargs: Any) -> httpx.Response:
-        """POST / with no client certificate, verifying the terminal against its root."""
+    def pair_raw(self, body: Any, *, source: str | None = None, **kwargs: Any) -> httpx.Response:
+        """POST / with no client certificate, verifying the terminal against its root; ``source``: the
+        loopback address to connect from (127.0.0.2 is another machine on the LAN, to the terminal)."""
         ctx = ssl.create_default_context(cadata=self.root_pem.decode())
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return httpx.post(self.https, content=content, verify=ctx, timeout=30, trust_env=False, **kwargs)
+        transport = httpx.HTTPTransport(verify=ctx, local_address=source)
+        with httpx.Client(transport=transport, timeout=30, trust_env=False) as client:
+            return client.post(self.https, content=content, **kwargs)
 
     def log(self) -> str:
         return self.log_file.read_text()

@@ -109,27 +109,17 @@ def test_countdown_never_shows_more_than_the_lifetime() -> None:
     assert (clock.now + 300.0) - clock.now > 300
     codes = SetupCodes(clock)
     assert codes.generate().seconds_left == 300
-    for _ in range(5):
-        codes.consume("WRONGONE")
+    for source in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"):
+        codes.consume("WRONGONE", source)
     assert codes.current().cooldown_seconds == SPEC_COOLDOWN
 
 
-def test_countdown_rounds_up_a_part_second() -> None:
-    clock = FakeClock()
-    codes = SetupCodes(clock)
-    codes.generate()
-    clock.now += 0.25
-    assert codes.current().seconds_left == 300
-    clock.now += 299.5
-    assert codes.current().seconds_left == 1
-
-
-def test_five_wrong_attempts_burn_the_code_and_cool_down_30_seconds() -> None:
+def test_five_wrong_attempts_from_two_addresses_burn_the_code_and_cool_down() -> None:
     clock = FakeClock()
     codes = SetupCodes(clock)
     code = codes.generate().code
-    for _ in range(SPEC_WRONG_TRIES):
-        assert codes.consume("WRONGXXX") is False
+    for source in ("10.0.0.1",) * 4 + ("10.0.0.2",):
+        assert codes.consume("WRONGXXX", source) is False
     replacement = codes.current()
     assert replacement.code != code
     assert replacement.cooldown_seconds == SPEC_COOLDOWN == 30
@@ -146,17 +136,17 @@ def test_attempts_during_the_cooldown_are_not_checked_nor_counted() -> None:
     clock = FakeClock()
     codes = SetupCodes(clock)
     codes.generate()
-    for _ in range(5):
-        codes.consume("WRONGXXX")
+    for source in ("10.0.0.1",) * 4 + ("10.0.0.2",):  # one address alone cannot burn the code
+        codes.consume("WRONGXXX", source)
     replacement = codes.current().code
     for _ in range(20):
         assert codes.consume("WRONGXXX") is False
     clock.now += 30
     # The 20 refused attempts did not burn the replacement: it still gets its own 5 tries.
-    for _ in range(4):
-        assert codes.consume("WRONGXXX") is False
+    for source in ("10.0.0.3", "10.0.0.3", "10.0.0.4", "10.0.0.4"):
+        assert codes.consume("WRONGXXX", source) is False
     assert codes.current().code == replacement
-    assert codes.consume(replacement) is True
+    assert codes.consume(replacement, "10.0.0.5") is True
 
 
 def test_the_replacement_after_a_burn_lives_300_seconds() -> None:
@@ -164,19 +154,50 @@ def test_the_replacement_after_a_burn_lives_300_seconds() -> None:
     codes = SetupCodes(clock)
     codes.generate()
     clock.now += 100
-    for _ in range(5):
-        codes.consume("WRONGXXX")
+    for source in ("10.0.0.1",) * 4 + ("10.0.0.2",):  # one address alone cannot burn the code
+        codes.consume("WRONGXXX", source)
     assert codes.current().seconds_left == 300
 
 
 def test_four_wrong_attempts_keep_the_code() -> None:
     codes = SetupCodes(FakeClock())
     code = codes.generate().code
-    for _ in range(4):
-        assert codes.consume("WRONGXXX") is False
+    for source in ("10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2"):
+        assert codes.consume("WRONGXXX", source) is False
     assert codes.current().code == code
     assert codes.current().cooldown_seconds == 0
-    assert codes.consume(code.lower()) is True
+    assert codes.consume(code.lower(), "10.0.0.3") is True
+
+
+def test_three_wrong_attempts_keep_the_code_for_the_same_address() -> None:
+    codes = SetupCodes(FakeClock())
+    code = codes.generate().code
+    for _ in range(3):
+        assert codes.consume("WRONGXXX", "10.0.0.1") is False
+    assert codes.consume(code.lower(), "10.0.0.1") is True
+
+
+def test_one_address_guessing_burns_only_its_own_attempts() -> None:
+    clock = FakeClock()
+    codes = SetupCodes(clock)
+    code = codes.generate().code
+    for _ in range(50):  # a flood from one machine: 4 wrong codes are checked, the rest refused unchecked
+        assert codes.consume("WRONGXXX", "192.168.1.66") is False
+    shown = codes.current()
+    assert (shown.code, shown.cooldown_seconds, shown.wrong_attempts) == (code, 0, 4)
+    assert shown.blocked_sources == ("192.168.1.66",)
+    assert codes.consume(code, "192.168.1.66") is False  # even the right code, from the guesser
+    assert codes.consume(code, "192.168.1.20") is True  # the cashier's POS pairs
+
+
+def test_an_ipv6_guesser_is_counted_by_its_64_prefix() -> None:
+    codes = SetupCodes(FakeClock())
+    code = codes.generate().code
+    for host in range(1, 5):  # privacy addresses of one machine
+        assert codes.consume("WRONGXXX", f"2001:db8:1:2::{host}") is False
+    assert codes.consume(code, "2001:db8:1:2::99") is False
+    assert codes.current().blocked_sources == ("2001:db8:1:2::/64",)
+    assert codes.consume(code, "::ffff:192.168.1.20") is True
 
 
 def test_wrong_tries_are_counted_per_code() -> None:
@@ -184,21 +205,21 @@ def test_wrong_tries_are_counted_per_code() -> None:
     clock = FakeClock()
     codes = SetupCodes(clock)
     codes.generate()
-    for _ in range(4):
-        codes.consume("WRONGXXX")
+    for source in ("10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2"):
+        codes.consume("WRONGXXX", source)
     clock.now += 300
     second = codes.current().code
-    for _ in range(4):
-        assert codes.consume("WRONGXXX") is False
+    for source in ("10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2"):
+        assert codes.consume("WRONGXXX", source) is False
     assert codes.current().cooldown_seconds == 0
-    assert codes.consume(second) is True
+    assert codes.consume(second, "10.0.0.3") is True
 
 
 def test_generate_code_lifts_the_cooldown() -> None:
     codes = SetupCodes(FakeClock())
     codes.generate()
-    for _ in range(5):
-        codes.consume("WRONGXXX")
+    for source in ("10.0.0.1",) * 4 + ("10.0.0.2",):  # one address alone cannot burn the code
+        codes.consume("WRONGXXX", source)
     fresh = codes.generate()
     assert (fresh.seconds_left, fresh.cooldown_seconds) == (300, 0)
     assert codes.consume(fresh.code) is True
@@ -250,13 +271,13 @@ def test_used_code_gets_the_same_401(terminal: RunningTerminal) -> None:
     assert (again.status_code, again.json()) == (401, REFUSED)
 
 
-def test_lockout_after_five_wrong_codes(terminal: RunningTerminal) -> None:
+def test_lockout_after_five_wrong_codes_from_two_addresses(terminal: RunningTerminal) -> None:
     code = terminal.code()["code"]
     wrong = "2" * 8 if code != "2" * 8 else "3" * 8
-    for _ in range(5):
-        response = terminal.pair_raw({"posId": "guesser", "setupCode": wrong})
+    for source in ("127.0.0.2",) * 4 + ("127.0.0.3",):
+        response = terminal.pair_raw({"posId": "guesser", "setupCode": wrong}, source=source)
         assert (response.status_code, response.json()) == (401, REFUSED)
-    burnt = terminal.pair_raw({"posId": "guesser", "setupCode": code})
+    burnt = terminal.pair_raw({"posId": "guesser", "setupCode": code}, source="127.0.0.4")
     assert (burnt.status_code, burnt.json()) == (401, REFUSED)
     shown = terminal.current()
     assert shown["code"] != code
@@ -307,6 +328,7 @@ def test_bad_input_does_not_count_as_a_wrong_code(terminal: RunningTerminal) -> 
     code = terminal.code()["code"]
     for _ in range(5 + 1):
         assert terminal.pair_raw({"posId": "bad id", "setupCode": "WRONG"}).status_code == 400
+    assert terminal.current()["wrong_attempts"] == 0
     assert terminal.pair_raw({"posId": "good", "setupCode": code}).status_code == 200
 
 

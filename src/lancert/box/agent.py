@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import ValidationError
 
 from lancert.box.codes import BoxFailure, BoxProblem, ErrorCode
-from lancert.box.files import BoxSettings, BoxState
+from lancert.box.files import BoxSettings, BoxState, InvalidServiceURL, check_service_url
 from lancert.box.names import https_url
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError
@@ -146,7 +146,10 @@ class CertificateKeeper:
             async with self._lock:
                 return self.state
         async with self._lock:
-            await self._check(reason)
+            try:
+                await self._check(reason)
+            except Exception as exc:  # a bug in one check must not take the homepage or the timer down
+                log.error("check (%s) failed unexpectedly: %s: %s", reason, type(exc).__name__, exc)
             return self.state
 
     def _read_current(self, problems: list[BoxProblem]) -> Credential | None:
@@ -223,6 +226,11 @@ class CertificateKeeper:
     async def _obtain(self, settings: BoxSettings, now: datetime) -> Credential:
         if not settings.server_url.strip():
             raise _fail(ErrorCode.CHECK_NO_SERVER, "no certificate service URL is configured")
+        try:
+            server_url = check_service_url(settings.server_url.strip())
+        except InvalidServiceURL as exc:
+            # A hand-edited or old settings.json: the box keeps serving its page and says what to fix.
+            raise _fail(ErrorCode.CHECK_NO_SERVER, f"the saved service URL is not usable: {exc}") from None
         if not settings.has_credential:
             missing = [n for n, v in (("database UUID", settings.db_uuid), ("enterprise code",
                        settings.enterprise_code)) if not v.strip()]
@@ -237,7 +245,7 @@ class CertificateKeeper:
             "box_id": self.state.box_id,
             "csr": csr.public_bytes(Encoding.PEM).decode(),
         }
-        url = settings.server_url.strip().rstrip("/") + CERTIFICATES_PATH
+        url = server_url.rstrip("/") + CERTIFICATES_PATH
         status, payload = await self._post(url, body)
         if status == 403 and _error_code(payload) == "not_eligible":
             reason = payload.get("error", {}).get("reason", "not eligible")  # type: ignore[union-attr]
@@ -266,7 +274,9 @@ class CertificateKeeper:
                     if len(raw) > MAX_RESPONSE_BYTES:
                         raise _fail(ErrorCode.LOAD_REQUEST_EXCEPTION,
                                     f"{url}: answer larger than {MAX_RESPONSE_BYTES} bytes")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, OverflowError, ValueError, OSError) as exc:
+            # InvalidURL is no HTTPError, and the socket layer raises OverflowError/ValueError for
+            # addresses the URL parsers let through: all mean "cannot reach the service".
             raise BoxFailure(BoxProblem(ErrorCode.LOAD_REQUEST_EXCEPTION,
                                         f"{url}: {type(exc).__name__}: {exc or 'no detail'}")) from None
         try:

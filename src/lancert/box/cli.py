@@ -11,7 +11,7 @@ import typer
 
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 from lancert.box.diagnose import diagnose, parse_server
-from lancert.box.files import BoxSettings, BoxState
+from lancert.box.files import BoxSettings, BoxState, check_service_url
 from lancert.box.names import name_address
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
@@ -55,6 +55,8 @@ def run(
 
     if lan_ip is not None:
         parse_ip(lan_ip)
+    if server:
+        check_service_url(server.strip())
     address, unreachable = name_address(host, lan_ip)
     if unreachable:
         typer.echo(f"lancert: warning: {unreachable}", err=True)

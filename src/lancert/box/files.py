@@ -11,7 +11,11 @@ import secrets
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
+
+from lancert.errors import UsageError
 from lancert.storage import KEY_MODE, read_json, write_json
 
 SETTINGS_FILE = "settings.json"
@@ -22,14 +26,52 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_FIELD = 256
 
 
+class InvalidServiceURL(UsageError):
+    """A service URL the box cannot use; ``str()`` says why in one line."""
+
+
+def check_service_url(url: str) -> str:
+    """``url`` if the box can POST to it, else :class:`InvalidServiceURL` naming the flaw.
+
+    Checked fully, with both parsers the box relies on (``urlsplit`` and httpx), because a URL that
+    passes a scheme-and-host test can still blow up at connect time: ``:99999`` (httpx accepts it and
+    the socket layer raises ``OverflowError``), ``:abc``, ``:1:2``, ``:-1`` or ``http://[::1`` used to
+    pass the form and leave the box answering 500 and unable to start.
+    """
+    if not url or len(url) > MAX_FIELD:
+        raise InvalidServiceURL(f"the service URL must be 1 to {MAX_FIELD} characters")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise InvalidServiceURL("the service URL must not hold spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        parsed = httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidServiceURL(f"the service URL is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidServiceURL("the service URL must be an http:// or https:// URL with a host")
+    if any(p is not None and not 1 <= p <= 65535 for p in (port, parsed.port)):
+        raise InvalidServiceURL("the service URL's port must be 1 to 65535")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidServiceURL("the service URL must not hold a user name or password")
+    if parts.query or parts.fragment:
+        raise InvalidServiceURL("the service URL must not hold a query or fragment")
+    return url
+
+
 @dataclass
 class BoxSettings:
-    """What the user configures: the service, the credential, the log level."""
+    """What the user configures: the service, the credential, the log level.
+
+    ``pending_server_url`` is a service URL entered on the homepage but not yet confirmed: the box never
+    sends its stored enterprise code to a new address until the user confirms it on the box's own page.
+    """
 
     server_url: str = ""
     db_uuid: str = ""
     enterprise_code: str = ""
     log_level: str = "INFO"
+    pending_server_url: str = ""
 
     @classmethod
     def load(cls, state_dir: Path) -> BoxSettings:

@@ -100,7 +100,7 @@ class BoxServer:
         self.http_port, self.https_port = http_port, https_port
         self.check_interval = check_interval
         self.keeper = CertificateKeeper(state_dir, lan_ip=lan_ip, on_certificate=self._install)
-        self.app = create_app(self.keeper, resolver=resolver, zone_server=zone_server)
+        self.app = create_app(self.keeper, resolver=resolver, zone_server=zone_server, listen_host=host)
         self.tls = new_tls_context()
         self._https_socket: socket.socket | None = None
         self._https: _Server | None = None

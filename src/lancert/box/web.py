@@ -31,7 +31,14 @@ from starlette.routing import Route
 
 from lancert.box.agent import CertificateKeeper
 from lancert.box.diagnose import Address, diagnose
-from lancert.box.files import LOG_FILE, LOG_LEVELS, MAX_FIELD, BoxSettings
+from lancert.box.files import (
+    LOG_FILE,
+    LOG_LEVELS,
+    MAX_FIELD,
+    BoxSettings,
+    InvalidServiceURL,
+    check_service_url,
+)
 
 log = logging.getLogger("lancert.box")
 
@@ -51,12 +58,23 @@ def _refuse(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status)
 
 
+def _host_name(host_header: str) -> str:
+    """The name or address of a Host header, without port, brackets or trailing dot, lower case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
 def _same_origin(request: Request) -> bool:
     """Whether a POST comes from a page of this box (Origin, or Referer when a browser omits Origin).
 
     A LAN box has no sessions to hang a CSRF token on; browsers send Origin on every cross-site POST, so
     refusing a foreign or missing origin stops another site from changing the settings through the
-    user's browser.
+    user's browser. The Host it is compared with has passed the box's allow-list (see ``own_hosts``), so
+    a page on a rebound name (``evil.example`` resolving to the box) never gets here.
     """
     origin = request.headers.get("origin")
     if not origin or origin == "null":
@@ -74,8 +92,21 @@ def create_app(
     *,
     resolver: Address | None = None,
     zone_server: Address | None = None,
+    listen_host: str = "127.0.0.1",
 ) -> Starlette:
     state_dir: Path = keeper.state_dir
+
+    def own_hosts() -> set[str]:
+        """The names and addresses the box answers to: its certificate's name, its LAN and listen
+        addresses, loopback. Anything else in Host is DNS rebinding (a foreign name now resolving to the
+        box, which makes the attacker's page same-origin with it) or a misdirected request.
+
+        Not Starlette's TrustedHostMiddleware: the box learns its name with its first certificate (the
+        list changes while it runs), and that middleware cuts ``[::1]:8080`` at the first colon.
+        """
+        state = keeper.state
+        names = {"127.0.0.1", "::1", "localhost", _host_name(listen_host), state.lan_ip, state.hostname}
+        return {n.lower() for n in names if n}
 
     def render(request: Request) -> HTMLResponse:
         html = _templates.get_template("home.html").render(
@@ -106,16 +137,28 @@ def create_app(
             return values[0].strip() if values else None
 
         settings = BoxSettings.load(state_dir)
-        server_url, db_uuid, code, level = (field(n) for n in
-                                            ("server_url", "db_uuid", "enterprise_code", "log_level"))
-        for value in (server_url, db_uuid, code):
+        server_url, db_uuid, code, level, confirm = (field(n) for n in (
+            "server_url", "db_uuid", "enterprise_code", "log_level", "confirm_server_url"))
+        for value in (server_url, db_uuid, code, confirm):
             if value is not None and (len(value) > MAX_FIELD or any(ord(c) < 32 for c in value)):
                 return PlainTextResponse("a field is too long or holds control characters\n", status_code=400)
         if server_url is not None:
-            if server_url and (urlsplit(server_url).scheme not in ("http", "https")
-                               or not urlsplit(server_url).hostname):
-                return _refuse(400, "the service URL must be an http:// or https:// URL")
-            settings.server_url = server_url
+            if server_url:
+                try:
+                    check_service_url(server_url)
+                except InvalidServiceURL as exc:
+                    return _refuse(400, str(exc))
+            if server_url == settings.server_url:
+                settings.pending_server_url = ""
+            elif server_url and settings.enterprise_code and not code:
+                # The stored code would go to a new address at once: wait for the user's confirmation.
+                settings.pending_server_url = server_url
+            else:
+                settings.server_url, settings.pending_server_url = server_url, ""
+        if confirm is not None:
+            if not confirm or confirm != settings.pending_server_url:
+                return _refuse(400, "no such service URL is waiting for confirmation")
+            settings.server_url, settings.pending_server_url = confirm, ""
         if db_uuid is not None:
             settings.db_uuid = db_uuid
         if code:  # an empty password field keeps the stored code: the page never shows it back
@@ -125,8 +168,10 @@ def create_app(
                 return PlainTextResponse("unknown log level\n", status_code=400)
             settings.log_level = level
         settings.save(state_dir)
-        log.info("settings changed from the homepage (service %s, database %s, log level %s)",
-                 settings.server_url or "-", settings.db_uuid or "-", settings.log_level)
+        log.info("settings changed from the homepage (service %s%s, database %s, log level %s)",
+                 settings.server_url or "-",
+                 f", waiting for confirmation of {settings.pending_server_url}"
+                 if settings.pending_server_url else "", settings.db_uuid or "-", settings.log_level)
         await keeper.check("settings saved")
         return RedirectResponse("/", status_code=303)
 
@@ -169,6 +214,8 @@ def create_app(
         A form sent over plain HTTP then is refused rather than redirected: the enterprise code in it
         has already crossed the network in clear, and accepting it would keep that habit alive.
         """
+        if _host_name(request.headers.get("host", "")) not in own_hosts():
+            return _refuse(400, "refused: this box does not answer to that Host name")
         state = keeper.state
         if request.url.scheme == "http" and state.status == "OK" and state.https_url:
             target = state.https_url.rstrip("/") + request.url.path

@@ -87,10 +87,11 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
             raise CERT_NOT_CURRENT
         return pos_id
 
-    async def pair(raw: bytes | str) -> bytes:
+    async def pair(raw: bytes | str, client: Any) -> bytes:
         request = parse_model(PairRequest, parse_json_object(raw))
+        source = client.host if client is not None else "unknown"
         try:
-            result = await run_in_threadpool(desk.pair, request.posId, request.setupCode)
+            result = await run_in_threadpool(desk.pair, request.posId, request.setupCode, source)
         except CodeRefused:
             raise UNAUTHORIZED_CODE from None
         except InvalidPosId as exc:
@@ -113,7 +114,7 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
 
     @app.post("/")
     async def pair_https(request: Request) -> Response:
-        bundle = await pair(await read_body(request, PAIR_BODY_LIMIT))
+        bundle = await pair(await read_body(request, PAIR_BODY_LIMIT), request.client)
         return Response(bundle, media_type=PEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 
     @app.get("/root-ca.pem")
@@ -137,7 +138,7 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
             raw = await asyncio.wait_for(websocket.receive_text(), WS_PAIR_TIMEOUT)
             if len(raw) > PAIR_BODY_LIMIT:
                 raise TerminalError(413, f"body: larger than {PAIR_BODY_LIMIT} bytes")
-            bundle = await pair(raw)
+            bundle = await pair(raw, websocket.client)
         except TerminalError as exc:
             _log_refusal(websocket.scope, exc)
             await websocket.send_text(json.dumps({"status": exc.status, **exc.body()}))

@@ -2,13 +2,20 @@
 
 The rules bound what a guesser on the shop's network can do: a code dies after 5 wrong attempts and a
 new one takes its place, and for :data:`BURN_COOLDOWN` seconds after that every attempt is refused
-unchecked, so at most 5 guesses are checked per 30 s (the README works out the odds). Wrong, expired,
-used and cooling-down attempts all look the same to the caller: :meth:`SetupCodes.consume` returns False.
+unchecked, so at most 5 guesses are checked per code and per 30 s (the README works out the odds).
+
+One source address alone cannot burn the code: after :data:`MAX_WRONG_PER_SOURCE` (4) wrong attempts on
+the current code, that address's attempts are refused unchecked until the code changes, while others'
+are still checked. A guessing PC or a misbehaving scanner therefore burns only its own attempts and the
+cashier's POS still pairs (it was 0 of 8 pairings with one guess per second, before); only wrong codes
+from two or more addresses burn the code, as every wrong code did before. Wrong, expired, used,
+cooling-down and blocked attempts all look the same to the caller: :meth:`SetupCodes.consume` is False.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import secrets
 import threading
@@ -21,7 +28,11 @@ ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 CODE_LIFETIME = 300.0
 MAX_WRONG_ATTEMPTS = 5
+# Below MAX_WRONG_ATTEMPTS, so that one address can never burn the code for everyone.
+MAX_WRONG_PER_SOURCE = 4
 BURN_COOLDOWN = 30.0
+# What consume() counts attempts against when the caller has no address (the device's own screen, tests).
+LOCAL_SOURCE = "local"
 
 # The clock that decides expiry and cooldowns. Only a caller in the same process can replace it (tests
 # pass their own, or run the terminal through tests/lancert_with_hooks.py): nothing in the environment
@@ -33,6 +44,23 @@ def new_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
 
 
+def source_key(address: str) -> str:
+    """The unit a guesser is counted by: an IPv4 address, or the /64 of an IPv6 address.
+
+    An IPv6 host picks addresses in its /64 at will (privacy addresses), so per-address counting would
+    give it billions of fresh budgets; IPv4-mapped addresses count as the IPv4 address they carry.
+    """
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def normalize_code(value: str) -> str:
     """What a POS sends, as it would be compared: spaces and dashes dropped, upper case."""
     return value.replace(" ", "").replace("-", "").upper()
@@ -40,11 +68,15 @@ def normalize_code(value: str) -> str:
 
 @dataclass(frozen=True)
 class CodeView:
-    """What the screen shows: the code, its countdown, and the wait after a burn."""
+    """What the screen shows: the code, its countdown, the wait after a burn, and who is guessing."""
 
     code: str
     seconds_left: int
     cooldown_seconds: int
+    # Addresses refused until the next code for too many wrong codes (someone is guessing), and the
+    # number of wrong attempts checked against the current code.
+    blocked_sources: tuple[str, ...] = ()
+    wrong_attempts: int = 0
 
 
 class SetupCodes:
@@ -56,6 +88,7 @@ class SetupCodes:
         self._code: str | None = None
         self._expires = 0.0
         self._wrong = 0
+        self._wrong_by_source: dict[str, int] = {}
         self._cooldown_until = 0.0
 
     def generate(self) -> CodeView:
@@ -73,8 +106,10 @@ class SetupCodes:
             self._rotate(now)
             return self._view(now)
 
-    def consume(self, candidate: str) -> bool:
-        """True exactly once for the current code; False for anything else, counting wrong attempts."""
+    def consume(self, candidate: str, source: str = LOCAL_SOURCE) -> bool:
+        """True exactly once for the current code; False for anything else, counting wrong attempts
+        per code and per ``source`` (the client's address, see :func:`source_key`)."""
+        key = source_key(source)
         with self._lock:
             now = self._clock()
             if now < self._cooldown_until:
@@ -82,20 +117,30 @@ class SetupCodes:
             self._rotate(now)
             if self._code is None:
                 return False
+            if self._wrong_by_source.get(key, 0) >= MAX_WRONG_PER_SOURCE:
+                return False  # this address has had its guesses on this code; others still pair
             if hmac.compare_digest(normalize_code(candidate).encode(), self._code.encode()):
                 self._code = None
                 self._wrong = 0
+                self._wrong_by_source = {}
                 return True
             self._wrong += 1
+            self._wrong_by_source[key] = self._wrong_by_source.get(key, 0) + 1
             if self._wrong >= MAX_WRONG_ATTEMPTS:
                 self._issue(now)
                 self._cooldown_until = now + BURN_COOLDOWN
             return False
 
+    def blocked(self, source: str) -> bool:
+        """Whether ``source`` is refused unchecked on the current code (it guessed wrong too often)."""
+        with self._lock:
+            return self._wrong_by_source.get(source_key(source), 0) >= MAX_WRONG_PER_SOURCE
+
     def _issue(self, now: float) -> None:
         self._code = new_code()
         self._expires = now + CODE_LIFETIME
         self._wrong = 0
+        self._wrong_by_source = {}
 
     def _rotate(self, now: float) -> None:
         if self._code is not None and now >= self._expires:
@@ -106,8 +151,10 @@ class SetupCodes:
     def _view(self, now: float) -> CodeView | None:
         if self._code is None:
             return None
+        blocked = tuple(sorted(k for k, n in self._wrong_by_source.items() if n >= MAX_WRONG_PER_SOURCE))
         return CodeView(
-            self._code, _whole_seconds(self._expires - now), _whole_seconds(self._cooldown_until - now)
+            self._code, _whole_seconds(self._expires - now), _whole_seconds(self._cooldown_until - now),
+            blocked, self._wrong,
         )
 
 

@@ -32,7 +32,7 @@ from lancert.pki import (
     utcnow,
 )
 from lancert.storage import Credential, CredentialFiles, read_json, write_json
-from lancert.terminal.codes import CodeView, SetupCodes
+from lancert.terminal.codes import LOCAL_SOURCE, CodeView, SetupCodes
 from lancert.terminal.keypool import RsaKeyPool
 from lancert.terminal.registry import PosRegistry, check_pos_id, pos_uri
 
@@ -154,21 +154,32 @@ class PairingDesk:
         codes: SetupCodes | None = None,
         key_pool: RsaKeyPool | None = None,
         on_paired: Callable[[str], None] | None = None,
+        on_guessing: Callable[[str], None] | None = None,
     ) -> None:
         self.state = state
         self.codes = codes or SetupCodes()
         self.key_pool = key_pool or RsaKeyPool(0)
         self.ca = state.authority()
         self._on_paired = on_paired
+        self._on_guessing = on_guessing
         self._issue_lock = threading.Lock()
 
     def generate_code(self) -> CodeView:
         return self.codes.generate()
 
-    def pair(self, pos_id: str, setup_code: str) -> PairingResult:
-        """Consume ``setup_code`` and issue ``pos_id`` a key and certificate; the old one stops working."""
+    def pair(self, pos_id: str, setup_code: str, source: str = LOCAL_SOURCE) -> PairingResult:
+        """Consume ``setup_code`` and issue ``pos_id`` a key and certificate; the old one stops working.
+
+        ``source`` is the client's address: wrong codes are counted per address (see
+        :mod:`lancert.terminal.codes`), and the screen is told when an address gets blocked.
+        """
         check_pos_id(pos_id)
-        if not self.codes.consume(setup_code):
+        blocked_before = self.codes.blocked(source)
+        if not self.codes.consume(setup_code, source):
+            if not blocked_before and self.codes.blocked(source):
+                log.warning("too many wrong setup codes from %s: refused until the next code", source)
+                if self._on_guessing is not None:
+                    self._on_guessing(source)
             raise CodeRefused("invalid, expired or already used setup code")
         key = self.key_pool.take()
         cert = self.ca.issue(

@@ -56,6 +56,10 @@ class Screen:
         self.say(f"POS connection code: {view.code}  (refreshes in {view.seconds_left} s)  "
                  f"HTTPS {self.details.https}  WSS {self.details.wss}  port {self.details.port}")
 
+    def guessing(self, source: str) -> None:
+        """Wrong codes from ``source`` reached the per-address limit: the owner should know."""
+        self.say(f"Someone at {source} is guessing setup codes: its attempts are refused until the next code")
+
     def paired(self, pos_id: str) -> None:
         with self._lock:
             self.last_paired = pos_id
@@ -68,6 +72,8 @@ class Screen:
             "seconds_left": view.seconds_left if view else 0,
             "cooldown_seconds": view.cooldown_seconds if view else 0,
             "last_paired": self.last_paired,
+            "guessing_from": list(view.blocked_sources) if view else [],
+            "wrong_attempts": view.wrong_attempts if view else 0,
             "message": f"{SUCCESS_MESSAGE} (posId {self.last_paired})" if self.last_paired else None,
             **self.details.as_dict(),
         }
@@ -118,12 +124,18 @@ def create_screen_app(desk: PairingDesk, screen: Screen, token: str) -> FastAPI:
         elif s["code"]:
             wait = (f"<p>Too many wrong codes: usable in {s['cooldown_seconds']} s</p>"
                     if s["cooldown_seconds"] else "")
-            main = f"<p class=code>{e(s['code'])}</p><p>Refreshes in {s['seconds_left']} s</p>{wait}"
+            sources = e(", ".join(s["guessing_from"]))
+            guessing = (f"<p class=warn>Someone is guessing setup codes from {sources}"
+                        "; those attempts are refused, your POS can still pair.</p>"
+                        if s["guessing_from"] else "")
+            main = (f"<p class=code>{e(s['code'])}</p><p>Refreshes in {s['seconds_left']} s</p>{wait}"
+                    f"{guessing}")
         else:
             main = "<p>Tap Generate Code to pair a POS.</p>"
         body = f"""<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=1>
 <title>{e(s['terminal'])}</title><style>body{{font-family:sans-serif;max-width:30em;margin:2em auto}}
-.code{{font:bold 2.5em monospace;letter-spacing:.15em}}.ok{{color:green;font-weight:bold}}</style></head>
+.code{{font:bold 2.5em monospace;letter-spacing:.15em}}.ok{{color:green;font-weight:bold}}
+.warn{{color:#a00;font-weight:bold}}</style></head>
 <body><h1>{e(s['terminal'])}</h1>{main}
 <form method=post action=/code><input type=hidden name=token value="{e(token)}">
 <button>Generate Code</button></form>

@@ -76,7 +76,8 @@ def run_terminal(
     details = Details(_url("https", host, port), _url("wss", host, port), port, fingerprint_sha256(ca.root))
     screen = Screen(name, details)
     pool = RsaKeyPool(key_pool_size)
-    desk = PairingDesk(state, codes=SetupCodes(), key_pool=pool, on_paired=screen.paired)
+    desk = PairingDesk(state, codes=SetupCodes(), key_pool=pool, on_paired=screen.paired,
+                       on_guessing=screen.guessing)
     token = secrets.token_urlsafe(24)
     screen_url = f"http://127.0.0.1:{screen_sock.getsockname()[1]}/"
 
