@@ -33,6 +33,7 @@ COMPONENTS: tuple[tuple[str, str, str, bool], ...] = (
     ("box", "lancert.box.cli", "app", True),
     ("terminal", "lancert.terminal.cli", "app", True),
     ("pos", "lancert.pos.cli", "app", True),
+    ("printer", "lancert.printer.cli", "app", True),
 )
 
 
