@@ -34,6 +34,7 @@ COMPONENTS: tuple[tuple[str, str, str, bool], ...] = (
     ("terminal", "lancert.terminal.cli", "app", True),
     ("pos", "lancert.pos.cli", "app", True),
     ("printer", "lancert.printer.cli", "app", True),
+    ("scan", "lancert.scan.cli", "scan", False),
 )
 
 
