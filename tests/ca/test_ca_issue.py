@@ -8,6 +8,7 @@ CA:FALSE, AKI = the issuing intermediate's SKI, a random serial of more than 64 
 from __future__ import annotations
 
 import ipaddress
+import json
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -183,3 +184,16 @@ def test_device_create_with_ca_refuses_to_replace_a_self_signed_one(ca_dir: Path
     assert (tmp_path / "d" / "cert.pem").read_bytes() == before
     lancert("device", "create", "--ip", IP, "--dir", str(tmp_path / "d"), "--ca", str(ca_dir), "--force")
     assert len(_chain(tmp_path / "d")) == 2
+
+
+def test_trust_guide_of_a_self_signed_device_says_when_to_use_a_shop_root(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    lancert("device", "create", "--ip", IP, "--dir", str(tmp_path / "self"))
+    guide = json.loads(lancert("trust", "guide", str(tmp_path / "self" / "cert.pem"), "--os", "linux",
+                               "-o", str(tmp_path / "g1"), "--json").stdout)
+    assert any("lancert ca init" in step and "ca issue" in step for step in guide["steps"])
+    _issue(ca_dir, tmp_path / "issued", "--ip", IP)
+    issued = json.loads(lancert("trust", "guide", str(ca_dir / "root.pem"), "--os", "linux",
+                                "-o", str(tmp_path / "g2"), "--json").stdout)
+    assert not any("lancert ca init" in step for step in issued["steps"])
