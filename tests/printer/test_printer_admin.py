@@ -5,8 +5,10 @@ the shop's CA and imported (PEM or PKCS#12), each applied by a reset; HTTP only 
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import ssl
+import stat
 from pathlib import Path
 
 import httpx
@@ -134,3 +136,19 @@ def test_pkcs12_with_its_key_is_imported(tmp_path: Path, shop_ca: Path) -> None:
             client.post("/reset", data={})
         wait_for_scheme(server, "https", resets=1)
         assert _served(server) == chain
+
+
+def test_five_wrong_passwords_lock_sign_in_for_30_seconds(tmp_path: Path) -> None:
+    with running_printer(tmp_path / "p", ip=PRINTER_IP) as server, _client(server) as client:
+        for _ in range(5):
+            assert client.post("/signin", data={"id": "epson", "password": "guess"}).status_code == 403
+        serial = json.loads((tmp_path / "p" / "printer.json").read_text())["serial"]
+        locked = client.post("/signin", data={"id": "epson", "password": serial})
+        assert locked.status_code == 403  # even the right password, during the lockout
+        server.printer._locked_until = 0.0  # the lockout's end, without waiting 30 s
+        assert client.post("/signin", data={"id": "epson", "password": serial}).status_code == 303
+
+
+def test_the_serial_number_file_is_private(tmp_path: Path) -> None:
+    with running_printer(tmp_path / "p", ip=PRINTER_IP):
+        assert stat.S_IMODE((tmp_path / "p" / "printer.json").stat().st_mode) == 0o600

@@ -19,6 +19,7 @@ import re
 import secrets
 import ssl
 import threading
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -57,6 +58,10 @@ DEFAULT_DEVICE_ID = "local_printer"
 # The ePOS SDK's timeout parameter, in milliseconds (its default is 10000, 60000 is a common choice).
 MAX_TIMEOUT_MS = 300_000
 SERIAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+# After this many wrong passwords in a row, sign-in is refused unchecked for SIGN_IN_LOCKOUT seconds:
+# guessing a 9-character serial online is hopeless anyway, this keeps a script from hammering it.
+SIGN_IN_ATTEMPTS = 5
+SIGN_IN_LOCKOUT = 30.0
 _RECEIPT = re.compile(r"^(\d{6})\.json$")
 
 
@@ -76,6 +81,8 @@ class Printer:
         self.credentials = CredentialFiles(self.directory)
         self.credentials.recover()
         self._receipt_lock = threading.Lock()
+        self._failed_sign_ins = 0
+        self._locked_until = 0.0
         self.serial = self._serial()
         # What the running server serves: set at start and at each reset, so pages can say what a reset
         # would change.
@@ -93,10 +100,19 @@ class Printer:
         return serial
 
     def check_sign_in(self, user: str, password: str) -> bool:
-        """ID ``epson`` and the serial number, compared in constant time."""
+        """ID ``epson`` and the serial number, compared in constant time; refused during a lockout."""
+        if time.monotonic() < self._locked_until:
+            return False
         user_ok = hmac.compare_digest(user.encode(), ADMIN_ID.encode())
         password_ok = hmac.compare_digest(password.encode(), self.serial.encode())
-        return user_ok and password_ok
+        if user_ok and password_ok:
+            self._failed_sign_ins = 0
+            return True
+        self._failed_sign_ins += 1
+        if self._failed_sign_ins >= SIGN_IN_ATTEMPTS:
+            self._failed_sign_ins = 0
+            self._locked_until = time.monotonic() + SIGN_IN_LOCKOUT
+        return False
 
     # ---- printing ------------------------------------------------------------------------------
     @property

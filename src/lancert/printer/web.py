@@ -36,6 +36,8 @@ EPOS_PATH = "/cgi-bin/epos/service.cgi"
 MAX_EPOS_BODY = 1024 * 1024
 MAX_FORM_BYTES = 64 * 1024
 SESSION_COOKIE = "epos_session"
+# A printer has one or two administrators: the oldest session goes when a new one passes this.
+MAX_SESSIONS = 16
 # What the ePOS SDK for JavaScript sends besides Content-Type; a preflight asking for others is refused.
 ALLOWED_REQUEST_HEADERS = ("content-type", "soapaction", "if-modified-since")
 _templates = Environment(loader=PackageLoader("lancert.printer", "templates"), autoescape=select_autoescape())
@@ -77,7 +79,7 @@ async def read_body(request: Request, limit: int) -> bytes | None:
 
 
 def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], None]) -> Starlette:
-    sessions: set[str] = set()
+    sessions: dict[str, None] = {}  # insertion-ordered: the oldest first
 
     def signed_in(request: Request) -> bool:
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -120,7 +122,9 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             return page(request, error="Wrong ID or password (ID: epson; password: the serial number).",
                         status=403)
         token = secrets.token_urlsafe(32)
-        sessions.add(token)
+        sessions[token] = None
+        while len(sessions) > MAX_SESSIONS:
+            del sessions[next(iter(sessions))]
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
                             secure=request.url.scheme == "https")
