@@ -121,7 +121,9 @@ class Printer:
 
     def print_job(self, device_id: str | None, timeout: str | None, document: bytes) -> Response:
         """The answer to one ePOS-Print request; a printed receipt is stored before success is answered."""
-        if timeout is not None and not (timeout.isdigit() and int(timeout) <= MAX_TIMEOUT_MS):
+        # isascii: str.isdigit() also accepts "²" and other digits int() refuses.
+        if timeout is not None and not (timeout.isascii() and timeout.isdigit()
+                                        and int(timeout) <= MAX_TIMEOUT_MS):
             return Response(False, SCHEMA_ERROR)
         if device_id not in self.device_ids:
             return Response(False, DEVICE_NOT_FOUND)

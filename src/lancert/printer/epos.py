@@ -108,7 +108,7 @@ def _receipt_item(element: ET.Element) -> dict[str, str | int]:
         return {"text": element.text or ""}
     if tag == "feed":
         line = element.get("line", "1")
-        if not line.isdigit() or int(line) > 255:
+        if not (line.isascii() and line.isdigit()) or int(line) > 255:
             raise SchemaError("feed line must be 0 to 255")
         return {"feed": int(line)}
     if tag == "cut":

@@ -68,7 +68,7 @@ class Origins:
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as it passes ``limit`` bytes (declared or counted on the stream)."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not (declared.isascii() and declared.isdigit() and int(declared) <= limit):
         return None
     body = bytearray()
     async for chunk in request.stream():
@@ -135,7 +135,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
         if isinstance(fields, Response):
             return fields
         years = fields.get("years", "")
-        if not years.isdigit():
+        if not (years.isascii() and years.isdigit()):
             return page(request, error="Validity Period: choose a number of years.", status=400)
         try:
             credential = await run_in_threadpool(

@@ -23,7 +23,7 @@ def parse_ports(text: str) -> tuple[int, ...]:
     ports: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if not part.isdigit() or not 1 <= int(part) <= 65535:
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 65535:
             raise UsageError(f"--ports: {part!r} is not a port number (1-65535)")
         if int(part) not in ports:
             ports.append(int(part))
