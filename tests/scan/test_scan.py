@@ -57,6 +57,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
     lancert("device", "create", "--ip", "127.0.0.2", "--dir", str(base / "printer"))
     printer = PrinterServer(Printer(base / "printer", ip="127.0.0.2"), host="127.0.0.2",
                             port=ports[0]).start_in_thread()
+    fresh = PrinterServer(Printer(base / "fresh", ip="127.0.0.5"), host="127.0.0.5",  # no certificate yet
+                          port=ports[0]).start_in_thread()
     service = Service(base / "service").start()
     box = Box(base / "box", ["--server", service.url, "--db-uuid", service.add_db(),
                              "--enterprise-code", CODE, "--host", "127.0.0.3", "--lan-ip", "127.0.0.3"])
@@ -77,6 +79,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         box.stop()
         service.stop()
         printer.stop()
+        fresh.stop()
 
 
 def _scan(shop: Shop, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -87,7 +90,8 @@ def _scan(shop: Shop, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
 
 
 def _by_address(report: dict) -> dict[str, dict]:  # type: ignore[type-arg]
-    return {s["address"]: s for s in report["services"]}
+    """The TLS services (the fresh printer on 127.0.0.5 speaks plain HTTP)."""
+    return {s["address"]: s for s in report["services"] if s["tls"]}
 
 
 def test_scan_finds_the_three_devices_and_says_what_each_is(shop: Shop, tmp_path: Path) -> None:
@@ -114,7 +118,14 @@ def test_scan_finds_the_three_devices_and_says_what_each_is(shop: Shop, tmp_path
 
     terminal = found["127.0.0.4"]["certificate"]
     assert terminal["self_signed"] is False and "127.0.0.4" in terminal["names"]
-    assert all(s["trusted"] for s in report["services"]) and code == 0
+    assert all(s["trusted"] for s in found.values()) and code == 0
+
+
+def test_a_printer_fresh_from_the_box_shows_as_no_tls_and_does_not_change_the_exit(shop: Shop) -> None:
+    code, report = _scan(shop, "--ca", str(shop.bundle), "--warn-days", "0")
+    (fresh,) = [s for s in report["services"] if not s["tls"]]
+    assert (fresh["address"], fresh["kind"], fresh["status"]) == ("127.0.0.5", "ePOS printer", "no-tls")
+    assert code == 0
 
 
 def test_untrusted_devices_exit_2_naming_the_reason(shop: Shop, tmp_path: Path) -> None:

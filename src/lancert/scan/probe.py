@@ -82,18 +82,17 @@ def _get(url: str, timeout: float) -> tuple[int, dict[str, str], bytes]:
 
 def device_kind(found: Found, timeout: float) -> str:
     """What kind of device serves ``found`` (see the module docstring for the signs)."""
-    if not found.chain:
-        return UNKNOWN
-    if browser_name(found.address, found.chain[0]) != found.address:
+    if found.chain and browser_name(found.address, found.chain[0]) != found.address:
         return BOX
     host = f"[{found.address}]" if ":" in found.address else found.address
-    base = f"https://{host}:{found.port}"
+    # Without TLS: a printer fresh from the box still answers ePOS-Print over plain HTTP.
+    base = f"{'https' if found.chain else 'http'}://{host}:{found.port}"
     try:
         status, headers, _ = _get(f"{base}/cgi-bin/epos/service.cgi", timeout)
         if status == 405 and "POST" in headers.get("allow", "").upper():
             return PRINTER
         status, _, body = _get(f"{base}/root-ca.pem", timeout)
-        if status == 200 and body.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
+        if found.chain and status == 200 and body.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
             return TERMINAL
     except (httpx.HTTPError, OSError, ssl.SSLError):
         pass
