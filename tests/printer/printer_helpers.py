@@ -46,6 +46,13 @@ def sign_in(client: httpx.Client, directory: Path) -> None:
     assert answer.status_code == 303, answer.text
 
 
+def choose_and_reset(client: httpx.Client, certificate: str) -> None:
+    """Security → SSL/TLS: choose ``self-signed`` or ``ca-signed`` as the server certificate, then Reset."""
+    chosen = client.post("/certificate/server", data={"certificate": certificate})
+    assert chosen.status_code == 200, chosen.text
+    assert client.post("/reset", data={}).status_code == 200
+
+
 def wait_for_scheme(server: PrinterServer, scheme: str, resets: int, timeout: float = 20) -> None:
     """Poll until the server restarted (``resets`` done) and serves ``scheme``."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from printer_helpers import PRINTER_IP, receipts, running_printer, sign_in, wait_for_scheme
+from printer_helpers import PRINTER_IP, choose_and_reset, receipts, running_printer, sign_in, wait_for_scheme
 
 from chromium import run_script
 from lancert.pki import read_certificates
@@ -112,7 +112,7 @@ def _install_ca_signed(printer: PrinterServer, directory: Path, shop: Path, work
         lancert("ca", "issue", "--dir", str(shop / "ca"), "--csr", str(work / "printer.csr"), "-o", str(work))
         imported = client.post("/certificate/import", data={"pem": (work / "cert.pem").read_text()})
         assert imported.status_code == 200, imported.text
-        client.post("/reset", data={})
+        choose_and_reset(client, "ca-signed")
     wait_for_scheme(printer, "https", resets=resets)
     return work / "cert.pem"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from printer_helpers import PRINTER_IP, running_printer, sign_in, wait_for_scheme
+from printer_helpers import PRINTER_IP, choose_and_reset, running_printer, sign_in, wait_for_scheme
 
 from lancert.pki import fingerprint_sha256, read_certificates
 from lancert.pki.formats import p12
@@ -69,15 +69,16 @@ def test_self_signed_certificate_is_created_once_and_served_after_reset(tmp_path
             sign_in(client, directory)
             created = client.post("/certificate/self-signed", data={"common_name": PRINTER_IP, "years": "2"})
             assert created.status_code == 200, created.text
-            assert "Reset" in created.text
-            (cert,) = read_certificates(directory / "cert.pem")
+            listed = directory / "certificates" / "self-signed" / "cert.pem"
+            (cert,) = read_certificates(listed)
             assert cert.subject.rfc4514_string() == f"CN={PRINTER_IP}"
-            assert server.url.startswith("http://")  # not applied before the reset
+            assert not (directory / "cert.pem").exists()  # listed, not yet the server certificate
             again = client.post("/certificate/self-signed", data={"common_name": PRINTER_IP, "years": "1"})
             assert again.status_code == 409
             assert "would break HTTPS for every device that trusts" in again.text
+            assert read_certificates(listed) == [cert]
+            choose_and_reset(client, "self-signed")
             assert read_certificates(directory / "cert.pem") == [cert]
-            client.post("/reset", data={})
         wait_for_scheme(server, "https", resets=1)
         assert _served(server) == [cert]
         with _client(server) as client:
@@ -100,7 +101,7 @@ def test_csr_signed_by_the_shop_ca_is_imported_and_served(tmp_path: Path, shop_c
             imported = client.post("/certificate/import",
                                    data={"pem": (tmp_path / "issued" / "cert.pem").read_text()})
             assert imported.status_code == 200, imported.text
-            client.post("/reset", data={})
+            choose_and_reset(client, "ca-signed")
         wait_for_scheme(server, "https", resets=1)
         assert _served(server) == read_certificates(tmp_path / "issued" / "cert.pem")
         assert not (directory / "pending" / "key.pem").exists()
@@ -115,6 +116,8 @@ def test_a_certificate_for_another_key_is_refused(tmp_path: Path, shop_ca: Path)
         refused = client.post("/certificate/import",
                               data={"pem": (tmp_path / "other" / "cert.pem").read_text()})
         assert refused.status_code == 400 and "does not belong" in refused.text
+        assert not (directory / "certificates" / "ca-signed").exists()
+        assert client.post("/certificate/server", data={"certificate": "ca-signed"}).status_code == 400
         assert not (directory / "cert.pem").exists()
 
 
@@ -133,7 +136,7 @@ def test_pkcs12_with_its_key_is_imported(tmp_path: Path, shop_ca: Path) -> None:
             ok = client.post("/certificate/import", data={"pkcs12": base64.b64encode(bundle).decode(),
                                                           "password": "s3cret"})
             assert ok.status_code == 200, ok.text
-            client.post("/reset", data={})
+            choose_and_reset(client, "ca-signed")
         wait_for_scheme(server, "https", resets=1)
         assert _served(server) == chain
 
@@ -152,3 +155,25 @@ def test_five_wrong_passwords_lock_sign_in_for_30_seconds(tmp_path: Path) -> Non
 def test_the_serial_number_file_is_private(tmp_path: Path) -> None:
     with running_printer(tmp_path / "p", ip=PRINTER_IP):
         assert stat.S_IMODE((tmp_path / "p" / "printer.json").stat().st_mode) == 0o600
+
+
+def test_ssl_tls_switches_between_the_listed_certificates(tmp_path: Path, shop_ca: Path) -> None:
+    directory = tmp_path / "p"
+    lancert("device", "create", "--ip", PRINTER_IP, "--dir", str(directory))  # serving self-signed
+    (self_signed,) = read_certificates(directory / "cert.pem")
+    lancert("ca", "issue", "--dir", str(shop_ca), "--ip", PRINTER_IP, "-o", str(tmp_path / "issued"))
+    bundle = (tmp_path / "issued" / "cert.pem").read_text() + (tmp_path / "issued" / "key.pem").read_text()
+    with running_printer(directory, ip=PRINTER_IP) as server:
+        assert _served(server) == [self_signed]
+        with _client(server) as client:
+            sign_in(client, directory)
+            assert 'value="self-signed" checked' in client.get("/").text  # device create's joined the list
+            assert client.post("/certificate/import", data={"pem": bundle}).status_code == 200
+            choose_and_reset(client, "ca-signed")
+        wait_for_scheme(server, "https", resets=1)
+        assert _served(server) == read_certificates(tmp_path / "issued" / "cert.pem")
+        with _client(server) as client:
+            sign_in(client, directory)
+            choose_and_reset(client, "self-signed")
+        wait_for_scheme(server, "https", resets=2)
+        assert _served(server) == [self_signed]

@@ -3,13 +3,15 @@
 What a real Epson TM printer's firmware does behind its web configuration, without any HTTP: sign-in
 with ID ``epson`` and the serial number as password; a self-signed certificate made once (the very code
 of ``lancert device create``, so the generate-once guard and its warning are the same); a CSR whose key
-stays on the printer, and the import of a CA-signed certificate (PEM, or PKCS#12 with its key); changes
-apply at the next reset, as on the real printers. :mod:`lancert.printer.web` is a thin page over this.
+stays on the printer, and the import of a CA-signed certificate (PEM, or PKCS#12 with its key). As on the
+real printers the certificate list holds both kinds; Security → SSL/TLS chooses the server certificate,
+and a reset applies it. :mod:`lancert.printer.web` is a thin page over this.
 
-Files in the printer's directory: ``cert.pem``/``key.pem`` (what it serves, swapped as a pair by
-:class:`~lancert.storage.CredentialFiles`), ``printer.json`` (0600: the serial number, i.e. the admin
-password), ``pending/key.pem`` + ``pending/request.csr`` (a CSR waiting for its certificate),
-``receipts/NNNNNN.json`` (every printed job: text, cuts, barcodes, in order).
+Files in the printer's directory: ``cert.pem``/``key.pem`` (the server certificate, what ``device create``
+writes and the printer serves, swapped as a pair by :class:`~lancert.storage.CredentialFiles`),
+``certificates/self-signed/`` and ``certificates/ca-signed/`` (the certificate list), ``printer.json``
+(0600: the serial number, i.e. the admin password), ``pending/key.pem`` + ``pending/request.csr`` (a CSR
+waiting for its certificate), ``receipts/NNNNNN.json`` (every printed job: text, cuts, barcodes, in order).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from lancert.pki import (
     SubjectNames,
     create_csr,
     generate_private_key,
+    is_self_issued,
     load_certificates,
     load_pkcs12,
     load_private_key_pem,
@@ -63,6 +66,8 @@ SERIAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 SIGN_IN_ATTEMPTS = 5
 SIGN_IN_LOCKOUT = 30.0
 _RECEIPT = re.compile(r"^(\d{6})\.json$")
+SELF_SIGNED, CA_SIGNED = "self-signed", "ca-signed"
+CERTIFICATE_LIST = (SELF_SIGNED, CA_SIGNED)
 
 
 class PrinterError(LancertError):
@@ -80,6 +85,9 @@ class Printer:
         self.device_ids = frozenset(device_ids)
         self.credentials = CredentialFiles(self.directory)
         self.credentials.recover()
+        for name in CERTIFICATE_LIST:
+            self.listed(name).recover()
+        self._list_server_certificate()
         self._receipt_lock = threading.Lock()
         self._failed_sign_ins = 0
         self._locked_until = 0.0
@@ -159,9 +167,44 @@ class Printer:
         context.load_cert_chain(self.credentials.cert_path, self.credentials.key_path)
         return context
 
+    def listed(self, name: str) -> CredentialFiles:
+        """One entry of the certificate list (``self-signed`` or ``ca-signed``)."""
+        if name not in CERTIFICATE_LIST:
+            raise PrinterError(f"no certificate {name!r} (choose {' or '.join(CERTIFICATE_LIST)})")
+        return CredentialFiles(self.directory / "certificates" / name)
+
+    def certificate_list(self) -> dict[str, x509.Certificate | None]:
+        listed = {}
+        for name in CERTIFICATE_LIST:
+            try:
+                listed[name] = self.listed(name).read().certificate
+            except StorageError:
+                listed[name] = None
+        return listed
+
+    def _list_server_certificate(self) -> None:
+        """A server certificate made outside the page (``device create``) joins the list under its kind."""
+        try:
+            server = self.credentials.read()
+        except StorageError:
+            return
+        entry = self.listed(SELF_SIGNED if is_self_issued(server.certificate) else CA_SIGNED)
+        if not entry.exists():
+            entry.write(server)
+
     def create_self_signed(self, common_name: str, years: int, *, force: bool = False) -> Credential:
         """Authentication → Certificate List → create: the same call (and refusal) as ``device create``."""
-        return create_device_certificate(self.directory, ip=common_name.strip(), years=years, force=force)
+        directory = self.listed(SELF_SIGNED).directory
+        return create_device_certificate(directory, ip=common_name.strip(), years=years, force=force)
+
+    def choose_server_certificate(self, name: str) -> x509.Certificate:
+        """Security → SSL/TLS → server certificate: becomes ``cert.pem``/``key.pem``, served after a reset."""
+        try:
+            credential = self.listed(name).read()
+        except StorageError:
+            raise PrinterError(f"the certificate list has no {name} certificate yet") from None
+        self.credentials.write(credential)
+        return credential.certificate
 
     @property
     def _pending(self) -> CredentialFiles:
@@ -220,7 +263,7 @@ class Printer:
             raise PrinterError("the certificate does not belong to this printer's key (the pending CSR's)")
         if utcnow() > leaf.not_valid_after_utc:
             raise PrinterError("the certificate has expired")
-        self.credentials.write(Credential(tuple(chain), key))  # type: ignore[arg-type]
+        self.listed(CA_SIGNED).write(Credential(tuple(chain), key))  # type: ignore[arg-type]
         for stale in (self._pending.key_path, self._pending.cert_path):
             stale.unlink(missing_ok=True)
         return leaf

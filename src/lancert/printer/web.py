@@ -93,6 +93,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             served=summarize(served) if served else None, stored=summarize(stored) if stored else None,
             pending_reset=stored is not None and stored != served, years=range(MIN_YEARS, MAX_YEARS + 1),
             receipts=printer.receipts()[-5:], epos_path=EPOS_PATH,
+            listed={k: summarize(v) if v else None for k, v in printer.certificate_list().items()},
         )
         return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS, background=background)
 
@@ -146,7 +147,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             return page(request, error=str(exc), status=409 if "already holds" in str(exc) else 400)
         cert = credential.certificate
         warning = apple_validity_warning(cert.not_valid_after_utc - cert.not_valid_before_utc) or ""
-        return page(request, message=f"Self-signed certificate created. Reset to use it. {warning}")
+        return page(request, message=f"Self-signed certificate created. Choose it under SSL/TLS. {warning}")
 
     async def make_csr(request: Request) -> Response:
         fields = await form(request)
@@ -184,7 +185,18 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
         except LancertError as exc:
             return page(request, error=str(exc), status=400)
         return page(request, message=f"Imported the certificate for {', '.join(summarize(leaf).names)}. "
-                    "Reset the printer to use it.")
+                    "Choose it under SSL/TLS.")
+
+    async def choose(request: Request) -> Response:
+        fields = await form(request)
+        if isinstance(fields, Response):
+            return fields
+        try:
+            cert = await run_in_threadpool(printer.choose_server_certificate, fields.get("certificate", ""))
+        except LancertError as exc:
+            return page(request, error=str(exc), status=400)
+        return page(request, message=f"Server certificate: {', '.join(summarize(cert).names)} "
+                    f"({fields['certificate']}). Reset the printer to use it.")
 
     async def reset(request: Request) -> Response:
         fields = await form(request)
@@ -225,6 +237,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
         Route("/certificate/csr", make_csr, methods=["POST"]),
         Route("/certificate/csr", download_csr, methods=["GET"]),
         Route("/certificate/import", import_certificate, methods=["POST"]),
+        Route("/certificate/server", choose, methods=["POST"]),
         Route("/reset", reset, methods=["POST"]),
         Route(EPOS_PATH, epos, methods=["POST", "OPTIONS"]),
     ])
