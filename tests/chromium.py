@@ -103,3 +103,86 @@ def screenshot(url: str, out_png: Path, *, home: Path, resolve: Mapping[str, str
     extra = [f"--screenshot={out_png}", f"--window-size={size[0]},{size[1]}"]
     _, err = _run(url, extra, home, resolve, timeout)
     return _verdict("", err, None)
+
+
+def run_script(url: str, script: str, *, home: Path, resolve: Mapping[str, str] | None = None,
+               screenshot_png: Path | None = None, timeout: float = 60.0) -> str:
+    """Open ``url``, evaluate ``script`` (an expression; a promise is awaited) over the DevTools protocol,
+    and return its value as a string; optionally save a PNG of the page afterwards.
+
+    This is how a test presses a button and reads what the page shows. Chromium writes the DevTools port
+    to ``<user-data-dir>/DevToolsActivePort`` when started with ``--remote-debugging-port=0``.
+    """
+    import base64
+    import json
+    import time
+    import urllib.request
+
+    from websockets.sync.client import connect
+
+    home.mkdir(parents=True, exist_ok=True)
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=home))
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+           "--remote-debugging-address=127.0.0.1", f"--host-resolver-rules={resolver_rules(resolve)}",
+           "--window-size=1100,800", url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "HOME": str(home)}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        port_file = profile / "DevToolsActivePort"
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("Chromium did not open its DevTools port")
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        page_ws = None
+        while page_ws is None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
+                pages = [t for t in json.load(answer) if t.get("type") == "page"]
+            page_ws = pages[0]["webSocketDebuggerUrl"] if pages else None
+            if page_ws is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("Chromium opened no page")
+                time.sleep(0.05)
+        with connect(page_ws, max_size=64 * 1024 * 1024, open_timeout=10) as ws:
+            next_id = 0
+
+            def call(method: str, **params: object) -> dict:  # type: ignore[type-arg]
+                nonlocal next_id
+                next_id += 1
+                ws.send(json.dumps({"id": next_id, "method": method, "params": params}))
+                while True:
+                    message = json.loads(ws.recv(timeout=max(1.0, deadline - time.monotonic())))
+                    if message.get("id") == next_id:
+                        if "error" in message:
+                            raise RuntimeError(f"{method}: {message['error']}")
+                        return message["result"]
+
+            # The first document is about:blank; a page that failed to load becomes chrome-error://.
+            wait_loaded = ("new Promise(r => { const f = () => (location.href !== 'about:blank' && "
+                           "document.readyState === 'complete') ? r(location.href) : setTimeout(f, 50); "
+                           "f(); })")
+            where = ""
+            while not where:
+                try:  # the navigation away from about:blank destroys the context an evaluation runs in
+                    loaded = call("Runtime.evaluate", expression=wait_loaded, awaitPromise=True,
+                                  returnByValue=True)
+                except RuntimeError as exc:
+                    if "context" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+                    continue
+                where = str(loaded["result"].get("value") or "")
+            if where.startswith("chrome-error:"):
+                raise RuntimeError(f"{url} did not load (a certificate or network error)")
+            result = call("Runtime.evaluate", expression=script, awaitPromise=True, returnByValue=True)
+            if "exceptionDetails" in result:
+                raise RuntimeError(f"script failed: {result['exceptionDetails']}")
+            if screenshot_png is not None:
+                shot = call("Page.captureScreenshot", format="png")
+                Path(screenshot_png).write_bytes(base64.b64decode(shot["data"]))
+            return str(result["result"].get("value"))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)

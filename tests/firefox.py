@@ -44,13 +44,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 FIREFOX = shutil.which("firefox-esr") or "/usr/bin/firefox-esr"
 ADDRESS = "192.168.1.25"
 PORT = 443
+PRINTER_PORT = 8043  # the printer simulator's port inside the namespace (visit(printer_dir=...))
 MARIONETTE_PORT = 2828
 PROFILE_NAME = "lancert.default-release"
 
@@ -148,20 +149,27 @@ def sealed_namespaces_work() -> bool:
         return False
 
 
-def visit(steps: Sequence[str | Sequence[str]], *, profile: Path, chain: Path, key: Path,
-          marker: str | None = None, timeout: float = 90.0) -> list[PageLoad]:
-    """Start Firefox once with ``profile`` and take ``steps`` in order: URLs to load, commands to run.
+def visit(steps: Sequence[str | Sequence[str] | Mapping[str, str]], *, profile: Path, chain: Path, key: Path,
+          marker: str | None = None, page: Path | None = None, printer_dir: Path | None = None,
+          timeout: float = 90.0) -> list[PageLoad]:
+    """Start Firefox once with ``profile`` and take ``steps`` in order: URLs to load, commands to run,
+    and ``{"url": ..., "script": ...}`` steps that load a page and run an async script in it (the script
+    ends by calling ``arguments[arguments.length - 1](value)``; ``text`` is that value).
 
     HOME is the profile's home (``profile`` is ``<home>/.mozilla/firefox/<name>``); the server serves
-    ``chain`` (leaf first) with ``key``. One :class:`PageLoad` per step. Raises RuntimeError with the
-    probe's and Firefox's output when the probe itself fails.
+    ``chain`` (leaf first) with ``key``, and the HTML in ``page`` if given (else a marker page). With
+    ``printer_dir`` the ePOS printer simulator (its certificate in that directory) also runs inside the
+    namespace, at ``https://192.168.1.25:8043/``. One :class:`PageLoad` per step. Raises RuntimeError with
+    the probe's and Firefox's output when the probe itself fails.
     """
     profile = Path(profile).resolve()
     home = profile.parents[2]
     request = {
-        "steps": [s if isinstance(s, str) else [str(a) for a in s] for s in steps],
+        "steps": [s if isinstance(s, str | Mapping) else [str(a) for a in s] for s in steps],
         "profile": str(profile), "home": str(home), "chain": str(Path(chain).resolve()),
         "key": str(Path(key).resolve()), "marker": marker, "log": str(home / "firefox.log"),
+        "page": str(Path(page).resolve()) if page else None,
+        "printer": str(Path(printer_dir).resolve()) if printer_dir else None,
     }
     cmd = ["unshare", "--net", sys.executable, str(Path(__file__).resolve()), "--probe"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -194,11 +202,25 @@ def _isolate(address: str) -> None:
     subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
 
 
-def _serve(chain: str, key: str, marker: str | None) -> None:
+def _serve(chain: str, key: str, marker: str | None, page_file: str | None, printer: str | None) -> None:
     from lancert.up.printer import serve_page
 
     page = f"<html><body><p>{marker or 'page'}</p></body></html>".encode()
-    serve_page(Path(chain), Path(key), page, host=ADDRESS, port=PORT)
+    serve_page(Path(chain), Path(key), Path(page_file).read_bytes() if page_file else page, host=ADDRESS,
+               port=PORT)
+    if printer:
+        from lancert.printer.device import Printer
+        from lancert.printer.server import PrinterServer
+
+        PrinterServer(Printer(Path(printer), ip=ADDRESS), host=ADDRESS, port=PRINTER_PORT).start_in_thread()
+
+
+def _run_script(client: object, target: str, script: str) -> list[object]:
+    loaded = _load(client, target, None)
+    if not loaded[0]:
+        return loaded
+    value = client.execute_async_script(script, script_timeout=30000)  # type: ignore[attr-defined]
+    return [True, "ran", str(value)]
 
 
 def _load(client: object, target: str, marker: str | None) -> list[object]:
@@ -224,7 +246,7 @@ def _load(client: object, target: str, marker: str | None) -> list[object]:
 def _probe() -> None:
     request = json.load(sys.stdin)
     _isolate(ADDRESS)
-    _serve(request["chain"], request["key"], request["marker"])
+    _serve(request["chain"], request["key"], request["marker"], request.get("page"), request.get("printer"))
     env = {**os.environ, "HOME": request["home"], "MOZ_CRASHREPORTER_DISABLE": "1"}
     with open(request["log"], "ab") as log:
         firefox = subprocess.Popen(
@@ -240,6 +262,8 @@ def _probe() -> None:
         for step in request["steps"]:
             if isinstance(step, str):
                 results.append(_load(client, step, request["marker"]))
+            elif isinstance(step, dict):
+                results.append(_run_script(client, step["url"], step["script"]))
             else:
                 done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=60, check=False)
                 last = done.stderr.strip().splitlines()[-1:] or [""]

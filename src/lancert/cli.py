@@ -38,6 +38,8 @@ COMPONENTS: tuple[tuple[str, str, str, bool], ...] = (
     ("box", "lancert.box.cli", "app", True),
     ("terminal", "lancert.terminal.cli", "app", True),
     ("pos", "lancert.pos.cli", "app", True),
+    ("printer", "lancert.printer.cli", "app", True),
+    ("scan", "lancert.scan.cli", "scan", False),
 )
 
 # What ``lancert --help`` shows per component without importing it; the same text as the component's

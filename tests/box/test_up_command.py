@@ -57,6 +57,11 @@ def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_
     assert printer["padlock"] is True
     assert printer["url"].startswith("https://127.0.0.1:")
     assert printer["trust_file"] == str(tmp_path / "printer" / "cert.pem")
+    epos = "cgi-bin/epos/service.cgi?devid=local_printer&timeout=10000"
+    assert printer["epos_url"] == printer["url"] + epos
+    pos_page = devices["POS demo page (shop CA)"]  # the browser POS that prints on the printer
+    assert pos_page["padlock"] is True and pos_page["prints_to"] == printer["epos_url"]
+    assert pos_page["trust_file"] == str(tmp_path / "shop-ca" / "root.pem")
     box = devices["IoT box (provisioned)"]
     assert box["padlock"] is True, box["detail"]
     assert re.fullmatch(r"https://127-0-0-1\.[a-z0-9]+\.iot\.lancert\.test:\d+/", box["url"])
@@ -73,7 +78,7 @@ def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_
     assert (tmp_path / "demo-database.json").stat().st_mode & 0o777 == 0o600
     again = _up("--check", "--data-dir", str(tmp_path))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("padlock:  yes") == 3
+    assert again.stdout.count("padlock:  yes") == 4
     assert (tmp_path / "printer" / "cert.pem").read_bytes() == first
     assert (tmp_path / "demo-database.json").read_text() == database
     assert (tmp_path / "box" / "cert.pem").read_bytes() == box_cert  # still valid: not renewed

@@ -1,7 +1,9 @@
 """A CA kept on disk: a root and an intermediate, made once and loaded thereafter.
 
-The service and the terminal each keep one. The root key signs only the intermediate; leaves come from
-the intermediate, so a leaked leaf-signing key can be replaced without asking every client to re-trust.
+The service and the terminal each keep one; ``lancert ca init`` makes the shop's own, from which
+:mod:`lancert.ca.issue` gives devices their certificates (``ca issue``, ``device create --ca``).
+The root key signs only the intermediate; leaves come from the intermediate, so a leaked leaf-signing
+key can be replaced without asking every client to re-trust.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""The self-signed device flow: the certificate a receipt printer makes for itself, once."""
+"""The device flow: the certificate a receipt printer makes for itself, once (or gets from the shop's CA)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from lancert.errors import LancertError, UsageError
 from lancert.pki import (
@@ -56,29 +59,62 @@ def create_device_certificate(
     years: int = 1,
     key_kind: KeyKind | str = KeyKind.EC,
     force: bool = False,
+    ca: Path | None = None,
 ) -> Credential:
     """Make and store ``cert.pem``/``key.pem`` for a device at ``ip``; refuse to replace one unless forced.
 
-    Everything is validated before anything is written, so bad input changes nothing on disk.
+    With ``ca`` (a ``lancert ca init`` directory) the certificate is issued by that CA instead of being
+    self-signed; a certificate the same CA issued is then replaced without ``force``, because clients
+    trust the root, not the leaf. Everything is validated before anything is written, so bad input
+    changes nothing on disk.
     """
     names = SubjectNames.parse(dns=dns, ips=[ip])
     validity = validity_for_years(years)
+    authority = None
+    if ca is not None:
+        from lancert.ca import CADirectory
+
+        authority = CADirectory(ca).load()
     files = CredentialFiles(directory)
     # A crash during an earlier create may have left a staged pair: finish or drop it first, so the
     # refusal below looks at the certificate the device really serves.
     files.recover()
     if files.exists() and not force:
-        try:
-            fp = fingerprint_sha256(files.read().certificate)
-            what = f"a certificate (SHA-256 {fp[:23]}…)"
-        except StorageError:
-            what = "certificate files"
-        raise CertificateExists(
-            f"{directory} already holds {what}; a new one would break HTTPS for every device that trusts "
-            "the old one. Use --force to replace it anyway"
-        )
+        refuse_replacing(files, directory, authority.certificate if authority else None)
     key = generate_private_key(key_kind)
-    cert = self_signed_certificate(key, names, common_name=str(names.ips[0]), validity=validity)
-    credential = Credential((cert,), key)
+    if authority is not None:
+        from lancert.ca.issue import issue_device_certificate
+
+        chain = issue_device_certificate(authority, key.public_key(), names, validity=validity)
+    else:
+        chain = (self_signed_certificate(key, names, common_name=str(names.ips[0]), validity=validity),)
+    credential = Credential(chain, key)
     files.write(credential)
     return credential
+
+
+def refuse_replacing(files: CredentialFiles, directory: Path, issuer: x509.Certificate | None = None) -> None:
+    """The generate-once guard: raise :class:`CertificateExists` for the certificate in ``files``.
+
+    Only a certificate that ``issuer`` (the shop CA about to issue its successor) signed may be replaced
+    freely: every client of such a device trusts the CA, so the new leaf works where the old one did.
+    """
+    try:
+        current = files.read().certificate
+    except StorageError:
+        current = None
+    if current is not None and issuer is not None and _issued_by(current, issuer):
+        return
+    what = f"a certificate (SHA-256 {fingerprint_sha256(current)[:23]}…)" if current else "certificate files"
+    raise CertificateExists(
+        f"{directory} already holds {what}; a new one would break HTTPS for every device that trusts "
+        "the old one. Use --force to replace it anyway"
+    )
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

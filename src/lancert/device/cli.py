@@ -23,14 +23,19 @@ def create(
     years: Annotated[int, typer.Option("--years", help="Validity in years, 1 to 10.")] = 1,
     key: Annotated[KeyKind, typer.Option("--key", help="Key type: ec (P-256) or rsa (2048).")] = KeyKind.EC,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing certificate.")] = False,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="A 'lancert ca init' directory: issued by the shop's CA, not self-signed."),
+    ] = None,
 ) -> None:
-    """Make the certificate a device would make for itself, once.
+    """Make the certificate a device would make for itself, once (or one issued by the shop's CA).
 
-    A device keeps this certificate for its whole validity: every browser or POS that trusted it stops
-    connecting if it changes, so an existing one is only replaced with --force.
+    A self-signed certificate is kept for its whole validity: every browser or POS that trusted it stops
+    connecting if it changes, so an existing one is only replaced with --force. With --ca CA the POS
+    trust the CA's root instead, so a certificate that CA issued is replaced (renewed) without --force.
     """
     credential = create_device_certificate(
-        directory, ip=ip, dns=dns or [], years=years, key_kind=key, force=force
+        directory, ip=ip, dns=dns or [], years=years, key_kind=key, force=force, ca=ca
     )
     cert = credential.certificate
     s = summarize(cert)
@@ -41,4 +46,8 @@ def create(
     typer.echo(f"  names:    {', '.join(s.names)}")
     typer.echo(f"  valid:    {s.not_before} to {s.not_after}")
     typer.echo(f"  sha256:   {s.sha256_fingerprint}")
-    typer.echo(f"next: lancert trust install {directory / 'cert.pem'} --store nss")
+    if ca is not None:
+        typer.echo(f"  issuer:   {s.issuer}")
+        typer.echo(f"clients trust the CA's root once: lancert trust install {ca / 'root.pem'} --store nss")
+    else:
+        typer.echo(f"next: lancert trust install {directory / 'cert.pem'} --store nss")

@@ -10,6 +10,7 @@ from lancert.pki.formats import (
     CertFormat,
     export_certificate,
     load_certificates,
+    load_pkcs12,
     pem,
     read_certificate,
     read_certificates,
@@ -35,16 +36,25 @@ from lancert.pki.keys import (
     public_key_matches,
 )
 from lancert.pki.names import SubjectNames, certificate_names, common_name, normalize_dns_name, parse_ip
-from lancert.pki.profiles import INTERMEDIATE_CA, ROOT_CA, SELF_SIGNED_DEVICE, TLS_CLIENT, TLS_SERVER, Profile
+from lancert.pki.profiles import (
+    CA_ISSUED_DEVICE,
+    INTERMEDIATE_CA,
+    ROOT_CA,
+    SELF_SIGNED_DEVICE,
+    TLS_CLIENT,
+    TLS_SERVER,
+    Profile,
+)
 from lancert.pki.verify import assemble_chain, is_self_issued, verify_client_chain, verify_server_chain
 
 __all__ = [
-    "INTERMEDIATE_CA", "ROOT_CA", "SELF_SIGNED_DEVICE", "TLS_CLIENT", "TLS_SERVER",
+    "CA_ISSUED_DEVICE", "INTERMEDIATE_CA", "ROOT_CA", "SELF_SIGNED_DEVICE", "TLS_CLIENT", "TLS_SERVER",
     "CertFormat", "CertificateAuthority", "CertificateSummary", "ChainError", "InvalidCSR", "InvalidName",
     "InvalidPEM", "KeyKind", "PKIError", "PrivateKey", "Profile", "PublicKey", "SubjectNames", "WeakKey",
     "assemble_chain", "authority_key_identifier", "build_certificate", "certificate_names", "common_name",
     "create_csr", "csr_names", "days_left", "default_common_name", "export_certificate",
     "fingerprint_sha256", "generate_private_key", "is_self_issued", "load_certificates", "load_csr",
+    "load_pkcs12",
     "load_private_key_pem", "make_name", "normalize_dns_name", "parse_ip", "pem", "private_key_pem",
     "public_key_matches", "read_certificate", "read_certificates", "self_signed_certificate", "summarize",
     "utcnow", "validity_status", "verify_client_chain", "verify_server_chain", "zone_name_constraints",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from lancert.errors import LancertError
@@ -132,6 +133,27 @@ def export_certificate(
     if fmt is CertFormat.P12:
         return p12(cert, password=password or "", key=key, chain=chain, legacy=legacy)
     return mobileconfig(cert)
+
+
+def load_pkcs12(data: bytes, password: str) -> tuple[list[x509.Certificate], PrivateKey]:
+    """The chain (leaf first) and key of a PKCS#12 file, as a printer's "import certificate" reads it.
+
+    The leaf is the certificate that belongs to the key; the other certificates follow it. A file without
+    a key, with a wrong password, or whose key matches no certificate is refused with one sentence.
+    """
+    if len(data) > MAX_CERT_FILE_BYTES:
+        raise InvalidPEM(f"PKCS#12 file larger than {MAX_CERT_FILE_BYTES} bytes")
+    try:
+        key, cert, extra = pkcs12.load_key_and_certificates(data, password.encode() if password else None)
+    except ValueError:
+        raise InvalidPEM("not a PKCS#12 file, or the password is wrong") from None
+    if key is None or cert is None:
+        raise InvalidPEM("the PKCS#12 file holds no private key and certificate")
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise InvalidPEM(f"unsupported private key type {type(key).__name__}")
+    if not public_key_matches(key, cert.public_key()):
+        raise InvalidPEM("the PKCS#12 file's key does not belong to its certificate")
+    return [cert, *extra], key
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:

@@ -90,5 +90,15 @@ SELF_SIGNED_DEVICE = Profile(
     max_validity=timedelta(days=3653),
     requires_names=True,
 )
+# A LAN device's certificate issued by the shop's own root (``ca issue``, ``device create --ca``). Browsers
+# do not apply the public 398-day limit to a locally installed root, so the lifetime follows the device
+# flow's 1-10 years; ``ca issue`` warns above Apple's 825 days.
+CA_ISSUED_DEVICE = Profile(
+    "ca-issued-device",
+    is_ca=False,
+    extended_key_usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
+    max_validity=timedelta(days=3653),
+    requires_names=True,
+)
 ROOT_CA = Profile("root-ca", is_ca=True, path_length=None, max_validity=timedelta(days=7305))
 INTERMEDIATE_CA = Profile("intermediate-ca", is_ca=True, path_length=0, max_validity=timedelta(days=3653))

@@ -134,6 +134,16 @@ def _steps(platform: Platform, cert: x509.Certificate, f: str, label: str) -> li
     ]
 
 
+# When the self-signed model stops paying off (README "One root for the shop").
+MODEL_CHOICE = (
+    "Which model: a device's own self-signed certificate suits one device and a few POS, and must be "
+    "installed again on every POS whenever it changes. With several devices, Android POS, or certificates "
+    "you want to renew freely, make one shop root (lancert ca init --dir CA), give each device a "
+    "certificate from it (lancert ca issue --dir CA --csr FILE | --ip IP -o OUT, or device create --ca CA) "
+    "and install only CA/root.pem, once per POS."
+)
+
+
 def _warnings(platform: Platform, cert: x509.Certificate) -> list[str]:
     warnings = []
     if not is_self_issued(cert) and not is_ca(cert):
@@ -147,7 +157,8 @@ def _warnings(platform: Platform, cert: x509.Certificate) -> list[str]:
     if platform is Platform.ANDROID and not is_ca(cert):
         warnings.append("this is not a CA certificate (CA:FALSE); Android's \"CA certificate\" installer "
                         "only accepts CA certificates and asks for a private key otherwise: give the device "
-                        "a certificate issued by a lancert CA and install that CA's root")
+                        "a certificate issued by a lancert CA (lancert ca init, then lancert ca issue or "
+                        "device create --ca) and install that CA's root")
     return warnings
 
 
@@ -161,4 +172,7 @@ def write_guide(
     atomic_write(target, export_certificate(cert, fmt))
     names = certificate_names(cert).as_strings()
     label = common_name(cert.subject) or (names[0] if names else fingerprint_sha256(cert)[:23])
-    return Guide(platform, target, fmt, _steps(platform, cert, target.name, label), _warnings(platform, cert))
+    steps = _steps(platform, cert, target.name, label)
+    if is_self_issued(cert) and not is_ca(cert):
+        steps.append(MODEL_CHOICE)
+    return Guide(platform, target, fmt, steps, _warnings(platform, cert))

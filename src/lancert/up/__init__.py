@@ -85,15 +85,21 @@ def padlock(device: Device, timeout: float = 10.0) -> Verdict:
 @contextlib.contextmanager
 def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
-    from lancert.up.printer import start_printer
+    from lancert.up.printer import start_pos_demo, start_printer
 
     stack = Stack()
     stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
-        progress("receipt printer: self-signed certificate, HTTPS on 127.0.0.1")
+        progress("receipt printer: ePOS simulator, self-signed certificate, HTTPS on 127.0.0.1")
         printer = start_printer(data_dir / "printer")
         stack.on_stop(printer.stop)
-        stack.devices.append(Device("receipt printer (self-signed)", printer.url, printer.cert_path))
+        stack.devices.append(Device("receipt printer (self-signed)", printer.url, printer.cert_path,
+                                    facts={"epos_url": printer.epos_url,
+                                           "receipts": str(data_dir / "printer" / "receipts")}))
+        pos_page = start_pos_demo(data_dir, printer)
+        stack.on_stop(pos_page.stop)
+        stack.devices.append(Device("POS demo page (shop CA)", pos_page.url, pos_page.trust_file,
+                                    facts={"prints_to": printer.epos_url}))
 
         from lancert.up import stack as provisioned
 

@@ -28,6 +28,12 @@ def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> Non
         console.print(f"  trust:    {v.device.trust_file}", soft_wrap=True, highlight=False)
         if "pairing" in v.device.facts:
             console.print(f"  pairing:  {v.device.facts['pairing']}", soft_wrap=True, highlight=False)
+        if "prints_to" in v.device.facts:
+            console.print(f"  prints:   'Print test receipt' posts to {v.device.facts['prints_to']}"
+                          " (works once the printer's certificate is trusted)", soft_wrap=True,
+                          highlight=False)
+        if "receipts" in v.device.facts:
+            console.print(f"  receipts: {v.device.facts['receipts']}", soft_wrap=True, highlight=False)
         if "client_cert_serial" in v.device.facts:
             console.print(f"  POS cert: serial {v.device.facts['client_cert_serial']}", soft_wrap=True,
                           highlight=False)

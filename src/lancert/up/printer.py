@@ -1,7 +1,10 @@
-"""The receipt printer of ``lancert up``: a self-signed device serving HTTPS on loopback.
+"""The receipt printer of ``lancert up`` and the POS demo page that prints on it.
 
-It is what an Epson-style ePOS printer does (issue 2's flow): the certificate is made once with
-``device create`` and kept, because every client that trusted it would lose HTTPS if it changed.
+The printer is the ePOS simulator (:mod:`lancert.printer`) with a self-signed certificate made once with
+``device create`` and kept, because every client that trusted it would lose HTTPS if it changed. The POS
+demo page is what a browser POS is: an HTTPS page (its certificate from the shop's own CA, ``shop-ca/``
+in the data directory) whose "Print test receipt" button sends an ePOS-Print request to the printer, so
+the page shows what a shop sees: printing fails until the printer's certificate is trusted.
 """
 
 from __future__ import annotations
@@ -10,19 +13,18 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from jinja2 import Environment, PackageLoader, select_autoescape
+
 from lancert.device import create_device_certificate
-from lancert.storage import CredentialFiles
+from lancert.printer.device import Printer
+from lancert.printer.server import PrinterServer
+from lancert.storage import Credential, CredentialFiles, StorageError
 
 PRINTER_IP = "127.0.0.1"
-_PAGE = (
-    b"<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-    b"<title>ePOS printer (lancert demo)</title><h1>ePOS printer</h1>"
-    b"<p>A self-signed receipt printer served by <code>lancert up</code>.</p>"
-)
-
 
 class _HTTPSServer(ThreadingHTTPServer):
     """HTTPS with the handshake in each connection's own thread, so one silent client blocks no other."""
@@ -93,18 +95,71 @@ def serve_page(cert_file: Path, key_file: Path, page: bytes, *, host: str = PRIN
 class RunningPrinter:
     url: str
     cert_path: Path
-    server: RunningServer
+    server: PrinterServer
+
+    @property
+    def epos_url(self) -> str:
+        return self.server.epos_url
 
     def stop(self) -> None:
         self.server.stop()
 
 
 def start_printer(directory: Path, *, host: str = PRINTER_IP, port: int = 0) -> RunningPrinter:
-    """Make the printer's certificate once (kept across runs), then serve HTTPS on ``host:port``."""
+    """Make the printer's certificate once (kept across runs), then run the ePOS simulator there."""
     files = CredentialFiles(directory)
     files.recover()
     if not files.exists():
         create_device_certificate(directory, ip=host)
     files.read()  # refuse to serve a pair that does not belong together
-    server = serve_page(files.cert_path, files.key_path, _PAGE, host=host, port=port)
-    return RunningPrinter(server.url(), files.cert_path, server)
+    server = PrinterServer(Printer(directory, ip=host), host=host, port=port).start_in_thread()
+    return RunningPrinter(server.url, files.cert_path, server)
+
+
+_templates = Environment(loader=PackageLoader("lancert.up", "templates"), autoescape=select_autoescape())
+DEMO_RECEIPT = "lancert demo shop\nEspresso          1.80\nCroissant         2.10\nTotal EUR         3.90\n"
+# The page's certificate is re-issued (from the same shop root, so nothing to re-trust) this long before
+# it expires.
+POS_RENEW_BEFORE = timedelta(days=30)
+
+
+def pos_demo_page(epos_url: str, printer_cert: Path) -> bytes:
+    """The POS demo page printing to ``epos_url``; ``printer_cert`` is the file the page tells to trust."""
+    return _templates.get_template("pos_demo.html").render(
+        epos_url=epos_url, printer_cert=str(printer_cert), default_text=DEMO_RECEIPT
+    ).encode()
+
+
+@dataclass
+class RunningPosPage:
+    url: str
+    trust_file: Path
+    server: RunningServer
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_pos_demo(data_dir: Path, printer: RunningPrinter, *, host: str = PRINTER_IP) -> RunningPosPage:
+    """Serve the POS demo page over HTTPS with a certificate from the shop CA (``data_dir/shop-ca``)."""
+    from lancert.ca import CADirectory
+    from lancert.ca.issue import issue_device_certificate
+    from lancert.pki import SubjectNames, generate_private_key, utcnow
+
+    shop = CADirectory(data_dir / "shop-ca")
+    authority = shop.load_or_create("lancert shop")
+    files = CredentialFiles(data_dir / "pos-demo")
+    files.recover()
+    try:
+        current = files.read().chain
+    except StorageError:
+        current = ()
+    if not current or current[1:] != authority.chain[:-1] or (
+            current[0].not_valid_after_utc - utcnow() < POS_RENEW_BEFORE):
+        key = generate_private_key()
+        names = SubjectNames.parse(dns=["localhost"], ips=[host])
+        chain = issue_device_certificate(authority, key.public_key(), names, validity=timedelta(days=365))
+        files.write(Credential(chain, key))
+    page = pos_demo_page(printer.epos_url, printer.cert_path)
+    server = serve_page(files.cert_path, files.key_path, page, host=host)
+    return RunningPosPage(server.url(), shop.root_path, server)
