@@ -1,18 +1,24 @@
-"""``lancert dns run``: the zone's authoritative DNS server on its own (it also runs inside
-``lancert service run``)."""
+"""``lancert dns``: the zone's authoritative DNS server on its own (it also runs inside
+``lancert service run``), and the configuration of PowerDNS for production."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lancert.dns import DNSService, ZoneResolver
+from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError
 
 app = typer.Typer(help="Authoritative DNS for the managed zone.", no_args_is_help=True)
+
+DbUrl = Annotated[str | None, typer.Option("--db", help="Service database URL (its TXT records).")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Service data dir (its SQLite), for TXT records.")
+]
 
 
 @app.command("run")
@@ -20,31 +26,40 @@ def run(
     zone: Annotated[str, typer.Option("--zone", help="The managed zone, e.g. iot.example.net.")],
     host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="UDP and TCP port (0 = any free).")] = 8053,
-    db: Annotated[
-        str | None, typer.Option("--db", help="Service database URL, for ACME TXT records.")
+    db: DbUrl = None,
+    data_dir: DataDir = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes on the port (default: cores).")
     ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Service data dir (its SQLite), for TXT records.")
-    ] = None,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Identical answers/s to one /24 or /56 over UDP (0 = off).")
+    ] = 50,
 ) -> None:
     """Answer <a-b-c-d>.<label>.<zone> with its address; TXT records from the service's database if given."""
-    from lancert.service.config import normalize_zone
+    from lancert.service.config import ServiceConfig, normalize_zone
 
     zone = normalize_zone(zone)
-    resolver = ZoneResolver(zone)
+    source = None
     if db is not None or data_dir is not None:
-        from lancert.service.config import ServiceConfig
-        from lancert.service.dnsrecords import database_txt_lookup
+        from lancert.service.dnsrecords import txt_source
         from lancert.service.server import open_database
 
         config = ServiceConfig().with_options(db=db, data_dir=data_dir)
-        resolver.txt_lookup = database_txt_lookup(open_database(config))
+        open_database(config).dispose()  # migrated, so the TXT table exists
+        source = txt_source(config.db_url)
+    if workers is not None and not 1 <= workers <= 256:
+        raise LancertError("--workers must be 1 to 256")
+    if rate_limit < 0:
+        raise LancertError("--rate-limit must be 0 (off) or more")
+    spec = ServerSpec(
+        ZoneSpec(zone), host=host, txt_source=source, rate_limit=RateLimit(responses_per_second=rate_limit)
+    )
     try:
-        server = DNSService(resolver, host=host, port=port)
+        server = DNSService(spec, port, workers=workers or os.cpu_count() or 1)
+        server.start()
     except OSError as exc:
-        raise LancertError(f"cannot listen for DNS on {host}:{port}: {exc.strerror}") from None
-    server.start()
-    typer.echo(f"lancert dns: serving {zone} on {host}:{server.port} (udp+tcp)")
+        raise LancertError(f"cannot listen for DNS on {host}:{port}: {exc.strerror or exc}") from None
+    typer.echo(f"lancert dns: serving {zone} on {host}:{server.port} (udp+tcp, {server.workers} workers)")
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
