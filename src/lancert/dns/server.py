@@ -124,7 +124,7 @@ class Worker:
         self.own = _own_hosts(spec.host)
         limit = spec.rate_limit
         self.rrl = ResponseRateLimiter(limit) if limit.responses_per_second else None
-        self.tcp_active = 0
+        self.tcp_connections: dict[asyncio.StreamWriter, float] = {}  # -> last activity (monotonic)
 
     # -- TXT ------------------------------------------------------------------------------------------
 
@@ -206,20 +206,25 @@ class Worker:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         spec = self.spec
-        if self.tcp_active >= spec.tcp_max_connections:
-            writer.transport.abort()  # over the cap: close at once rather than queue (RFC 7766 §6.2.2)
-            return
-        self.tcp_active += 1
+        connections = self.tcp_connections
+        if len(connections) >= spec.tcp_max_connections:
+            # At the cap the connection quiet for longest makes room (RFC 7766 §6.2.3 lets a server
+            # close idle connections): idle floods evict each other, a client with a query gets in.
+            oldest = min(connections, key=connections.__getitem__)
+            oldest.transport.abort()
+            del connections[oldest]
+        connections[writer] = time.monotonic()
         try:
             while True:
                 # Under load (over half the cap in use) an idle client gets one second, not ten.
-                busy = self.tcp_active * 2 > spec.tcp_max_connections
+                busy = len(connections) * 2 > spec.tcp_max_connections
                 timeout = 1.0 if busy else spec.tcp_idle_timeout
                 try:
                     size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), timeout), "big")
                     packet = await asyncio.wait_for(reader.readexactly(size), timeout)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
                     return
+                connections[writer] = time.monotonic()
                 reply = self.zone.answer(packet, udp=False)[0]
                 if reply is None:
                     if len(packet) < 12:
@@ -231,8 +236,8 @@ class Worker:
                 except (TimeoutError, ConnectionError, OSError):
                     return
         finally:
-            self.tcp_active -= 1
-            writer.transport.abort() if writer.transport.is_closing() else writer.close()
+            connections.pop(writer, None)
+            writer.close()
 
 
 def _worker_main(spec: ServerSpec, port: int, ready: Connection, parent: int) -> None:
