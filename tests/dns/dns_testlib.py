@@ -19,6 +19,7 @@ import dns.query
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.service.database import Database
 from lancert.service.dnsrecords import txt_source
+from lancert.up.stack import Child
 
 ZONE = "shop.example.net"
 CA = "ca.example.org"
@@ -140,6 +141,23 @@ def children(pid: int) -> list[int]:
         text = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
         found.extend(int(c) for c in text)
     return found
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The DNS worker processes of ``parent`` (its multiprocessing resource tracker left out)."""
+    return sorted(
+        pid for pid in children(parent) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    )
+
+
+@dataclass
+class CliDNS:
+    child: Child
+    port: int
+    workers: list[int]
+
+    def log(self) -> str:
+        return self.child.log_text()
 
 
 def spoofed_udp(source: tuple[str, int], destination: tuple[str, int], payload: bytes) -> None:

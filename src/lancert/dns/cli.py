@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -60,8 +61,11 @@ def run(
     except OSError as exc:
         raise LancertError(f"cannot listen for DNS on {host}:{port}: {exc.strerror or exc}") from None
     typer.echo(f"lancert dns: serving {zone} on {host}:{server.port} (udp+tcp, {server.workers} workers)")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop the workers too, not only this process
     try:
-        threading.Event().wait()
+        while not stop.wait(1.0):  # a timed wait: Ctrl-C is delivered between rounds
+            pass
     except KeyboardInterrupt:
         pass
     finally:
