@@ -70,3 +70,54 @@ def run(
         pass
     finally:
         server.stop()
+
+
+@app.command("powerdns")
+def powerdns(
+    out: Annotated[Path, typer.Option("--out", help="Directory for pdns.conf (created, file 0600).")],
+    zone: Annotated[str, typer.Option("--zone", help="The managed zone, e.g. iot.example.net.")],
+    db: DbUrl = None,
+    data_dir: DataDir = None,
+    address: Annotated[
+        str, typer.Option("--address", help="PowerDNS listen address(es), comma-separated.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="PowerDNS UDP and TCP port.")] = 53,
+    ns_address: Annotated[
+        str, typer.Option("--ns-address", help="Address of ns.<zone> (the NS record's name).")
+    ] = "127.0.0.1",
+    caa_issuer: Annotated[
+        list[str] | None,
+        typer.Option("--caa-issuer", help="CA domain for a CAA 'issue' record at the apex (repeat)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write DIR/pdns.conf so that `pdns_server --config-dir=DIR` serves the zone from lancert's database
+    (IP names by LUA records, SOA/NS/CAA, challenge TXT read live). See README, "DNS in production"."""
+    import ipaddress
+    import json
+
+    from lancert.dns.powerdns import PowerDNSLayout, write_config
+    from lancert.service.config import ServiceConfig, normalize_zone
+    from lancert.service.server import open_database
+
+    zone = normalize_zone(zone)
+    if not 1 <= port <= 65535:
+        raise LancertError("--port must be 1 to 65535")
+    try:
+        ipaddress.ip_address(ns_address)
+        for one in address.split(","):
+            ipaddress.ip_address(one.strip())
+    except ValueError as exc:
+        raise LancertError(f"invalid address: {exc}") from None
+    config = ServiceConfig().with_options(db=db, data_dir=data_dir, caa_issuers=caa_issuer or [])
+    if config.db is None:  # PowerDNS runs elsewhere: give it the absolute path
+        config = config.with_options(data_dir=config.data_dir.resolve())
+    open_database(config).dispose()  # migrated: the table PowerDNS reads exists
+    layout = PowerDNSLayout(
+        zone, config.db_url, ns_address=ns_address, caa_issuers=config.caa_issuers, address=address, port=port
+    )
+    path = write_config(out, layout)
+    if as_json:
+        typer.echo(json.dumps({"config": str(path), "zone": zone}))
+    else:
+        typer.echo(f"lancert dns: wrote {path}; run: pdns_server --config-dir={out}")
