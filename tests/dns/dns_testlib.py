@@ -40,9 +40,12 @@ class RunningDNS:
         self.database.dispose()
 
 
-def start_dns(data_dir: Path, *, workers: int = 2, rate: int = 0, **spec: object) -> RunningDNS:
+def start_dns(
+    data_dir: Path, *, url: str | None = None, workers: int = 2, rate: int = 0, **spec: object
+) -> RunningDNS:
+    """The zone's workers reading TXT from ``url`` (default: the SQLite database of ``data_dir``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{data_dir / 'service.db'}"
+    url = url or f"sqlite:///{data_dir / 'service.db'}"
     database = Database(url)
     database.migrate()
     server = DNSService(

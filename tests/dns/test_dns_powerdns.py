@@ -4,6 +4,7 @@ added through the service is served within the documented delay."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -20,6 +21,7 @@ from dns_testlib import CA, ZONE, RunningDNS, ask, start_dns
 from lancert.loopback import free_port
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 from lancert_cli import lancert
+from postgres_server import MISSING, PG_BIN, running_postgres
 
 pytestmark = pytest.mark.skipif(shutil.which("pdns_server") is None, reason="pdns-server not installed")
 
@@ -54,19 +56,38 @@ class PowerDNS:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PowerDNS, RunningDNS]]:
-    """PowerDNS as ``lancert dns powerdns`` configures it and the embedded server, on one database."""
-    root = tmp_path_factory.mktemp("powerdns")
-    data_dir, config_dir, port = root / "data", root / "pdns", free_port()
-    embedded = start_dns(data_dir, workers=1)  # migrates the service database in data_dir
-    lancert("dns", "powerdns", "--out", str(config_dir), "--data-dir", str(data_dir), "--zone", ZONE,
-            "--port", str(port), "--caa-issuer", CA)
+@pytest.fixture(scope="module", params=["gsqlite3", "gpgsql"])
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PowerDNS, RunningDNS]]:
+    """PowerDNS as ``lancert dns powerdns`` configures it and the embedded server, on one database:
+    the service's SQLite file (gsqlite3) or a PostgreSQL (gpgsql)."""
+    with contextlib.ExitStack() as stack:
+        root = tmp_path_factory.mktemp("powerdns")
+        data_dir, config_dir, port = root / "data", root / "pdns", free_port()
+        if request.param == "gpgsql":
+            if PG_BIN is None:
+                pytest.skip(MISSING)
+            url = stack.enter_context(running_postgres())
+            source = ["--db", url]
+        else:
+            url, source = None, ["--data-dir", str(data_dir)]
+        embedded = start_dns(data_dir, url=url, workers=1)  # migrates the service database
+        stack.callback(embedded.stop)
+        yield from _powerdns(config_dir, port, source, embedded)
+
+
+def _powerdns(
+    config_dir: Path, port: int, source: list[str], embedded: RunningDNS
+) -> Iterator[tuple[PowerDNS, RunningDNS]]:
+    lancert("dns", "powerdns", "--out", str(config_dir), *source, "--zone", ZONE, "--port", str(port),
+            "--caa-issuer", CA)
     assert (config_dir / "pdns.conf").stat().st_mode & 0o777 == 0o600
     powerdns = PowerDNS(config_dir, port)
-    yield powerdns, embedded
-    powerdns.stop()
-    embedded.stop()
+    try:
+        yield powerdns, embedded
+    finally:
+        powerdns.stop()
 
 
 def _summary(reply: dns.message.Message) -> tuple[object, ...]:

@@ -135,9 +135,20 @@ def _records_sql(layout: PowerDNSLayout, postgres: bool) -> str:
     return " UNION ALL ".join([*rows, lua, ent, txt])
 
 
-def _lookup(records: str, params: list[str], where: str) -> str:
-    """One lookup query; ``params`` in the order PowerDNS binds them (gpgsql binds by position)."""
-    selects = ", ".join(f":{p} AS {p}" for p in params)
+_PARAM_TYPES = {"domain_id": "integer"}
+
+
+def _params(names: list[str], postgres: bool) -> list[str]:
+    """Placeholders in the order PowerDNS binds them: gsqlite3 binds ``:name``, gpgsql binds by
+    position (``$1``...; typed, since PostgreSQL cannot infer the type of a bare ``SELECT $1``)."""
+    if not postgres:
+        return [f":{name}" for name in names]
+    return [f"${i}::{_PARAM_TYPES.get(name, 'text')}" for i, name in enumerate(names, 1)]
+
+
+def _lookup(records: str, params: list[str], where: str, postgres: bool) -> str:
+    """One lookup query; each parameter appears once, in a CTE, whatever the dialect."""
+    selects = ", ".join(f"{ph} AS {name}" for ph, name in zip(_params(params, postgres), params, strict=True))
     return (
         f"WITH p AS (SELECT {selects}), q AS (SELECT lower(p.qname) AS n FROM p) "
         "SELECT r.content, r.ttl, r.prio, r.type, r.domain_id, r.disabled, r.name, r.auth "
@@ -154,6 +165,8 @@ def render(layout: PowerDNSLayout) -> str:
     postgres = backend == "postgresql"
     prefix = "gpgsql" if postgres else "gsqlite3"
     records = _records_sql(layout, postgres)
+    domain, kind = _params(["domain", "kind"], postgres)
+    (include_disabled,) = _params(["include_disabled"], postgres)
     zone = layout.zone
     soa = f"ns.{zone} hostmaster.{zone} " + " ".join(str(t) for t in SOA_TIMERS)
     lines = [
@@ -182,21 +195,25 @@ def render(layout: PowerDNSLayout) -> str:
         "consistent-backends=yes",
         "reuseport=yes",
         f"{prefix}-dnssec=no",
-        f"{prefix}-basic-query=" + _lookup(records, ["qtype", "qname"], "AND r.type = p.qtype"),
+        f"{prefix}-basic-query=" + _lookup(records, ["qtype", "qname"], "AND r.type = p.qtype", postgres),
         f"{prefix}-id-query="
         + _lookup(
-            records, ["qtype", "qname", "domain_id"], "AND r.type = p.qtype AND r.domain_id = p.domain_id"
+            records,
+            ["qtype", "qname", "domain_id"],
+            "AND r.type = p.qtype AND r.domain_id = p.domain_id",
+            postgres,
         ),
-        f"{prefix}-any-query=" + _lookup(records, ["qname"], ""),
-        f"{prefix}-any-id-query=" + _lookup(records, ["qname", "domain_id"], "AND r.domain_id = p.domain_id"),
+        f"{prefix}-any-query=" + _lookup(records, ["qname"], "", postgres),
+        f"{prefix}-any-id-query="
+        + _lookup(records, ["qname", "domain_id"], "AND r.domain_id = p.domain_id", postgres),
         f"{prefix}-info-zone-query=SELECT 1, {_sql_string(zone)}, '', 0, 0, 'NATIVE', '', '', '' "
-        f"WHERE :domain = {_sql_string(zone)}",
+        f"WHERE {domain} = {_sql_string(zone)}",
         f"{prefix}-get-all-domains-query=SELECT 1, {_sql_string(zone)}, {_sql_string(soa)}, 'NATIVE', '',"
-        " 0, 0, '' WHERE 1 = 1 OR :include_disabled",
+        f" 0, 0, '' WHERE {include_disabled} IS NULL OR 1 = 1",
         # No metadata, no DNSSEC keys: lancert's zone has neither (and no tables of PowerDNS exist).
-        f"{prefix}-get-all-domain-metadata-query=SELECT '', '' WHERE 1 = 0 AND :domain = ''",
-        f"{prefix}-get-domain-metadata-query=SELECT '' WHERE 1 = 0 AND :domain = '' AND :kind = ''",
-        f"{prefix}-list-domain-keys-query=SELECT 0, 0, 0, 0, '' WHERE 1 = 0 AND :domain = ''",
+        f"{prefix}-get-all-domain-metadata-query=SELECT '', '' WHERE 1 = 0 AND {domain} = ''",
+        f"{prefix}-get-domain-metadata-query=SELECT '' WHERE 1 = 0 AND {domain} = '' AND {kind} = ''",
+        f"{prefix}-list-domain-keys-query=SELECT 0, 0, 0, 0, '' WHERE 1 = 0 AND {domain} = ''",
     ]
     if postgres:
         lines += _postgres_connection(url)
