@@ -50,14 +50,6 @@ from lancert.storage import KEY_MODE, atomic_write
 
 # Lua of the LUA records: ``qname`` is the name asked; an empty table means "no record of this type".
 # No "#" anywhere (Lua's length operator): PowerDNS's configuration parser starts a comment there.
-_LUA_A = (
-    "local l=qname:getRawLabels()[1] "
-    "local a,b,c,d=l:match('^(%d+)-(%d+)-(%d+)-(%d+)$') "
-    "if not a then return {} end "
-    "for _,x in ipairs({a,b,c,d}) do "
-    "if (x:len()>1 and x:sub(1,1)=='0') or x:len()>3 or tonumber(x)>255 then return {} end end "
-    "return a..'.'..b..'.'..c..'.'..d"
-)
 _LUA_AAAA = (
     "local l=qname:getRawLabels()[1] "
     "if select(2,l:gsub('-',''))<2 or not l:match('^[0-9a-f-]+$') then return {} end "
@@ -88,9 +80,56 @@ def _row(name: str, rtype: str, content: str, ttl: int) -> str:
     )
 
 
+_V4_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+
+
+def _name_ctes(zone: str, postgres: bool) -> str:
+    """CTEs after ``q`` (the name asked, lower-case) that take it apart: ``rel`` (the name without
+    ``.<zone>``, '' outside the zone), ``dots`` in it, its ``first`` and ``second`` labels, the
+    ``dashes`` in the first, and ``v4``: the first label spells an IPv4 address as lancert writes it
+    (four decimal octets without leading zeros)."""
+    suffix = "." + zone
+    under = f"q.n LIKE {_sql_string('%' + suffix)} AND length(q.n) > {len(suffix)}"
+    ctes = [
+        f"l AS (SELECT q.n AS n, CASE WHEN {under} THEN substr(q.n, 1, length(q.n) - {len(suffix)})"
+        " ELSE '' END AS rel FROM q)",
+    ]
+    if postgres:
+        ctes.append(
+            "m AS (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
+            " split_part(rel, '.', 1) AS first, split_part(rel, '.', 2) AS second FROM l)"
+        )
+        ctes.append(
+            "v AS (SELECT m.*, length(first) - length(replace(first, '-', '')) AS dashes,"
+            f" first ~ '^{_V4_OCTET}(-{_V4_OCTET}){{3}}$' AS v4,"
+            " first ~ '^[0-9]+(-[0-9]+){3}$' AS v4_shape FROM m)"
+        )
+        return ", ".join(ctes)
+    ctes.append(
+        "m AS (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
+        " substr(rel, 1, instr(rel, '.') - 1) AS first, substr(rel, instr(rel, '.') + 1) AS second FROM l)"
+    )
+    # SQLite has no regular expressions: split the first label at its dashes and check each octet.
+    ctes.append("o1 AS (SELECT m.*, substr(first, 1, instr(first, '-') - 1) AS a,"
+                " substr(first, instr(first, '-') + 1) AS r1 FROM m)")
+    ctes.append("o2 AS (SELECT o1.*, substr(r1, 1, instr(r1, '-') - 1) AS b,"
+                " substr(r1, instr(r1, '-') + 1) AS r2 FROM o1)")
+    ctes.append("o3 AS (SELECT o2.*, substr(r2, 1, instr(r2, '-') - 1) AS c,"
+                " substr(r2, instr(r2, '-') + 1) AS d FROM o2)")
+    octet = ("(length({0}) BETWEEN 1 AND 3 AND ({0} = '0' OR {0} NOT GLOB '0*')"
+             " AND CAST({0} AS INTEGER) <= 255)")
+    shape = ("(first <> '' AND first NOT GLOB '*[^0-9-]*'"
+             " AND length(first) - length(replace(first, '-', '')) = 3)")
+    ctes.append(
+        "v AS (SELECT o3.*, length(first) - length(replace(first, '-', '')) AS dashes,"
+        f" ({shape} AND {' AND '.join(octet.format(x) for x in 'abcd')}) AS v4, {shape} AS v4_shape FROM o3)"
+    )
+    return ", ".join(ctes)
+
+
 def _records_sql(layout: PowerDNSLayout, postgres: bool) -> str:
-    """A derived table (content, ttl, prio, type, domain_id, disabled, name, auth) for the name in
-    ``q.n``; rows of other names may be in it, the lookup query filters by name."""
+    """A derived table (content, ttl, prio, type, domain_id, disabled, name, auth) for the name asked,
+    over the CTEs of :func:`_name_ctes`; rows of other names may be in it, the lookup filters by name."""
     zone = layout.zone
     ns = ipaddress.ip_address(layout.ns_address)
     soa = f"ns.{zone} hostmaster.{zone} " + " ".join(str(t) for t in SOA_TIMERS)
@@ -100,39 +139,28 @@ def _records_sql(layout: PowerDNSLayout, postgres: bool) -> str:
         _row(f"ns.{zone}", "A" if ns.version == 4 else "AAAA", str(ns), ANSWER_TTL),
     ]
     rows += [_row(zone, "CAA", f'0 issue "{issuer}"', ANSWER_TTL) for issuer in layout.caa_issuers]
-    suffix = "." + zone
-    # rel: the name without ".<zone>"; one dot in it = <x>.<label>, none = <label>
-    rel = f"substr(q.n, 1, length(q.n) - {len(suffix)})"
-    under_zone = f"q.n LIKE {_sql_string('%' + suffix)} AND length(q.n) > {len(suffix)}"
-    dots = f"(length({rel}) - length(replace({rel}, '.', '')))"
     if postgres:
-        first = f"split_part({rel}, '.', 1)"
-        second = f"split_part({rel}, '.', 2)"
         box_ok = "{} ~ '^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?$'"
-        ip_chars = f"{first} ~ '^[0-9a-f-]+$'"
+        hex_dash = "first ~ '^[0-9a-f-]+$'"
     else:
-        first = f"substr({rel}, 1, instr({rel}, '.') - 1)"
-        second = f"substr({rel}, instr({rel}, '.') + 1)"
         box_ok = ("({0} GLOB '[a-z0-9]*' AND {0} GLOB '*[a-z0-9]' AND {0} NOT GLOB '*[^a-z0-9-]*'"
                   " AND length({0}) <= 63)")
-        ip_chars = f"({first} <> '' AND {first} NOT GLOB '*[^0-9a-f-]*')"
-    lua = (
-        f"SELECT {_sql_string('A ' + chr(34) + ';' + _LUA_A + chr(34))} AS content, {ANSWER_TTL} AS ttl,"
-        " 0 AS prio, 'LUA' AS type, 1 AS domain_id, 0 AS disabled, q.n AS name, 1 AS auth"
-        f" FROM q WHERE {under_zone} AND {dots} = 1 AND {box_ok.format(second)} AND {ip_chars}"
-        " UNION ALL "
+        hex_dash = "(first <> '' AND first NOT GLOB '*[^0-9a-f-]*')"
+    ip_name = f"dots = 1 AND {box_ok.format('second')}"
+    ipv4 = f"SELECT replace(first, '-', '.'), {ANSWER_TTL}, 0, 'A', 1, 0, n, 1 FROM v WHERE {ip_name} AND v4"
+    ipv6 = (
         f"SELECT {_sql_string('AAAA ' + chr(34) + ';' + _LUA_AAAA + chr(34))}, {ANSWER_TTL}, 0, 'LUA', 1, 0,"
-        f" q.n, 1 FROM q WHERE {under_zone} AND {dots} = 1 AND {box_ok.format(second)} AND {ip_chars}"
+        f" n, 1 FROM v WHERE {ip_name} AND {hex_dash} AND dashes >= 2 AND NOT v4_shape"
     )
     ent = (
-        "SELECT NULL, NULL, NULL, NULL, 1, 0, q.n, 1"
-        f" FROM q WHERE {under_zone} AND {dots} = 0 AND {box_ok.format(rel)} AND {rel} <> 'ns'"
+        "SELECT NULL, NULL, NULL, NULL, 1, 0, n, 1 FROM v"
+        f" WHERE dots = 0 AND {box_ok.format('rel')} AND rel <> 'ns'"
     )
     txt = (
         f"SELECT '\"' || replace(value, '\"', '\\\"') || '\"', {TXT_TTL}, 0, 'TXT', 1, 0, name, 1"
         " FROM dns_txt_records, q WHERE name = q.n"
     )
-    return " UNION ALL ".join([*rows, lua, ent, txt])
+    return " UNION ALL ".join([*rows, ipv4, ipv6, ent, txt])
 
 
 _PARAM_TYPES = {"domain_id": "integer"}
@@ -146,11 +174,11 @@ def _params(names: list[str], postgres: bool) -> list[str]:
     return [f"${i}::{_PARAM_TYPES.get(name, 'text')}" for i, name in enumerate(names, 1)]
 
 
-def _lookup(records: str, params: list[str], where: str, postgres: bool) -> str:
+def _lookup(ctes: str, records: str, params: list[str], where: str, postgres: bool) -> str:
     """One lookup query; each parameter appears once, in a CTE, whatever the dialect."""
     selects = ", ".join(f"{ph} AS {name}" for ph, name in zip(_params(params, postgres), params, strict=True))
     return (
-        f"WITH p AS (SELECT {selects}), q AS (SELECT lower(p.qname) AS n FROM p) "
+        f"WITH p AS (SELECT {selects}), q AS (SELECT lower(p.qname) AS n FROM p), {ctes} "
         "SELECT r.content, r.ttl, r.prio, r.type, r.domain_id, r.disabled, r.name, r.auth "
         f"FROM ({records}) r, p, q WHERE r.name = q.n {where}"
     )
@@ -165,6 +193,7 @@ def render(layout: PowerDNSLayout) -> str:
     postgres = backend == "postgresql"
     prefix = "gpgsql" if postgres else "gsqlite3"
     records = _records_sql(layout, postgres)
+    ctes = _name_ctes(layout.zone, postgres)
     domain, kind = _params(["domain", "kind"], postgres)
     (include_disabled,) = _params(["include_disabled"], postgres)
     zone = layout.zone
@@ -195,17 +224,19 @@ def render(layout: PowerDNSLayout) -> str:
         "consistent-backends=yes",
         "reuseport=yes",
         f"{prefix}-dnssec=no",
-        f"{prefix}-basic-query=" + _lookup(records, ["qtype", "qname"], "AND r.type = p.qtype", postgres),
+        f"{prefix}-basic-query="
+        + _lookup(ctes, records, ["qtype", "qname"], "AND r.type = p.qtype", postgres),
         f"{prefix}-id-query="
         + _lookup(
+            ctes,
             records,
             ["qtype", "qname", "domain_id"],
             "AND r.type = p.qtype AND r.domain_id = p.domain_id",
             postgres,
         ),
-        f"{prefix}-any-query=" + _lookup(records, ["qname"], "", postgres),
+        f"{prefix}-any-query=" + _lookup(ctes, records, ["qname"], "", postgres),
         f"{prefix}-any-id-query="
-        + _lookup(records, ["qname", "domain_id"], "AND r.domain_id = p.domain_id", postgres),
+        + _lookup(ctes, records, ["qname", "domain_id"], "AND r.domain_id = p.domain_id", postgres),
         f"{prefix}-info-zone-query=SELECT 1, {_sql_string(zone)}, '', 0, 0, 'NATIVE', '', '', '' "
         f"WHERE {domain} = {_sql_string(zone)}",
         f"{prefix}-get-all-domains-query=SELECT 1, {_sql_string(zone)}, {_sql_string(soa)}, 'NATIVE', '',"
