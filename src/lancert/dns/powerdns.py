@@ -84,44 +84,45 @@ _V4_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 
 
 def _name_ctes(zone: str, postgres: bool) -> str:
-    """CTEs after ``q`` (the name asked, lower-case) that take it apart: ``rel`` (the name without
-    ``.<zone>``, '' outside the zone), ``dots`` in it, its ``first`` and ``second`` labels, the
+    """CTEs after ``q`` (the name asked, lower-case) that take it apart, each MATERIALIZED (inlined,
+    every column reference re-expands the CTEs below it: 1.3 ms a lookup instead of 60 µs): ``rel`` (the
+    name without ``.<zone>``, '' outside the zone), ``dots`` in it, its ``first`` and ``second`` labels, the
     ``dashes`` in the first, and ``v4``: the first label spells an IPv4 address as lancert writes it
     (four decimal octets without leading zeros)."""
     suffix = "." + zone
     under = f"q.n LIKE {_sql_string('%' + suffix)} AND length(q.n) > {len(suffix)}"
     ctes = [
-        f"l AS (SELECT q.n AS n, CASE WHEN {under} THEN substr(q.n, 1, length(q.n) - {len(suffix)})"
-        " ELSE '' END AS rel FROM q)",
+        f"l AS MATERIALIZED (SELECT q.n AS n, CASE WHEN {under}"
+        f" THEN substr(q.n, 1, length(q.n) - {len(suffix)}) ELSE '' END AS rel FROM q)",
     ]
     if postgres:
         ctes.append(
-            "m AS (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
+            "m AS MATERIALIZED (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
             " split_part(rel, '.', 1) AS first, split_part(rel, '.', 2) AS second FROM l)"
         )
         ctes.append(
-            "v AS (SELECT m.*, length(first) - length(replace(first, '-', '')) AS dashes,"
+            "v AS MATERIALIZED (SELECT m.*, length(first) - length(replace(first, '-', '')) AS dashes,"
             f" first ~ '^{_V4_OCTET}(-{_V4_OCTET}){{3}}$' AS v4,"
             " first ~ '^[0-9]+(-[0-9]+){3}$' AS v4_shape FROM m)"
         )
         return ", ".join(ctes)
     ctes.append(
-        "m AS (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
+        "m AS MATERIALIZED (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
         " substr(rel, 1, instr(rel, '.') - 1) AS first, substr(rel, instr(rel, '.') + 1) AS second FROM l)"
     )
     # SQLite has no regular expressions: split the first label at its dashes and check each octet.
-    ctes.append("o1 AS (SELECT m.*, substr(first, 1, instr(first, '-') - 1) AS a,"
+    ctes.append("o1 AS MATERIALIZED (SELECT m.*, substr(first, 1, instr(first, '-') - 1) AS a,"
                 " substr(first, instr(first, '-') + 1) AS r1 FROM m)")
-    ctes.append("o2 AS (SELECT o1.*, substr(r1, 1, instr(r1, '-') - 1) AS b,"
+    ctes.append("o2 AS MATERIALIZED (SELECT o1.*, substr(r1, 1, instr(r1, '-') - 1) AS b,"
                 " substr(r1, instr(r1, '-') + 1) AS r2 FROM o1)")
-    ctes.append("o3 AS (SELECT o2.*, substr(r2, 1, instr(r2, '-') - 1) AS c,"
+    ctes.append("o3 AS MATERIALIZED (SELECT o2.*, substr(r2, 1, instr(r2, '-') - 1) AS c,"
                 " substr(r2, instr(r2, '-') + 1) AS d FROM o2)")
     octet = ("(length({0}) BETWEEN 1 AND 3 AND ({0} = '0' OR {0} NOT GLOB '0*')"
              " AND CAST({0} AS INTEGER) <= 255)")
     shape = ("(first <> '' AND first NOT GLOB '*[^0-9-]*'"
              " AND length(first) - length(replace(first, '-', '')) = 3)")
     ctes.append(
-        "v AS (SELECT o3.*, length(first) - length(replace(first, '-', '')) AS dashes,"
+        "v AS MATERIALIZED (SELECT o3.*, length(first) - length(replace(first, '-', '')) AS dashes,"
         f" ({shape} AND {' AND '.join(octet.format(x) for x in 'abcd')}) AS v4, {shape} AS v4_shape FROM o3)"
     )
     return ", ".join(ctes)
@@ -178,9 +179,12 @@ def _lookup(ctes: str, records: str, params: list[str], where: str, postgres: bo
     """One lookup query; each parameter appears once, in a CTE, whatever the dialect."""
     selects = ", ".join(f"{ph} AS {name}" for ph, name in zip(_params(params, postgres), params, strict=True))
     return (
-        f"WITH p AS (SELECT {selects}), q AS (SELECT lower(p.qname) AS n FROM p), {ctes} "
+        f"WITH p AS MATERIALIZED (SELECT {selects}), q AS MATERIALIZED (SELECT lower(p.qname) AS n FROM p),"
+        f" {ctes} "
         "SELECT r.content, r.ttl, r.prio, r.type, r.domain_id, r.disabled, r.name, r.auth "
-        f"FROM ({records}) r, p, q WHERE r.name = q.n {where}"
+        # Scalar subqueries, not a join with p and q: the join made SQLite build an automatic index on
+        # the derived table at every lookup (1.4 ms instead of 0.1 ms).
+        f"FROM ({records}) r WHERE r.name = (SELECT n FROM q) {where}"
     )
 
 
@@ -225,18 +229,20 @@ def render(layout: PowerDNSLayout) -> str:
         "reuseport=yes",
         f"{prefix}-dnssec=no",
         f"{prefix}-basic-query="
-        + _lookup(ctes, records, ["qtype", "qname"], "AND r.type = p.qtype", postgres),
+        + _lookup(ctes, records, ["qtype", "qname"], "AND r.type = (SELECT qtype FROM p)", postgres),
         f"{prefix}-id-query="
         + _lookup(
             ctes,
             records,
             ["qtype", "qname", "domain_id"],
-            "AND r.type = p.qtype AND r.domain_id = p.domain_id",
+            "AND r.type = (SELECT qtype FROM p) AND r.domain_id = (SELECT domain_id FROM p)",
             postgres,
         ),
         f"{prefix}-any-query=" + _lookup(ctes, records, ["qname"], "", postgres),
         f"{prefix}-any-id-query="
-        + _lookup(ctes, records, ["qname", "domain_id"], "AND r.domain_id = p.domain_id", postgres),
+        + _lookup(
+            ctes, records, ["qname", "domain_id"], "AND r.domain_id = (SELECT domain_id FROM p)", postgres
+        ),
         f"{prefix}-info-zone-query=SELECT 1, {_sql_string(zone)}, '', 0, 0, 'NATIVE', '', '', '' "
         f"WHERE {domain} = {_sql_string(zone)}",
         f"{prefix}-get-all-domains-query=SELECT 1, {_sql_string(zone)}, {_sql_string(soa)}, 'NATIVE', '',"
