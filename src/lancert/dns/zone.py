@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -213,7 +214,16 @@ class ZoneAnswers:
         if labels[0] == ACME_CHALLENGE:
             values = self.txt.get(lname)
             return tuple((wire.TYPE_TXT, TXT_TTL, v) for v in values) if values else None
-        address = address_from_label(labels[0].decode("latin-1"))
+        first = labels[0]
+        if first.count(b"-") == 3 and first.replace(b"-", b"").isdigit():
+            # IPv4, the common case: inet_pton is strict as ipaddress is (four decimal octets of at most
+            # 255, no leading zeros) and ten times faster.
+            try:
+                packed = socket.inet_pton(socket.AF_INET, first.replace(b"-", b".").decode())
+            except OSError:
+                return None
+            return ((wire.TYPE_A, ANSWER_TTL, packed),)
+        address = address_from_label(first.decode("latin-1"))
         if address is None:
             return None
         return ((wire.TYPE_A if address.version == 4 else wire.TYPE_AAAA, ANSWER_TTL, address.packed),)
