@@ -18,7 +18,7 @@ from service_testlib import ZONE, ServiceProcess
 from lancert.dns import address_from_label, dashed_address
 from lancert.loopback import free_port
 from lancert.service.database import Database
-from lancert.service.dnsrecords import add_txt_record
+from lancert.service.dnsrecords import add_txt_record, wait_until_visible
 
 
 def ask(port: int, name: str, rdtype: str, transport: str) -> dns.message.Message:
@@ -112,6 +112,7 @@ def test_acme_challenge_txt_comes_from_the_service_database(service: ServiceProc
     add_txt_record(database, name, "token-one")
     add_txt_record(database, name, "token-two")
     database.dispose()
+    wait_until_visible()
     reply = ask(service.dns_port, name, "TXT", transport)
     assert reply.rcode() == dns.rcode.NOERROR
     assert answers(reply) == ['"token-one"', '"token-two"']

@@ -54,6 +54,17 @@ def run(
     dns_port: Annotated[
         int | None, typer.Option("--dns-port", help="DNS port, UDP+TCP (default 8053; 0 = no DNS).")
     ] = None,
+    dns_workers: Annotated[
+        int | None,
+        typer.Option("--dns-workers", help="DNS worker processes, UDP+TCP on one port (default: cores)."),
+    ] = None,
+    dns_rate_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--dns-rate-limit",
+            help="Identical DNS answers per second to one /24 or /56 over UDP (default 50; 0 = off).",
+        ),
+    ] = None,
     cert_lifetime: Annotated[
         str | None,
         typer.Option(
@@ -80,6 +91,8 @@ def run(
             host=host,
             port=port,
             dns_port=dns_port,
+            dns_workers=dns_workers,
+            dns_rate_limit=dns_rate_limit,
             cert_lifetime=lifetime,
         ),
         log_level=log_level,

@@ -7,6 +7,9 @@ Example config (every key optional)::
     host = "127.0.0.1"
     port = 8470
     dns_port = 8053
+    dns_workers = 4                # DNS worker processes (default: the number of cores)
+    dns_rate_limit = 50            # identical DNS answers per second per source /24 or /56 (0 = off)
+    caa_issuers = ["letsencrypt.org"]   # CAA at the zone's apex (default none: any CA may issue)
     cert_lifetime = "90d"          # also "47d", "12h", "120s"
     [rate_limit]
     failures_per_ip = 20
@@ -35,6 +38,7 @@ DEFAULT_DNS_PORT = 8053
 DEFAULT_LIFETIME = timedelta(days=90)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_CAA_ISSUER = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 86400}
 
 
@@ -69,6 +73,9 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     dns_port: int = DEFAULT_DNS_PORT
+    dns_workers: int | None = None  # None: os.cpu_count()
+    dns_rate_limit: int = 50
+    caa_issuers: tuple[str, ...] = ()
     cert_lifetime: timedelta = DEFAULT_LIFETIME
     rate_limit: RateLimits = field(default_factory=RateLimits)
 
@@ -89,10 +96,28 @@ class ServiceConfig:
             changes["zone"] = normalize_zone(changes["zone"])
         if "data_dir" in changes:
             changes["data_dir"] = Path(changes["data_dir"]).expanduser()
+        if "dns_workers" in changes and not 1 <= int(changes["dns_workers"]) <= 256:
+            raise UsageError("--dns-workers must be 1 to 256")
+        if "dns_rate_limit" in changes and int(changes["dns_rate_limit"]) < 0:
+            raise UsageError("--dns-rate-limit must be 0 (off) or more")
+        if "caa_issuers" in changes:
+            changes["caa_issuers"] = _caa_issuers(changes["caa_issuers"])
         for port in ("port", "dns_port"):
             if port in changes and not 0 <= int(changes[port]) <= 65535:
                 raise UsageError(f"--{port.replace('_', '-')} must be 0 to 65535")
         return replace(self, **changes)
+
+
+def _caa_issuers(values: object) -> tuple[str, ...]:
+    """CAA issuer domains (RFC 8659 §4.2: a domain name, e.g. ``letsencrypt.org``), lower-case."""
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise UsageError("caa_issuers must be a list of CA domain names")
+    issuers = []
+    for value in values:
+        if not isinstance(value, str) or not _CAA_ISSUER.fullmatch(value):
+            raise UsageError(f"invalid CAA issuer {value!r}: give the CA's domain, e.g. letsencrypt.org")
+        issuers.append(value.lower())
+    return tuple(issuers)
 
 
 def load_config(path: Path | None) -> ServiceConfig:

@@ -1,17 +1,29 @@
 """TXT records the DNS server publishes from the service's database (ACME dns-01 challenges).
 
-The issuer writes them, the DNS server (in this or any other instance) reads them: SQL is the channel.
+The issuer writes them, the DNS servers read them: SQL is the channel, so every instance on one
+PostgreSQL and every PowerDNS configured by ``lancert dns powerdns`` serves the same records.
+
+Visibility contract, for the flows that ask a CA to validate: a record is served by every embedded DNS
+worker of every instance, and by PowerDNS as configured by lancert, at the latest ``TXT_VISIBLE_WITHIN``
+seconds after :func:`add_txt_record` returns (its transaction is committed then). Embedded workers read
+the whole table every 0.5 s and answer SERVFAIL rather than from a snapshot older than that bound;
+PowerDNS reads the table on every query that its 1-second caches miss. So: add, then
+:func:`wait_until_visible`, then tell the CA.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select
 
-from lancert.dns import TxtLookup
+from lancert.dns import TXT_MAX_STALENESS, TxtSourceFactory
 from lancert.service.database import Database
 from lancert.service.models import DnsTxtRecord
+
+TXT_VISIBLE_WITHIN = TXT_MAX_STALENESS
 
 
 def add_txt_record(database: Database, name: str, value: str) -> None:
@@ -24,13 +36,29 @@ def remove_txt_records(database: Database, name: str) -> None:
         session.execute(delete(DnsTxtRecord).where(DnsTxtRecord.name == name.lower().rstrip(".")))
 
 
-def database_txt_lookup(database: Database) -> TxtLookup:
-    def lookup(name: str) -> Sequence[str]:
-        with database.reading() as session:
-            return list(
-                session.scalars(
-                    select(DnsTxtRecord.value).where(DnsTxtRecord.name == name).order_by(DnsTxtRecord.id)
-                )
-            )
+def wait_until_visible(added_at: float | None = None) -> None:
+    """Sleep until records committed at ``added_at`` (``time.monotonic()``; default now) are served."""
+    start = time.monotonic() if added_at is None else added_at
+    time.sleep(max(0.0, start + TXT_VISIBLE_WITHIN - time.monotonic()))
 
-    return lookup
+
+def read_txt_records(database: Database) -> dict[str, list[str]]:
+    """The whole table, name -> values in insertion order (it holds only challenges in flight)."""
+    records: dict[str, list[str]] = {}
+    with database.reading_connection() as connection:
+        rows = connection.execute(
+            select(DnsTxtRecord.name, DnsTxtRecord.value).order_by(DnsTxtRecord.id)
+        )
+        for name, value in rows:
+            records.setdefault(name, []).append(value)
+    return records
+
+
+def _open_txt_reader(url: str) -> functools.partial[Mapping[str, Sequence[str]]]:
+    return functools.partial(read_txt_records, Database(url))
+
+
+def txt_source(url: str) -> TxtSourceFactory:
+    """What the DNS workers are given: each opens its own connection to ``url`` (no connection crosses
+    a process boundary) and reads the table through :func:`read_txt_records`."""
+    return functools.partial(_open_txt_reader, url)

@@ -3,6 +3,7 @@ HTTP app on uvicorn, and the DNS server in the same process unless ``--dns-port 
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,14 +11,14 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from lancert.dns import DNSService, ZoneResolver
+from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError
 from lancert.logs import configure_logging
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database
-from lancert.service.dnsrecords import database_txt_lookup
+from lancert.service.dnsrecords import txt_source
 from lancert.service.issuer import InternalCAIssuer, ServiceIdentity, ensure_service_identity
 from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
@@ -64,24 +65,37 @@ class _AnnouncingServer(uvicorn.Server):
         print(f"lancert service: listening on http://{shown}:{port}", flush=True)
 
 
+def start_dns(config: ServiceConfig, zone: str) -> DNSService:
+    """The zone's DNS workers (``--dns-workers``, default one per core), reading TXT from the database.
+
+    ``config.caa_issuers`` become CAA records at the apex: an upstream ACME issuer sets them to its
+    CA's identities (the directory's ``meta.caaIdentities``) so that the CA's CAA check passes.
+    """
+    spec = ServerSpec(
+        ZoneSpec(zone, caa_issuers=config.caa_issuers),
+        host=config.host,
+        txt_source=txt_source(config.db_url),
+        rate_limit=RateLimit(responses_per_second=config.dns_rate_limit),
+    )
+    try:
+        dns = DNSService(spec, config.dns_port, workers=config.dns_workers or os.cpu_count() or 1)
+        dns.start()
+    except OSError as exc:
+        raise LancertError(
+            f"cannot listen for DNS on {config.host}:{config.dns_port}: {exc.strerror or exc}"
+        ) from None
+    return dns
+
+
 def run_service(config: ServiceConfig, log_level: str = "INFO") -> None:
     configure_logging(log_level)
     service = build_service(config)
     dns: DNSService | None = None
     if config.dns_port:
-        try:
-            dns = DNSService(
-                ZoneResolver(service.identity.zone, txt_lookup=database_txt_lookup(service.database)),
-                host=config.host,
-                port=config.dns_port,
-            )
-        except OSError as exc:
-            raise LancertError(
-                f"cannot listen for DNS on {config.host}:{config.dns_port}: {exc.strerror}"
-            ) from None
-        dns.start()
+        dns = start_dns(config, service.identity.zone)
         print(
-            f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp)",
+            f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp, "
+            f"{dns.workers} workers)",
             flush=True,
         )
     server = _AnnouncingServer(

@@ -1,0 +1,338 @@
+"""The zone's DNS server: worker processes that each own a UDP and a TCP socket on one port.
+
+Why processes: one Python process answers one query at a time (the GIL), so ``--dns-workers N`` starts N
+of them, each binding the same address with SO_REUSEPORT; the kernel spreads UDP datagrams and TCP
+connections over their sockets by source address and port. The parent binds first (so port 0 picks a
+number and errors are reported before anything starts), waits until every worker listens, then closes its
+own sockets, and restarts a worker that dies. A worker exits when its parent is gone.
+
+Per worker: the UDP loop in the main thread (a dictionary of answers by query bytes first, the zone's
+byte-level answer next), TCP on asyncio in a second thread, the TXT snapshot refreshed from the database
+in a third, so no query ever waits on SQL.
+
+Hostile input (issue 9): responses (QR=1) are never answered and nothing is sent to the server's own
+address and port, which together make the "DNS loop" of a spoofed self-addressed packet (CVE-2024-2169)
+impossible; unreadable packets get FORMERR or nothing, one log line a minute at most. TCP connections
+are capped per worker, closed after an idle timeout, and carry any number of queries (RFC 7766 §6.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+
+from lancert.dns import wire
+from lancert.dns.ratelimit import DROP, SEND, RateLimit, ResponseRateLimiter
+from lancert.dns.zone import CACHE_ENTRIES, TXT_REFRESH_INTERVAL, ZoneAnswers, ZoneSpec
+
+log = logging.getLogger("lancert.dns")
+
+TxtSnapshot = Callable[[], Mapping[str, Sequence[str]]]
+# Made inside each worker (a database connection cannot cross a fork or a pickle): a picklable callable,
+# such as functools.partial of a module-level function, that returns the snapshot reader.
+TxtSourceFactory = Callable[[], TxtSnapshot]
+
+TCP_IDLE_TIMEOUT = 10.0  # RFC 7766 §6.2.3: seconds, not minutes; shortened under load (below)
+TCP_MAX_CONNECTIONS = 256  # per worker: bounded descriptors and memory whatever clients do
+TCP_BACKLOG = 128
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything a worker needs; picklable (it crosses into spawned processes)."""
+
+    zone: ZoneSpec
+    host: str = "127.0.0.1"
+    txt_source: TxtSourceFactory | None = None
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    tcp_idle_timeout: float = TCP_IDLE_TIMEOUT
+    tcp_max_connections: int = TCP_MAX_CONNECTIONS
+    txt_refresh_interval: float = TXT_REFRESH_INTERVAL
+
+
+def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on ``host`` and one port number (port 0: one free for both)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(20):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            for sock in (udp, tcp):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            udp.bind((host, port))
+            chosen = udp.getsockname()[1]
+            try:
+                tcp.bind((host, chosen))
+            except OSError:
+                if port:
+                    raise
+                udp.close()
+                tcp.close()
+                continue  # the number UDP got is taken on TCP: try another
+            tcp.listen(TCP_BACKLOG)
+            return udp, tcp
+        except OSError:
+            udp.close()
+            tcp.close()
+            raise
+    raise OSError(98, "no port free for both UDP and TCP")
+
+
+def _own_hosts(host: str) -> frozenset[str]:
+    """Source addresses that mean "this host": for a wildcard bind, the loopbacks and the host's names."""
+    hosts = {host}
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - comparing, not binding
+        hosts |= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+        with contextlib.suppress(OSError):
+            hosts |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
+    return frozenset(hosts)
+
+
+def _truncated(reply: bytes) -> bytes:
+    """The same answer with TC=1 and only its question: what rate limiting "slips" to a source."""
+    pos = 12
+    while reply[pos]:
+        pos += 1 + reply[pos]
+    flags = (reply[2] << 8 | reply[3]) | wire.TC
+    return reply[:2] + wire.HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + reply[12 : pos + 5]
+
+
+class Worker:
+    """One worker's three loops over one zone."""
+
+    def __init__(self, spec: ServerSpec, udp: socket.socket, tcp: socket.socket) -> None:
+        self.spec = spec
+        self.udp = udp
+        self.tcp = tcp
+        self.zone = ZoneAnswers(spec.zone)
+        if spec.txt_source is None:
+            self.zone.txt_max_staleness = float("inf")  # no table: there is nothing to be stale about
+        self.port = udp.getsockname()[1]
+        self.own = _own_hosts(spec.host)
+        limit = spec.rate_limit
+        self.rrl = ResponseRateLimiter(limit) if limit.responses_per_second else None
+        self.tcp_connections: dict[asyncio.StreamWriter, float] = {}  # -> last activity (monotonic)
+
+    # -- TXT ------------------------------------------------------------------------------------------
+
+    def refresh_txt(self, snapshot: TxtSnapshot) -> None:
+        read_at = time.monotonic()
+        self.zone.set_txt(snapshot(), read_at)
+
+    def housekeeping(self, snapshot: TxtSnapshot | None, parent: int) -> None:
+        """Refresh TXT every interval; exit when the parent is gone (nobody would stop this worker)."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            if os.getppid() != parent:
+                os._exit(0)
+            if snapshot is not None:
+                try:
+                    self.refresh_txt(snapshot)
+                    failures = 0
+                except Exception as exc:  # the database is away: TXT answers turn SERVFAIL once stale
+                    failures += 1
+                    if failures == 1 or failures % 120 == 0:
+                        log.warning("cannot read TXT records (%d time(s)): %s", failures,
+                                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            time.sleep(max(0.0, self.spec.txt_refresh_interval - (time.monotonic() - started)))
+
+    # -- UDP ------------------------------------------------------------------------------------------
+
+    def serve_udp(self) -> None:
+        recvfrom = self.udp.recvfrom
+        sendto = self.udp.sendto
+        answer = self.zone.answer
+        cache = self.zone.cache
+        own = self.own
+        port = self.port
+        rrl = self.rrl
+        while True:
+            try:
+                packet, source = recvfrom(65535)
+            except InterruptedError:
+                continue
+            except OSError:
+                if self.udp.fileno() < 0:
+                    return
+                continue  # ICMP errors reported on the socket: nothing to answer
+            if (source[1] == port and source[0] in own) or source[1] == 0:
+                continue  # from ourselves (a spoofed loop) or from a port nobody can answer
+            hit = cache.get(packet[2:])
+            if hit is not None:
+                reply = packet[:2] + hit[0]
+                key = hit[1]
+            else:
+                reply, key, cacheable = answer(packet)
+                if reply is None:
+                    continue
+                if cacheable:
+                    if len(cache) >= CACHE_ENTRIES:
+                        cache.clear()
+                    cache[packet[2:]] = (reply[2:], key)
+            if rrl is not None:
+                verdict = rrl.check(source[0], key)
+                if verdict != SEND:
+                    if verdict == DROP:
+                        continue
+                    reply = _truncated(reply)
+            try:
+                sendto(reply, source)
+            except OSError:
+                pass  # unreachable source, full buffer: UDP makes no promise
+
+    # -- TCP ------------------------------------------------------------------------------------------
+
+    def serve_tcp(self) -> None:
+        asyncio.run(self._serve_tcp())
+
+    async def _serve_tcp(self) -> None:
+        server = await asyncio.start_server(self._connection, sock=self.tcp, limit=wire.TCP_LIMIT + 2)
+        async with server:
+            await server.serve_forever()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        spec = self.spec
+        connections = self.tcp_connections
+        if len(connections) >= spec.tcp_max_connections:
+            # At the cap the connection quiet for longest makes room (RFC 7766 §6.2.3 lets a server
+            # close idle connections): idle floods evict each other, a client with a query gets in.
+            oldest = min(connections, key=connections.__getitem__)
+            oldest.transport.abort()
+            del connections[oldest]
+        connections[writer] = time.monotonic()
+        try:
+            while True:
+                # Under load (over half the cap in use) an idle client gets one second, not ten.
+                busy = len(connections) * 2 > spec.tcp_max_connections
+                timeout = 1.0 if busy else spec.tcp_idle_timeout
+                try:
+                    size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), timeout), "big")
+                    packet = await asyncio.wait_for(reader.readexactly(size), timeout)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+                    return
+                connections[writer] = time.monotonic()
+                reply = self.zone.answer(packet, udp=False)[0]
+                if reply is None:
+                    if len(packet) < 12:
+                        return  # not even a header: this is no DNS client
+                    continue
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                try:
+                    await asyncio.wait_for(writer.drain(), timeout)
+                except (TimeoutError, ConnectionError, OSError):
+                    return
+        finally:
+            connections.pop(writer, None)
+            writer.close()
+
+
+def _worker_main(spec: ServerSpec, port: int, ready: Connection, parent: int) -> None:
+    """Entry point of a worker process (spawned: it shares nothing with the parent but ``spec``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    udp, tcp = bind_sockets(spec.host, port)
+    worker = Worker(spec, udp, tcp)
+    snapshot: TxtSnapshot | None = None
+    if spec.txt_source is not None:
+        snapshot = spec.txt_source()
+        with contextlib.suppress(Exception):  # logged by housekeeping's next round if it persists
+            worker.refresh_txt(snapshot)
+    threading.Thread(target=worker.housekeeping, args=(snapshot, parent), daemon=True).start()
+    threading.Thread(target=worker.serve_tcp, daemon=True).start()
+    ready.send(os.getpid())
+    ready.close()
+    worker.serve_udp()
+
+
+class DNSService:
+    """``workers`` processes serving ``spec`` on ``port`` (0: a free one, then in ``self.port``)."""
+
+    def __init__(self, spec: ServerSpec, port: int, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError("at least one DNS worker")
+        self.spec = spec
+        self.workers = workers
+        self._probe: tuple[socket.socket, socket.socket] | None = bind_sockets(spec.host, port)
+        self.port: int = self._probe[0].getsockname()[1]
+        self._context = multiprocessing.get_context("spawn")
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid is not None]
+
+    def _spawn(self) -> multiprocessing.process.BaseProcess:
+        receive, send = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_worker_main, args=(self.spec, self.port, send, os.getpid()), daemon=True,
+            name="lancert-dns-worker",
+        )
+        process.start()
+        send.close()
+        try:
+            if not receive.poll(START_TIMEOUT):
+                raise OSError(f"DNS worker did not start within {START_TIMEOUT:.0f} s")
+            receive.recv()
+        except EOFError:
+            raise OSError(f"DNS worker exited at start (status {process.exitcode})") from None
+        finally:
+            receive.close()
+        return process
+
+    def start(self) -> None:
+        try:
+            for _ in range(self.workers):
+                self.processes.append(self._spawn())
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            if self._probe is not None:  # every worker listens: the parent's sockets would only drop
+                for sock in self._probe:
+                    sock.close()
+                self._probe = None
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="lancert-dns-watch")
+        self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(1.0):
+            for index, process in enumerate(self.processes):
+                if process.is_alive() or self._stopping.is_set():
+                    continue
+                log.warning("DNS worker %s exited (status %s); starting another", process.pid,
+                            process.exitcode)
+                try:
+                    self.processes[index] = self._spawn()
+                except OSError as exc:
+                    log.warning("cannot restart DNS worker: %s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        if self._probe is not None:
+            for sock in self._probe:
+                sock.close()
+            self._probe = None

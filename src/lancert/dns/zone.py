@@ -1,0 +1,298 @@
+"""What the zone answers, decided from the query's name alone, written as bytes.
+
+The zone holds: SOA and NS at the apex (plus CAA naming the upstream CAs the service is told to use),
+``ns.<zone>`` A/AAAA, ``<ip-with-dashes>.<label>.<zone>`` A or AAAA with the address the name spells,
+``<label>.<zone>`` as an empty non-terminal (it has names below it: NODATA, RFC 8020), and
+``_acme-challenge.<label>.<zone>`` TXT from a snapshot of the service's table. Every other name under
+the apex is NXDOMAIN with the SOA in the authority section (RFC 2308); names outside it are REFUSED
+(this server is no resolver, RA is never set); ANY gets one RRset, never all (RFC 8482: no expansion
+for amplifiers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from dnslib import QTYPE, DNSRecord
+
+from lancert.dns import wire
+from lancert.dns.names import address_from_label
+from lancert.dns.wire import Malformed, Query, Unusual
+
+log = logging.getLogger("lancert.dns")
+
+ANSWER_TTL = 300
+TXT_TTL = 60
+NEGATIVE_TTL = 60  # SOA minimum: how long resolvers may cache NXDOMAIN/NODATA (RFC 2308)
+SOA_TIMERS = (1, 3600, 600, 86400, NEGATIVE_TTL)  # serial, refresh, retry, expire, minimum
+ACME_CHALLENGE = b"_acme-challenge"
+# A TXT answer is given only from a snapshot read at most this long ago; an older one (the database is
+# unreachable or slow) gives SERVFAIL instead of old values. So a TXT record committed at time t is in
+# every answer given after t + TXT_MAX_STALENESS, by every worker of every instance: the ACME flows wait
+# that long after writing before asking a CA to validate. Workers read the table every
+# TXT_REFRESH_INTERVAL; the difference is the margin for the read itself.
+TXT_MAX_STALENESS = 2.0
+TXT_REFRESH_INTERVAL = 0.5
+CACHE_ENTRIES = 16384  # answers kept by query bytes; the cache is emptied when full or when TXT changes
+_BOX_LABEL = re.compile(rb"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ZoneSpec:
+    """What the zone serves besides its computed names; picklable, it is sent to worker processes.
+
+    ``caa_issuers``: CAA ``issue`` values at the apex (e.g. ``letsencrypt.org``), which CAs find by
+    climbing from ``<label>.<zone>`` (RFC 8659 §3); empty = no CAA record (any CA may issue).
+    """
+
+    zone: str
+    ns_address: str = "127.0.0.1"
+    caa_issuers: tuple[str, ...] = ()
+
+
+class MalformedCounter:
+    """Counts unreadable packets and logs one line a minute at most: a flood of junk must not become a
+    flood of log lines (1,000 bad queries once made 1.6 MB of tracebacks)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.count = 0
+        self.last_log = -every
+        self.lock = threading.Lock()
+
+    def note(self, reason: str) -> None:
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if now - self.last_log >= self.every:
+                log.warning("%d malformed DNS packet(s) answered FORMERR or dropped (last: %s)",
+                            self.count, reason)
+                self.count = 0
+                self.last_log = now
+
+
+# (reply or None to stay silent, rate-limit key, may the reply be cached by query bytes)
+Answer = tuple[bytes | None, object, bool]
+_NX_KEY = ("nx",)
+_ERROR_KEY = ("error",)
+
+
+class ZoneAnswers:
+    """Answers one zone's queries from their bytes; ``answer`` never raises."""
+
+    def __init__(self, spec: ZoneSpec, *, txt_max_staleness: float = TXT_MAX_STALENESS) -> None:
+        self.spec = spec
+        self.zone = spec.zone.lower().rstrip(".")
+        self.zone_wire = wire.encode_name(self.zone)
+        self.txt_max_staleness = txt_max_staleness
+        self.txt: dict[bytes, tuple[bytes, ...]] = {}
+        self.txt_read_at = float("-inf")  # monotonic time the snapshot's read began
+        self.cache: dict[bytes, tuple[bytes, object]] = {}
+        self.malformed = MalformedCounter()
+        ns_name = wire.encode_name(f"ns.{self.zone}")
+        self.soa_rdata = (
+            ns_name
+            + wire.encode_name(f"hostmaster.{self.zone}")
+            + b"".join(t.to_bytes(4, "big") for t in SOA_TIMERS)
+        )
+        self.ns_rdata = ns_name
+        address = ipaddress.ip_address(spec.ns_address)
+        self.ns_type = wire.TYPE_A if address.version == 4 else wire.TYPE_AAAA
+        self.ns_address = address.packed
+        self.caa = tuple(wire.caa_rdata("issue", issuer) for issuer in spec.caa_issuers)
+
+    # -- TXT snapshot ---------------------------------------------------------------------------------
+
+    def set_txt(self, records: Mapping[str, Sequence[str]], read_at: float) -> None:
+        """Install a snapshot of the TXT table (names lower-case, no trailing dot) read from ``read_at``."""
+        snapshot: dict[bytes, tuple[bytes, ...]] = {}
+        for name, values in records.items():
+            try:
+                key = wire.encode_name(name.lower())
+            except (UnicodeEncodeError, ValueError):
+                continue
+            snapshot[key] = tuple(wire.character_strings(v) for v in values)
+        if snapshot != self.txt:
+            self.txt = snapshot
+            self.cache.clear()
+        self.txt_read_at = read_at
+
+    # -- answering ------------------------------------------------------------------------------------
+
+    def answer(self, packet: bytes, udp: bool = True) -> Answer:
+        """The reply to ``packet``: over UDP at most the client's EDNS buffer (512 without EDNS, never
+        over ``wire.EDNS_PAYLOAD``), over TCP up to 65535 bytes."""
+        header = wire.header_of(packet)
+        if header is None:
+            self.malformed.note("shorter than a DNS header")
+            return None, _ERROR_KEY, False
+        ident, flags = header
+        if flags & wire.QR:  # a response: answering it is how two servers loop on each other
+            return None, _ERROR_KEY, False
+        if (flags >> wire.OPCODE_SHIFT) & 0xF:  # NOTIFY, UPDATE, IQUERY...: not served here
+            return wire.header_only(ident, flags, wire.NOTIMP), _ERROR_KEY, False
+        try:
+            try:
+                query = wire.parse_query(packet)
+            except Unusual:
+                query = _parse_with_dnslib(packet)
+        except Malformed as exc:
+            self.malformed.note(str(exc))
+            return wire.header_only(ident, flags, wire.FORMERR), _ERROR_KEY, False
+        try:
+            return self._answer(query, wire.udp_limit(query) if udp else wire.TCP_LIMIT)
+        except Exception:  # a defect here must cost one SERVFAIL, never the worker
+            log.exception("DNS answer failed")
+            return wire.header_only(ident, flags, wire.SERVFAIL), _ERROR_KEY, False
+
+    def _answer(self, query: Query, limit: int) -> Answer:
+        if query.edns_version != 0:  # RFC 6891 §6.1.3: we speak EDNS version 0 only
+            return self._reply(query, wire.BADVERS, False, (), False, limit), _ERROR_KEY, False
+        lname = query.lname
+        cut = len(lname) - len(self.zone_wire)
+        if (
+            query.qclass != wire.CLASS_IN
+            or cut < 0
+            or not lname.endswith(self.zone_wire)
+            or cut not in query.starts
+        ):
+            return self._reply(query, wire.REFUSED, False, (), False, limit), _ERROR_KEY, True
+        if query.qtype in (251, 252):  # IXFR, AXFR: zone transfers are not offered
+            return self._reply(query, wire.REFUSED, False, (), False, limit), _ERROR_KEY, True
+        starts = query.starts
+        depth = starts.index(cut)
+        labels = [lname[starts[i] + 1 : starts[i + 1]] for i in range(depth)]
+        records = self._records(labels, lname)
+        if records is None:
+            if labels and labels[0] == ACME_CHALLENGE and len(labels) == 2 and self._txt_stale():
+                return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
+            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, True
+        qtype = query.qtype
+        if qtype == wire.TYPE_ANY:
+            answers = records[:1]  # RFC 8482: one RRset, never the whole node
+        else:
+            answers = tuple(rr for rr in records if rr[0] == qtype)
+        if answers:
+            rrsets = [answers[0][0]] if qtype == wire.TYPE_ANY else [qtype]
+            rrs = tuple(wire.rr(t, ttl, rdata) for t, ttl, rdata in answers if t in rrsets)
+            key: object = (lname, qtype)
+        else:
+            rrs = ()
+            key = _NX_KEY
+        is_txt = labels[:1] == [ACME_CHALLENGE]
+        if is_txt and self._txt_stale():
+            return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
+        return self._reply(query, wire.NOERROR, True, rrs, not rrs, limit), key, not is_txt
+
+    def _txt_stale(self) -> bool:
+        return time.monotonic() - self.txt_read_at > self.txt_max_staleness
+
+    def _records(self, labels: list[bytes], lname: bytes) -> tuple[tuple[int, int, bytes], ...] | None:
+        """Every record of the name ``lname`` (``labels`` below the apex, both lower-case), or None if
+        it does not exist."""
+        if not labels:
+            apex: list[tuple[int, int, bytes]] = [
+                (wire.TYPE_SOA, NEGATIVE_TTL, self.soa_rdata),
+                (wire.TYPE_NS, ANSWER_TTL, self.ns_rdata),
+            ]
+            apex.extend((wire.TYPE_CAA, ANSWER_TTL, rdata) for rdata in self.caa)
+            return tuple(apex)
+        if len(labels) == 1:
+            if labels[0] == b"ns":
+                return ((self.ns_type, ANSWER_TTL, self.ns_address),)
+            # <label>.<zone>: an empty non-terminal, since IP names exist below any box label
+            return () if _BOX_LABEL.match(labels[0]) else None
+        if len(labels) != 2 or not _BOX_LABEL.match(labels[1]):
+            return None
+        if labels[0] == ACME_CHALLENGE:
+            values = self.txt.get(lname)
+            return tuple((wire.TYPE_TXT, TXT_TTL, v) for v in values) if values else None
+        first = labels[0]
+        if first.count(b"-") == 3 and first.replace(b"-", b"").isdigit():
+            # IPv4, the common case: inet_pton is strict as ipaddress is (four decimal octets of at most
+            # 255, no leading zeros) and ten times faster.
+            try:
+                packed = socket.inet_pton(socket.AF_INET, first.replace(b"-", b".").decode())
+            except OSError:
+                return None
+            return ((wire.TYPE_A, ANSWER_TTL, packed),)
+        address = address_from_label(first.decode("latin-1"))
+        if address is None:
+            return None
+        return ((wire.TYPE_A if address.version == 4 else wire.TYPE_AAAA, ANSWER_TTL, address.packed),)
+
+    def _reply(
+        self,
+        query: Query,
+        rcode: int,
+        authoritative: bool,
+        answers: Sequence[bytes],
+        with_soa: bool,
+        limit: int,
+    ) -> bytes:
+        opt = wire.opt_record(query, rcode)
+        authority = b""
+        if with_soa:  # owner = the apex, a pointer to where the zone's name begins inside the question
+            apex = 12 + len(query.lname) - len(self.zone_wire)
+            authority = wire.rr(wire.TYPE_SOA, NEGATIVE_TTL, self.soa_rdata, 0xC000 | apex)
+        flags = wire.response_flags(query.flags, rcode, authoritative)
+        question = query.qname + wire.TYPE_CLASS.pack(query.qtype, query.qclass)
+        body = b"".join(answers)
+        message = (
+            wire.HEADER.pack(query.id, flags, 1, len(answers), 1 if authority else 0, 1 if opt else 0)
+            + question
+            + body
+            + authority
+            + opt
+        )
+        if len(message) <= limit:
+            return message
+        # Does not fit: TC=1, the question and OPT only; the client asks again over TCP (RFC 7766).
+        return wire.HEADER.pack(query.id, flags | wire.TC, 1, 0, 0, 1 if opt else 0) + question + opt
+
+
+def _parse_with_dnslib(packet: bytes) -> Query:
+    """The unusual query (a compressed question, extra records such as TSIG or several OPTs), read by
+    dnslib, which rejects forward and self pointers; its errors are FORMERR."""
+    try:
+        record = DNSRecord.parse(packet)
+    except Exception as exc:  # dnslib raises DNSError, BufferError, DNSLabelError, ValueError...
+        raise Malformed(f"dnslib: {type(exc).__name__}") from None
+    if len(record.questions) != 1:
+        raise Malformed(f"{len(record.questions)} questions")
+    question = record.questions[0]
+    labels = question.qname.label
+    qname = b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+    if len(qname) > wire.MAX_NAME or any(not 0 < len(label) < 64 for label in labels):
+        raise Malformed("name longer than 255 octets")
+    starts, pos = [], 0
+    for label in labels:
+        starts.append(pos)
+        pos += 1 + len(label)
+    query = Query(
+        record.header.id,
+        packet[2] << 8 | packet[3],
+        qname,
+        qname.lower(),
+        tuple(starts),
+        question.qtype,
+        question.qclass,
+    )
+    opts = [rr for rr in record.ar if rr.rtype == QTYPE.OPT]
+    if len(opts) > 1:
+        raise Malformed("several OPT records")
+    if opts:
+        opt = opts[0]
+        if opt.rname.label:
+            raise Malformed("OPT record not owned by the root")
+        query.edns_payload = max(opt.rclass, wire.PLAIN_UDP)
+        query.edns_version = (opt.ttl >> 16) & 0xFF
+        query.edns_do = bool(opt.ttl & 0x8000)
+    return query
