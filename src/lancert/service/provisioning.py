@@ -3,6 +3,11 @@
 Both HTTP fronts call :class:`Provisioner`; it knows neither HTTP nor JSON-RPC framing beyond the
 schemas. Every issued certificate is recorded in the same transaction that checks its serial's
 uniqueness, so a failed request leaves nothing behind and no two records share a serial.
+
+The compatible call always goes through the :class:`~lancert.service.orders.OrderDesk` (one cached
+pair per database, a bounded wait, orders in the background); the native call does when the issuer
+places orders (an upstream CA), and signs in the request otherwise (the internal CA: microseconds, no
+order state to keep).
 """
 
 from __future__ import annotations
@@ -15,18 +20,16 @@ from lancert.pki import (
     InvalidCSR,
     InvalidName,
     PKIError,
-    create_csr,
     csr_names,
-    generate_private_key,
     load_csr,
     pem,
 )
-from lancert.pki import private_key_pem as encode_private_key
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
-from lancert.service.errors import InvalidCSRError, NotEligible
+from lancert.service.errors import InvalidCSRError, IssuancePending, NotEligible, UpstreamFailed
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
+from lancert.service.orders import OrderDesk, OrderPolicy
 from lancert.service.schemas import (
     CertificateRequest,
     CertificateResponse,
@@ -45,10 +48,16 @@ _RECORD = insert(IssuedCertificate.__table__)
 
 
 class Provisioner:
-    def __init__(self, database: Database, authority: Authority, issuer: Issuer) -> None:
+    def __init__(
+        self, database: Database, authority: Authority, issuer: Issuer, policy: OrderPolicy | None = None
+    ) -> None:
         self.database = database
         self.authority = authority
         self.issuer = issuer
+        self.orders = OrderDesk(database, issuer, policy or OrderPolicy(), self.record)
+
+    def close(self) -> None:
+        self.orders.close()
 
     def native(self, request: CertificateRequest, source_ip: str) -> CertificateResponse:
         """The box's key stays on the box: it sends a CSR, it gets the chain for its subdomain."""
@@ -61,7 +70,18 @@ class Provisioner:
         except (InvalidCSR, InvalidName, PKIError) as exc:  # WeakKey is a PKIError
             raise InvalidCSRError(str(exc)) from None
         self.authority.check_requested_names(grant, requested)
-        issued = self._issue_and_record(grant, csr, style="native")
+        if self.issuer.needs_csr_names and sorted(requested.dns) != [grant.hostname_pattern]:
+            raise InvalidCSRError(
+                f"this service's CA signs only a CSR that asks for {grant.hostname_pattern}: "
+                "send the CSR again with that name",
+                hostname_pattern=grant.hostname_pattern,
+                box_label=grant.box_label,
+                zone=grant.zone,
+            )
+        if self.issuer.places_orders:
+            issued = self.orders.native(grant, csr)
+        else:
+            issued = self._issue_and_record(grant, csr, style="native")
         return CertificateResponse(
             certificate_chain_pem=issued.chain_pem(),
             hostname_pattern=grant.hostname_pattern,
@@ -83,16 +103,40 @@ class Provisioner:
             return CompatibleResponse(
                 id=request.id, result=CompatibleRefusal(error=refusal.message, reason=refusal.reason)
             )
-        key = generate_private_key()
-        issued = self._issue_and_record(grant, create_csr(key, grant.names), style="compatible")
+        try:
+            cached = self.orders.compatible(grant)
+        except (IssuancePending, UpstreamFailed) as refusal:
+            # Boxes retry on their own schedule; a refusal in ``result`` is what they log and show.
+            reason = refusal.reason if isinstance(refusal, UpstreamFailed) else refusal.code
+            return CompatibleResponse(
+                id=request.id, result=CompatibleRefusal(error=refusal.message, reason=reason)
+            )
         return CompatibleResponse(
             id=request.id,
             result=CompatibleCertificate(
                 subject_cn=grant.hostname_pattern,
-                x509_pem=issued.chain_pem(),
-                private_key_pem=encode_private_key(key).decode(),
+                x509_pem=cached.chain_pem,
+                private_key_pem=cached.private_key_pem,
             ),
         )
+
+    def record(self, grant: Grant, issued: IssuedChain, style: str) -> None:
+        """Record a certificate an order produced (the order desk calls this from its threads)."""
+        with self.database.writing_connection() as connection:
+            connection.execute(_RECORD, self._row(grant, issued, style))
+
+    def _row(self, grant: Grant, issued: IssuedChain, style: str) -> dict[str, object]:
+        return {
+            "serial": issued.serial_hex,
+            "db_uuid": grant.database.uuid,
+            "box_id": grant.box_id,
+            "box_label": grant.box_label,
+            "style": style,
+            "issuer": self.issuer.name,
+            "not_before": issued.not_before,
+            "not_after": issued.not_after,
+            "certificate_pem": pem([issued.leaf]).decode(),
+        }
 
     def _issue_and_record(
         self, grant: Grant, csr: x509.CertificateSigningRequest, *, style: str
@@ -101,20 +145,7 @@ class Provisioner:
             issued = self.issuer.issue_server_certificate(csr, grant.names)
             try:
                 with self.database.writing_connection() as connection:
-                    connection.execute(
-                        _RECORD,
-                        {
-                            "serial": issued.serial_hex,
-                            "db_uuid": grant.database.uuid,
-                            "box_id": grant.box_id,
-                            "box_label": grant.box_label,
-                            "style": style,
-                            "issuer": self.issuer.name,
-                            "not_before": issued.not_before,
-                            "not_after": issued.not_after,
-                            "certificate_pem": pem([issued.leaf]).decode(),
-                        },
-                    )
+                    connection.execute(_RECORD, self._row(grant, issued, style))
                 return issued
             except IntegrityError:
                 # 159 random bits make this practically impossible; the UNIQUE constraint makes it certain.
