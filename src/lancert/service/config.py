@@ -15,7 +15,7 @@ Example config (every key optional)::
     acme_eab_kid = "kid-1"         # the HMAC key: LANCERT_ACME_EAB_HMAC or acme_eab_hmac_file (0600)
     acme_eab_hmac_file = "/etc/lancert/eab-hmac"
     [orders]                       # orders placed with the issuer (see lancert.service.orders)
-    compatible_deadline = 4.0      # seconds a compatible call waits before answering "pending"
+    compatible_deadline = 3.5      # seconds a compatible call waits before answering "pending"
     native_deadline = 8.0
     failures_per_hour = 5          # failed orders per name per hour
     retry_backoff = 60.0           # seconds after a first failure, doubled per consecutive failure

@@ -12,6 +12,8 @@ order state to keep).
 
 from __future__ import annotations
 
+import time
+
 from cryptography import x509
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +63,7 @@ class Provisioner:
 
     def native(self, request: CertificateRequest, source_ip: str) -> CertificateResponse:
         """The box's key stays on the box: it sends a CSR, it gets the chain for its subdomain."""
+        arrived = time.monotonic()
         grant = self.authority.authorize(
             request.db_uuid, request.enterprise_code, box_id=request.box_id, source_ip=source_ip
         )
@@ -79,7 +82,7 @@ class Provisioner:
                 zone=grant.zone,
             )
         if self.issuer.places_orders:
-            issued = self.orders.native(grant, csr)
+            issued = self.orders.native(grant, csr, arrived=arrived)
         else:
             issued = self._issue_and_record(grant, csr, style="native")
         return CertificateResponse(
@@ -94,6 +97,7 @@ class Provisioner:
 
     def compatible(self, request: CompatibleRequest, source_ip: str) -> CompatibleResponse:
         """What unmodified Odoo boxes expect: the service makes the key, refusals go in ``result``."""
+        arrived = time.monotonic()
         params = request.params
         try:
             grant = self.authority.authorize(
@@ -104,7 +108,7 @@ class Provisioner:
                 id=request.id, result=CompatibleRefusal(error=refusal.message, reason=refusal.reason)
             )
         try:
-            cached = self.orders.compatible(grant)
+            cached = self.orders.compatible(grant, arrived=arrived)
         except (IssuancePending, UpstreamFailed) as refusal:
             # Boxes retry on their own schedule; a refusal in ``result`` is what they log and show.
             reason = refusal.reason if isinstance(refusal, UpstreamFailed) else refusal.code
