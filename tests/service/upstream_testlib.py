@@ -62,6 +62,7 @@ class Pebble:
     workdir: Path
     dns_port: int
     eab_keys: dict[str, str] | None = None
+    validity: int = NINETY_DAYS
     port: int = 0
     management_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -73,7 +74,9 @@ class Pebble:
 
     def start(self) -> Pebble:
         assert PEBBLE is not None
-        self.ca_bundle = write_https_identity(self.workdir)
+        # Made once: a restarted Pebble keeps its HTTPS identity (the relay and the service trust it).
+        existing = self.workdir / "https-ca.pem"
+        self.ca_bundle = existing if existing.exists() else write_https_identity(self.workdir)
         self.port = self.port or free_port()
         self.management_port = self.management_port or free_port()
         config = {
@@ -88,7 +91,7 @@ class Pebble:
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": self.eab_keys is not None,
                 "externalAccountMACKeys": self.eab_keys or {},
-                "certificateValidityPeriod": NINETY_DAYS,  # Let's Encrypt's lifetime
+                "certificateValidityPeriod": self.validity,  # default: Let's Encrypt's 90 days
             }
         }
         config_file = self.workdir / "pebble-config.json"
@@ -198,3 +201,161 @@ def certs_json(data_dir: Path) -> list[dict[str, object]]:
     from lancert_cli import lancert
 
     return json.loads(lancert("service", "certs", "--json", "--data-dir", str(data_dir)).stdout)
+
+
+class DnsRelay:
+    """A DNS forwarder between Pebble and lancert's DNS that can withhold the ``_acme-challenge`` TXT
+    answers (NXDOMAIN instead): the fault "the CA cannot see the TXT record". Everything else is
+    forwarded unchanged to the service's DNS port."""
+
+    def __init__(self, target_port: int) -> None:
+        from dnslib import QTYPE, RCODE
+        from dnslib.proxy import ProxyResolver
+        from dnslib.server import DNSLogger, DNSServer
+
+        relay = self
+        self.withhold = False
+        self.target_port = target_port
+
+        class Resolver(ProxyResolver):
+            def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+                if relay.withhold and request.q.qtype == QTYPE.TXT:
+                    reply = request.reply()
+                    reply.header.rcode = RCODE.NXDOMAIN
+                    return reply
+                self.port = relay.target_port
+                return super().resolve(request, handler)
+
+        quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+        self.udp = DNSServer(
+            Resolver("127.0.0.1", target_port, timeout=5), address="127.0.0.1", port=0, logger=quiet
+        )
+        self.port = self.udp.server.server_address[1]
+        self.tcp = DNSServer(
+            Resolver("127.0.0.1", target_port, timeout=5),
+            address="127.0.0.1",
+            port=self.port,
+            tcp=True,
+            logger=quiet,
+        )
+        self.udp.start_thread()
+        self.tcp.start_thread()
+
+    def stop(self) -> None:
+        for server in (self.udp, self.tcp):
+            server.stop()
+            server.server.server_close()
+
+
+class AcmeRelay:
+    """An HTTPS reverse proxy in front of Pebble's ACME port that rewrites Pebble's URLs to its own and
+    can inject the faults Pebble cannot make by itself:
+
+    - ``rate_limit = N``: newOrder answers 429 ``urn:ietf:params:acme:error:rateLimited`` with
+      ``Retry-After: N`` (what Let's Encrypt answers; Pebble enforces no rate limits);
+    - ``hold``: a challenge answer (POST to a challenge URL) waits until ``release()``, so a test can stop
+      Pebble or the service in the middle of an order;
+    - Pebble gone: the connection is closed without an answer, as a dead CA's would be.
+
+    ``new_orders`` counts the newOrder requests that reached the relay (upstream orders attempted).
+    """
+
+    def __init__(self, pebble: Pebble) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.pebble = pebble
+        self.rate_limit: int | None = None
+        self.new_orders = 0
+        self.held = threading.Event()
+        self._release = threading.Event()
+        self._release.set()
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                ours, theirs = f"127.0.0.1:{relay.port}", f"127.0.0.1:{relay.pebble.port}"
+                if self.command == "POST" and self.path.startswith("/order-plz"):
+                    relay.new_orders += 1
+                    if relay.rate_limit is not None:
+                        self._rate_limited(relay.rate_limit)
+                        return
+                if self.command == "POST" and self.path.startswith("/chalZ/"):
+                    relay.held.set()
+                    relay._release.wait(60)
+                # Pebble checks each JWS "url" against the Host it was asked at: keep the relay's.
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                try:
+                    with httpx.Client(verify=relay.pebble.tls(), timeout=30) as client:
+                        answer = client.request(
+                            self.command, f"https://{theirs}{self.path}", content=body, headers=headers
+                        )
+                except httpx.HTTPError:
+                    self.close_connection = True  # the CA is gone: no answer at all
+                    self.connection.shutdown(2)
+                    return
+                content = answer.content.replace(theirs.encode(), ours.encode())
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        continue
+                    self.send_header(name, value.replace(theirs, ours))
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def _rate_limited(self, seconds: int) -> None:
+                nonce = httpx.head(
+                    f"https://127.0.0.1:{relay.pebble.port}/nonce-plz", verify=relay.pebble.tls()
+                )
+                problem = json.dumps(
+                    {
+                        "type": "urn:ietf:params:acme:error:rateLimited",
+                        "detail": "too many certificates already issued for this registered domain",
+                        "status": 429,
+                    }
+                ).encode()
+                self.send_response(429)
+                self.send_header("Content-Type", "application/problem+json")
+                self.send_header("Retry-After", str(seconds))
+                self.send_header("Replay-Nonce", nonce.headers.get("Replay-Nonce", ""))
+                self.send_header("Content-Length", str(len(problem)))
+                self.end_headers()
+                self.wfile.write(problem)
+
+            do_GET = do_POST = do_HEAD = _forward
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(pebble.workdir / "https-cert.pem", pebble.workdir / "https-key.pem")
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def directory(self) -> str:
+        return f"https://127.0.0.1:{self.port}/dir"
+
+    def hold(self) -> None:
+        self.held.clear()
+        self._release.clear()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def stop(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()

@@ -27,7 +27,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -91,7 +91,9 @@ class OrderDesk:
         self.policy = policy
         self.record = record
         self.instance = secrets.token_hex(8)
-        self._executor = ThreadPoolExecutor(policy.workers, thread_name_prefix="lancert-order")
+        # One daemon thread per order, at most ``workers`` talking to the issuer at once: a pool's
+        # threads would be joined at exit, so a stop or restart would wait for a stuck upstream order.
+        self._slots = threading.Semaphore(policy.workers)
         self._running: dict[tuple[str, ...], Future[object]] = {}
         self._held: set[str] = set()
         self._lock = threading.Lock()
@@ -100,8 +102,9 @@ class OrderDesk:
         self._heartbeat.start()
 
     def close(self) -> None:
+        """Stop renewing leases; orders still running are abandoned (another instance, or this one
+        restarted, takes their names over once the leases lapse)."""
         self._stop.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- the two flows ------------------------------------------------------------------------------------
 
@@ -179,16 +182,21 @@ class OrderDesk:
     def _start(self, key: tuple[str, ...], grant: Grant, order: Callable[[], T]) -> Future[object]:
         self._held.add(grant.box_label)
 
-        def run() -> object:
+        future: Future[object] = Future()
+
+        def run() -> None:
             try:
-                return self._run(grant, order)
+                with self._slots:
+                    future.set_result(self._run(grant, order))
+            except BaseException as exc:
+                future.set_exception(exc)
             finally:
                 with self._lock:
                     self._running.pop(key, None)
                     self._held.discard(grant.box_label)
 
-        future: Future[object] = self._executor.submit(run)
         self._running[key] = future
+        threading.Thread(target=run, name=f"lancert-order-{grant.box_label}", daemon=True).start()
         return future
 
     def _run(self, grant: Grant, order: Callable[[], T]) -> T:
@@ -270,8 +278,6 @@ class OrderDesk:
                 return _Busy()
             if row.window_start is None or now - aware(row.window_start) >= WINDOW:
                 row.window_start, row.failures = now, 0
-            if row.retry_not_before is not None and aware(row.retry_not_before) > now:
-                return _BackedOff(aware(row.retry_not_before), row.last_error or "backing off", "backing_off")
             if row.failures >= self.policy.failures_per_hour:
                 until = aware(row.window_start) + WINDOW
                 return _BackedOff(
@@ -281,6 +287,8 @@ class OrderDesk:
                     f"last: {row.last_error or 'unknown'}",
                     "too_many_failures",
                 )
+            if row.retry_not_before is not None and aware(row.retry_not_before) > now:
+                return _BackedOff(aware(row.retry_not_before), row.last_error or "backing off", "backing_off")
             row.owner, row.lease_until = self.instance, now + timedelta(seconds=self.policy.lease)
             row.started_at, row.orders = now, (row.orders or 0) + 1
             row.db_uuid, row.style, row.issuer = grant.database.uuid, style, self.issuer.description
