@@ -183,12 +183,19 @@ def test_two_upstream_instances_place_one_order_for_twenty_concurrent_compatible
     instances: list[ServiceProcess] = []
     try:
         with ThreadPoolExecutor(2) as pool:
-            instances = list(pool.map(
-                lambda i: upstream_service(tmp_path / f"instance-{i}", pebble.directory, pebble.ca_bundle,
-                                           dns_port=pebble.dns_port if i == 0 else 0, config=orders,
-                                           extra=["--db", url]),
-                range(2),
-            ))
+            instances = list(
+                pool.map(
+                    lambda i: upstream_service(
+                        tmp_path / f"instance-{i}",
+                        pebble.directory,
+                        pebble.ca_bundle,
+                        dns_port=pebble.dns_port if i == 0 else 0,
+                        config=orders,
+                        extra=["--db", url],
+                    ),
+                    range(2),
+                )
+            )
         database = Database(url)
         Registry(database).add("pg-upstream", CODE)
         before = pebble.log_text().count("POST /order-plz")

@@ -5,7 +5,7 @@ error shows in ``lancert service certs``, and the failed orders per name stay bo
 
 Pebble's DNS-01 queries go through a DNS relay that forwards to the service's DNS port (and can
 withhold the TXT answers); the service reaches Pebble through an HTTPS relay that can answer
-rateLimited, or hold a challenge answer while the test stops Pebble or the service. Pebble issues 12 s
+rateLimited, or hold a challenge answer while the test stops Pebble or the service. Pebble issues 9 s
 certificates here, so that a renewal falls due within the test. Order settings given to the service:
 back-off 1 s after a first failure (doubling), at most 3 failed orders per name per hour, 3 s lease.
 """
@@ -68,7 +68,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     base = tmp_path_factory.mktemp("faults")
     service_dns = free_port()
     dns_relay = DnsRelay(service_dns)
-    pebble = Pebble(base / "pebble", dns_relay.port, validity=12).start()
+    pebble = Pebble(base / "pebble", dns_relay.port, validity=9).start()
     acme = AcmeRelay(pebble)
 
     def make_service() -> ServiceProcess:

@@ -1,11 +1,14 @@
 """Public trust through an upstream ACME CA: the real Pebble validates DNS-01 by asking lancert's own
 DNS (``-dnsserver`` = the service's DNS port), through the native and the compatible flow; a box then
 serves the Pebble chain and headless Chromium, trusting only Pebble's root (standing for a browser's
-built-in public roots, without lancert's root), loads the box's page without a certificate error."""
+built-in public roots, without lancert's root), loads the box's page without a certificate error; the
+compatible pair, served as a field box's nginx serves it, verifies against Pebble's root."""
 
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,37 +153,34 @@ def test_service_certs_prints_a_line_per_label(service: ServiceProcess, registry
     assert "(compatible): https://127.0.0.1:" in line and "not after 20" in line and "renewal due 20" in line
 
 
-def test_chromium_trusting_only_pebbles_root_loads_the_box_and_the_compatible_pair(
+def test_chromium_trusting_only_pebbles_root_loads_the_box(
     service: ServiceProcess, registry: Registry, pebble_nssdb: Path, tmp_path: Path
 ) -> None:
     uuid = registry.add()
     dns = f"127.0.0.1:{service.dns_port}"
-    box = Child.start(
-        "the box",
-        [
-            "box",
-            "run",
-            "--state-dir",
-            str(tmp_path / "box"),
-            "--lan-ip",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--server",
-            service.url,
-            "--db-uuid",
-            uuid,
-            "--enterprise-code",
-            CODE,
-            "--resolver",
-            dns,
-            "--zone-dns",
-            dns,
-        ],
-        tmp_path / "box.log",
-    )
+    args = [
+        "box",
+        "run",
+        "--state-dir",
+        str(tmp_path / "box"),
+        "--lan-ip",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--https-port",
+        "0",
+        "--server",
+        service.url,
+        "--db-uuid",
+        uuid,
+        "--enterprise-code",
+        CODE,
+        "--resolver",
+        dns,
+        "--zone-dns",
+        dns,
+    ]
+    box = Child.start("the box", args, tmp_path / "box.log")
     try:
         ready = box.wait_for("lancert box:", 60)
         https_port = int(ready.split()[3].rstrip("/").rsplit(":", 1)[1])
@@ -191,26 +191,35 @@ def test_chromium_trusting_only_pebbles_root_loads_the_box_and_the_compatible_pa
         url = f"https://{hostname}:{https_port}/"
         page = load(url, home=pebble_nssdb, resolve={hostname: "127.0.0.1"}, marker='id="status">OK<')
         assert page.ok, page.detail
+        # Without Pebble's root the same page is refused: the padlock came from Pebble's root alone.
+        bare = tmp_path / "bare-home"
+        (bare / ".pki" / "nssdb").mkdir(parents=True)
+        subprocess.run(
+            ["certutil", "-N", "-d", f"sql:{bare / '.pki' / 'nssdb'}", "--empty-password"], check=True
+        )
+        refused = load(url, home=bare, resolve={hostname: "127.0.0.1"})
+        assert not refused.ok and "ERR_CERT_AUTHORITY_INVALID" in refused.detail
     finally:
         box.stop()
-    # Without Pebble's root the same chain is refused: the padlock above came from Pebble's root alone.
-    bare = tmp_path / "bare-home"
-    (bare / ".pki" / "nssdb").mkdir(parents=True)
-    subprocess.run(["certutil", "-N", "-d", f"sql:{bare / '.pki' / 'nssdb'}", "--empty-password"], check=True)
 
-    # The compatible pair, served as a field box's nginx would serve it.
+
+def test_the_compatible_pair_served_as_nginx_would_verifies_against_pebbles_root(
+    service: ServiceProcess, registry: Registry, pebble: Pebble, tmp_path: Path
+) -> None:
     result = compatible_call(service, registry.add()).json()["result"]
     (tmp_path / "chain.pem").write_text(result["x509_pem"])
     (tmp_path / "key.pem").write_text(result["private_key_pem"])
+    (tmp_path / "root.pem").write_text(pebble.root_pem())
     host = "192-168-1-25." + result["subject_cn"][2:]
     server = serve_page(
         tmp_path / "chain.pem", tmp_path / "key.pem", b"<p>compatible box</p>", host="127.0.0.1"
     )
     try:
-        url = f"https://{host}:{server.port}/"
-        page = load(url, home=pebble_nssdb, resolve={host: "127.0.0.1"}, marker="compatible box")
-        assert page.ok, page.detail
-        refused = load(url, home=bare, resolve={host: "127.0.0.1"})
-        assert not refused.ok and "ERR_CERT_AUTHORITY_INVALID" in refused.detail
+        context = ssl.create_default_context(cafile=str(tmp_path / "root.pem"))
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
     finally:
         server.stop()

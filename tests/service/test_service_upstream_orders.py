@@ -1,5 +1,5 @@
 """The order desk with slow issuance (the internal CA wrapped by the test-only entry point
-slow_issuer_service.py to take 6 s per certificate): the compatible call answers within 5 s (field boxes
+slow_issuer_service.py to take 4.5 s per certificate): the compatible call answers within 5 s (field boxes
 of the middle generation give up at 5 s), the order goes on in the background, the next request gets
 its result, concurrent requests share one order, and a box keeps getting its still-valid pair while the
 renewal runs."""
@@ -17,7 +17,7 @@ from upstream_testlib import certs_json, compatible_call
 
 from lancert.pki import load_certificates
 
-SLOW = 6.0  # seconds per certificate, over the 3.5 s the compatible call waits
+SLOW = 4.5  # seconds per certificate, over the 3.5 s the compatible call waits
 FIELD_BOX_TIMEOUT = 5.0
 
 
@@ -100,7 +100,7 @@ def test_box_keeps_getting_its_valid_pair_while_the_renewal_runs(
     leaf = load_certificates(old["x509_pem"].encode())[0]
     renew_after = leaf.not_valid_before_utc + (leaf.not_valid_after_utc - leaf.not_valid_before_utc) * 2 / 3
     time.sleep(max(0.0, (renew_after - leaf.not_valid_before_utc).total_seconds() - 60 + 0.5))
-    # Renewal due, the new order takes 6 s: the box gets the old, still valid pair within 5 s ...
+    # Renewal due, the new order takes 4.5 s: the box gets the old, still valid pair within 5 s ...
     elapsed, during = timed_call(slow_service, uuid)
     assert elapsed < FIELD_BOX_TIMEOUT and during == old
     # ... and the new pair once the background order ends.
