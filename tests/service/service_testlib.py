@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,7 @@ class ServiceProcess:
     data_dir: Path
     args: list[str]
     env: dict[str, str] | None = None
+    entry: Path | None = None
     child: Child | None = None
     url: str = ""
     dns_port: int = 0
@@ -45,10 +49,16 @@ class ServiceProcess:
         return self.child.lines if self.child else []
 
     def start(self, timeout: float = 30) -> ServiceProcess:
-        self.child = Child.start(
-            "the service", ["service", "run", "--data-dir", str(self.data_dir), "--port", "0", *self.args],
-            self.data_dir.parent / f"{self.data_dir.name}.stderr.log", env=self.env,
-        )
+        args = ["--data-dir", str(self.data_dir), "--port", "0", *self.args]
+        log = self.data_dir.parent / f"{self.data_dir.name}.stderr.log"
+        if self.entry is None:
+            self.child = Child.start("the service", ["service", "run", *args], log, env=self.env)
+        else:  # a test-only entry point that wraps ``service run`` (e.g. slow_issuer_service.py)
+            with log.open("a") as stderr:
+                proc = subprocess.Popen([sys.executable, str(self.entry), *args], stdout=subprocess.PIPE,
+                                        stderr=stderr, text=True, start_new_session=True, env=self.env)
+            self.child = Child("the service", proc, log, [])
+            threading.Thread(target=self.child._drain, daemon=True).start()
         self.url = self.child.wait_for("listening on http://", timeout).strip().rsplit(" ", 1)[-1]
         dns = next((line for line in self.child.lines if " dns for " in line), None)
         if dns:

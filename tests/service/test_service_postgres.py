@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
 from service_testlib import CODE, PostgresServer, ServiceProcess, make_csr
 from sqlalchemy import text
+from upstream_testlib import PEBBLE, Pebble, upstream_service
 
+from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert.service.database import Database
 from lancert.service.registry import Registry
@@ -93,3 +96,62 @@ def test_concurrent_load_on_two_instances_gives_unique_recorded_serials(
         assert recorded[serials[i]] == body["box_label"]
     assert all(len(v) == 1 for v in labels.values())
     assert len({next(iter(v)) for v in labels.values()}) == 20
+
+
+@pytest.mark.skipif(PEBBLE is None, reason="Debian package 'pebble' is not installed")
+def test_two_upstream_instances_place_one_order_for_twenty_concurrent_compatible_calls(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two instances issuing through the real Pebble share one PostgreSQL database: 20 concurrent
+    compatible calls for one database, spread over both, cause exactly one upstream order (the
+    certificate_orders row is the cross-instance lock) and get 20 identical answers."""
+    admin = Database(postgres_url)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("CREATE DATABASE upstream"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/upstream"
+    pebble = Pebble(tmp_path / "pebble", free_port()).start()
+    # The wait is long here on purpose: this test is about one order, test_service_upstream_orders
+    # about the deadline.
+    orders = "[orders]\ncompatible_deadline = 60.0\n"
+    instances: list[ServiceProcess] = []
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            instances = list(
+                pool.map(
+                    lambda i: upstream_service(
+                        tmp_path / f"instance-{i}",
+                        pebble.directory,
+                        pebble.ca_bundle,
+                        dns_port=pebble.dns_port if i == 0 else 0,
+                        config=orders,
+                        extra=["--db", url],
+                    ),
+                    range(2),
+                )
+            )
+        database = Database(url)
+        Registry(database).add("pg-upstream", CODE)
+        before = pebble.log_text().count("POST /order-plz")
+
+        def call(i: int) -> dict:
+            with httpx.Client(base_url=instances[i % 2].url, timeout=90) as client:
+                body = {"params": {"db_uuid": "pg-upstream", "enterprise_code": CODE}}
+                return client.post("/odoo-enterprise/iot/x509", json=body).json()["result"]
+
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(call, range(20)))
+        assert "x509_pem" in answers[0], answers[0]
+        assert all(answer == answers[0] for answer in answers)
+        assert "Pebble Intermediate CA" in (
+            load_certificates(answers[0]["x509_pem"].encode())[0].issuer.rfc4514_string()
+        )
+        assert pebble.log_text().count("POST /order-plz") - before == 1
+        with database.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM issued_certificates")).scalar() == 1
+            assert conn.execute(text("SELECT orders FROM certificate_orders")).scalars().all() == [1]
+        database.dispose()
+    finally:
+        for instance in instances:
+            instance.stop()
+        pebble.stop()

@@ -193,7 +193,10 @@ class CertificateKeeper:
         else:
             log.debug("check (%s): certificate valid until %s, renewal after %s",
                       reason, self.state.not_after, self.state.renew_after)
-        valid = current is not None and current.certificate.not_valid_before_utc <= now < (
+        # The clock after the request, not ``now`` from before it: a CA that does not backdate (Pebble)
+        # issues a certificate valid from a second after the check began.
+        checked = utcnow() if obtained else now
+        valid = current is not None and current.certificate.not_valid_before_utc <= checked < (
             current.certificate.not_valid_after_utc)
         for problem in problems:
             if obtained:
@@ -247,6 +250,14 @@ class CertificateKeeper:
         }
         url = server_url.rstrip("/") + CERTIFICATES_PATH
         status, payload = await self._post(url, body)
+        learned = _name_to_ask_for(status, payload)
+        if learned is not None and not names.dns:
+            # A service issuing through a public ACME CA needs the name in the CSR (the CA checks it
+            # against its order); the first request of a new box cannot know it, the refusal says it.
+            self.state.box_label, self.state.zone = learned
+            csr = create_csr(key, SubjectNames.parse(dns=[f"*.{learned[0]}.{learned[1]}"]))
+            body["csr"] = csr.public_bytes(Encoding.PEM).decode()
+            status, payload = await self._post(url, body)
         if status == 403 and _error_code(payload) == "not_eligible":
             reason = payload.get("error", {}).get("reason", "not eligible")  # type: ignore[union-attr]
             raise BoxFailure(BoxProblem(ErrorCode.LOAD_REQUEST_NO_RESULT, f"the service refused: {reason}"))
@@ -308,6 +319,21 @@ class CertificateKeeper:
             raise refuse("the certificate is not valid now")
         renew_after = answer.renew_after if answer.renew_after.tzinfo else None
         return Credential(chain, key), renew_after
+
+
+def _name_to_ask_for(status: int, payload: dict[str, Any]) -> tuple[str, str] | None:
+    """``(box_label, zone)`` from an ``invalid_csr`` refusal that names the CSR's required name."""
+    error = payload.get("error")
+    if status != 400 or not isinstance(error, dict) or error.get("code") != "invalid_csr":
+        return None
+    label, zone = error.get("box_label"), error.get("zone")
+    if not isinstance(label, str) or not isinstance(zone, str):
+        return None
+    try:
+        normalize_dns_name(f"*.{label}.{zone}")
+    except LancertError:
+        return None
+    return label.lower(), zone.lower()
 
 
 def _error_code(payload: dict[str, Any]) -> str | None:

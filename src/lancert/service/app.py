@@ -43,7 +43,7 @@ from lancert.service.schemas import (
 log = logging.getLogger("lancert.service")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 403, 413, 429, 500)
+    status: {"model": ErrorResponse} for status in (400, 403, 413, 424, 429, 500)
 }
 
 

@@ -75,8 +75,45 @@ def run(
         int | None, typer.Option("--cert-days", help="Lifetime in days (same as --cert-lifetime Nd).")
     ] = None,
     log_level: LogLevelOption = LogLevel.INFO,
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--issuer",
+            help="internal (default: the service's own CA, whose root devices must import) or acme "
+            "(a public ACME CA such as Let's Encrypt: browsers trust it as they are).",
+        ),
+    ] = None,
+    acme_directory: Annotated[
+        str | None,
+        typer.Option(
+            "--acme-directory",
+            help="ACME directory URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory.",
+        ),
+    ] = None,
+    acme_contact: Annotated[
+        str | None, typer.Option("--acme-contact", help="E-mail of the ACME account (expiry notices).")
+    ] = None,
+    acme_ca_bundle: Annotated[
+        Path | None,
+        typer.Option("--acme-ca-bundle", help="PEM CA(s) to trust for the ACME server's HTTPS (a test CA)."),
+    ] = None,
+    acme_eab_kid: Annotated[
+        str | None,
+        typer.Option(
+            "--acme-eab-kid",
+            help="External Account Binding key id; the HMAC key comes from LANCERT_ACME_EAB_HMAC or "
+            "--acme-eab-hmac-file, never from the command line.",
+        ),
+    ] = None,
+    acme_eab_hmac_file: Annotated[
+        Path | None,
+        typer.Option("--acme-eab-hmac-file", help="File (mode 0600) holding the base64url EAB HMAC key."),
+    ] = None,
 ) -> None:
-    """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS."""
+    """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS.
+
+    With --issuer acme, certificates come from the ACME CA, proven by DNS-01 through this service's own
+    DNS (the zone must be delegated to it)."""
     from lancert.service.server import run_service
 
     lifetime = (
@@ -94,9 +131,47 @@ def run(
             dns_workers=dns_workers,
             dns_rate_limit=dns_rate_limit,
             cert_lifetime=lifetime,
+            issuer=issuer,
+            acme_directory=acme_directory,
+            acme_contact=acme_contact,
+            acme_ca_bundle=acme_ca_bundle,
+            acme_eab_kid=acme_eab_kid,
+            acme_eab_hmac_file=acme_eab_hmac_file,
         ),
         log_level=log_level,
     )
+
+
+@app.command("certs")
+def certs(
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    config_file: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Each database/label: issuer, not_after, renewal due, whether an order runs, the last upstream error."""
+    from lancert.service.orders import certificate_statuses
+    from lancert.service.server import open_database
+
+    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    statuses = certificate_statuses(database)
+    database.dispose()
+    if as_json:
+        typer.echo(json.dumps([s.as_json() for s in statuses], indent=2))
+        return
+    if not statuses:
+        typer.echo("no certificates issued yet")
+    for status in statuses:
+        when = status.not_after.isoformat(timespec="seconds") if status.not_after else "none yet"
+        due = status.renew_after.isoformat(timespec="seconds") if status.renew_after else "-"
+        line = (
+            f"{status.db_uuid} {status.box_label} ({status.style}): {status.issuer}, not after {when}, "
+            f"renewal due {due}{', ordering now' if status.ordering else ''}"
+        )
+        if status.last_error:
+            at = status.last_error_at.isoformat(timespec="seconds") if status.last_error_at else "?"
+            line += f"; last error at {at}: {status.last_error}"
+        typer.echo(line)
 
 
 @app.command("root")

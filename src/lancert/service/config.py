@@ -11,6 +11,18 @@ Example config (every key optional)::
     dns_rate_limit = 50            # identical DNS answers per second per source /24 or /56 (0 = off)
     caa_issuers = ["letsencrypt.org"]   # CAA at the zone's apex (default none: any CA may issue)
     cert_lifetime = "90d"          # also "47d", "12h", "120s"
+    issuer = "acme"                # default "internal"
+    acme_directory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+    acme_contact = "ops@example.net"
+    acme_ca_bundle = "/etc/lancert/test-ca.pem"   # only for a test CA's HTTPS (Pebble)
+    acme_eab_kid = "kid-1"         # the HMAC key: LANCERT_ACME_EAB_HMAC or acme_eab_hmac_file (0600)
+    acme_eab_hmac_file = "/etc/lancert/eab-hmac"
+    [orders]                       # orders placed with the issuer (see lancert.service.orders)
+    compatible_deadline = 3.5      # seconds a compatible call waits before answering "pending"
+    native_deadline = 8.0
+    failures_per_hour = 5          # failed orders per name per hour
+    retry_backoff = 60.0           # seconds after a first failure, doubled per consecutive failure
+    lease = 30.0                   # seconds an instance's order stays its own without a heartbeat
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
@@ -29,6 +41,7 @@ from typing import Any
 from lancert.errors import UsageError
 from lancert.pki import TLS_SERVER
 from lancert.service.database import default_url
+from lancert.service.orders import OrderPolicy
 from lancert.service.ratelimit import RateLimits
 
 DEFAULT_DATA_DIR = Path("~/.local/share/lancert/service").expanduser()
@@ -78,6 +91,13 @@ class ServiceConfig:
     caa_issuers: tuple[str, ...] = ()
     cert_lifetime: timedelta = DEFAULT_LIFETIME
     rate_limit: RateLimits = field(default_factory=RateLimits)
+    issuer: str = "internal"
+    acme_directory: str | None = None
+    acme_contact: str | None = None
+    acme_ca_bundle: Path | None = None
+    acme_eab_kid: str | None = None
+    acme_eab_hmac_file: Path | None = None
+    orders: OrderPolicy = field(default_factory=OrderPolicy)
 
     @property
     def db_url(self) -> str:
@@ -102,6 +122,13 @@ class ServiceConfig:
             raise UsageError("--dns-rate-limit must be 0 (off) or more")
         if "caa_issuers" in changes:
             changes["caa_issuers"] = _caa_issuers(changes["caa_issuers"])
+        for name in ("acme_ca_bundle", "acme_eab_hmac_file"):
+            if name in changes:
+                changes[name] = Path(changes[name]).expanduser()
+        if "issuer" in changes and changes["issuer"] not in ("internal", "acme"):
+            raise UsageError(f"--issuer must be internal or acme, not {changes['issuer']!r}")
+        if "acme_directory" in changes and not str(changes["acme_directory"]).startswith("https://"):
+            raise UsageError("--acme-directory must be an https:// URL (ACME requires HTTPS)")
         for port in ("port", "dns_port"):
             if port in changes and not 0 <= int(changes[port]) <= 65535:
                 raise UsageError(f"--{port.replace('_', '-')} must be 0 to 65535")
@@ -131,7 +158,8 @@ def load_config(path: Path | None) -> ServiceConfig:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: invalid TOML ({exc})") from None
     rate = data.pop("rate_limit", {})
-    known = {f.name for f in fields(ServiceConfig)} - {"rate_limit"}
+    order_settings = data.pop("orders", {})
+    known = {f.name for f in fields(ServiceConfig)} - {"rate_limit", "orders"}
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -139,4 +167,8 @@ def load_config(path: Path | None) -> ServiceConfig:
         limits = RateLimits(**{k: int(v) for k, v in rate.items()})
     except TypeError as exc:
         raise UsageError(f"{path}: invalid [rate_limit]: {exc}") from None
-    return replace(config, rate_limit=limits).with_options(**data)
+    try:
+        policy = OrderPolicy(**{k: type(getattr(OrderPolicy(), k))(v) for k, v in order_settings.items()})
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"{path}: invalid [orders]: {exc}") from None
+    return replace(config, rate_limit=limits, orders=policy).with_options(**data)

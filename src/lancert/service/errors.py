@@ -75,6 +75,36 @@ class RateLimited(ServiceError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class IssuancePending(ServiceError):
+    """The certificate is being ordered and did not come within the request's deadline; the order goes
+    on in the background (for the compatible call, the next request gets its result)."""
+
+    code = "issuance_pending"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class UpstreamFailed(ServiceError):
+    """The issuer (an upstream ACME CA) could not issue: ``reason`` is its short reason (an ACME problem
+    type such as ``rateLimited``, or ``upstream_unreachable``); ``retry_after`` when the service will
+    try again. Not a 5xx: the service works, its dependency refused (a box keeps its certificate)."""
+
+    code = "upstream_failed"
+
+    def __init__(self, message: str, *, reason: str, retry_after: int | None = None) -> None:
+        super().__init__(message, reason=reason, retry_after=retry_after)
+        self.reason = reason
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
 class NotFound(ServiceError):
     code = "not_found"
 
@@ -95,7 +125,9 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     NotFound: 404,
     MethodNotAllowed: 405,
     TooLarge: 413,
+    UpstreamFailed: 424,
     RateLimited: 429,
+    IssuancePending: 429,
     InternalError: 500,
 }
 

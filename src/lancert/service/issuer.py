@@ -1,6 +1,6 @@
 """Issuers: who signs the box certificates. The service talks to the :class:`Issuer` interface only;
 :class:`InternalCAIssuer` is the default (a CA of the service's own, name-constrained to the zone), a
-public ACME CA comes later behind the same interface.
+public ACME CA (:class:`lancert.service.upstream.AcmeIssuer`) sits behind the same interface.
 
 The internal CA is made once for all instances: the first instance to start takes a lock (an advisory
 lock on PostgreSQL; SQLite transactions are exclusive), makes the CA with :class:`lancert.ca.CADirectory`
@@ -44,9 +44,11 @@ STATE_INTERMEDIATE_KEY = "ca_intermediate_key_pem"
 
 @dataclass(frozen=True)
 class IssuedChain:
-    """A leaf and the certificates a server sends after it (never the root)."""
+    """A leaf and the certificates a server sends after it (never the root); ``renew_at`` when the
+    issuer knows better than two thirds of the lifetime (an ACME CA's renewal information, RFC 9773)."""
 
     chain: tuple[x509.Certificate, ...]
+    renew_at: datetime | None = None
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -66,17 +68,44 @@ class IssuedChain:
 
     @property
     def renew_after(self) -> datetime:
-        """Two thirds into the lifetime, as ACME clients (certbot, Caddy) renew: room for retries."""
+        """The issuer's word if it gave one, else two thirds into the lifetime, as ACME clients
+        (certbot, Caddy) renew: room for retries."""
+        if self.renew_at is not None:
+            return self.renew_at
         return self.not_before + (self.not_after - self.not_before) * 2 / 3
 
     def chain_pem(self) -> str:
         return pem(list(self.chain)).decode()
 
 
+class IssuanceFailed(LancertError):
+    """The issuer could not issue now. ``reason`` is short and machine-readable (an ACME problem type
+    such as ``rateLimited``, or ``upstream_unreachable``); ``retry_after`` (seconds) is the issuer's own
+    word on when to try again, if it gave one."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class Issuer(Protocol):
-    """Signs a server certificate for names the authority already allowed."""
+    """Signs a server certificate for names the authority already allowed.
+
+    ``name`` goes into the issued-certificate records ("internal", "acme"); ``description`` is what the
+    operator sees (``lancert service certs``): "internal" or the ACME directory URL. An issuer with
+    ``needs_csr_names`` can only sign a CSR that already asks for exactly the granted names (an ACME CA
+    checks the CSR against the order); the internal CA issues the granted names whatever the CSR says.
+    An issuer that ``places_orders`` (slow, may fail) has native requests go through the order desk
+    too (:mod:`lancert.service.orders`); the compatible call always does.
+    Issuing may take seconds and may raise :class:`IssuanceFailed`.
+    """
 
     name: str
+    description: str
+    needs_csr_names: bool
+    places_orders: bool  # slow or failing issuance: native requests too go through the order desk
 
     def root_certificates(self) -> list[x509.Certificate]: ...
 
@@ -90,6 +119,9 @@ class Issuer(Protocol):
 
 class InternalCAIssuer:
     name = "internal"
+    description = "internal"
+    needs_csr_names = False
+    places_orders = False
 
     def __init__(self, ca: CertificateAuthority, lifetime: timedelta) -> None:
         self.ca = ca

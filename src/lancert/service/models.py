@@ -92,3 +92,57 @@ class DnsTxtRecord(Base):
     name: Mapped[str] = mapped_column(String(253))  # lower-case, no trailing dot
     value: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class CertificateOrder(Base):
+    """One row per box label (a native box, or a database for the compatible call): the state of its
+    certificate orders, shared by every instance.
+
+    ``owner``/``lease_until`` is the cross-instance lock that keeps at most one order per name in flight:
+    the owner renews the lease while its order runs, so a crashed or restarted instance's order is taken
+    over once the lease lapses. ``failures``/``window_start``/``retry_not_before`` bound the attempts
+    (and honour an upstream Retry-After); ``last_error*`` is what ``lancert service certs`` shows.
+    """
+
+    __tablename__ = "certificate_orders"
+
+    box_label: Mapped[str] = mapped_column(String(63), primary_key=True)
+    db_uuid: Mapped[str] = mapped_column(String(128))
+    style: Mapped[str] = mapped_column(String(16))  # "native" | "compatible"
+    issuer: Mapped[str | None] = mapped_column(String(255))  # "internal" or the ACME directory URL
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    orders: Mapped[int] = mapped_column(Integer, default=0)  # upstream orders started, ever
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts in the current window
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    retry_not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    serial: Mapped[str | None] = mapped_column(String(64))
+    not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    renew_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class CompatibleCredential(Base):
+    """The certificate and the key the service made for one database (the compatible call): handed to
+    every box of that database until its renewal time, as the field service does.
+
+    The key is stored in clear, like the CA's intermediate key in ``service_state``: whoever reads the
+    database (the 0600 SQLite file, or the PostgreSQL role) can already issue for the whole zone, so
+    encrypting this one key with a secret kept beside it would add nothing (README: threat model).
+    """
+
+    __tablename__ = "compatible_credentials"
+
+    db_uuid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    box_label: Mapped[str] = mapped_column(String(63))
+    issuer: Mapped[str] = mapped_column(String(255))
+    chain_pem: Mapped[str] = mapped_column(Text)
+    private_key_pem: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renew_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)

@@ -3,9 +3,16 @@
 Both HTTP fronts call :class:`Provisioner`; it knows neither HTTP nor JSON-RPC framing beyond the
 schemas. Every issued certificate is recorded in the same transaction that checks its serial's
 uniqueness, so a failed request leaves nothing behind and no two records share a serial.
+
+The compatible call always goes through the :class:`~lancert.service.orders.OrderDesk` (one cached
+pair per database, a bounded wait, orders in the background); the native call does when the issuer
+places orders (an upstream CA), and signs in the request otherwise (the internal CA: microseconds, no
+order state to keep).
 """
 
 from __future__ import annotations
+
+import time
 
 from cryptography import x509
 from sqlalchemy import insert
@@ -15,19 +22,17 @@ from lancert.pki import (
     InvalidCSR,
     InvalidName,
     PKIError,
-    create_csr,
     csr_names,
-    generate_private_key,
     load_csr,
     pem,
 )
-from lancert.pki import private_key_pem as encode_private_key
 from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
-from lancert.service.errors import InvalidCSRError, NotEligible, RateLimited
+from lancert.service.errors import InvalidCSRError, IssuancePending, NotEligible, RateLimited, UpstreamFailed
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
+from lancert.service.orders import OrderDesk, OrderPolicy
 from lancert.service.schemas import (
     CertificateRequest,
     CertificateResponse,
@@ -47,13 +52,20 @@ _RECORD = insert(IssuedCertificate.__table__)
 
 
 class Provisioner:
-    def __init__(self, database: Database, authority: Authority, issuer: Issuer) -> None:
+    def __init__(
+        self, database: Database, authority: Authority, issuer: Issuer, policy: OrderPolicy | None = None
+    ) -> None:
         self.database = database
         self.authority = authority
         self.issuer = issuer
+        self.orders = OrderDesk(database, issuer, policy or OrderPolicy(), self.record)
+
+    def close(self) -> None:
+        self.orders.close()
 
     def native(self, request: CertificateRequest, source_ip: str) -> CertificateResponse:
         """The box's key stays on the box: it sends a CSR, it gets the chain for its subdomain."""
+        arrived = time.monotonic()
         grant = self.authority.authorize(
             request.db_uuid, request.enterprise_code, box_id=request.box_id, source_ip=source_ip
         )
@@ -63,7 +75,18 @@ class Provisioner:
         except (InvalidCSR, InvalidName, PKIError) as exc:  # WeakKey is a PKIError
             raise InvalidCSRError(str(exc)) from None
         self.authority.check_requested_names(grant, requested)
-        issued = self._issue_and_record(grant, csr, style="native")
+        if self.issuer.needs_csr_names and sorted(requested.dns) != [grant.hostname_pattern]:
+            raise InvalidCSRError(
+                f"this service's CA signs only a CSR that asks for {grant.hostname_pattern}: "
+                "send the CSR again with that name",
+                hostname_pattern=grant.hostname_pattern,
+                box_label=grant.box_label,
+                zone=grant.zone,
+            )
+        if self.issuer.places_orders:
+            issued = self.orders.native(grant, csr, arrived=arrived)
+        else:
+            issued = self._issue_and_record(grant, csr, style="native")
         requestlog.issued(grant, issued, style="native", source_ip=source_ip)
         return CertificateResponse(
             certificate_chain_pem=issued.chain_pem(),
@@ -82,6 +105,7 @@ class Provisioner:
         it reads ``result`` would crash instead of showing its refusal code. The HTTP front turns the
         answer into the form of the box generation that asked (:mod:`lancert.service.compatible`).
         """
+        arrived = time.monotonic()
         params = request.params
         try:
             grant = self.authority.authorize(
@@ -99,17 +123,41 @@ class Provisioner:
                     error=limited.message, reason=limited.code, retry_after=limited.retry_after
                 ),
             )
-        key = generate_private_key()
-        issued = self._issue_and_record(grant, create_csr(key, grant.names), style="compatible")
-        requestlog.issued(grant, issued, style="compatible", source_ip=source_ip)
+        try:
+            cached = self.orders.compatible(grant, arrived=arrived)
+        except (IssuancePending, UpstreamFailed) as refusal:
+            # Boxes retry on their own schedule; a refusal in ``result`` is what they log and show.
+            reason = refusal.reason if isinstance(refusal, UpstreamFailed) else refusal.code
+            return CompatibleResponse(
+                id=request.id, result=CompatibleRefusal(error=refusal.message, reason=reason)
+            )
         return CompatibleResponse(
             id=request.id,
             result=CompatibleCertificate(
                 subject_cn=grant.hostname_pattern,
-                x509_pem=issued.chain_pem(),
-                private_key_pem=encode_private_key(key).decode(),
+                x509_pem=cached.chain_pem,
+                private_key_pem=cached.private_key_pem,
             ),
         )
+
+    def record(self, grant: Grant, issued: IssuedChain, style: str) -> None:
+        """Record a certificate an order produced (the order desk calls this from its threads)."""
+        with self.database.writing_connection() as connection:
+            connection.execute(_RECORD, self._row(grant, issued, style))
+        requestlog.issued(grant, issued, style=style, source_ip="an order in the background")
+
+    def _row(self, grant: Grant, issued: IssuedChain, style: str) -> dict[str, object]:
+        return {
+            "serial": issued.serial_hex,
+            "db_uuid": grant.database.uuid,
+            "box_id": grant.box_id,
+            "box_label": grant.box_label,
+            "style": style,
+            "issuer": self.issuer.name,
+            "not_before": issued.not_before,
+            "not_after": issued.not_after,
+            "certificate_pem": pem([issued.leaf]).decode(),
+        }
 
     def _issue_and_record(
         self, grant: Grant, csr: x509.CertificateSigningRequest, *, style: str
@@ -118,20 +166,7 @@ class Provisioner:
             issued = self.issuer.issue_server_certificate(csr, grant.names)
             try:
                 with self.database.writing_connection() as connection:
-                    connection.execute(
-                        _RECORD,
-                        {
-                            "serial": issued.serial_hex,
-                            "db_uuid": grant.database.uuid,
-                            "box_id": grant.box_id,
-                            "box_label": grant.box_label,
-                            "style": style,
-                            "issuer": self.issuer.name,
-                            "not_before": issued.not_before,
-                            "not_after": issued.not_after,
-                            "certificate_pem": pem([issued.leaf]).decode(),
-                        },
-                    )
+                    connection.execute(_RECORD, self._row(grant, issued, style))
                 return issued
             except IntegrityError:
                 # 159 random bits make this practically impossible; the UNIQUE constraint makes it certain.

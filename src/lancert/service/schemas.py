@@ -52,11 +52,14 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(
         description="invalid_request, invalid_csr, not_eligible, name_not_allowed, "
-        "too_large, rate_limited, not_found, internal_error"
+        "too_large, rate_limited, issuance_pending, upstream_failed, not_found, internal_error"
     )
     message: str
     field: str | None = Field(default=None, description="the offending request member (invalid_request)")
-    reason: str | None = Field(default=None, description="why not eligible (not_eligible)")
+    reason: str | None = Field(
+        default=None,
+        description="why not eligible (not_eligible), or the upstream CA's reason (upstream_failed)",
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -1,25 +1,37 @@
-"""Wiring of ``lancert service run``: database, shared identity (CA, label secret), authority, issuer,
-HTTP app on uvicorn, and the DNS server in the same process unless ``--dns-port 0``."""
+"""Wiring of ``lancert service run``: database, shared identity (CA, label secret), authority, issuer
+(the internal CA, or an upstream ACME CA with ``--issuer acme``), HTTP app on uvicorn, and the DNS
+server in the same process unless ``--dns-port 0``.
+
+``wrap_issuer`` is for tests only, passed by a test's own entry point (never read from the environment):
+it wraps the real issuer, e.g. to make issuance slow and test the deadlines of the order desk.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
-from lancert.errors import LancertError
+from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database
 from lancert.service.dnsrecords import txt_source
-from lancert.service.issuer import InternalCAIssuer, ServiceIdentity, ensure_service_identity
+from lancert.service.issuer import (
+    InternalCAIssuer,
+    IssuanceFailed,
+    Issuer,
+    ServiceIdentity,
+    ensure_service_identity,
+)
 from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry
@@ -30,7 +42,8 @@ class Service:
     config: ServiceConfig
     database: Database
     identity: ServiceIdentity
-    issuer: InternalCAIssuer
+    issuer: Issuer
+    provisioner: Provisioner
     app: FastAPI
 
 
@@ -42,18 +55,43 @@ def open_database(config: ServiceConfig) -> Database:
     return database
 
 
-def build_service(config: ServiceConfig) -> Service:
+IssuerWrapper = Callable[[Issuer], Issuer]
+
+
+def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIdentity) -> Issuer:
+    """The internal CA (default), or the upstream ACME CA that ``--issuer acme`` names."""
+    if config.issuer != "acme":
+        return InternalCAIssuer(identity.ca, config.cert_lifetime)
+    from lancert.service.upstream import EAB_HMAC_ENV, AcmeIssuer, AcmeSettings, read_eab_hmac
+
+    if not config.acme_directory:
+        raise UsageError("--issuer acme needs --acme-directory URL (Let's Encrypt staging first)")
+    hmac_key = read_eab_hmac(config.acme_eab_hmac_file)
+    if config.acme_eab_kid and not hmac_key:
+        raise UsageError(f"--acme-eab-kid needs its HMAC key in {EAB_HMAC_ENV} or --acme-eab-hmac-file")
+    if config.acme_ca_bundle is not None and not config.acme_ca_bundle.is_file():
+        raise UsageError(f"--acme-ca-bundle {config.acme_ca_bundle}: no such file")
+    settings = AcmeSettings(
+        config.acme_directory, config.acme_contact, config.acme_ca_bundle, config.acme_eab_kid, hmac_key
+    )
+    return AcmeIssuer(database, settings)
+
+
+def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None) -> Service:
     database = open_database(config)
     identity = ensure_service_identity(database, config.zone, config.ca_dir)
-    issuer = InternalCAIssuer(identity.ca, config.cert_lifetime)
+    issuer = make_issuer(config, database, identity)
+    if wrap_issuer is not None:
+        issuer = wrap_issuer(issuer)
     authority = Authority(
         Registry(database),
         FailedCredentialLimiter(database, config.rate_limit),
         zone=identity.zone,
         label_secret=identity.label_secret,
     )
-    app = create_app(Provisioner(database, authority, issuer), issuer)
-    return Service(config, database, identity, issuer, app)
+    provisioner = Provisioner(database, authority, issuer, config.orders)
+    app = create_app(provisioner, issuer)
+    return Service(config, database, identity, issuer, provisioner, app)
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -65,14 +103,15 @@ class _AnnouncingServer(uvicorn.Server):
         print(f"lancert service: listening on http://{shown}:{port}", flush=True)
 
 
-def start_dns(config: ServiceConfig, zone: str) -> DNSService:
+def start_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()) -> DNSService:
     """The zone's DNS workers (``--dns-workers``, default one per core), reading TXT from the database.
 
-    ``config.caa_issuers`` become CAA records at the apex: an upstream ACME issuer sets them to its
-    CA's identities (the directory's ``meta.caaIdentities``) so that the CA's CAA check passes.
+    ``caa_issuers`` become CAA records at the apex: ``config.caa_issuers`` when the operator set them,
+    else an upstream ACME issuer's CA identities (its directory's ``meta.caaIdentities``), so that the
+    CA's CAA check passes and no other CA may issue for the zone.
     """
     spec = ServerSpec(
-        ZoneSpec(zone, caa_issuers=config.caa_issuers),
+        ZoneSpec(zone, caa_issuers=caa_issuers),
         host=config.host,
         txt_source=txt_source(config.db_url),
         rate_limit=RateLimit(responses_per_second=config.dns_rate_limit),
@@ -87,12 +126,33 @@ def start_dns(config: ServiceConfig, zone: str) -> DNSService:
     return dns
 
 
-def run_service(config: ServiceConfig, log_level: str = "INFO") -> None:
+def _check_upstream_account(issuer: Issuer) -> None:
+    """Register with the upstream CA now, so that a wrong EAB key or an unreachable CA shows at start;
+    the service runs anyway (orders retry later, and boxes get the reason)."""
+    check = getattr(issuer, "check_account", None)
+    if check is None:
+        return
+    try:
+        check()
+    except IssuanceFailed as failure:
+        print(f"lancert service: upstream CA not ready: {failure.message}", file=sys.stderr, flush=True)
+    except Exception as exc:  # whatever the CA answers, the service still starts
+        reason = f"{type(exc).__name__}: {exc}"
+        print(f"lancert service: upstream CA not ready: {reason}", file=sys.stderr, flush=True)
+    else:
+        print(f"lancert service: issuing through {issuer.description}", flush=True)
+
+
+def run_service(
+    config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None, log_level: str = "INFO"
+) -> None:
     configure_logging(log_level)
-    service = build_service(config)
+    service = build_service(config, wrap_issuer)
+    _check_upstream_account(service.issuer)
     dns: DNSService | None = None
     if config.dns_port:
-        dns = start_dns(config, service.identity.zone)
+        caa = config.caa_issuers or tuple(getattr(service.issuer, "caa_identities", ()))
+        dns = start_dns(config, service.identity.zone, caa)
         print(
             f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp, "
             f"{dns.workers} workers)",
@@ -119,6 +179,7 @@ def run_service(config: ServiceConfig, log_level: str = "INFO") -> None:
     finally:
         if dns is not None:
             dns.stop()
+        service.provisioner.close()
         service.database.dispose()
     if not server.started:
         raise LancertError(f"cannot listen on {config.host}:{config.port} (address in use or not local)")
