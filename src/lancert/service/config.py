@@ -8,6 +8,8 @@ Example config (every key optional)::
     port = 8470
     dns_port = 8053
     cert_lifetime = "90d"          # also "47d", "12h", "120s"
+    acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
+    acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
@@ -70,6 +72,8 @@ class ServiceConfig:
     port: int = DEFAULT_PORT
     dns_port: int = DEFAULT_DNS_PORT
     cert_lifetime: timedelta = DEFAULT_LIFETIME
+    acme_port: int | None = None
+    acme_name: str | None = None
     rate_limit: RateLimits = field(default_factory=RateLimits)
 
     @property
@@ -89,7 +93,9 @@ class ServiceConfig:
             changes["zone"] = normalize_zone(changes["zone"])
         if "data_dir" in changes:
             changes["data_dir"] = Path(changes["data_dir"]).expanduser()
-        for port in ("port", "dns_port"):
+        if "acme_name" in changes:
+            changes["acme_name"] = normalize_zone(changes["acme_name"])
+        for port in ("port", "dns_port", "acme_port"):
             if port in changes and not 0 <= int(changes[port]) <= 65535:
                 raise UsageError(f"--{port.replace('_', '-')} must be 0 to 65535")
         return replace(self, **changes)
