@@ -120,17 +120,41 @@ class AcmeService:
     def set_database(self, uuid: str, *options: str) -> None:
         lancert("service", "db", "set", "--uuid", uuid, *options, "--data-dir", str(self.data_dir))
 
-    def in_namespace(self, command: list[str]) -> list[str]:
-        """``command`` run with /etc/hosts mapping acme.<zone> to 127.0.0.1 (a private mount namespace:
-        root in CI; a user namespace elsewhere)."""
+    def in_namespace(self, command: list[str], binds: dict[Path, str] | None = None) -> list[str]:
+        """``command`` run with /etc/hosts mapping acme.<zone> to 127.0.0.1 (and ``binds``: file ->
+        path it replaces) in a private mount namespace: root in CI, a user namespace elsewhere."""
         userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        return ["unshare", *userns, "--mount", "--", "sh", "-c",
-                'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", str(self.hosts), *command]
+        mounts = {self.hosts: "/etc/hosts", **(binds or {})}
+        script = " && ".join(f'mount --bind "{src}" "{dst}"' for src, dst in mounts.items())
+        return ["unshare", *userns, "--mount", "--", "sh", "-c", f'{script} && exec "$@"', "sh", *command]
 
-    def run_client(self, command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.in_namespace(command), capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})}, cwd=cwd)
+    def run_client(
+        self, command: list[str], *, env: dict[str, str] | None = None, binds: dict[Path, str] | None = None,
+        check: bool = True, timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run an unmodified ACME client as a user would, output captured; with ``check``, a non-zero
+        exit fails the test with the client's output."""
+        result = subprocess.run(self.in_namespace(command, binds), capture_output=True, text=True,
+                                timeout=timeout, env={**os.environ, **(env or {})})
+        if check:
+            output = result.stdout + result.stderr
+            assert result.returncode == 0, f"{command[0]} ({result.returncode}):\n{output}"
+        return result
+
+    def revoked(self, certificate_pem: str) -> bool:
+        """Whether the service recorded the revocation of this certificate (PEM, leaf first)."""
+        from lancert.service.database import Database
+
+        serial = format(x509.load_pem_x509_certificate(certificate_pem.encode()).serial_number, "x")
+        database = Database(f"sqlite:///{self.data_dir / 'service.db'}")
+        try:
+            with database.engine.connect() as connection:
+                row = connection.exec_driver_sql(
+                    "SELECT revoked_at FROM acme_certificates WHERE serial = ?", (serial,)).first()
+        finally:
+            database.dispose()
+        assert row is not None, "the service did not issue this certificate"
+        return row[0] is not None
 
 
 def es256_key() -> jose.JWK:
