@@ -45,5 +45,5 @@ def nonce_secret(database: Database) -> bytes:
 
 
 def build_acme_server(database: Database, authority: Authority, issuer: Issuer) -> AcmeServer:
-    return AcmeServer(AcmeStore(database), EabKeys(database), NonceBook(database, nonce_secret(database)),
+    return AcmeServer(database, AcmeStore(), EabKeys(database), NonceBook(nonce_secret(database)),
                       authority, issuer)

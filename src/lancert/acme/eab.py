@@ -17,7 +17,7 @@ from typing import Any
 
 import josepy as jose
 from acme import jws as acme_jws
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from lancert.acme.jws import thumbprint
 from lancert.acme.models import AcmeEabKey
@@ -76,7 +76,9 @@ class EabKeys:
                 .values(revoked_at=datetime.now(UTC))
             )
 
-    def verify(self, binding: Any, account_key: jose.JWK, new_account_url: str) -> tuple[str, str]:
+    def verify(
+        self, c: Connection, binding: Any, account_key: jose.JWK, new_account_url: str
+    ) -> tuple[str, str]:
         """The (kid, db_uuid) a binding proves, or the problem RFC 8555 7.3.4 prescribes."""
         if not isinstance(binding, dict) or set(binding) != {"protected", "payload", "signature"}:
             raise malformed("externalAccountBinding must be a flattened JWS")
@@ -91,10 +93,7 @@ class EabKeys:
             raise malformed("externalAccountBinding's header must have kid and no nonce or jwk")
         if header.url != new_account_url:
             raise malformed("externalAccountBinding's url must be the newAccount URL")
-        with self.database.reading_connection() as connection:
-            row = connection.execute(
-                select(AcmeEabKey.__table__).where(AcmeEabKey.kid == header.kid)
-            ).first()
+        row = c.execute(select(AcmeEabKey.__table__).where(AcmeEabKey.kid == header.kid)).first()
         if row is None:
             raise unauthorized("unknown external account key id")
         if row.revoked_at is not None:

@@ -16,15 +16,15 @@ import secrets
 import struct
 import time
 
-from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete, text
 
 from lancert.acme.models import AcmeUsedNonce
-from lancert.service.database import Database
 
 NONCE_LIFETIME = 3600  # seconds: clients fetch a nonce right before using it
 _PRUNE_EVERY = 500  # uses between two prunes of expired rows
-_INSERT = insert(AcmeUsedNonce.__table__)
+# ON CONFLICT DO NOTHING (SQLite 3.24+, PostgreSQL 9.5+): a replay inserts no row, and the request's
+# transaction stays usable on PostgreSQL, where a failed INSERT would abort it.
+_INSERT = text("INSERT INTO acme_used_nonces (nonce, minted) VALUES (:nonce, :minted) ON CONFLICT DO NOTHING")
 _PRUNE = delete(AcmeUsedNonce.__table__)
 _RAW_LENGTH = 8 + 12 + 16
 
@@ -34,8 +34,7 @@ def _b64(raw: bytes) -> str:
 
 
 class NonceBook:
-    def __init__(self, database: Database, secret: bytes) -> None:
-        self.database = database
+    def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._uses = 0
 
@@ -46,8 +45,9 @@ class NonceBook:
         body = struct.pack(">Q", int(time.time())) + secrets.token_bytes(12)
         return _b64(body + self._mac(body))
 
-    def use(self, raw: bytes) -> bool:
-        """True if ``raw`` (the decoded ``nonce`` header) was minted here, is fresh and never used."""
+    def use(self, c: Connection, raw: bytes) -> bool:
+        """True if ``raw`` (the decoded ``nonce`` header) was minted here, is fresh and never used; the
+        use is recorded in the caller's transaction (the request's, committed even when it fails)."""
         if len(raw) != _RAW_LENGTH:
             return False
         body, tag = raw[:-16], raw[-16:]
@@ -58,11 +58,6 @@ class NonceBook:
         if not now - NONCE_LIFETIME <= minted <= now + 5:
             return False
         self._uses += 1
-        try:
-            with self.database.writing_connection() as connection:
-                connection.execute(_INSERT, {"nonce": _b64(raw), "minted": minted})
-                if self._uses % _PRUNE_EVERY == 0:
-                    connection.execute(_PRUNE.where(AcmeUsedNonce.minted < now - NONCE_LIFETIME))
-        except IntegrityError:
-            return False
-        return True
+        if self._uses % _PRUNE_EVERY == 0:
+            c.execute(_PRUNE.where(AcmeUsedNonce.minted < now - NONCE_LIFETIME))
+        return c.execute(_INSERT, {"nonce": _b64(raw), "minted": minted}).rowcount == 1

@@ -9,15 +9,17 @@ configured :class:`~lancert.service.issuer.Issuer`.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 import josepy as jose
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import Connection
 
 from lancert.acme import jws, resources
 from lancert.acme.eab import EabKeys, eab_problem_required
@@ -28,10 +30,12 @@ from lancert.acme.store import Account, AcmeStore, Order, new_id, now
 from lancert.pki import InvalidName, PKIError, SubjectNames, csr_names, load_csr, pem
 from lancert.pki.names import common_name
 from lancert.service.authority import Authority, Grant
+from lancert.service.database import Database
 from lancert.service.errors import NameNotAllowed, NotEligible
 from lancert.service.issuer import Issuer
 from lancert.service.provisioning import record_issued
 
+log = logging.getLogger("lancert.acme")
 JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 ORDER_LIFETIME = timedelta(days=1)
@@ -62,6 +66,7 @@ class Context:
     account: Account | None
     urls: Urls
     url: str
+    db: Connection  # the request's one transaction
 
     @property
     def signer(self) -> Account:
@@ -75,6 +80,7 @@ Handler = Callable[..., Reply]
 class AcmeServer:
     def __init__(
         self,
+        database: Database,
         store: AcmeStore,
         eab: EabKeys,
         nonces: NonceBook,
@@ -83,6 +89,7 @@ class AcmeServer:
         *,
         order_lifetime: timedelta = ORDER_LIFETIME,
     ) -> None:
+        self.database = database
         self.store = store
         self.eab = eab
         self.nonces = nonces
@@ -132,7 +139,8 @@ class AcmeServer:
             aki, serial = jose.b64decode(parts[0]), jose.b64decode(parts[1])
         except Exception:
             raise shape from None
-        certificate = self.store.certificate_by_serial(format(int.from_bytes(serial, "big"), "x"))
+        with self.database.reading_connection() as c:
+            certificate = self.store.certificate_by_serial(c, format(int.from_bytes(serial, "big"), "x"))
         if certificate is None:
             raise malformed("no such certificate", status=404)
         leaf = x509.load_pem_x509_certificate(certificate.chain_pem.encode())
@@ -151,24 +159,39 @@ class AcmeServer:
         header = request.header
         if header.url != url:
             raise wrong_url(header.url, url)
-        if header.nonce is None or not self.nonces.use(header.nonce):
+        # One transaction per request: the nonce's use is committed with whatever the request did, and
+        # also when it is refused (a refused request must not leave its nonce reusable).
+        refusal: AcmeProblem | None = None
+        with self.database.writing_connection() as c:
+            try:
+                reply = self._verified(c, request, urls, url, handler, signed_with, ids)
+            except AcmeProblem as problem:
+                refusal = problem
+        if refusal is not None:
+            raise refusal
+        return reply
+
+    def _verified(self, c: Connection, request: jws.SignedRequest, urls: Urls, url: str, handler: Handler,
+                  signed_with: str, ids: dict[str, str]) -> Reply:
+        header = request.header
+        if header.nonce is None or not self.nonces.use(c, header.nonce):
             raise AcmeProblem("badNonce", "the nonce is unknown, expired or used already; use the new one")
         account = None
         if header.kid is not None:
             if signed_with == "jwk":
                 raise malformed("this request must be signed with a jwk, not a kid (RFC 8555 6.2)")
-            account = self._account_of_kid(urls, header.kid)
+            account = self._account_of_kid(c, urls, header.kid)
             request.verify(account.key)
         else:
             if signed_with == "kid":
                 raise malformed("this request must be signed with the account's kid, not a jwk")
             jws.check_account_key(header.jwk)
             request.verify(header.jwk)
-        return handler(Context(request, account, urls, url), **ids)
+        return handler(Context(request, account, urls, url, c), **ids)
 
-    def _account_of_kid(self, urls: Urls, kid: str) -> Account:
+    def _account_of_kid(self, c: Connection, urls: Urls, kid: str) -> Account:
         account_id = urls.account_id_of(kid)
-        account = self.store.account(account_id) if account_id else None
+        account = self.store.account(c, account_id) if account_id else None
         if account is None:
             raise AcmeProblem("accountDoesNotExist", "no account has this kid")
         if account.status != "valid":
@@ -180,7 +203,7 @@ class AcmeServer:
         payload = ctx.request.payload_json()
         key = ctx.request.header.jwk.public_key()
         thumbprint = jws.thumbprint(key)
-        existing = self.store.account_by_thumbprint(thumbprint)
+        existing = self.store.account_by_thumbprint(ctx.db, thumbprint)
         if existing is not None:
             if existing.status != "valid":
                 raise unauthorized(f"the account of this key is {existing.status}")
@@ -191,12 +214,12 @@ class AcmeServer:
         if binding is None:
             raise eab_problem_required()
         contact = _contacts(payload.get("contact", []))
-        eab_kid, db_uuid = self.eab.verify(binding, key, ctx.url)
-        if self.authority.registry.find(db_uuid) is None:
+        eab_kid, db_uuid = self.eab.verify(ctx.db, binding, key, ctx.url)
+        if self.authority.registry.find(db_uuid, connection=ctx.db) is None:
             raise unauthorized("the database of this external account key is no longer registered")
-        account = self.store.create_account(key, thumbprint, contact, db_uuid, eab_kid)
+        account = self.store.create_account(ctx.db, key, thumbprint, contact, db_uuid, eab_kid)
         if account is None:  # a concurrent request made it: answer as for an existing account
-            account = self.store.account_by_thumbprint(thumbprint)
+            account = self.store.account_by_thumbprint(ctx.db, thumbprint)
             assert account is not None
             return Reply(200, resources.account(ctx.urls, account), location=ctx.urls.account(account.id))
         return Reply(201, resources.account(ctx.urls, account), location=ctx.urls.account(account.id))
@@ -214,17 +237,17 @@ class AcmeServer:
             if status is not None and status != "deactivated":
                 raise malformed("an account's status can only be changed to deactivated")
             if "contact" in payload:
-                self.store.update_account(account.id, contact=_contacts(payload["contact"]))
+                self.store.set_contact(ctx.db, account.id, _contacts(payload["contact"]))
             if status == "deactivated":
-                self.store.update_account(account.id, status="deactivated")
-            updated = self.store.account(account.id)
+                self.store.deactivate(ctx.db, account.id)
+            updated = self.store.account(ctx.db, account.id)
             assert updated is not None
             account = updated
         return Reply(200, resources.account(ctx.urls, account), location=ctx.urls.account(account.id))
 
     def _orders(self, ctx: Context, account_id: str) -> Reply:
         account = self._own_account(ctx, account_id)
-        return Reply(200, {"orders": [ctx.urls.order(i) for i in self.store.order_ids(account.id)]})
+        return Reply(200, {"orders": [ctx.urls.order(i) for i in self.store.order_ids(ctx.db, account.id)]})
 
     def _key_change(self, ctx: Context) -> Reply:
         """RFC 8555 7.3.5: the inner JWS, signed by the new key, names the account and its old key."""
@@ -249,21 +272,20 @@ class AcmeServer:
             raise malformed("oldKey is not the account's current key")
         new_key = inner.header.jwk.public_key()
         new_thumbprint = jws.thumbprint(new_key)
-        holder = self.store.account_by_thumbprint(new_thumbprint)
-        if holder is not None or not self.store.change_key(account.id, new_key, new_thumbprint):
-            holder = holder or self.store.account_by_thumbprint(new_thumbprint)
+        if not self.store.change_key(ctx.db, account.id, new_key, new_thumbprint):
+            holder = self.store.account_by_thumbprint(ctx.db, new_thumbprint)
             raise AcmeProblem(
                 "malformed", "the new key is already the key of an account", status=409,
                 headers={"Location": ctx.urls.account(holder.id)} if holder else {},
             )
-        updated = self.store.account(account.id)
+        updated = self.store.account(ctx.db, account.id)
         assert updated is not None
         return Reply(200, resources.account(ctx.urls, updated), location=ctx.urls.account(account.id))
 
     # orders
-    def _grant(self, account: Account) -> Grant:
+    def _grant(self, ctx: Context) -> Grant:
         """The database's grant, judged now (a subscription closed a minute ago counts)."""
-        found = self.authority.registry.find(account.db_uuid)
+        found = self.authority.registry.find(ctx.signer.db_uuid, connection=ctx.db)
         if found is None:
             raise unauthorized("the account's database is no longer registered")
         try:
@@ -278,7 +300,7 @@ class AcmeServer:
         identifiers = payload.get("identifiers")
         if not isinstance(identifiers, list) or not 1 <= len(identifiers) <= MAX_IDENTIFIERS:
             raise malformed(f"identifiers must be a list of 1 to {MAX_IDENTIFIERS} identifiers")
-        grant = self._grant(ctx.signer)
+        grant = self._grant(ctx)
         names: list[str] = []
         rejected: list[AcmeProblem] = []
         for item in identifiers:
@@ -307,11 +329,11 @@ class AcmeServer:
             raise AcmeProblem(first.code if len(rejected) == 1 else "rejectedIdentifier",
                               first.detail if len(rejected) == 1 else
                               f"{len(rejected)} identifiers are refused", subproblems=rejected)
-        order = self.store.create_order(ctx.signer.id, names, now() + self.order_lifetime)
+        order = self.store.create_order(ctx.db, ctx.signer.id, names, now() + self.order_lifetime)
         return Reply(201, resources.order(ctx.urls, order), location=ctx.urls.order(order.id))
 
     def _own_order(self, ctx: Context, order_id: str) -> Order:
-        order = self.store.order(order_id)
+        order = self.store.order(ctx.db, order_id)
         if order is None or order.account_id != ctx.signer.id:
             raise malformed("no such order", status=404)
         return order
@@ -343,31 +365,30 @@ class AcmeServer:
             raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
         payload = ctx.request.payload_json()
         csr = _csr_of(payload, order)
-        grant = self._grant(ctx.signer)
-        if not self.store.claim_for_finalize(order.id):
+        grant = self._grant(ctx)
+        if not self.store.claim_for_finalize(ctx.db, order.id):
             raise AcmeProblem("orderNotReady", "the order is being finalized already")
         try:
             issued = self.issuer.issue_server_certificate(csr, SubjectNames(dns=order.names))
-            certificate = {
-                "id": new_id(), "order_id": order.id, "account_id": order.account_id,
-                "db_uuid": grant.database.uuid, "serial": issued.serial_hex, "chain_pem": issued.chain_pem(),
-                "not_before": issued.not_before, "not_after": issued.not_after,
-                "revoked_at": None, "revocation_reason": None,
-            }
-            with self.store.database.writing_connection() as connection:
-                record_issued(connection, grant, issued, style="acme", issuer=self.issuer.name)
-                self.store.complete_order(connection, order, certificate)
         except Exception:
+            log.exception("issuing for order %s failed", order.id)
             problem = AcmeProblem("serverInternal", "the certificate could not be issued")
-            self.store.fail_order(order.id, problem.to_json())
+            self.store.fail_order(ctx.db, order.id, problem.to_json())
             raise problem from None
-        done = self.store.order(order.id)
-        assert done is not None
+        certificate = {
+            "id": new_id(), "order_id": order.id, "account_id": order.account_id,
+            "db_uuid": grant.database.uuid, "serial": issued.serial_hex, "chain_pem": issued.chain_pem(),
+            "not_before": issued.not_before, "not_after": issued.not_after,
+            "revoked_at": None, "revocation_reason": None,
+        }
+        record_issued(ctx.db, grant, issued, style="acme", issuer=self.issuer.name)
+        self.store.complete_order(ctx.db, order.id, certificate)
+        done = replace(order, status="valid", certificate_id=certificate["id"])
         return Reply(200, resources.order(ctx.urls, done), location=ctx.urls.order(order.id))
 
     # certificates
     def _certificate(self, ctx: Context, certificate_id: str) -> Reply:
-        certificate = self.store.certificate(certificate_id)
+        certificate = self.store.certificate(ctx.db, certificate_id)
         if certificate is None or certificate.account_id != ctx.signer.id:
             raise malformed("no such certificate", status=404)
         return Reply(200, certificate.chain_pem, content_type=PEM_CHAIN)
@@ -382,7 +403,7 @@ class AcmeServer:
             leaf = x509.load_der_x509_certificate(jose.b64decode(payload.get("certificate", "")))
         except Exception:
             raise malformed("certificate must be the base64url DER of the certificate") from None
-        certificate = self.store.certificate_by_serial(format(leaf.serial_number, "x"))
+        certificate = self.store.certificate_by_serial(ctx.db, format(leaf.serial_number, "x"))
         if certificate is None or not certificate.chain_pem.startswith(pem([leaf]).decode()):
             raise malformed("this CA did not issue that certificate", status=404)
         if ctx.account is not None:
@@ -392,7 +413,7 @@ class AcmeServer:
                 raise unauthorized("this account may not revoke that certificate")
         elif not _same_public_key(ctx.request.header.jwk, leaf):
             raise unauthorized("the request is signed by neither an account nor the certificate's key")
-        if not self.store.revoke(certificate.id, reason):
+        if not self.store.revoke(ctx.db, certificate.id, reason):
             raise AcmeProblem("alreadyRevoked", "the certificate is revoked already")
         return Reply(200)
 
