@@ -40,11 +40,16 @@ ERROR = "urn:ietf:params:acme:error:"
 @dataclass
 class AcmeService:
     data_dir: Path
+    db: str | None = None  # SQLAlchemy URL (default: SQLite in the data dir)
     child: Child | None = None
     port: int = 0
     root_pem: Path = Path()
     hosts: Path = Path()
     counter: int = 0
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir / 'service.db'}"
 
     @property
     def directory_url(self) -> str:
@@ -54,15 +59,16 @@ class AcmeService:
         self.child = Child.start(
             "the service",
             ["service", "run", "--data-dir", str(self.data_dir), "--port", "0", "--dns-port", "0",
-             "--acme-port", "0", "--zone", ZONE],
-            self.data_dir.parent / "service.stderr.log",
+             "--acme-port", "0", "--zone", ZONE, *(["--db", self.db] if self.db else [])],
+            self.data_dir.parent / f"{self.data_dir.name}.stderr.log",
         )
         self.child.wait_for("listening on http://", 60)
         line = next(ln for ln in self.child.lines if "acme directory" in ln)
         self.port = int(line.split("acme directory ", 1)[1].split("/")[2].rsplit(":", 1)[1])
-        self.root_pem = self.data_dir.parent / "root.pem"
-        self.root_pem.write_text(lancert("service", "root", "--data-dir", str(self.data_dir)).stdout)
-        self.hosts = self.data_dir.parent / "hosts"
+        self.root_pem = self.data_dir.parent / f"{self.data_dir.name}-root.pem"
+        self.root_pem.write_text(lancert("service", "root", "--data-dir", str(self.data_dir),
+                                         *(["--db", self.db] if self.db else [])).stdout)
+        self.hosts = self.data_dir.parent / f"{self.data_dir.name}-hosts"
         self.hosts.write_text(f"127.0.0.1 localhost {ACME_HOST}\n::1 localhost\n")
         return self
 
@@ -79,7 +85,7 @@ class AcmeService:
 
         self.counter += 1
         uuid = f"acme-db-{os.getpid()}-{self.counter}-{secrets.token_hex(3)}"
-        database = Database(f"sqlite:///{self.data_dir / 'service.db'}")
+        database = Database(self.db_url)
         try:
             Registry(database).add(
                 uuid, "code-" + secrets.token_hex(8),
@@ -104,7 +110,7 @@ class AcmeService:
         from lancert.service.database import Database
         from lancert.service.issuer import load_service_identity
 
-        database = Database(f"sqlite:///{self.data_dir / 'service.db'}")
+        database = Database(self.db_url)
         try:
             pair = EabKeys(database).create(uuid).as_json()
             identity = load_service_identity(database)
@@ -146,7 +152,7 @@ class AcmeService:
         from lancert.service.database import Database
 
         serial = format(x509.load_pem_x509_certificate(certificate_pem.encode()).serial_number, "x")
-        database = Database(f"sqlite:///{self.data_dir / 'service.db'}")
+        database = Database(self.db_url)
         try:
             with database.engine.connect() as connection:
                 row = connection.exec_driver_sql(
@@ -176,6 +182,8 @@ class AcmeClient:
     http: httpx.Client = field(init=False)
     directory: dict[str, Any] = field(init=False)
     last_nonce: str | None = None
+    backends: list[int] = field(default_factory=list)  # ports to spread requests over (a load balancer)
+    sent: int = 0
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(verify=ssl.create_default_context(cafile=str(self.service.root_pem)),
@@ -186,7 +194,11 @@ class AcmeClient:
         """To 127.0.0.1, with acme.<zone>:port as Host and TLS name (what the certificate names)."""
         target = httpx.URL(url)
         headers = {"Host": f"{target.host}:{target.port}", **kwargs.pop("headers", {})}
-        response = self.http.request(method, target.copy_with(host="127.0.0.1"), headers=headers,
+        connect = target.copy_with(host="127.0.0.1")
+        if self.backends:
+            connect = connect.copy_with(port=self.backends[self.sent % len(self.backends)])
+        self.sent += 1
+        response = self.http.request(method, connect, headers=headers,
                                      extensions={"sni_hostname": target.host}, **kwargs)
         if "replay-nonce" in response.headers:
             self.last_nonce = response.headers["replay-nonce"]

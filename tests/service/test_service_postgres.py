@@ -3,25 +3,21 @@ one CA between them, unique serials under concurrent load, every issued certific
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 from service_testlib import CODE, ServiceProcess, make_csr
 from sqlalchemy import text
 
-from lancert.loopback import free_port
+import postgres_server
 from lancert.pki import load_certificates
 from lancert.service.database import Database
 from lancert.service.registry import Registry
 
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), reverse=True)), None)
+PG_BIN = postgres_server.PG_BIN
+postgres_url = postgres_server.postgres_url  # the module-scoped fixture, shared with tests/acme
 pytestmark = pytest.mark.skipif(
     PG_BIN is None,
     reason="PostgreSQL server binaries (Debian package "
@@ -29,66 +25,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 REQUESTS, CLIENTS = 200, 16
-
-
-def _as_postgres(*command: str) -> list[str]:
-    # initdb and postgres refuse to run as root.
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else list(command)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    assert PG_BIN is not None
-    bindir = PG_BIN.parent
-    base = Path(tempfile.mkdtemp(prefix="lancert-pg-"))
-    data = base / "data"
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    port = free_port()
-    subprocess.run(
-        _as_postgres(
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ),
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=100"
-    subprocess.run(
-        _as_postgres(
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(base / "log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ),
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"),
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
