@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from lancert.loopback import free_port
 
 # Debian's PostgreSQL server (package 'postgresql'), newest version installed; None when absent.
@@ -94,3 +96,12 @@ def running_postgres() -> Iterator[str]:
         yield server.url
     finally:
         server.remove()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A module's own PostgreSQL cluster (import this name into a test module to use it)."""
+    if PG_BIN is None:
+        pytest.skip(MISSING)
+    with running_postgres() as url:
+        yield url

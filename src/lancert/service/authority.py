@@ -1,8 +1,8 @@
 """The one place that decides whether a box may have a certificate, and for which names.
 
-The native API and the compatible JSON-RPC endpoint (and, later, ACME) all ask :class:`Authority`:
-credentials (with failed-credential rate limits), eligibility of the database, the box's label, and
-whether the names a CSR asks for lie inside the box's own subdomain.
+The native API, the compatible JSON-RPC endpoint and the ACME server (:mod:`lancert.acme`) all ask
+:class:`Authority`: credentials (with failed-credential rate limits), eligibility of the database, the
+box's label, and whether the names a CSR asks for lie inside the box's own subdomain.
 """
 
 from __future__ import annotations
@@ -62,6 +62,14 @@ class Grant:
         return SubjectNames.parse(dns=[self.hostname_pattern])
 
 
+def box_label(label_secret: bytes, db_uuid: str, box_id: str | None) -> str:
+    """Stable per (database, box), one per database for the compatible call and ACME, and not
+    derivable from the UUID without the service's secret (so a label does not reveal the customer)."""
+    message = f"native\0{db_uuid}\0{box_id}" if box_id is not None else f"compatible\0{db_uuid}"
+    digest = hmac.new(label_secret, message.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode().lower()[:BOX_LABEL_LENGTH]
+
+
 class Authority:
     def __init__(
         self, registry: Registry, limiter: FailedCredentialLimiter, *, zone: str, label_secret: bytes
@@ -72,11 +80,7 @@ class Authority:
         self._label_secret = label_secret
 
     def box_label(self, db_uuid: str, box_id: str | None) -> str:
-        """Stable per (database, box), one per database for the compatible call, and not derivable from
-        the UUID without the service's secret (so a label does not reveal which customer it is)."""
-        message = f"native\0{db_uuid}\0{box_id}" if box_id is not None else f"compatible\0{db_uuid}"
-        digest = hmac.new(self._label_secret, message.encode(), hashlib.sha256).digest()
-        return base64.b32encode(digest).decode().lower()[:BOX_LABEL_LENGTH]
+        return box_label(self._label_secret, db_uuid, box_id)
 
     def authorize(self, db_uuid: str, enterprise_code: str, *, box_id: str | None, source_ip: str) -> Grant:
         """A grant, or :class:`NotEligible` / :class:`RateLimited` (the API's answers, as types)."""
@@ -89,13 +93,24 @@ class Authority:
         if database is None:
             self.limiter.record_failure(source_ip, db_uuid)
             raise refuse(Refusal.UNKNOWN_DATABASE_OR_CODE)
+        self.check_eligible(database)
+        return Grant(database, box_id, self.box_label(database.uuid, box_id), self.zone)
+
+    def check_eligible(self, database: DatabaseRecord) -> None:
+        """The registry's rules, for a database already identified (by its code, or by the ACME
+        account it was bound to): :class:`NotEligible` with the reason, else nothing."""
         if database.kind is not DatabaseKind.PRODUCTION:
             raise refuse(Refusal.NOT_PRODUCTION)
         if database.subscription is not SubscriptionStatus.IN_PROGRESS:
             raise refuse(Refusal.SUBSCRIPTION_NOT_IN_PROGRESS)
         if not database.iot_box_line:
             raise refuse(Refusal.NO_IOT_BOX_LINE)
-        return Grant(database, box_id, self.box_label(database.uuid, box_id), self.zone)
+
+    def database_grant(self, database: DatabaseRecord) -> Grant:
+        """The grant of a whole database (its own label, as for the compatible call): what an ACME
+        account bound to it may order, re-checked on every order and finalize."""
+        self.check_eligible(database)
+        return Grant(database, None, self.box_label(database.uuid, None), self.zone)
 
     def check_requested_names(self, grant: Grant, requested: SubjectNames) -> None:
         """A CSR may ask for the wildcard or names inside the box's subdomain, nothing else (no IPs)."""

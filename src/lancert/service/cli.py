@@ -109,6 +109,18 @@ def run(
         Path | None,
         typer.Option("--acme-eab-hmac-file", help="File (mode 0600) holding the base64url EAB HMAC key."),
     ] = None,
+    acme_port: Annotated[
+        int | None,
+        typer.Option(
+            "--acme-port",
+            help="Also serve ACME (RFC 8555) over HTTPS on this port (0 = any free); directory at "
+            "https://acme.<zone>:P/acme/directory. Clients need an EAB pair: 'service acme-eab'.",
+        ),
+    ] = None,
+    acme_name: Annotated[
+        str | None,
+        typer.Option("--acme-name", help="Name of the ACME endpoint, under the zone (default acme.<zone>)."),
+    ] = None,
 ) -> None:
     """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS.
 
@@ -137,6 +149,8 @@ def run(
             acme_ca_bundle=acme_ca_bundle,
             acme_eab_kid=acme_eab_kid,
             acme_eab_hmac_file=acme_eab_hmac_file,
+            acme_port=acme_port,
+            acme_name=acme_name,
         ),
         log_level=log_level,
     )
@@ -186,6 +200,48 @@ def root(data_dir: DataDir = None, db: DbUrl = None, config_file: ConfigFile = N
     if identity is None:
         raise LancertError("no CA yet: start the service once with 'lancert service run'")
     typer.echo(pem([identity.ca.root]).decode(), nl=False)
+
+
+@app.command("acme-eab")
+def acme_eab(
+    uuid: Annotated[str, typer.Option("--uuid", help="The registered database the ACME accounts belong to.")],
+    revoke: Annotated[
+        str | None, typer.Option("--revoke", help="Revoke this key id instead of making a new pair.")
+    ] = None,
+    data_dir: DataDir = None,
+    db: DbUrl = None,
+    config_file: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make an External Account Binding pair for ACME clients (kid + base64url HMAC key), bound to a
+    database: its accounts get names under that database's label while it stays eligible. Every call
+    makes a new pair (rotation); --revoke KID stops a pair from opening accounts. Keep the HMAC key
+    secret: it is printed once, here."""
+    from lancert.acme import EabKeys
+    from lancert.service.authority import box_label
+    from lancert.service.issuer import load_service_identity
+    from lancert.service.server import open_database
+
+    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    try:
+        keys = EabKeys(database)
+        if revoke is not None:
+            keys.revoke(revoke, uuid)
+            typer.echo(json.dumps({"kid": revoke, "revoked": True}) if as_json else f"revoked {revoke}")
+            return
+        pair = keys.create(uuid)
+        identity = load_service_identity(database)
+    finally:
+        database.dispose()
+    answer: dict[str, object] = pair.as_json()
+    if identity is not None:  # the label needs the service's secret, made at its first start
+        label = box_label(identity.label_secret, uuid, None)
+        answer["names"] = [f"*.{label}.{identity.zone}", f"<ip-with-dashes>.{label}.{identity.zone}"]
+    if as_json:
+        typer.echo(json.dumps(answer))
+    else:
+        for key, value in answer.items():
+            typer.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
 def _registry(data_dir: Path | None, db: str | None, config_file: Path | None) -> Registry:

@@ -23,6 +23,8 @@ Example config (every key optional)::
     failures_per_hour = 5          # failed orders per name per hour
     retry_backoff = 60.0           # seconds after a first failure, doubled per consecutive failure
     lease = 30.0                   # seconds an instance's order stays its own without a heartbeat
+    acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
+    acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
@@ -90,6 +92,8 @@ class ServiceConfig:
     dns_rate_limit: int = 50
     caa_issuers: tuple[str, ...] = ()
     cert_lifetime: timedelta = DEFAULT_LIFETIME
+    acme_port: int | None = None
+    acme_name: str | None = None
     rate_limit: RateLimits = field(default_factory=RateLimits)
     issuer: str = "internal"
     acme_directory: str | None = None
@@ -129,7 +133,9 @@ class ServiceConfig:
             raise UsageError(f"--issuer must be internal or acme, not {changes['issuer']!r}")
         if "acme_directory" in changes and not str(changes["acme_directory"]).startswith("https://"):
             raise UsageError("--acme-directory must be an https:// URL (ACME requires HTTPS)")
-        for port in ("port", "dns_port"):
+        if "acme_name" in changes:
+            changes["acme_name"] = normalize_zone(changes["acme_name"])
+        for port in ("port", "dns_port", "acme_port"):
             if port in changes and not 0 <= int(changes[port]) <= 65535:
                 raise UsageError(f"--{port.replace('_', '-')} must be 0 to 65535")
         return replace(self, **changes)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from cryptography import x509
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 
 from lancert.pki import (
@@ -49,6 +49,27 @@ COMPATIBLE_PATH = "/odoo-enterprise/iot/x509"  # for the log: its refusals are a
 # one transaction around both would make every request queue for SQLite's single writer lock during the
 # reads and the signing too, and would have to be held across the CSR check and the signature.
 _RECORD = insert(IssuedCertificate.__table__)
+
+
+def record_issued(
+    connection: Connection, grant: Grant, issued: IssuedChain, *, style: str, issuer: str
+) -> None:
+    """Record a certificate in ``issued_certificates`` inside the caller's transaction; a serial seen
+    before raises IntegrityError (every front that issues calls this: native, compatible, ACME)."""
+    connection.execute(
+        _RECORD,
+        {
+            "serial": issued.serial_hex,
+            "db_uuid": grant.database.uuid,
+            "box_id": grant.box_id,
+            "box_label": grant.box_label,
+            "style": style,
+            "issuer": issuer,
+            "not_before": issued.not_before,
+            "not_after": issued.not_after,
+            "certificate_pem": pem([issued.leaf]).decode(),
+        },
+    )
 
 
 class Provisioner:
@@ -143,21 +164,8 @@ class Provisioner:
     def record(self, grant: Grant, issued: IssuedChain, style: str) -> None:
         """Record a certificate an order produced (the order desk calls this from its threads)."""
         with self.database.writing_connection() as connection:
-            connection.execute(_RECORD, self._row(grant, issued, style))
+            record_issued(connection, grant, issued, style=style, issuer=self.issuer.name)
         requestlog.issued(grant, issued, style=style, source_ip="an order in the background")
-
-    def _row(self, grant: Grant, issued: IssuedChain, style: str) -> dict[str, object]:
-        return {
-            "serial": issued.serial_hex,
-            "db_uuid": grant.database.uuid,
-            "box_id": grant.box_id,
-            "box_label": grant.box_label,
-            "style": style,
-            "issuer": self.issuer.name,
-            "not_before": issued.not_before,
-            "not_after": issued.not_after,
-            "certificate_pem": pem([issued.leaf]).decode(),
-        }
 
     def _issue_and_record(
         self, grant: Grant, csr: x509.CertificateSigningRequest, *, style: str
@@ -166,7 +174,7 @@ class Provisioner:
             issued = self.issuer.issue_server_certificate(csr, grant.names)
             try:
                 with self.database.writing_connection() as connection:
-                    connection.execute(_RECORD, self._row(grant, issued, style))
+                    record_issued(connection, grant, issued, style=style, issuer=self.issuer.name)
                 return issued
             except IntegrityError:
                 # 159 random bits make this practically impossible; the UNIQUE constraint makes it certain.

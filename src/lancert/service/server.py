@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class Service:
     issuer: Issuer
     provisioner: Provisioner
     app: FastAPI
+    authority: Authority
 
 
 def open_database(config: ServiceConfig) -> Database:
@@ -91,7 +93,7 @@ def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = Non
     )
     provisioner = Provisioner(database, authority, issuer, config.orders)
     app = create_app(provisioner, issuer)
-    return Service(config, database, identity, issuer, provisioner, app)
+    return Service(config, database, identity, issuer, provisioner, app, authority)
 
 
 class _AnnouncingServer(uvicorn.Server):
@@ -101,6 +103,54 @@ class _AnnouncingServer(uvicorn.Server):
         host, port = listeners[0].getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"lancert service: listening on http://{shown}:{port}", flush=True)
+
+
+class _AcmeEndpoint(uvicorn.Server):
+    """The ACME server (HTTPS) beside the main one, in a thread of its own: uvicorn installs signal
+    handlers only in the main thread, so Ctrl-C stops the main server, which then stops this one."""
+
+    def __init__(self, config: uvicorn.Config, name: str) -> None:
+        super().__init__(config)
+        self.name = name
+        self.thread = threading.Thread(target=self.run, name="acme-server", daemon=True)
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        host, port = listeners[0].getsockname()[:2]
+        print(
+            f"lancert service: acme directory https://{self.name}:{port}/acme/directory "
+            f"(listening on {host}:{port}; trust 'lancert service root')",
+            flush=True,
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        while not self.started and self.thread.is_alive():
+            self.thread.join(0.01)
+        if not self.started:
+            raise LancertError(f"cannot listen for ACME on {self.config.host}:{self.config.port}")
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self.thread.join(10)
+
+
+def _acme_endpoint(service: Service) -> _AcmeEndpoint:
+    from lancert.acme import build_acme_server
+    from lancert.acme.app import create_acme_app
+    from lancert.acme.tls import default_endpoint_name, endpoint_credential
+
+    config = service.config
+    name = config.acme_name or default_endpoint_name(service.identity.zone)
+    files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
+    app = create_acme_app(build_acme_server(service.database, service.authority, service.issuer))
+    return _AcmeEndpoint(
+        uvicorn.Config(
+            app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,
+            server_header=False, proxy_headers=False, timeout_keep_alive=5, timeout_graceful_shutdown=5,
+            ssl_certfile=str(files.cert_path), ssl_keyfile=str(files.key_path),
+        ),
+        name,
+    )
 
 
 def start_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()) -> DNSService:
@@ -158,6 +208,10 @@ def run_service(
             f"{dns.workers} workers)",
             flush=True,
         )
+    acme: _AcmeEndpoint | None = None
+    if config.acme_port is not None:
+        acme = _acme_endpoint(service)
+        acme.start()
     server = _AnnouncingServer(
         uvicorn.Config(
             service.app,
@@ -177,6 +231,8 @@ def run_service(
         if server.started:
             raise
     finally:
+        if acme is not None:
+            acme.stop()
         if dns is not None:
             dns.stop()
         service.provisioner.close()

@@ -111,6 +111,11 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
                            f"127.0.0.1:{service.dns_port})")
         progress("registering the demo database")
         uuid, code = provisioned.demo_database(data_dir)
+        if service.acme_directory:
+            eab = provisioned.demo_acme_eab(data_dir, uuid)
+            stack.notes.append(f"ACME directory: {service.acme_directory}  (EAB kid {eab['kid']}, hmac_key "
+                               f"{eab['hmac_key']}; names {', '.join(eab.get('names', []))}; map the host to "
+                               f"127.0.0.1, trust {service.root})")
         progress("IoT box: obtaining its certificate from the service")
         box = provisioned.start_box(data_dir, service, uuid, code, children)
         status = str(box.get("status", "?"))

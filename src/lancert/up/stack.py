@@ -7,6 +7,7 @@ real command lines; their logs go to files in the data directory.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import subprocess
 import sys
@@ -98,6 +99,7 @@ class ServiceInfo:
     dns_port: int
     root: Path
     zone: str
+    acme_directory: str | None = None
 
 
 def demo_database(data_dir: Path) -> tuple[str, str]:
@@ -122,7 +124,7 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
     log_path = data_dir / "logs" / "service.log"
     child = Child.start("the certificate service", [
         "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
-        "--dns-port", str(dns_port)], log_path)
+        "--dns-port", str(dns_port), "--acme-port", "0"], log_path)
     children.append(child)
     line = child.wait_for("listening on http://")
     url = line.strip().rsplit(" ", 1)[-1]
@@ -134,7 +136,26 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
         raise LancertError(f"cannot read the service's root: {root.stderr.strip()}")
     root_path = data_dir / "service-root.pem"
     atomic_write(root_path, root.stdout.encode())
-    return ServiceInfo(url, dns_port, root_path, zone)
+    acme = next((ln.split("acme directory ", 1)[1].split()[0] for ln in child.lines
+                 if "acme directory" in ln), None)
+    return ServiceInfo(url, dns_port, root_path, zone, acme)
+
+
+def demo_acme_eab(data_dir: Path, uuid: str) -> dict[str, str]:
+    """The demo database's EAB pair for ACME clients: made once, kept (0600) beside its code."""
+    path = data_dir / "demo-acme-eab.json"
+    saved = read_json(path, {})
+    if isinstance(saved, dict) and saved.get("db_uuid") == uuid and saved.get("kid"):
+        return saved
+    result = subprocess.run(
+        lancert_command("service", "acme-eab", "--uuid", uuid, "--json",
+                        "--data-dir", str(data_dir / "service")),
+        capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise LancertError(f"cannot make the demo EAB pair: {result.stderr.strip()}")
+    pair = json.loads(result.stdout)
+    write_json(path, pair, mode=KEY_MODE)
+    return pair
 
 
 def start_box(

@@ -1,0 +1,158 @@
+"""ACME issuance throughput and server CPU per certificate: lancert's ACME server vs Pebble, same run.
+
+Both servers run on 127.0.0.1 as subprocesses; ``bench/acme_load.py`` drives the full flow (a new
+account per client thread, then order, authorization, finalize, download) at 1, 4 and 16 concurrent
+clients, against Pebble then lancert at each concurrency. Pebble (Debian's) keeps everything in memory,
+with ``PEBBLE_VA_ALWAYS_VALID=1`` (challenges pass without being fetched) and ``PEBBLE_VA_NOSLEEP=1``;
+lancert runs ``service run --acme-port`` with SQLite (WAL) in a temporary data dir, EAB required (the
+generator sends it), authorizations valid at creation. Server CPU per certificate: user+system time of
+the server process (``/proc/<pid>/stat``) over the run, divided by the certificates issued. The
+generator runs in a private mount namespace (``unshare --mount``, root) whose /etc/hosts names
+``acme.<zone>``: lancert's endpoint is named under its zone, never by an address.
+
+    sudo /work/venv/bin/python bench/acme_issue.py [--n 200] [--concurrency 1 4 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ZONE = "iot.lancert.test"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    sys.path.insert(0, str(HERE.parent / "src"))
+    from lancert.loopback import free_port as pick
+
+    return pick()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15 of stat)
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_pebble(work: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(work / "pebble-key.pem"), "-out", str(work / "pebble-cert.pem"),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    port = free_port()
+    config = {"pebble": {
+        "listenAddress": f"127.0.0.1:{port}", "managementListenAddress": f"127.0.0.1:{free_port()}",
+        "certificate": str(work / "pebble-cert.pem"), "privateKey": str(work / "pebble-key.pem"),
+        "httpPort": free_port(), "tlsPort": free_port(), "ocspResponderURL": "",
+        "externalAccountBindingRequired": False}}
+    (work / "pebble.json").write_text(json.dumps(config))
+    env = {**os.environ, "PEBBLE_VA_ALWAYS_VALID": "1", "PEBBLE_VA_NOSLEEP": "1",
+           "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
+    proc = subprocess.Popen(["pebble", "-config", str(work / "pebble.json"), "-dnsserver", "127.0.0.1:1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_for_port(port)
+    return proc, f"https://127.0.0.1:{port}/dir", work / "pebble-cert.pem"
+
+
+def start_lancert(work: Path) -> tuple[subprocess.Popen[str], str, Path, dict[str, str], str]:
+    data = work / "lancert"
+    proc = subprocess.Popen([sys.executable, "-m", "lancert", "service", "run", "--data-dir", str(data),
+                             "--port", "0", "--dns-port", "0", "--acme-port", "0", "--zone", ZONE],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    directory = ""
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if "acme directory" in line:
+            directory = line.split("acme directory ", 1)[1].split()[0]
+        if "listening on http://" in line:
+            break
+    from lancert.acme import EabKeys
+    from lancert.service.authority import box_label
+    from lancert.service.database import Database
+    from lancert.service.issuer import load_service_identity
+    from lancert.service.registry import Registry
+
+    database = Database(f"sqlite:///{data / 'service.db'}")
+    Registry(database).add("bench-db", "bench-code")
+    eab = EabKeys(database).create("bench-db")
+    identity = load_service_identity(database)
+    database.dispose()
+    assert identity is not None
+    label = box_label(identity.label_secret, "bench-db", None)
+    root = work / "lancert-root.pem"
+    from lancert.pki import pem
+
+    root.write_bytes(pem([identity.ca.root]))
+    hosts = work / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost acme.{ZONE}\n")
+    return proc, directory, root, {"kid": eab.kid, "hmac": eab.hmac_key}, f"h{{i}}.{label}.{ZONE}"
+
+
+def load(directory: str, bundle: Path, n: int, concurrency: int, template: str, eab: dict[str, str] | None,
+         hosts: Path | None) -> dict[str, str]:
+    command = [sys.executable, str(HERE / "acme_load.py"), "--directory", directory,
+               "--ca-bundle", str(bundle), "--n", str(n), "--concurrency", str(concurrency),
+               "--domain-template", template, "--max-seconds", "120"]
+    if eab:
+        command += ["--eab-kid", eab["kid"], "--eab-hmac", eab["hmac"]]
+    if hosts is not None:
+        command = ["unshare", "--mount", "--", "sh", "-c", f'mount --bind "{hosts}" /etc/hosts && exec "$@"',
+                   "sh", *command]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+    return dict(part.split("=", 1) for part in out.split())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE.parent / "src"))
+    with tempfile.TemporaryDirectory(prefix="acme-bench-") as tmp:
+        work = Path(tmp)
+        pebble, pebble_dir, pebble_ca = start_pebble(work)
+        lancert, lancert_dir, root, eab, template = start_lancert(work)
+        print("| clients | server | certs | certs/s | p50 ms | p95 ms | server CPU ms/cert |")
+        print("|--:|---|--:|--:|--:|--:|--:|")
+        try:
+            for concurrency in args.concurrency:
+                runs = [("pebble", pebble.pid, pebble_dir, pebble_ca, "h{i}.example.test", None, None),
+                        ("lancert", lancert.pid, lancert_dir, root, template, eab, work / "hosts")]
+                for name, pid, directory, bundle, domains, binding, hosts in runs:
+                    before = cpu_seconds(pid)
+                    result = load(directory, bundle, args.n, concurrency, domains, binding, hosts)
+                    cpu = (cpu_seconds(pid) - before) * 1000 / int(result["certs"])
+                    print(f"| {concurrency} | {name} | {result['certs']} | {result['rate'].rstrip('/s')} | "
+                          f"{result['p50'].rstrip('ms')} | {result['p95'].rstrip('ms')} | {cpu:.1f} |",
+                          flush=True)
+            for name, pid in (("pebble", pebble.pid), ("lancert", lancert.pid)):
+                status = Path(f"/proc/{pid}/status").read_text()
+                peak = next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM"))
+                print(f"{name} peak RSS: {int(peak) // 1024} MiB")
+        finally:
+            for proc in (pebble, lancert):
+                proc.terminate()
+                proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
