@@ -189,3 +189,19 @@ def test_ranges_over_a_slash_16_are_refused_before_any_probe(cidr: str) -> None:
 def test_bad_input_is_one_line(args: tuple[str, ...], fragment: str) -> None:
     result = lancert("scan", *args, check=False)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and fragment in result.stderr
+
+
+def test_without_ca_or_nssdb_trust_is_judged_by_the_system_and_each_nss_database(
+    shop: Shop, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    chrome = make_nssdb(home / ".pki" / "nssdb")
+    lancert("trust", "install", str(shop.printer_cert), "--store", "nss", "--nssdb", str(chrome))
+    result = lancert("scan", "127.0.0.0/28", "--ports", shop.ports, "--json", "--warn-days", "0", check=False,
+                     env={**os.environ, "HOME": str(home)})
+    assert result.returncode == 2  # the box and the terminal are trusted by none of them
+    found = _by_address(json.loads(result.stdout))
+    sources = [t["source"] for t in found["127.0.0.2"]["trust"]]
+    assert sources[0].startswith("system trust ") and sources[1:] == [f"NSS database {chrome}"]
+    assert [t["secure"] for t in found["127.0.0.2"]["trust"]] == [False, True]
+    assert (found["127.0.0.2"]["status"], found["127.0.0.3"]["status"]) == ("ok", "untrusted")

@@ -10,7 +10,8 @@ import typer
 from lancert.device import apple_validity_warning, create_device_certificate
 from lancert.pki import KeyKind, summarize
 
-app = typer.Typer(help="Self-signed certificates for devices such as receipt printers.", no_args_is_help=True)
+app = typer.Typer(help="Certificates for devices such as receipt printers: self-signed, or the shop CA's.",
+                  no_args_is_help=True)
 
 
 @app.command("create")

@@ -41,7 +41,8 @@ def run(
 
     Without a certificate in DIR it speaks plain HTTP, as a printer fresh from the box. Sign in to its page
     with ID epson and the serial number (in DIR/printer.json) to create a self-signed certificate, or a
-    CSR for the shop's CA and import what it signed; Reset applies it (HTTPS on the same port).
+    CSR for the shop's CA and import what it signed; choose it under SSL/TLS and Reset to apply it
+    (HTTPS on the same port). A certificate already in DIR (lancert device create) is served at start.
     """
     origins = tuple(_origin(o) for o in allow_origin) if allow_origin else None
     printer = Printer(directory, ip=ip or host, device_ids=tuple(device_id or (DEFAULT_DEVICE_ID,)))
