@@ -194,3 +194,14 @@ def test_the_oldest_generation_is_told_by_its_user_agent_or_its_accept_header(
     assert by_agent.json()["result"] is None
     assert by_accept.json()["result"] is None
     assert curl_like.json()["result"]["reason"] == "unknown_database_or_code"
+
+
+def test_openapi_describes_the_compatible_refusals(field_service: ServiceProcess) -> None:
+    """Schema-driven clients and fuzzers read the rate limit's body as the same JSON-RPC answer."""
+    schema = requests.get(field_service.url + "/openapi.json", timeout=30).json()
+    responses = schema["paths"]["/odoo-enterprise/iot/x509"]["post"]["responses"]
+    assert responses["429"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompatibleResponse"
+    }
+    result = schema["components"]["schemas"]["CompatibleResponse"]["properties"]["result"]
+    assert {"type": "null"} in result["anyOf"]
