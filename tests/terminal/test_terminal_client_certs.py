@@ -15,6 +15,7 @@ import pytest
 from terminal_harness import RunningTerminal
 from websockets.sync.client import connect
 
+from lancert.ca import CADirectory
 from lancert.pki import (
     TLS_CLIENT,
     CertificateAuthority,
@@ -24,6 +25,7 @@ from lancert.pki import (
     load_certificates,
     pem,
     private_key_pem,
+    utcnow,
 )
 from lancert.pos import PosClient
 
@@ -131,3 +133,19 @@ def test_a_refused_client_certificate_is_logged_with_the_reason(
     assert len(lines) == before + 1, terminal.log()
     assert "not issued by this terminal" in lines[-1]
     assert "unable to get local issuer certificate" in lines[-1]
+
+
+def test_an_expired_certificate_of_the_terminal_is_refused_as_expired(
+    terminal: RunningTerminal, tmp_path: Path
+) -> None:
+    ca = CADirectory(terminal.state_dir / "ca").load()
+    key = generate_private_key(KeyKind.RSA)
+    cert = ca.issue(key.public_key(), TLS_CLIENT, names=SubjectNames.parse(uris=["urn:lancert:pos:old"]),
+                    common_name="old", validity=timedelta(days=1), not_before=utcnow() - timedelta(days=3))
+    (tmp_path / "old.crt").write_bytes(pem(cert))
+    (tmp_path / "old.key").write_bytes(private_key_pem(key))
+    assert _alert_seen_by_python(terminal, tmp_path / "old.crt", tmp_path / "old.key") == (
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED"
+    )
+    lines = [ln for ln in terminal.log().splitlines() if "refused a client certificate from" in ln]
+    assert "expired (pair again)" in lines[-1]
