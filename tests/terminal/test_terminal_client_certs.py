@@ -46,11 +46,11 @@ def _context(terminal: RunningTerminal, cert: Path, key: Path) -> ssl.SSLContext
 
 
 def _curl(
-    terminal: RunningTerminal, cert: Path, key: Path, ca: Path, path: str
+    terminal: RunningTerminal, cert: Path, key: Path, ca: Path, path: str, *options: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["curl", "-sS", "--max-time", "30", "--noproxy", "*", "--cacert", str(ca), "--cert", str(cert),
-         "--key", str(key), terminal.https + path.lstrip("/")],
+         "--key", str(key), *options, terminal.https + path.lstrip("/")],
         capture_output=True, text=True, check=False,
     )
 
@@ -107,9 +107,11 @@ def test_a_foreign_leaf_is_refused_with_an_alert_the_client_reads(
                    directory=tmp_path / "victim", ca=terminal.root_pem).close()
     cert, key = _foreign_leaf(tmp_path, "victim-2")
     assert _alert_seen_by_python(terminal, cert, key) == "TLSV1_ALERT_UNKNOWN_CA"
-    result = _curl(terminal, cert, key, tmp_path / "victim" / "ca.pem", "/api/v1/status")
-    assert result.returncode != 0
-    assert "alert unknown ca" in result.stderr, result.stderr
+    for tls in ("--tlsv1.3", "--tls-max"):  # TLS 1.3, then 1.2 (where the refusal comes mid-handshake)
+        options = [tls] if tls == "--tlsv1.3" else [tls, "1.2"]
+        result = _curl(terminal, cert, key, tmp_path / "victim" / "ca.pem", "/api/v1/status", *options)
+        assert result.returncode != 0
+        assert "alert unknown ca" in result.stderr, (options, result.stderr)
 
 
 def test_a_leaf_from_a_ca_named_like_the_terminals_is_refused(
