@@ -1,14 +1,17 @@
 """Every generation of field IoT box against the compatible endpoint: its success and every refusal end in
 its own documented outcome, never in a crash (the clients are in ``field_boxes``, the contract).
 
-The service fixture is parametrized by variant, so the same tests run against any service a variant
-starts: today a fresh one; a variant whose issuance is slowed past 5 s (an upstream CA) belongs here too.
+The service fixture is parametrized by variant, so the same tests run against every service a variant
+starts. Today: a fresh one. A variant whose issuance is slowed past 5 s (an upstream ACME CA) is one more
+entry in :data:`SERVICE_VARIANTS`: its factory may ask for other fixtures (``request.getfixturevalue``,
+e.g. a Pebble) and returns the extra ``service run`` arguments; the middle generation's 5 s timeout then
+makes these same tests fail unless the service answers it in time.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,13 +29,16 @@ FAILURES_PER_DATABASE = 3
 
 @dataclass(frozen=True)
 class ServiceVariant:
-    """How to start the service under test: extra ``service run`` arguments and environment."""
+    """How to start the service under test: extra ``service run`` arguments and the full environment
+    (None: this process's)."""
 
     args: list[str] = field(default_factory=list)
     env: dict[str, str] | None = None
 
 
-SERVICE_VARIANTS = {"fresh": ServiceVariant()}
+SERVICE_VARIANTS: dict[str, Callable[[pytest.FixtureRequest], ServiceVariant]] = {
+    "fresh": lambda _request: ServiceVariant(),
+}
 
 
 @pytest.fixture(scope="module", params=sorted(SERVICE_VARIANTS))
@@ -40,7 +46,7 @@ def field_service(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     """A service whose per-database limit trips after 3 wrong codes (per address: never, here)."""
-    variant = SERVICE_VARIANTS[request.param]
+    variant = SERVICE_VARIANTS[request.param](request)
     data_dir = tmp_path_factory.mktemp(f"field-{request.param}")
     config = write_config(
         data_dir.parent / f"field-{request.param}.toml",
@@ -194,3 +200,14 @@ def test_the_oldest_generation_is_told_by_its_user_agent_or_its_accept_header(
     assert by_agent.json()["result"] is None
     assert by_accept.json()["result"] is None
     assert curl_like.json()["result"]["reason"] == "unknown_database_or_code"
+
+
+def test_openapi_describes_the_compatible_refusals(field_service: ServiceProcess) -> None:
+    """Schema-driven clients and fuzzers read the rate limit's body as the same JSON-RPC answer."""
+    schema = requests.get(field_service.url + "/openapi.json", timeout=30).json()
+    responses = schema["paths"]["/odoo-enterprise/iot/x509"]["post"]["responses"]
+    assert responses["429"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CompatibleResponse"
+    }
+    result = schema["components"]["schemas"]["CompatibleResponse"]["properties"]["result"]
+    assert {"type": "null"} in result["anyOf"]

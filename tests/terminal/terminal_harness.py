@@ -69,17 +69,17 @@ class RunningTerminal:
         return self.log_file.read_text()
 
 
-@pytest.fixture(scope="module")
-def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTerminal]:
-    base = tmp_path_factory.mktemp("terminal")
+def start_terminal(base: Path, command: list[str] | None = None) -> RunningTerminal:
+    """``lancert terminal run`` (or ``command`` given the same arguments) on a free port, with the clock
+    file; returns once its screen file says it is ready."""
     state_dir, clock_file, log_file = base / "state", base / "clock", base / "terminal.log"
     clock_file.write_text("0")
     # The test-only entry point binds the terminal's clock to clock_file; the shipped lancert has no such
     # switch (tests/lancert_with_hooks.py).
     with log_file.open("w") as log:
         process = subprocess.Popen(
-            [*program("--clock-offset-file", str(clock_file)),
-             "terminal", "run", "--state-dir", str(state_dir), "--port", "0", "--key-pool", "2"],
+            [*(command or [*program("--clock-offset-file", str(clock_file)), "terminal", "run"]),
+             "--state-dir", str(state_dir), "--port", "0", "--key-pool", "2"],
             stdout=log, stderr=subprocess.STDOUT, text=True,
         )
     running = RunningTerminal(state_dir, clock_file, process, log_file)
@@ -91,6 +91,16 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTermin
             raise AssertionError(f"terminal did not start: {log_file.read_text()}")
         time.sleep(0.1)
     running.info = json.loads(screen.read_text())
+    return running
+
+
+def stop_terminal(running: RunningTerminal) -> None:
+    running.process.terminate()
+    running.process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTerminal]:
+    running = start_terminal(tmp_path_factory.mktemp("terminal"))
     yield running
-    process.terminate()
-    process.wait(timeout=20)
+    stop_terminal(running)

@@ -15,6 +15,7 @@ import pytest
 from terminal_harness import RunningTerminal
 from websockets.sync.client import connect
 
+from lancert.ca import CADirectory
 from lancert.pki import (
     TLS_CLIENT,
     CertificateAuthority,
@@ -24,6 +25,7 @@ from lancert.pki import (
     load_certificates,
     pem,
     private_key_pem,
+    utcnow,
 )
 from lancert.pos import PosClient
 
@@ -44,11 +46,11 @@ def _context(terminal: RunningTerminal, cert: Path, key: Path) -> ssl.SSLContext
 
 
 def _curl(
-    terminal: RunningTerminal, cert: Path, key: Path, ca: Path, path: str
+    terminal: RunningTerminal, cert: Path, key: Path, ca: Path, path: str, *options: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["curl", "-sS", "--max-time", "30", "--noproxy", "*", "--cacert", str(ca), "--cert", str(cert),
-         "--key", str(key), terminal.https + path.lstrip("/")],
+         "--key", str(key), *options, terminal.https + path.lstrip("/")],
         capture_output=True, text=True, check=False,
     )
 
@@ -105,9 +107,11 @@ def test_a_foreign_leaf_is_refused_with_an_alert_the_client_reads(
                    directory=tmp_path / "victim", ca=terminal.root_pem).close()
     cert, key = _foreign_leaf(tmp_path, "victim-2")
     assert _alert_seen_by_python(terminal, cert, key) == "TLSV1_ALERT_UNKNOWN_CA"
-    result = _curl(terminal, cert, key, tmp_path / "victim" / "ca.pem", "/api/v1/status")
-    assert result.returncode != 0
-    assert "alert unknown ca" in result.stderr, result.stderr
+    for tls in ("--tlsv1.3", "--tls-max"):  # TLS 1.3, then 1.2 (where the refusal comes mid-handshake)
+        options = [tls] if tls == "--tlsv1.3" else [tls, "1.2"]
+        result = _curl(terminal, cert, key, tmp_path / "victim" / "ca.pem", "/api/v1/status", *options)
+        assert result.returncode != 0
+        assert "alert unknown ca" in result.stderr, (options, result.stderr)
 
 
 def test_a_leaf_from_a_ca_named_like_the_terminals_is_refused(
@@ -131,3 +135,19 @@ def test_a_refused_client_certificate_is_logged_with_the_reason(
     assert len(lines) == before + 1, terminal.log()
     assert "not issued by this terminal" in lines[-1]
     assert "unable to get local issuer certificate" in lines[-1]
+
+
+def test_an_expired_certificate_of_the_terminal_is_refused_as_expired(
+    terminal: RunningTerminal, tmp_path: Path
+) -> None:
+    ca = CADirectory(terminal.state_dir / "ca").load()
+    key = generate_private_key(KeyKind.RSA)
+    cert = ca.issue(key.public_key(), TLS_CLIENT, names=SubjectNames.parse(uris=["urn:lancert:pos:old"]),
+                    common_name="old", validity=timedelta(days=1), not_before=utcnow() - timedelta(days=3))
+    (tmp_path / "old.crt").write_bytes(pem(cert))
+    (tmp_path / "old.key").write_bytes(private_key_pem(key))
+    assert _alert_seen_by_python(terminal, tmp_path / "old.crt", tmp_path / "old.key") == (
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED"
+    )
+    lines = [ln for ln in terminal.log().splitlines() if "refused a client certificate from" in ln]
+    assert "expired (pair again)" in lines[-1]

@@ -31,7 +31,6 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
 from lancert.errors import LancertError
 from lancert.pki import (
@@ -45,6 +44,7 @@ from lancert.pki import (
     verify_client_chain,
 )
 from lancert.pki.keys import public_key_matches
+from lancert.pos.websocket import PosWebSocket
 from lancert.storage import Credential, CredentialFiles, read_json, write_certificates, write_json
 from lancert.terminal.registry import check_pos_id, pos_id_of
 
@@ -222,9 +222,9 @@ class PosClient:
     @staticmethod
     def _pair_over_websocket(url: str, body: dict[str, str], ctx: ssl.SSLContext) -> bytes:
         try:
-            with connect(url, ssl=ctx, proxy=None, open_timeout=TIMEOUT, max_size=MAX_BUNDLE_BYTES) as ws:
+            with PosWebSocket(url, ssl_context=ctx, timeout=TIMEOUT, max_size=MAX_BUNDLE_BYTES) as ws:
                 ws.send(json.dumps(body))
-                answer = ws.recv(timeout=TIMEOUT)
+                answer = ws.recv()
         except (OSError, WebSocketException, TimeoutError) as exc:
             raise PairingFailed(f"cannot pair over {url}: {exc}") from None
         data = answer.encode() if isinstance(answer, str) else answer
@@ -268,10 +268,12 @@ class PosClient:
             "amount": amount, "currency": currency, "reference": reference,
         }))
 
-    def websocket(self, path_or_url: str = "/api/v1/ws") -> ClientConnection:
-        """The API over WSS with this POS's certificate; use as a context manager."""
-        return connect(_ws_url(self.url(path_or_url)), ssl=self._ssl, proxy=None, open_timeout=TIMEOUT,
-                       max_size=MAX_BUNDLE_BYTES)
+    def websocket(self, path_or_url: str = "/api/v1/ws") -> PosWebSocket:
+        """The API over WSS with this POS's certificate; use as a context manager. Every wait is bounded
+        (30 s): it runs on websockets' asyncio client, never on its threaded one, which can hang for good
+        against a terminal that sends TLS 1.3 session tickets (:mod:`lancert.pos.websocket`)."""
+        return PosWebSocket(_ws_url(self.url(path_or_url)), ssl_context=self._ssl, timeout=TIMEOUT,
+                            max_size=MAX_BUNDLE_BYTES)
 
     def close(self) -> None:
         self._http.close()

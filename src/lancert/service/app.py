@@ -47,6 +47,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The compatible call answers a rate limit in its own shape (a refusal in ``result``), not as an error.
+COMPATIBLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    429: {"model": CompatibleResponse, "description": "rate limited: the refusal in result, Retry-After"},
+}
+
+
 def error_response(exc: ServiceError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=http_status(exc), headers=exc.headers())
 
@@ -176,7 +183,7 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         """Issue ``*.<box-label>.<zone>`` for the box's CSR, if its database is eligible."""
         return provisioner.native(body, _source_ip(request))
 
-    @app.post("/odoo-enterprise/iot/x509", response_model=CompatibleResponse, responses=ERROR_RESPONSES)
+    @app.post("/odoo-enterprise/iot/x509", response_model=CompatibleResponse, responses=COMPATIBLE_RESPONSES)
     def odoo_iot_x509(body: CompatibleRequest, request: Request) -> Response:
         """The call existing Odoo IoT boxes make; the answer carries a key made by the service.
 
