@@ -48,7 +48,12 @@ def run() -> None:
     delay = float(args[at + 1])
     del args[at : at + 2]
     real = server.run_service
-    server.run_service = lambda config: real(config, wrap_issuer=lambda issuer: SlowIssuer(issuer, delay))
+
+    def slowed(config: object, wrap_issuer: object = None, **options: object) -> None:
+        # Every other argument ``service run`` passes (log level, and whatever comes next) goes through.
+        real(config, wrap_issuer=lambda issuer: SlowIssuer(issuer, delay), **options)  # type: ignore[arg-type]
+
+    server.run_service = slowed  # type: ignore[assignment]
     sys.argv = ["lancert", "service", "run", *args]
     main()
 
