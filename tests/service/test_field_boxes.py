@@ -133,9 +133,12 @@ def test_each_generation_installs_its_certificate(
     delivered = time.monotonic() - start
     outcome = calls[-1][0]
     assert outcome.status == OK, calls
-    # Every call is answered before the middle generation gives up (its timeout would end it in
-    # REQUEST_EXCEPTION), in one request (the newest would retry a timed-out one).
-    assert all(elapsed < MIDDLE_TIMEOUT and call.requests == 1 for call, elapsed in calls), calls
+    # One request per call (the newest would retry a timed-out one). The middle generation's timeout
+    # would end it in REQUEST_EXCEPTION; the newest sends what the middle one sends, so the service
+    # cannot give it longer: both are answered within 5 s. The oldest has no timeout of its own.
+    assert all(call.requests == 1 for call, _ in calls), calls
+    if generation != "oldest":
+        assert all(elapsed < MIDDLE_TIMEOUT for _, elapsed in calls), calls
     if field_variant.slow_issuance:
         # Slower than 5 s: the first call cannot wait for the certificate. It ends in this generation's
         # refusal ("pending"), which the newer two log; a later call of the same client installs it.
