@@ -81,7 +81,7 @@ class _BackedOff:
     reason: str
 
 
-Recorder = Callable[[Grant, IssuedChain, str], None]
+Recorder = Callable[[Grant, IssuedChain, str, str], None]  # grant, certificate, style, source_ip
 
 
 class OrderDesk:
@@ -108,10 +108,13 @@ class OrderDesk:
 
     # -- the two flows ------------------------------------------------------------------------------------
 
-    def compatible(self, grant: Grant, *, arrived: float | None = None) -> CachedCredential:
+    def compatible(
+        self, grant: Grant, *, arrived: float | None = None, source_ip: str = "-"
+    ) -> CachedCredential:
         """The database's certificate and key: the cached pair while fresh, else a new order's result
         (or, while that order fails or runs on, the cached pair as long as a box can still serve it).
-        ``arrived``: when the request came in (``time.monotonic()``), where the deadline counts from."""
+        ``arrived``: when the request came in (``time.monotonic()``), where the deadline counts from;
+        ``source_ip``: who asked, for the issuance's log line."""
         deadline = (arrived or time.monotonic()) + self.policy.compatible_deadline
         db_uuid = grant.database.uuid
         cached = compatible_cache.load(self.database, db_uuid)
@@ -132,7 +135,7 @@ class OrderDesk:
                         if latest is not None and latest.fresh(utcnow(), self.issuer.description):
                             self._release(grant.box_label)  # another instance finished just before
                             return latest
-                        future = self._start(key, grant, lambda: self._compatible_order(grant))
+                        future = self._start(key, grant, lambda: self._compatible_order(grant, source_ip))
             if future is not None:
                 try:
                     return self._wait(future, deadline)  # type: ignore[return-value]
@@ -155,7 +158,12 @@ class OrderDesk:
                 return latest
 
     def native(
-        self, grant: Grant, csr: x509.CertificateSigningRequest, *, arrived: float | None = None
+        self,
+        grant: Grant,
+        csr: x509.CertificateSigningRequest,
+        *,
+        arrived: float | None = None,
+        source_ip: str = "-",
     ) -> IssuedChain:
         """An order for the box's own key. Identical requests (same label, same key) share one order;
         a request for a name whose order another request or instance holds waits for it to end."""
@@ -168,7 +176,7 @@ class OrderDesk:
                 if future is None:
                     outcome = self._acquire(grant, "native")
                     if outcome is None:
-                        future = self._start(key, grant, lambda: self._native_order(grant, csr))
+                        future = self._start(key, grant, lambda: self._native_order(grant, csr, source_ip))
             if future is not None:
                 return self._wait(future, deadline)  # type: ignore[return-value]
             if isinstance(outcome, _BackedOff):
@@ -215,19 +223,21 @@ class OrderDesk:
             raise failure from None
         return result
 
-    def _compatible_order(self, grant: Grant) -> CachedCredential:
+    def _compatible_order(self, grant: Grant, source_ip: str) -> CachedCredential:
         key = generate_private_key()
         issued = self.issuer.issue_server_certificate(create_csr(key, grant.names), grant.names)
-        self.record(grant, issued, "compatible")
+        self.record(grant, issued, "compatible", source_ip)
         cached = compatible_cache.store(
             self.database, grant.database.uuid, grant.box_label, self.issuer.description, issued, key
         )
         self._succeeded(grant.box_label, issued)
         return cached
 
-    def _native_order(self, grant: Grant, csr: x509.CertificateSigningRequest) -> IssuedChain:
+    def _native_order(
+        self, grant: Grant, csr: x509.CertificateSigningRequest, source_ip: str
+    ) -> IssuedChain:
         issued = self.issuer.issue_server_certificate(csr, grant.names)
-        self.record(grant, issued, "native")
+        self.record(grant, issued, "native", source_ip)
         self._succeeded(grant.box_label, issued)
         return issued
 

@@ -105,10 +105,10 @@ class Provisioner:
                 zone=grant.zone,
             )
         if self.issuer.places_orders:
-            issued = self.orders.native(grant, csr, arrived=arrived)
+            issued = self.orders.native(grant, csr, arrived=arrived, source_ip=source_ip)
         else:
             issued = self._issue_and_record(grant, csr, style="native")
-        requestlog.issued(grant, issued, style="native", source_ip=source_ip)
+            requestlog.issued(grant, issued, style="native", source_ip=source_ip)
         return CertificateResponse(
             certificate_chain_pem=issued.chain_pem(),
             hostname_pattern=grant.hostname_pattern,
@@ -145,7 +145,7 @@ class Provisioner:
                 ),
             )
         try:
-            cached = self.orders.compatible(grant, arrived=arrived)
+            cached = self.orders.compatible(grant, arrived=arrived, source_ip=source_ip)
         except (IssuancePending, UpstreamFailed) as refusal:
             # Boxes retry on their own schedule; a refusal in ``result`` is what they log and show.
             reason = refusal.reason if isinstance(refusal, UpstreamFailed) else refusal.code
@@ -161,11 +161,11 @@ class Provisioner:
             ),
         )
 
-    def record(self, grant: Grant, issued: IssuedChain, style: str) -> None:
+    def record(self, grant: Grant, issued: IssuedChain, style: str, source_ip: str = "-") -> None:
         """Record a certificate an order produced (the order desk calls this from its threads)."""
         with self.database.writing_connection() as connection:
             record_issued(connection, grant, issued, style=style, issuer=self.issuer.name)
-        requestlog.issued(grant, issued, style=style, source_ip="an order in the background")
+        requestlog.issued(grant, issued, style=style, source_ip=source_ip)
 
     def _issue_and_record(
         self, grant: Grant, csr: x509.CertificateSigningRequest, *, style: str
