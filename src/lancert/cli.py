@@ -47,7 +47,7 @@ COMPONENTS: tuple[tuple[str, str, str, bool], ...] = (
 SUMMARIES: dict[str, str] = {
     "up": "Run the whole system on this machine (loopback only) and show which device has a padlock.",
     "check": "The padlock verdict for URL, with every reason a browser would warn.",
-    "device": "Self-signed certificates for devices such as receipt printers.",
+    "device": "Certificates for devices such as receipt printers: self-signed, or the shop CA's.",
     "cert": "Show and export certificates.",
     "trust": "Fetch device certificates and install them into trust stores.",
     "ca": "A local certificate authority.",
@@ -56,6 +56,10 @@ SUMMARIES: dict[str, str] = {
     "box": "The IoT box agent: obtains, renews and serves its HTTPS certificate.",
     "terminal": "The payment-terminal side of paired mutual TLS.",
     "pos": "The POS side of terminal pairing: pair once, then call over mutual TLS.",
+    "printer": "A simulated Epson ePOS receipt printer.",
+    "scan": (
+        "Find every TLS service in CIDR: its certificate, whether this machine trusts it, what device it is."
+    ),
 }
 
 HELP_COMMAND = "help"

@@ -89,7 +89,7 @@ def powerdns(
         list[str] | None,
         typer.Option("--caa-issuer", help="CA domain for a CAA 'issue' record at the apex (repeat)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Write DIR/pdns.conf so that `pdns_server --config-dir=DIR` serves the zone from lancert's database
     (IP names by LUA records, SOA/NS/CAA, challenge TXT read live). See README, "DNS in production"."""

@@ -161,7 +161,7 @@ def certs(
     data_dir: DataDir = None,
     db: DbUrl = None,
     config_file: ConfigFile = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Each database/label: issuer, not_after, renewal due, whether an order runs, the last upstream error."""
     from lancert.service.orders import certificate_statuses
@@ -211,7 +211,7 @@ def acme_eab(
     data_dir: DataDir = None,
     db: DbUrl = None,
     config_file: ConfigFile = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Make an External Account Binding pair for ACME clients (kid + base64url HMAC key), bound to a
     database: its accounts get names under that database's label while it stays eligible. Every call
