@@ -229,6 +229,38 @@ def test_recover_after_a_crash_at_each_point_leaves_a_matching_pair(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".state.json.xyz.tmp", "cert.pem", "key.pem"]
 
 
+@pytest.mark.parametrize("staged", ["foreign-pair", "garbage-cert", "lone-foreign-cert", "lone-garbage-cert"])
+def test_recover_never_installs_a_staged_certificate_that_does_not_belong(
+    tmp_path: Path, staged: str
+) -> None:
+    """A staged pair is committed only when it matches; a lone staged certificate only when it matches the
+    key in place (the crash between the renames). Anything else is dropped and the old pair stays."""
+    files = CredentialFiles(tmp_path)
+    old, other = _credential("10.0.0.1"), _credential("10.0.0.2")
+    files.write(old)
+    cert_new = Path(str(files.cert_path) + ".new")
+    key_new = Path(str(files.key_path) + ".new")
+    cert_bytes = pem(other.chain) if "foreign" in staged else b"garbage"
+    cert_new.write_bytes(cert_bytes)
+    if not staged.startswith("lone"):
+        key_new.write_bytes(private_key_pem(_credential("10.0.0.3").key))  # not the staged cert's key
+    files.recover()
+    assert files.read().certificate == old.certificate
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.pem", "key.pem"]
+
+
+def test_write_json_is_sorted_indented_and_stringifies_what_json_cannot(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    write_json(tmp_path / "state.json", {"b": Path("/x"), "a": datetime(2026, 1, 2, tzinfo=UTC)})
+    assert (tmp_path / "state.json").read_text() == (
+        '{\n  "a": "2026-01-02 00:00:00+00:00",\n  "b": "/x"\n}\n'
+    )
+    assert _mode(tmp_path / "state.json") == 0o644
+    write_json(tmp_path / "settings.json", {"code": "secret"}, mode=0o600)
+    assert _mode(tmp_path / "settings.json") == 0o600
+
+
 def test_recover_on_a_missing_directory_or_a_file_does_nothing(tmp_path: Path) -> None:
     CredentialFiles(tmp_path / "missing").recover()
     (tmp_path / "file").write_bytes(b"x")

@@ -47,8 +47,9 @@ def authority_over(registry: Registry, *, secret: bytes = b"s" * 32, **limits: i
     return Authority(registry, limiter, zone=ZONE, label_secret=secret)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def authority(registry: Registry) -> Authority:
+    """Per test (cheap), so every test runs the constructor (mutation testing attributes it per test)."""
     return authority_over(registry, failures_per_ip=10_000, failures_per_database=10_000)
 
 

@@ -26,11 +26,18 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     database = Database(f"sqlite:///{tmp_path_factory.mktemp('registry') / 'service.db'}")
     database.migrate()
-    yield Registry(database)
+    yield database
     database.dispose()
+
+
+@pytest.fixture
+def registry(database: Database) -> Registry:
+    """A new Registry per test (cheap): every test then runs its constructor, which is what lets mutation
+    testing attribute the constructor to each test."""
+    return Registry(database)
 
 
 def new_uuid() -> str:
@@ -107,8 +114,11 @@ def test_the_defaults_are_an_eligible_database(registry: Registry) -> None:
 
 
 def test_list_is_ordered_by_uuid(registry: Registry) -> None:
+    for uuid in ("list-zz", "list-aa", "list-mm"):  # inserted out of order
+        registry.add(uuid, "M-1")
     uuids = [record.uuid for record in registry.list()]
     assert uuids == sorted(uuids)
+    assert [u for u in uuids if u.startswith("list-")] == ["list-aa", "list-mm", "list-zz"]
 
 
 def test_adding_twice_is_refused_and_names_the_fix(registry: Registry) -> None:
