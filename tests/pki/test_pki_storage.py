@@ -261,6 +261,46 @@ def test_write_json_is_sorted_indented_and_stringifies_what_json_cannot(tmp_path
     assert _mode(tmp_path / "settings.json") == 0o600
 
 
+def test_write_announces_each_step_with_the_files_as_a_crash_there_would_leave_them(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path / "a" / "b" / "state")  # missing parents are made
+    old, new = _credential("10.0.0.1"), _credential("10.0.0.2")
+    files.write(old)
+    seen: list[tuple[str, str, str]] = []
+
+    def checkpoint(point: str) -> None:
+        on_disk = files.directory
+        key = "new" if (on_disk / "key.pem").read_bytes() == private_key_pem(new.key) else "old"
+        cert = "new" if (on_disk / "cert.pem").read_bytes() == pem(new.chain) else "old"
+        seen.append((point, key, cert))
+
+    files.write(new, checkpoint=checkpoint)
+    assert seen == [
+        ("key_staged", "old", "old"), ("cert_staged", "old", "old"), ("between_renames", "new", "old")
+    ]
+    assert files.read().certificate == new.certificate
+
+
+def test_read_names_what_is_missing_or_unreadable(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path)
+    with pytest.raises(StorageError) as no_cert:
+        files.read()
+    assert str(no_cert.value) == f"{files.cert_path}: no certificate stored"
+    files.cert_path.write_bytes(b"garbage")
+    with pytest.raises(StorageError) as bad_cert:
+        files.read()
+    assert str(bad_cert.value) == (
+        f"{files.cert_path}: unreadable certificate (not a valid certificate (garbage or truncated PEM/DER))"
+    )
+    files.cert_path.write_bytes(pem(_credential("10.0.0.1").chain))
+    with pytest.raises(StorageError) as no_key:
+        files.read()
+    assert str(no_key.value) == f"{files.key_path}: no private key stored"
+    files.key_path.write_bytes(b"garbage")
+    with pytest.raises(StorageError) as bad_key:
+        files.read()
+    assert str(bad_key.value) == f"{files.key_path}: unreadable private key"
+
+
 def test_recover_on_a_missing_directory_or_a_file_does_nothing(tmp_path: Path) -> None:
     CredentialFiles(tmp_path / "missing").recover()
     (tmp_path / "file").write_bytes(b"x")
