@@ -92,6 +92,12 @@ def test_a_leap_day_maps_to_28_february(monkeypatch: pytest.MonkeyPatch) -> None
     assert leap_day + validity_for_years(4) == datetime(2032, 2, 29, 12, 0, tzinfo=UTC)
 
 
+def test_one_year_unless_asked(tmp_path: Path) -> None:
+    cert = create_device_certificate(tmp_path, ip="192.168.1.25").certificate
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert timedelta(days=365) <= lifetime <= timedelta(days=367)
+
+
 def test_the_certificate_lasts_the_years_asked(tmp_path: Path) -> None:
     cert = create_device_certificate(tmp_path, ip="192.168.1.25", years=2).certificate
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc

@@ -24,11 +24,13 @@ def rsa_key() -> PrivateKey:
     return generate_private_key("rsa", rsa_bits=2048)
 
 
-@pytest.fixture(scope="session")
+# Per test, not per session (P-256 keys make them cheap): mutation testing attributes a function only to the
+# tests that run it, and a session fixture runs the CA code in the first test alone.
+@pytest.fixture
 def root_ca() -> CertificateAuthority:
     return CertificateAuthority.create_root("Test Root", name_constraints=zone_name_constraints(ZONE))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def intermediate_ca(root_ca: CertificateAuthority) -> CertificateAuthority:
     return root_ca.create_intermediate("Test Intermediate", validity=timedelta(days=365))

@@ -118,7 +118,7 @@ def _der_tlv(tag: int, body: bytes) -> bytes:
     return bytes([tag]) + length + body
 
 
-def test_validly_signed_csr_with_duplicate_extensions_is_refused(ec_key) -> None:
+def _forged_duplicate_extensions(ec_key) -> bytes:
     # A hostile box can sign anything: rewrite the SAN's OID into KeyUsage's, then re-sign the request
     # info with the same key, so the signature verifies and only the duplicate extension is wrong.
     csr = (
@@ -136,7 +136,36 @@ def test_validly_signed_csr_with_duplicate_extensions_is_refused(ec_key) -> None
     after = der.index(info) + len(info)
     algorithm = der[after : after + 2 + der[after + 1]]
     signature = ec_key.sign(forged_info, ec.ECDSA(hashes.SHA256()))
-    forged = _der_tlv(0x30, forged_info + algorithm + _der_tlv(0x03, b"\x00" + signature))
+    return _der_tlv(0x30, forged_info + algorithm + _der_tlv(0x03, b"\x00" + signature))
+
+
+def test_validly_signed_csr_with_duplicate_extensions_is_refused(ec_key) -> None:
+    forged = _forged_duplicate_extensions(ec_key)
     assert x509.load_der_x509_csr(forged).is_signature_valid
-    with pytest.raises(InvalidCSR, match="extensions are malformed"):
+    with pytest.raises(InvalidCSR) as refused:
         load_csr(forged)
+    assert str(refused.value).startswith("CSR extensions are malformed (")
+    with pytest.raises(InvalidCSR) as names:
+        csr_names(x509.load_der_x509_csr(forged))
+    assert str(names.value) == "CSR extensions are malformed"
+
+
+def test_the_refusals_are_exact(ec_key) -> None:
+    with pytest.raises(InvalidCSR) as big:
+        load_csr(b"-" * (16 * 1024 + 1))
+    assert str(big.value) == "CSR larger than 16384 bytes"
+    with pytest.raises(InvalidCSR) as at_limit:  # 16 KiB itself is parsed (and is garbage here)
+        load_csr(b"-" * (16 * 1024))
+    assert str(at_limit.value) == "CSR is not valid PEM or DER"
+    der = bytearray(_der(create_csr(ec_key, NAMES)))
+    der[-1] ^= 0x01
+    with pytest.raises(InvalidCSR) as tampered:
+        load_csr(bytes(der))
+    assert str(tampered.value) == "CSR signature does not verify"
+
+
+def test_a_pem_csr_may_start_with_blank_lines_and_its_names_are_not_critical(ec_key) -> None:
+    csr = create_csr(ec_key, NAMES)
+    loaded = load_csr(b"\n  \n" + csr.public_bytes(serialization.Encoding.PEM))
+    assert csr_names(loaded) == NAMES
+    assert loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical is False

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pki_test_helpers import openssl
 
@@ -169,3 +169,134 @@ def test_certificate_with_duplicate_extensions_is_invalid_not_a_crash(device, oi
     assert forged != der
     with pytest.raises(InvalidPEM, match="malformed extensions"):
         load_certificates(forged)
+
+
+# -- exact values of each format (what the platforms read), pinned for the mutation run -------------------
+
+
+def test_p12_aes_form_in_detail(device, tmp_path: Path) -> None:
+    cert, key = device
+    path = tmp_path / "aes.p12"
+    path.write_bytes(export_certificate(cert, "p12", password="pw", key=key))
+    info = openssl("pkcs12", "-in", str(path), "-passin", "pass:pw", "-info", "-nodes")
+    assert b"MAC: sha256, Iteration 2048" in info.stderr
+    assert info.stderr.count(b"PBES2, PBKDF2, AES-256-CBC, Iteration 100000, PRF hmacWithSHA256") == 2
+    assert info.stdout.count(b"friendlyName: 192.168.1.25") == 2  # the certificate's CN
+
+
+def test_p12_legacy_form_in_detail(device, tmp_path: Path) -> None:
+    cert, key = device
+    path = tmp_path / "legacy.p12"
+    path.write_bytes(export_certificate(cert, "p12", password="pw", key=key, legacy=True))
+    info = openssl("pkcs12", "-in", str(path), "-passin", "pass:pw", "-info", "-nodes", "-legacy")
+    assert info.returncode == 0, info.stderr
+    assert b"MAC: sha1, Iteration 2048" in info.stderr
+    assert info.stderr.count(b"pbeWithSHA1And3-KeyTripleDES-CBC, Iteration 2048") == 2
+
+
+def test_p12_friendly_name_and_certificate_only(device) -> None:
+    from lancert.pki.formats import p12
+
+    cert, key = device
+    named = pkcs12.load_pkcs12(p12(cert, password="pw", key=key, friendly_name="printer"), b"pw")
+    assert named.cert is not None and named.cert.friendly_name == b"printer"
+    assert named.key is not None
+    bare = pkcs12.load_pkcs12(p12(cert, password="pw"), b"pw")
+    # Without a key, readers list the certificate among the bag's certificates.
+    (only,) = bare.additional_certs
+    assert bare.key is None and only.certificate == cert and only.friendly_name == b"192.168.1.25"
+
+
+def test_mobileconfig_in_detail(device) -> None:
+    import hashlib
+    import uuid
+
+    cert, _ = device
+    fp = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    profile = plistlib.loads(export_certificate(cert, "mobileconfig"))
+    assert profile == {
+        "PayloadContent": [{
+            "PayloadCertificateFileName": "192.168.1.25.cer",
+            "PayloadContent": cert.public_bytes(serialization.Encoding.DER),
+            "PayloadDescription": "Adds a trusted root certificate",
+            "PayloadDisplayName": "192.168.1.25",
+            "PayloadIdentifier": f"net.lancert.cert.{fp[:16]}",
+            "PayloadType": "com.apple.security.root",
+            "PayloadUUID": str(uuid.uuid5(uuid.NAMESPACE_OID, f"lancert.cert.{fp}")).upper(),
+            "PayloadVersion": 1,
+        }],
+        "PayloadDescription": "Trust the HTTPS certificate of 192.168.1.25",
+        "PayloadDisplayName": "lancert: 192.168.1.25",
+        "PayloadIdentifier": f"net.lancert.profile.{fp[:16]}",
+        "PayloadRemovalDisallowed": False,
+        "PayloadType": "Configuration",
+        "PayloadUUID": str(uuid.uuid5(uuid.NAMESPACE_OID, f"lancert.profile.{fp}")).upper(),
+        "PayloadVersion": 1,
+    }
+
+
+def test_mobileconfig_labels(device) -> None:
+    from lancert.pki.formats import mobileconfig
+
+    cert, _ = device
+    named = plistlib.loads(mobileconfig(cert, display_name="Kitchen printer"))
+    assert named["PayloadDisplayName"] == "lancert: Kitchen printer"
+    assert named["PayloadContent"][0]["PayloadCertificateFileName"] == "Kitchen printer.cer"
+    unnamed = plistlib.loads(mobileconfig(_without_common_name(cert)))
+    assert unnamed["PayloadDisplayName"] == "lancert: lancert device"
+
+
+def _without_common_name(like: x509.Certificate) -> x509.Certificate:
+    key = generate_private_key()
+    return (
+        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(like.not_valid_before_utc).not_valid_after(like.not_valid_after_utc)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_p12_of_a_certificate_without_common_name_is_named_lancert(device) -> None:
+    from lancert.pki.formats import p12
+
+    nameless = _without_common_name(device[0])
+    loaded = pkcs12.load_pkcs12(p12(nameless, password="pw"), b"pw")
+    assert [c.friendly_name for c in loaded.additional_certs] == [b"lancert"]
+
+
+def test_the_load_errors_are_exact() -> None:
+    with pytest.raises(InvalidPEM) as empty:
+        load_certificates(b" \r\n")
+    assert str(empty.value) == "file is empty"
+    with pytest.raises(InvalidPEM) as no_cert:
+        load_certificates(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    assert str(no_cert.value) == "PEM file holds no certificate"
+    with pytest.raises(InvalidPEM) as garbage:
+        load_certificates(b"garbage")
+    assert str(garbage.value) == "not a valid certificate (garbage or truncated PEM/DER)"
+
+
+def test_a_certificate_file_over_1_mib_is_refused_unread(device, tmp_path: Path) -> None:
+    cert, _ = device
+    big = tmp_path / "big.pem"
+    big.write_bytes(pem(cert) + b" " * (1024 * 1024 + 1 - len(pem(cert))))
+    with pytest.raises(InvalidPEM) as refused:
+        read_certificates(big)
+    assert str(refused.value) == f"{big}: larger than 1048576 bytes, not a certificate file"
+    exactly = tmp_path / "exactly.pem"
+    exactly.write_bytes(pem(cert) + b" " * (1024 * 1024 - len(pem(cert))))
+    assert read_certificates(exactly) == [cert]
+
+
+def test_read_errors_are_exact(tmp_path: Path) -> None:
+    with pytest.raises(LancertError) as missing:
+        read_certificate(tmp_path / "missing.pem")
+    assert str(missing.value) == f"{tmp_path / 'missing.pem'}: no such file"
+    with pytest.raises(LancertError) as directory:
+        read_certificate(tmp_path)
+    assert str(directory.value) == f"{tmp_path}: is a directory, not a certificate file"
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(InvalidPEM) as invalid:
+        read_certificate(bad)
+    assert str(invalid.value) == f"{bad}: not a valid certificate (garbage or truncated PEM/DER)"

@@ -84,3 +84,66 @@ def test_weak_and_odd_public_keys_are_refused() -> None:
     with pytest.raises(WeakKey, match="secp256k1"):
         check_key_strength(ec.generate_private_key(ec.SECP256K1()).public_key())
     check_key_strength(ec.generate_private_key(ec.SECP384R1()).public_key())
+
+
+def test_the_refusals_say_exactly_what_is_accepted() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    with pytest.raises(WeakKey) as size:
+        generate_private_key("rsa", rsa_bits=1024)
+    assert str(size.value) == "RSA key size must be one of 2048, 3072, 4096, not 1024"
+    cases = [
+        (ec.generate_private_key(ec.SECP256K1()).public_key(),
+         "elliptic curve secp256k1 is not accepted (use P-256 or P-384)"),
+        (rsa.generate_private_key(public_exponent=65537, key_size=2047).public_key(),  # noqa: S505 - under test
+         "RSA key of 2047 bits is too weak (minimum 2048)"),
+        (rsa.generate_private_key(public_exponent=3, key_size=2048).public_key(),
+         "RSA public exponent must be 65537"),
+        (ed25519.Ed25519PrivateKey.generate().public_key(),
+         "unsupported key type Ed25519PublicKey (use ECDSA P-256 or RSA)"),
+    ]
+    for public_key, message in cases:
+        with pytest.raises(WeakKey) as refused:
+            check_key_strength(public_key)
+        assert str(refused.value) == message
+
+
+def test_p256_p384_and_rsa_2048_pass_the_strength_check(ec_key, rsa_key) -> None:
+    assert check_key_strength(ec_key.public_key()) is None
+    assert check_key_strength(ec.generate_private_key(ec.SECP384R1()).public_key()) is None
+    assert check_key_strength(rsa_key.public_key()) is None
+
+
+def test_key_descriptions() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    assert describe_key(ec.generate_private_key(ec.SECP384R1()).public_key()) == "ECDSA P-384"
+    assert describe_key(ec.generate_private_key(ec.SECP521R1()).public_key()) == "ECDSA P-521"
+    assert describe_key(ec.generate_private_key(ec.SECP256K1()).public_key()) == "ECDSA secp256k1"
+    assert describe_key(ed25519.Ed25519PrivateKey.generate().public_key()) == "Ed25519PublicKey"
+
+
+def test_private_key_loading_errors_are_exact() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    with pytest.raises(InvalidPEM) as garbage:
+        load_private_key_pem(b"garbage")
+    assert str(garbage.value) == "not a readable unencrypted PEM private key"
+    encrypted = generate_private_key().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    with pytest.raises(InvalidPEM, match="not a readable unencrypted PEM private key"):
+        load_private_key_pem(encrypted)
+    ed = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(InvalidPEM) as unsupported:
+        load_private_key_pem(ed)
+    assert str(unsupported.value) == "unsupported private key type Ed25519PrivateKey"
+
+
+def test_an_rsa_key_matches_its_own_public_key_only(rsa_key) -> None:
+    assert public_key_matches(rsa_key, rsa_key.public_key())
+    assert not public_key_matches(rsa_key, generate_private_key("rsa").public_key())

@@ -94,3 +94,84 @@ def test_every_ip_address_round_trips_through_its_text(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
 ) -> None:
     assert SubjectNames.parse(ips=[str(ip)]).ips == (ip,)
+
+
+def test_the_refusals_quote_the_input_exactly() -> None:
+    cases = [
+        (lambda: parse_ip("192.168.1.256"), "invalid IP address: '192.168.1.256'"),
+        (lambda: parse_ip("fe80::1%eth0"), "IPv6 zone index not allowed in a certificate: 'fe80::1%eth0'"),
+        (lambda: normalize_dns_name("*.com"),
+         "wildcard must cover a subdomain of a registered name: '*.com'"),
+        (lambda: normalize_dns_name("a b.example"), "invalid DNS name: 'a b.example'"),
+        (lambda: normalize_dns_name("10.0.0.1"), "not a DNS name (an IP address goes in --ip): '10.0.0.1'"),
+        (lambda: normalize_dns_name("\udcff.example"), "invalid DNS name: '\\udcff.example'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InvalidName) as refused:
+            call()
+        assert str(refused.value) == message
+
+
+def test_the_length_limits_are_those_of_dns() -> None:
+    assert normalize_dns_name("x" * 63 + ".example") == "x" * 63 + ".example"
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
+    assert len(longest) == 253 and normalize_dns_name(longest) == longest
+    with pytest.raises(InvalidName):
+        normalize_dns_name(longest + "d")
+    assert normalize_dns_name("  *.Box.Example.  ") == "*.box.example"
+    assert normalize_dns_name("a1.example") == "a1.example"  # a digit in a label, not all digits at the top
+
+
+def test_parse_ip_strips_spaces_and_brackets() -> None:
+    assert parse_ip(" 192.168.1.25 ") == ipaddress.ip_address("192.168.1.25")
+    assert parse_ip("::1") == ipaddress.ip_address("::1")
+
+
+def test_uris_are_absolute_ascii_without_spaces() -> None:
+    from lancert.pki.names import validate_uri
+
+    assert validate_uri("urn:lancert:pos:123") == "urn:lancert:pos:123"
+    assert validate_uri("https://x.example/a?b=c") == "https://x.example/a?b=c"
+    for bad in ["lancert:pos 123", "no-scheme", "1urn:x", "urn:", "urn:\u00e9", "urn:" + "x" * 252]:
+        with pytest.raises(InvalidName) as refused:
+            validate_uri(bad)
+        assert str(refused.value) == f"invalid URI name: {bad!r}"
+    assert validate_uri("urn:" + "x" * 251) == "urn:" + "x" * 251  # 255 characters
+
+
+def test_subject_names_as_general_names_strings_and_truth() -> None:
+    from cryptography import x509
+
+    names = SubjectNames.parse(dns=["a.example"], ips=["10.0.0.1"], uris=["urn:lancert:pos:1"])
+    assert names.general_names() == [
+        x509.DNSName("a.example"), x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        x509.UniformResourceIdentifier("urn:lancert:pos:1"),
+    ]
+    assert names.as_strings() == ["a.example", "10.0.0.1", "urn:lancert:pos:1"]
+    assert SubjectNames.from_extension(x509.SubjectAlternativeName(names.general_names())) == names
+    assert bool(names) is True
+    assert bool(SubjectNames()) is False
+    assert bool(SubjectNames(ips=(ipaddress.ip_address("10.0.0.1"),))) is True
+    assert bool(SubjectNames(uris=("urn:x:y",))) is True
+
+
+def test_names_of_a_certificate_and_its_common_name() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    from lancert.pki import generate_private_key
+    from lancert.pki.names import certificate_names, common_name
+
+    key = generate_private_key()
+    now = datetime.now(UTC)
+    bare = (
+        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
+        .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256())
+    )
+    assert certificate_names(bare) == SubjectNames()
+    assert common_name(bare.subject) is None
+    named = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "printer")])
+    assert common_name(named) == "printer"

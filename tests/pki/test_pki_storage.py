@@ -229,6 +229,78 @@ def test_recover_after_a_crash_at_each_point_leaves_a_matching_pair(
     assert sorted(p.name for p in tmp_path.iterdir()) == [".state.json.xyz.tmp", "cert.pem", "key.pem"]
 
 
+@pytest.mark.parametrize("staged", ["foreign-pair", "garbage-cert", "lone-foreign-cert", "lone-garbage-cert"])
+def test_recover_never_installs_a_staged_certificate_that_does_not_belong(
+    tmp_path: Path, staged: str
+) -> None:
+    """A staged pair is committed only when it matches; a lone staged certificate only when it matches the
+    key in place (the crash between the renames). Anything else is dropped and the old pair stays."""
+    files = CredentialFiles(tmp_path)
+    old, other = _credential("10.0.0.1"), _credential("10.0.0.2")
+    files.write(old)
+    cert_new = Path(str(files.cert_path) + ".new")
+    key_new = Path(str(files.key_path) + ".new")
+    cert_bytes = pem(other.chain) if "foreign" in staged else b"garbage"
+    cert_new.write_bytes(cert_bytes)
+    if not staged.startswith("lone"):
+        key_new.write_bytes(private_key_pem(_credential("10.0.0.3").key))  # not the staged cert's key
+    files.recover()
+    assert files.read().certificate == old.certificate
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.pem", "key.pem"]
+
+
+def test_write_json_is_sorted_indented_and_stringifies_what_json_cannot(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    write_json(tmp_path / "state.json", {"b": Path("/x"), "a": datetime(2026, 1, 2, tzinfo=UTC)})
+    assert (tmp_path / "state.json").read_text() == (
+        '{\n  "a": "2026-01-02 00:00:00+00:00",\n  "b": "/x"\n}\n'
+    )
+    assert _mode(tmp_path / "state.json") == 0o644
+    write_json(tmp_path / "settings.json", {"code": "secret"}, mode=0o600)
+    assert _mode(tmp_path / "settings.json") == 0o600
+
+
+def test_write_announces_each_step_with_the_files_as_a_crash_there_would_leave_them(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path / "a" / "b" / "state")  # missing parents are made
+    old, new = _credential("10.0.0.1"), _credential("10.0.0.2")
+    files.write(old)
+    seen: list[tuple[str, str, str]] = []
+
+    def checkpoint(point: str) -> None:
+        on_disk = files.directory
+        key = "new" if (on_disk / "key.pem").read_bytes() == private_key_pem(new.key) else "old"
+        cert = "new" if (on_disk / "cert.pem").read_bytes() == pem(new.chain) else "old"
+        seen.append((point, key, cert))
+
+    files.write(new, checkpoint=checkpoint)
+    assert seen == [
+        ("key_staged", "old", "old"), ("cert_staged", "old", "old"), ("between_renames", "new", "old")
+    ]
+    assert files.read().certificate == new.certificate
+
+
+def test_read_names_what_is_missing_or_unreadable(tmp_path: Path) -> None:
+    files = CredentialFiles(tmp_path)
+    with pytest.raises(StorageError) as no_cert:
+        files.read()
+    assert str(no_cert.value) == f"{files.cert_path}: no certificate stored"
+    files.cert_path.write_bytes(b"garbage")
+    with pytest.raises(StorageError) as bad_cert:
+        files.read()
+    assert str(bad_cert.value) == (
+        f"{files.cert_path}: unreadable certificate (not a valid certificate (garbage or truncated PEM/DER))"
+    )
+    files.cert_path.write_bytes(pem(_credential("10.0.0.1").chain))
+    with pytest.raises(StorageError) as no_key:
+        files.read()
+    assert str(no_key.value) == f"{files.key_path}: no private key stored"
+    files.key_path.write_bytes(b"garbage")
+    with pytest.raises(StorageError) as bad_key:
+        files.read()
+    assert str(bad_key.value) == f"{files.key_path}: unreadable private key"
+
+
 def test_recover_on_a_missing_directory_or_a_file_does_nothing(tmp_path: Path) -> None:
     CredentialFiles(tmp_path / "missing").recover()
     (tmp_path / "file").write_bytes(b"x")

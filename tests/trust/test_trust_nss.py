@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from trust_helpers import make_nssdb, nss_entries, run_lancert
 
-from lancert.pki import CertificateAuthority, pem, read_certificate
+from lancert.pki import (
+    ROOT_CA,
+    CertificateAuthority,
+    SubjectNames,
+    build_certificate,
+    generate_private_key,
+    make_name,
+    pem,
+    read_certificate,
+    self_signed_certificate,
+)
 from lancert.trust import NssStore, nickname, nss_databases
+from lancert.trust.nss import (
+    firefox_profiles_without_database,
+    firefox_refuses,
+    has_trust,
+    is_firefox_profile,
+    parse_certutil_list,
+    ssl_trust,
+    trust_flags,
+)
+from lancert.trust.store import TrustStoreError
 
 
 @pytest.fixture
@@ -196,3 +219,242 @@ def test_a_store_that_cannot_be_changed_fails_loudly_and_others_still_get_it(
     assert result.returncode == 1
     assert "FAILED NSS database" in result.stderr and "install failed in 1 of 2 stores" in result.stderr
     assert [t for _, t in nss_entries(firefox)] == ["CP,,"]
+
+
+# -- lancert.trust.nss in-process, with the real certutil: the store's rules and its exact messages --------
+
+
+def device(ip: str = "192.168.1.25") -> x509.Certificate:
+    names = SubjectNames.parse(ips=[ip])
+    return self_signed_certificate(generate_private_key(), names, validity=timedelta(days=30))
+
+
+def certutil_add(db: Path, name: str, flags: str, cert: x509.Certificate) -> None:
+    """Add a certificate as another program would (not through lancert)."""
+    subprocess.run(["certutil", "-A", "-d", f"sql:{db}", "-n", name, "-t", flags], input=pem(cert),
+                   check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def root() -> x509.Certificate:
+    return CertificateAuthority.create_root("NSS Store Test Root").certificate
+
+
+@pytest.fixture(scope="module")
+def leaf() -> x509.Certificate:
+    return device()
+
+
+def ca_marked_device() -> x509.Certificate:
+    key = generate_private_key()
+    name = make_name("192.168.1.25")
+    return build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+                             profile=ROOT_CA, names=SubjectNames.parse(ips=["192.168.1.25"]),
+                             validity=timedelta(days=30))
+
+
+def test_flags_a_device_gets_peer_and_anchor_trust_a_ca_anchor_only(root, leaf) -> None:
+    assert trust_flags(leaf) == "CP,,"
+    assert trust_flags(root) == "C,,"
+
+
+def test_firefox_refuses_only_a_ca_certificate_that_names_hosts(root, leaf) -> None:
+    assert firefox_refuses(ca_marked_device()) is True
+    assert firefox_refuses(root) is False  # a real root names no host
+    assert firefox_refuses(leaf) is False
+
+
+@pytest.mark.parametrize(
+    ("found", "wanted", "granted"),
+    [("CP,,", "CP,,", True), ("CPu,C,", "CP,,", True), ("C,,", "CP,,", False), ("P,,", "CP,,", False),
+     ("P,C,C", "C,,", False), ("C,,", "C,,", True), (",C,", "C,,", False), (",,", ",,", True)],
+)
+def test_has_trust_compares_the_ssl_flags_only(found: str, wanted: str, granted: bool) -> None:
+    assert has_trust(found, wanted) is granted
+
+
+def test_ssl_trust_is_the_first_field() -> None:
+    assert ssl_trust("CT,C,") == "CT"
+    assert ssl_trust(",C,C") == ""
+    assert ssl_trust("CP,,") == "CP"
+
+
+def test_parse_certutil_list_keeps_nicknames_with_spaces_and_skips_the_header() -> None:
+    output = (
+        "\n"
+        "Certificate Nickname                                         Trust Attributes\n"
+        "                                                             SSL,S/MIME,JAR/XPI\n"
+        "\n"
+        "lancert 192.168.1.25 0a1b2c3d                               CP,,   \n"
+        "My Shop Root CA                                              C,C,C\n"
+        "not a line with trust\n"
+    )
+    assert parse_certutil_list(output) == [
+        ("lancert 192.168.1.25 0a1b2c3d", "CP,,"), ("My Shop Root CA", "C,C,C")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("layout", "is_profile"),
+    [(".mozilla/firefox/abc.default", True), ("snap/firefox/common/.mozilla/firefox/x.y", True),
+     ("other/firefox/abc", False), (".mozilla/chrome/abc", False), (".pki/nssdb", False)],
+)
+def test_a_firefox_profile_by_its_place(tmp_path: Path, layout: str, is_profile: bool) -> None:
+    assert is_firefox_profile(tmp_path / layout) is is_profile
+
+
+@pytest.mark.parametrize("marker", ["prefs.js", "times.json", "compatibility.ini"])
+def test_a_firefox_profile_by_the_files_firefox_writes(tmp_path: Path, marker: str) -> None:
+    (tmp_path / marker).write_text("")
+    assert is_firefox_profile(tmp_path) is True
+    (tmp_path / marker).unlink()
+    (tmp_path / marker).mkdir()  # a directory of that name is not Firefox's file
+    assert is_firefox_profile(tmp_path) is False
+
+
+def test_install_check_list_trusted_uninstall(tmp_path: Path, root, leaf) -> None:
+    store = NssStore(make_nssdb(tmp_path / "db"))
+    assert store.description == f"NSS database {tmp_path / 'db'}"
+    assert store.check(leaf) is False and store.find(leaf) is None
+    store.install(leaf)
+    store.install(root)
+    store.install(leaf)  # again: nothing changes
+    assert sorted(nss_entries(tmp_path / "db")) == sorted([(nickname(leaf), "CP,,"), (nickname(root), "C,,")])
+    assert store.find(leaf) == (nickname(leaf), "CP,,")
+    assert store.check(leaf) and store.check(root)
+    listed = {(e.label, e.trust): e.certificate for e in store.list()}
+    assert listed == {(nickname(leaf), "CP,,"): leaf, (nickname(root), "C,,"): root}
+    anchors, leaves = store.trusted()
+    assert sorted(c.serial_number for c in anchors) == sorted([leaf.serial_number, root.serial_number])
+    assert leaves == [leaf]
+    assert store.uninstall(leaf) is True
+    assert store.uninstall(leaf) is False
+    assert store.find(leaf) is None and nss_entries(tmp_path / "db") == [(nickname(root), "C,,")]
+
+
+def test_list_and_trusted_ignore_what_lancert_did_not_install(tmp_path: Path, root, leaf) -> None:
+    db = make_nssdb(tmp_path / "db")
+    for name, cert, flags in (("Shop Root", root, "C,,"), ("Someone's printer", leaf, "P,,")):
+        certutil_add(db, name, flags, cert)
+    other = device("192.168.1.26")
+    certutil_add(db, "untrusted", ",,", other)
+    store = NssStore(db)
+    assert store.list() == []
+    anchors, leaves = store.trusted()
+    assert anchors == [root] and leaves == [leaf]
+    assert store.find(leaf) == ("Someone's printer", "P,,")
+    assert store.check(leaf) is False  # P alone is not what lancert installs (Firefox needs C)
+
+
+def test_a_weaker_trust_is_raised_in_place(tmp_path: Path, leaf) -> None:
+    db = make_nssdb(tmp_path / "db")
+    certutil_add(db, "older", "P,,", leaf)
+    NssStore(db).install(leaf)
+    assert nss_entries(db) == [("older", "CP,,")]
+
+
+def test_a_missing_database_is_created_private_only_when_asked(tmp_path: Path, leaf) -> None:
+    with pytest.raises(TrustStoreError) as refused:
+        NssStore(tmp_path / "profile").install(leaf)
+    assert str(refused.value) == (
+        f"{tmp_path / 'profile'} is not an NSS database (no cert9.db); if it is a browser profile, start the "
+        "browser once so it creates it"
+    )
+    assert not (tmp_path / "profile").exists()
+    assert NssStore(tmp_path / "profile").entries() == []
+    created = NssStore(tmp_path / "chrome" / "nssdb", create=True)
+    created.install(leaf)
+    assert created.exists() and stat.S_IMODE((tmp_path / "chrome" / "nssdb").stat().st_mode) == 0o700
+    assert created.check(leaf)
+
+
+def test_a_database_that_cannot_be_created_says_why(tmp_path: Path, leaf) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrustStoreError) as refused:
+        NssStore(tmp_path / "file" / "nssdb", create=True).install(leaf)
+    assert str(refused.value) == f"{tmp_path / 'file' / 'nssdb'}: cannot create (Not a directory)"
+
+
+def test_a_missing_certutil_names_the_package(tmp_path: Path, leaf) -> None:
+    store = NssStore(make_nssdb(tmp_path / "db"), certutil="certutil-not-installed")
+    with pytest.raises(TrustStoreError) as refused:
+        store.check(leaf)
+    assert str(refused.value) == (
+        "certutil-not-installed not found: install it (Debian/Ubuntu: apt install libnss3-tools; "
+        "Fedora: dnf install nss-tools)"
+    )
+
+
+def test_a_certutil_failure_quotes_its_last_line(tmp_path: Path, leaf) -> None:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "cert9.db").write_bytes(b"not a database")
+    with pytest.raises(TrustStoreError) as refused:
+        NssStore(tmp_path / "db").install(leaf)
+    message = str(refused.value)
+    assert message.startswith(f"certutil failed on {tmp_path / 'db'}: ")
+    assert "\n" not in message and len(message) > len(f"certutil failed on {tmp_path / 'db'}: ")
+
+
+def test_a_nickname_holding_several_certificates_is_not_deleted_blindly(tmp_path: Path) -> None:
+    key_a, key_b = generate_private_key(), generate_private_key()
+    names = SubjectNames.parse(ips=["192.168.1.25"])
+    old = self_signed_certificate(key_a, names, validity=timedelta(days=30))
+    new = self_signed_certificate(key_b, names, validity=timedelta(days=30))
+    db = make_nssdb(tmp_path / "db")
+    for cert in (old, new):  # NSS files the second under the first one's nickname (same subject)
+        certutil_add(db, "printer", "CP,,", cert)
+    store = NssStore(db)
+    assert len(store.certificates("printer")) == 2
+    with pytest.raises(TrustStoreError) as refused:
+        store.uninstall(new)
+    assert str(refused.value) == (
+        f"NSS database {db}: the nickname 'printer' holds several certificates; remove this one by hand "
+        f"(certutil -D -d sql:{db} -n 'printer'), checking which it deletes"
+    )
+    assert len(store.certificates("printer")) == 2
+    assert store.certificates("no such nickname") == []
+
+
+def test_the_databases_a_user_s_browsers_read(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert [(s.directory, s.create) for s in nss_databases(home)] == [(home / ".pki/nssdb", True)]
+    places = [
+        "snap/chromium/current/.pki/nssdb",
+        ".mozilla/firefox/b.default",
+        ".mozilla/firefox/a.default-release",
+        "snap/firefox/common/.mozilla/firefox/s.default",
+        ".var/app/org.mozilla.firefox/.mozilla/firefox/f.default",
+    ]
+    for place in places:
+        make_nssdb(home / place)
+    (home / ".mozilla/firefox/no-db.default").mkdir()
+    assert [(s.directory, s.create) for s in nss_databases(home)] == [
+        (home / ".pki/nssdb", True),
+        (home / "snap/chromium/current/.pki/nssdb", False),
+        (home / ".mozilla/firefox/a.default-release", False),
+        (home / ".mozilla/firefox/b.default", False),
+        (home / "snap/firefox/common/.mozilla/firefox/s.default", False),
+        (home / ".var/app/org.mozilla.firefox/.mozilla/firefox/f.default", False),
+    ]
+
+
+def test_profiles_without_a_database_from_every_profiles_ini(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    deb = home / ".mozilla/firefox"
+    flatpak = home / ".var/app/org.mozilla.firefox/.mozilla/firefox"
+    make_nssdb(deb / "ready.default")
+    moved = tmp_path / "moved"
+    deb.mkdir(parents=True, exist_ok=True)
+    (deb / "profiles.ini").write_text(
+        "[General]\nPath=not-a-profile\n\n"
+        "[Profile0]\nPath=ready.default\n\n"
+        "[Profile1]\nIsRelative=1\nPath=fresh.default\n\n"
+        f"[Profile2]\nIsRelative=0\nPath={moved}\n\n"
+        "[Profile3]\nName=no path\n\n"
+        "[InstallABC]\nDefault=fresh.default\n"
+    )
+    flatpak.mkdir(parents=True)
+    (flatpak / "profiles.ini").write_text("[Profile0]\nPath=flat.default\n")
+    (home / "snap/firefox/common/.mozilla/firefox").mkdir(parents=True)
+    (home / "snap/firefox/common/.mozilla/firefox/profiles.ini").write_bytes(b"[Profile0\n\xff\xfe")
+    assert firefox_profiles_without_database(home) == [deb / "fresh.default", moved, flatpak / "flat.default"]
