@@ -34,8 +34,8 @@ def run(
     resolver = ZoneResolver(zone)
     if db is not None or data_dir is not None:
         from lancert.service.config import ServiceConfig
+        from lancert.service.database import open_database
         from lancert.service.dnsrecords import database_txt_lookup
-        from lancert.service.server import open_database
 
         config = ServiceConfig().with_options(db=db, data_dir=data_dir)
         resolver.txt_lookup = database_txt_lookup(open_database(config))

@@ -3,6 +3,7 @@ HTTP app on uvicorn, and the DNS server in the same process unless ``--dns-port 
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,10 +14,11 @@ from fastapi import FastAPI
 from lancert.dns import DNSService, ZoneResolver
 from lancert.errors import LancertError
 from lancert.logs import configure_logging
+from lancert.loopback import listen_tcp
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
-from lancert.service.database import Database
+from lancert.service.database import Database, open_database
 from lancert.service.dnsrecords import database_txt_lookup
 from lancert.service.issuer import InternalCAIssuer, ServiceIdentity, ensure_service_identity
 from lancert.service.provisioning import Provisioner
@@ -31,14 +33,6 @@ class Service:
     identity: ServiceIdentity
     issuer: InternalCAIssuer
     app: FastAPI
-
-
-def open_database(config: ServiceConfig) -> Database:
-    """The service's database, migrated to the newest schema (the CLI's registry commands use it too)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    database = Database(config.db_url)
-    database.migrate()
-    return database
 
 
 def build_service(config: ServiceConfig) -> Service:
@@ -58,14 +52,39 @@ def build_service(config: ServiceConfig) -> Service:
 class _AnnouncingServer(uvicorn.Server):
     """Prints the ready line once the socket listens, so a parent process can wait for it."""
 
-    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+    listened: list[bool]
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn announces itself only for sockets it bound; run_service binds its own (see there).
+        await super().startup(sockets)
+        if self.started and sockets:
+            self._announce(sockets)
+
+    def _announce(self, listeners: Sequence[socket.SocketType]) -> None:
+        self.listened.append(True)
         host, port = listeners[0].getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"lancert service: listening on http://{shown}:{port}", flush=True)
 
 
 def run_service(config: ServiceConfig, log_level: str = "INFO") -> None:
+    """Serve until interrupted. A start that fails leaves nothing behind: the HTTP port is taken before
+    anything is written (a taken port is one ``lancert:`` line, without uvicorn's own ERROR line first),
+    and a data directory this run created is removed again when the service never listened."""
     configure_logging(log_level)
+    created = config.db is None and not config.data_dir.exists()
+    http_socket = listen_tcp(config.host, config.port)
+    listened: list[bool] = []
+    try:
+        _serve(config, http_socket, listened)
+    except BaseException:
+        http_socket.close()
+        if created and not listened:
+            shutil.rmtree(config.data_dir, ignore_errors=True)
+        raise
+
+
+def _serve(config: ServiceConfig, http_socket: socket.socket, listened: list[bool]) -> None:
     service = build_service(config)
     dns: DNSService | None = None
     if config.dns_port:
@@ -97,8 +116,9 @@ def run_service(config: ServiceConfig, log_level: str = "INFO") -> None:
             timeout_graceful_shutdown=5,  # in-flight requests finish; idle keep-alives do not hold a stop
         )
     )
+    server.listened = listened
     try:
-        server.run()
+        server.run(sockets=[http_socket])
     except SystemExit:  # uvicorn exits when it cannot bind; say it as every lancert command does
         if server.started:
             raise
