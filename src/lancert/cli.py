@@ -63,6 +63,7 @@ SUMMARIES: dict[str, str] = {
 }
 
 HELP_COMMAND = "help"
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 # Shell completion (``--install-completion``) calls the program back with this variable set: it needs
 # every command, whatever the command line holds so far.
 COMPLETION_VARIABLE = "_LANCERT_COMPLETE"
@@ -205,11 +206,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.stderr.write("lancert: aborted\n")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except LancertError as exc:
         sys.stderr.write(f"lancert: {_one_line(str(exc)) if str(exc) else type(exc).__name__}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("lancert: interrupted\n")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+    if result == INTERRUPTED:
+        # Typer turns Ctrl-C into a silent exit 130 (no KeyboardInterrupt reaches this function): say it.
+        sys.stderr.write("lancert: interrupted\n")
     sys.exit(result if isinstance(result, int) else 0)

@@ -7,6 +7,7 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -105,3 +106,20 @@ def test_shell_completion_completes_commands_and_choices() -> None:
     assert lancert(env=env).stdout.split() == ["nss", "system"]
     script = lancert("--show-completion", "bash", env={**os.environ})
     assert "_LANCERT_COMPLETE" in script.stdout
+
+
+def test_registry_commands_on_a_migrated_database_import_neither_alembic_nor_the_web_stack(
+        tmp_path: Path) -> None:
+    # The measured cost of 'service db add' was mostly imports: Alembic (to find nothing to migrate)
+    # and FastAPI (through the server module). bench/cli_speed.py has the times.
+    lancert("service", "db", "add", "--uuid", "first", "--code", "c1", "--data-dir", str(tmp_path))
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "lancert", "service", "db", "add",
+                             "--uuid", "second", "--code", "c2", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert sorted(m for m in imported if m.split(".")[0] in {"alembic", "fastapi", "uvicorn", "mako"}) == []
+    listed = lancert("service", "db", "list", "--data-dir", str(tmp_path)).stdout
+    assert listed.splitlines() == [
+        "first: production, subscription in_progress, with IoT box line",
+        "second: production, subscription in_progress, with IoT box line"]

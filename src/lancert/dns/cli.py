@@ -42,8 +42,8 @@ def run(
     zone = normalize_zone(zone)
     source = None
     if db is not None or data_dir is not None:
+        from lancert.service.database import open_database
         from lancert.service.dnsrecords import txt_source
-        from lancert.service.server import open_database
 
         config = ServiceConfig().with_options(db=db, data_dir=data_dir)
         open_database(config).dispose()  # migrated, so the TXT table exists

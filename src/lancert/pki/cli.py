@@ -11,9 +11,9 @@ import typer
 from lancert.errors import UsageError
 from lancert.pki import (
     CertFormat,
+    CertificateSummary,
     export_certificate,
     load_private_key_pem,
-    read_certificate,
     read_certificates,
     summarize,
 )
@@ -25,16 +25,40 @@ app = typer.Typer(help="Show and export certificates.", no_args_is_help=True)
 @app.command("show")
 def show(
     # readable=False: click's own check prints a multi-line usage box; read_certificate says it in one line.
-    file: Annotated[Path, typer.Argument(help="A certificate in PEM, .crt or DER.", readable=False)],
+    file: Annotated[
+        Path, typer.Argument(help="A certificate in PEM, .crt or DER, or a .p12 bundle.", readable=False)
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", envvar="LANCERT_P12_PASSWORD", help="A .p12 file's password."),
+    ] = None,
 ) -> None:
-    """Subject, names, issuer, validity, days left, SHA-256 fingerprint and key type of a certificate."""
-    s = summarize(read_certificate(file))
+    """Subject, names, issuer, validity, days left, SHA-256 fingerprint and key type of a certificate.
+
+    A file with several certificates (a chain, a bundle, a .p12) shows each, the first one first; with
+    --json the first one's fields, and the others under "others".
+    """
+    summaries = [summarize(c) for c in read_certificates(file, pkcs12_password=password, accept_pkcs12=True)]
     if as_json:
-        typer.echo(json.dumps(s.as_dict(), indent=2))
+        first = summaries[0].as_dict()
+        if len(summaries) > 1:
+            first["others"] = [s.as_dict() for s in summaries[1:]]
+        typer.echo(json.dumps(first, indent=2))
         return
+    for number, s in enumerate(summaries, 1):
+        if len(summaries) > 1:
+            if number > 1:
+                typer.echo()
+            typer.echo(f"Certificate {number} of {len(summaries)}")
+        _show_rows(s)
+
+
+def _show_rows(s: CertificateSummary) -> None:
+    # A CA names no hosts and needs none; only a server certificate without names is refused.
+    no_names = "(none; a CA certificate needs none)" if s.is_ca else "(none: browsers will reject it)"
     rows = [
-        ("Subject", s.subject), ("Names", ", ".join(s.names) or "(none: browsers will reject it)"),
+        ("Subject", s.subject), ("Names", ", ".join(s.names) or no_names),
         ("Issuer", s.issuer + ("  (self-signed)" if s.self_signed else "")),
         ("Valid from", s.not_before), ("Valid until", s.not_after),
         ("Days left", f"{s.days_left} ({s.status})"), ("Key", s.key_type),

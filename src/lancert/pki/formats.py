@@ -156,11 +156,44 @@ def load_pkcs12(data: bytes, password: str) -> tuple[list[x509.Certificate], Pri
     return [cert, *extra], key
 
 
+def looks_like_pkcs12(data: bytes) -> bool:
+    """A DER PFX (RFC 7292): SEQUENCE { version INTEGER 3, authSafe ContentInfo ... }.
+
+    Enough to tell a .p12 from garbage for the error message and to read it with its password; the
+    parsing itself is cryptography's.
+    """
+    if len(data) < 8 or data[0] != 0x30:
+        return False
+    length_octets = data[1] - 0x80 if data[1] & 0x80 else 0
+    start = 2 + length_octets
+    return data[start:start + 3] == b"\x02\x01\x03"
+
+
+def load_pkcs12_certificates(data: bytes, password: str | None) -> list[x509.Certificate]:
+    """The certificates of a PKCS#12 bundle (its own certificate first, then the others); the key, if
+    any, is not looked at beyond what decrypting the bundle needs."""
+    try:
+        bundle = pkcs12.load_pkcs12(data, password.encode() if password else None)
+    except ValueError:
+        if password:
+            raise InvalidPEM("PKCS#12 (.p12) bundle: wrong password, or a damaged file") from None
+        raise InvalidPEM("PKCS#12 (.p12) bundle protected by a password: give it with --password "
+                         "(or LANCERT_P12_PASSWORD)") from None
+    own = [bundle.cert.certificate] if bundle.cert else []
+    certs = own + [c.certificate for c in bundle.additional_certs]
+    if not certs:
+        raise InvalidPEM("PKCS#12 (.p12) bundle holds no certificate")
+    return certs
+
+
 def load_certificates(data: bytes) -> list[x509.Certificate]:
     """Certificates from PEM (one or more, LF or CRLF), DER, or a base64 body without armour."""
     stripped = data.strip()
     if not stripped:
         raise InvalidPEM("file is empty")
+    if looks_like_pkcs12(data):
+        raise InvalidPEM("a PKCS#12 (.p12) bundle, not a certificate: 'lancert cert show' reads it "
+                         "(with --password if it has one)")
     try:
         if b"-----BEGIN" in stripped:
             if b"-----BEGIN CERTIFICATE-----" not in stripped:
@@ -183,8 +216,11 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     return certs
 
 
-def read_certificates(path: Path | str) -> list[x509.Certificate]:
-    """Read certificates from a file, with one-line errors for missing, unreadable or bad files."""
+def read_certificates(path: Path | str, *, pkcs12_password: str | None = None,
+                      accept_pkcs12: bool = False) -> list[x509.Certificate]:
+    """Read certificates from a file, with one-line errors for missing, unreadable or bad files.
+
+    With ``accept_pkcs12``, a PKCS#12 bundle is read too (with ``pkcs12_password``)."""
     path = Path(path)
     try:
         if path.stat().st_size > MAX_CERT_FILE_BYTES:
@@ -199,6 +235,8 @@ def read_certificates(path: Path | str) -> list[x509.Certificate]:
     except OSError as exc:
         raise LancertError(f"{path}: cannot read ({exc.strerror})") from None
     try:
+        if accept_pkcs12 and looks_like_pkcs12(data):
+            return load_pkcs12_certificates(data, pkcs12_password)
         return load_certificates(data)
     except InvalidPEM as exc:
         raise InvalidPEM(f"{path}: {exc}") from None

@@ -111,6 +111,20 @@ def _ws_url(url: str) -> str:
     return urlunsplit(("wss", parts.netloc, parts.path or "/", parts.query, ""))
 
 
+def _transport_problem(exc: BaseException) -> str:
+    """What went wrong on the way to the terminal, in words; a failed certificate check names its fix
+    instead of OpenSSL's ``[SSL: CERTIFICATE_VERIFY_FAILED] ... (_ssl.c:1006)``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            why = seen.verify_message or "verification failed"
+            return (f"the terminal's certificate does not verify against the root this POS trusts ({why}); "
+                    "is --ca this terminal's root? Compare its SHA-256 with the terminal's screen "
+                    "('lancert terminal root-ca')")
+        seen = seen.__cause__ or seen.__context__
+    return str(exc)
+
+
 def _verifying_context(anchor_pem: bytes) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=anchor_pem.decode())
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -214,7 +228,7 @@ class PosClient:
         try:
             response = httpx.post(base_url, json=body, verify=ctx, timeout=TIMEOUT, trust_env=False)
         except httpx.HTTPError as exc:
-            raise PairingFailed(f"cannot pair with {base_url}: {exc}") from None
+            raise PairingFailed(f"cannot pair with {base_url}: {_transport_problem(exc)}") from None
         if response.status_code != 200:
             raise PairingFailed(_error_line(response))
         return response.content
@@ -226,7 +240,7 @@ class PosClient:
                 ws.send(json.dumps(body))
                 answer = ws.recv()
         except (OSError, WebSocketException, TimeoutError) as exc:
-            raise PairingFailed(f"cannot pair over {url}: {exc}") from None
+            raise PairingFailed(f"cannot pair over {url}: {_transport_problem(exc)}") from None
         data = answer.encode() if isinstance(answer, str) else answer
         if not data.lstrip().startswith(b"-----BEGIN"):
             try:
@@ -251,7 +265,8 @@ class PosClient:
         try:
             return self._http.request(method, self.url(path_or_url), json=data)
         except httpx.HTTPError as exc:
-            raise LancertError(f"cannot reach terminal at {self.url(path_or_url)}: {exc}") from None
+            raise LancertError(
+                f"cannot reach terminal at {self.url(path_or_url)}: {_transport_problem(exc)}") from None
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
         if response.status_code != 200:

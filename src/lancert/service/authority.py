@@ -75,6 +75,7 @@ class Authority:
         self, registry: Registry, limiter: FailedCredentialLimiter, *, zone: str, label_secret: bytes
     ) -> None:
         self.registry = registry
+        registry.prepare_for_requests()
         self.limiter = limiter
         self.zone = zone
         self._label_secret = label_secret

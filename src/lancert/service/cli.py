@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lancert.errors import LancertError
+from lancert.errors import LancertError, UsageError
 from lancert.logs import LogLevel, LogLevelOption
 from lancert.pki import pem
 from lancert.service.config import DEFAULT_DATA_DIR, ServiceConfig, load_config
@@ -128,6 +128,8 @@ def run(
     DNS (the zone must be delegated to it)."""
     from lancert.service.server import run_service
 
+    if cert_lifetime is not None and cert_days is not None:
+        raise UsageError("give --cert-lifetime or --cert-days, not both")
     lifetime = (
         cert_lifetime if cert_lifetime is not None else (f"{cert_days}d" if cert_days is not None else None)
     )
@@ -191,8 +193,8 @@ def certs(
 @app.command("root")
 def root(data_dir: DataDir = None, db: DbUrl = None, config_file: ConfigFile = None) -> None:
     """Print the service's root CA certificate (PEM): what browsers and POS devices must trust."""
+    from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
-    from lancert.service.server import open_database
 
     database = open_database(_config(config_file, data_dir=data_dir, db=db))
     identity = load_service_identity(database)
@@ -245,7 +247,7 @@ def acme_eab(
 
 
 def _registry(data_dir: Path | None, db: str | None, config_file: Path | None) -> Registry:
-    from lancert.service.server import open_database
+    from lancert.service.database import open_database
 
     return Registry(open_database(_config(config_file, data_dir=data_dir, db=db)))
 

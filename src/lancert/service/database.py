@@ -8,19 +8,22 @@ work that must happen once (migrations, making the CA) takes a transaction-scope
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lancert.errors import LancertError
+
+if TYPE_CHECKING:
+    from lancert.service.config import ServiceConfig
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DB_FILE = "service.db"
@@ -33,6 +36,15 @@ READ_ONLY = "lancert_read_only"
 
 class DatabaseError(LancertError):
     """The database cannot be opened or migrated; the message names the URL without its password."""
+
+
+@functools.cache
+def migrations_fingerprint() -> int:
+    """A positive 31-bit digest of the migration scripts (SQLite's ``user_version`` is a signed int32)."""
+    digest = hashlib.sha256()
+    for path in sorted([MIGRATIONS / "env.py", *(MIGRATIONS / "versions").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return int.from_bytes(digest.digest()[:4], "big") & 0x7FFFFFFF or 1
 
 
 def default_url(data_dir: Path) -> str:
@@ -134,7 +146,19 @@ class Database:
             yield connection
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision; safe when several instances start at once."""
+        """Bring the schema to the newest revision; safe when several instances start at once.
+
+        On SQLite, a schema that this exact set of migration scripts already brought up to date is
+        recognised without Alembic: importing Alembic (with Mako) took longer than all the rest of a
+        ``service db add``. The scripts' fingerprint goes into SQLite's ``user_version`` header field in
+        the transaction of the upgrade; any change of the scripts (a new revision) changes it, so
+        Alembic runs again.
+        """
+        if self.is_sqlite and self._migrated_by_these_scripts():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -142,10 +166,29 @@ class Database:
                 config.attributes["connection"] = connection
                 config.attributes["lock_key"] = LOCK_MIGRATIONS if self.is_postgresql else None
                 command.upgrade(config, "head")
+                if self.is_sqlite:
+                    connection.exec_driver_sql(f"PRAGMA user_version = {migrations_fingerprint()}")
                 connection.commit()
         except OperationalError as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
             raise DatabaseError(f"cannot open database {self.safe_url}: {reason}") from None
 
+    def _migrated_by_these_scripts(self) -> bool:
+        try:
+            with self._read_engine.connect() as connection:
+                stamp = connection.exec_driver_sql("PRAGMA user_version").scalar()
+        except OperationalError:
+            return False  # let the migration say what is wrong with the file
+        return stamp == migrations_fingerprint()
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def open_database(config: ServiceConfig) -> Database:
+    """The service's database, migrated to the newest schema (``service run`` and the registry and
+    root commands). Here, not beside the server, so ``service db add`` does not import FastAPI."""
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    database = Database(config.db_url)
+    database.migrate()
+    return database

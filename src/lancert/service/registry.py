@@ -8,6 +8,7 @@ the same time as well as giving the same answer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -69,8 +70,14 @@ def verify_code(code: str, stored: str) -> bool:
     return hmac.compare_digest(candidate.rsplit("$", 1)[1], expected.hex())
 
 
-# Checked against when the database is unknown, to spend the same time as a real comparison.
-_DUMMY_HASH = hash_code(secrets.token_hex(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the database is unknown, to spend the same time as a real comparison.
+
+    Made on first use, not at import: every registry command (``db add``, ``db list``) imports this
+    module, and one scrypt at import cost each of them as much as the hash it actually needs.
+    """
+    return hash_code(secrets.token_hex(16))
 
 
 @dataclass(frozen=True)
@@ -167,11 +174,16 @@ class Registry:
             row = connection.execute(_BY_UUID, {"uuid": uuid}).first()
         return RegistryRow(DatabaseRecord.of(row), row.code_hash) if row is not None else None  # type: ignore[arg-type]
 
+    def prepare_for_requests(self) -> None:
+        """Make the unknown-database comparison hash now, so that no request (not even the first) pays
+        for making it: an unknown database must cost exactly what a wrong code costs."""
+        _dummy_hash()
+
     def check_code(self, found: RegistryRow | None, uuid: str, code: str) -> DatabaseRecord | None:
         """The record if ``code`` matches. Run it outside any transaction: a code not yet verified by
         this process costs one scrypt (tens of ms), as does every wrong code and unknown database."""
         if found is None:
-            verify_code(code, _DUMMY_HASH)
+            verify_code(code, _dummy_hash())
             return None
         return found.record if self._verify(uuid, code, found.code_hash) else None
 

@@ -9,6 +9,7 @@ it wraps the real issuer, e.g. to make issuance slow and test the deadlines of t
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import threading
@@ -21,10 +22,11 @@ from fastapi import FastAPI
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
+from lancert.loopback import listen_tcp
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
-from lancert.service.database import Database
+from lancert.service.database import Database, open_database
 from lancert.service.dnsrecords import txt_source
 from lancert.service.issuer import (
     InternalCAIssuer,
@@ -47,14 +49,6 @@ class Service:
     provisioner: Provisioner
     app: FastAPI
     authority: Authority
-
-
-def open_database(config: ServiceConfig) -> Database:
-    """The service's database, migrated to the newest schema (the CLI's registry commands use it too)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    database = Database(config.db_url)
-    database.migrate()
-    return database
 
 
 IssuerWrapper = Callable[[Issuer], Issuer]
@@ -99,7 +93,16 @@ def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = Non
 class _AnnouncingServer(uvicorn.Server):
     """Prints the ready line once the socket listens, so a parent process can wait for it."""
 
-    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+    listened: list[bool]
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn announces itself only for sockets it bound; run_service binds its own (see there).
+        await super().startup(sockets)
+        if self.started and sockets:
+            self._announce(sockets)
+
+    def _announce(self, listeners: Sequence[socket.SocketType]) -> None:
+        self.listened.append(True)
         host, port = listeners[0].getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(f"lancert service: listening on http://{shown}:{port}", flush=True)
@@ -196,7 +199,28 @@ def _check_upstream_account(issuer: Issuer) -> None:
 def run_service(
     config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None, log_level: str = "INFO"
 ) -> None:
+    """Serve until interrupted. A start that fails leaves nothing behind: the HTTP port is taken before
+    anything is written (a taken port is one ``lancert:`` line, without uvicorn's own ERROR line first),
+    and a data directory this run created is removed again when the service never listened."""
     configure_logging(log_level)
+    created = config.db is None and not config.data_dir.exists()
+    http_socket = listen_tcp(config.host, config.port)
+    listened: list[bool] = []
+    try:
+        _serve(config, http_socket, listened, wrap_issuer)
+    except BaseException:
+        http_socket.close()
+        if created and not listened:
+            shutil.rmtree(config.data_dir, ignore_errors=True)
+        raise
+
+
+def _serve(
+    config: ServiceConfig,
+    http_socket: socket.socket,
+    listened: list[bool],
+    wrap_issuer: IssuerWrapper | None,
+) -> None:
     service = build_service(config, wrap_issuer)
     _check_upstream_account(service.issuer)
     dns: DNSService | None = None
@@ -225,8 +249,9 @@ def run_service(
             timeout_graceful_shutdown=5,  # in-flight requests finish; idle keep-alives do not hold a stop
         )
     )
+    server.listened = listened
     try:
-        server.run()
+        server.run(sockets=[http_socket])
     except SystemExit:  # uvicorn exits when it cannot bind; say it as every lancert command does
         if server.started:
             raise

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography import x509
 
 from lancert.errors import LancertError
-from lancert.pki import read_certificate, summarize
+from lancert.pki import fingerprint_sha256, read_certificate, summarize
 from lancert.pki.formats import crt
 from lancert.storage import atomic_write
 from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target, served_chain
@@ -127,16 +128,31 @@ def install(
                    err=True)
 
 
+def _to_remove(what: str, stores: list[TrustStore]) -> x509.Certificate:
+    """A certificate file, else the label or fingerprint that ``trust list`` printed."""
+    path = Path(what)
+    if path.exists():
+        return read_certificate(path)
+    for st in stores:
+        for entry in st.list():
+            if entry.certificate is not None and entry.matches(what):
+                return entry.certificate
+    raise LancertError(f"{what}: no such file, and no label or SHA-256 fingerprint of what lancert installed "
+                       f"in {', '.join(st.description for st in stores)} (see 'lancert trust list')")
+
+
 @app.command("remove")
 def remove(
-    file: Annotated[Path, typer.Argument(help="The certificate to stop trusting.")],
+    what: Annotated[str, typer.Argument(
+        metavar="FILE|LABEL|SHA256",
+        help="The certificate to stop trusting: its file, or the label or fingerprint 'trust list' shows.")],
     store: StoreOpt,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
 ) -> None:
     """Stop trusting a certificate that 'trust install' added (found by its content, not its name)."""
-    cert = read_certificate(file)
     stores = _stores(store, nssdb, system_root)
+    cert = _to_remove(what, stores)
     _each(stores, "remove",
           lambda st: f"{'removed from' if st.uninstall(cert) else 'was not in'} {st.description}")
 
@@ -172,7 +188,10 @@ def list_(
     if not entries:
         typer.echo("no lancert certificates in " + ", ".join(st.description for st in stores))
     for e in entries:
-        typer.echo(f"{e.trust:<6} {e.label}  ({e.store})")
+        cert = e.certificate
+        expiry = (f"expires {cert.not_valid_after_utc:%Y-%m-%d} ({summarize(cert).status})  "
+                  f"SHA-256 {fingerprint_sha256(cert)}" if cert else "unreadable")
+        typer.echo(f"{e.trust:<6} {e.label}  ({e.store})\n       {expiry}")
 
 
 @app.command("guide")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from lancert.errors import LancertError
+from lancert.errors import LancertError, UsageError
 
 DEFAULT_TIMEOUT = 10.0
 # A real chain has 2-4 certificates; more is a hostile or broken peer.
@@ -131,6 +131,8 @@ def served_chain(
     ``legacy`` accepts TLS 1.0/1.1 and weak ciphers (for ``fetch``); without it the handshake is what
     a current browser would accept, so a server only old clients can reach fails with HandshakeError.
     """
+    if not timeout > 0:  # 0 would make the socket non-blocking: "Operation now in progress"
+        raise UsageError(f"--timeout must be more than 0 seconds, not {timeout:g}")
     try:
         raw = socket.create_connection((target.connect_host, target.port), timeout=timeout)
     except ConnectionRefusedError:
@@ -149,6 +151,10 @@ def served_chain(
                 leaf = tls.getpeercert(binary_form=True)
                 ders = [leaf] if leaf else []
     except ssl.SSLError as exc:
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            # OpenSSL read something that is not a TLS record: the server answered in clear.
+            raise HandshakeError(f"{target.display}: TLS handshake failed: this port speaks plain HTTP (or "
+                                 "another protocol without TLS), not HTTPS (WRONG_VERSION_NUMBER)") from None
         raise HandshakeError(f"{target.display}: TLS handshake failed ({exc.reason or exc})") from None
     except TimeoutError:
         raise UnreachableError(f"{target.display}: TLS handshake timed out after {timeout:g} s") from None

@@ -41,7 +41,19 @@ class TrustEntry:
             "store": self.store, "label": self.label, "trust": self.trust,
             "sha256_fingerprint": fingerprint_sha256(self.certificate) if self.certificate else "",
             "subject": self.certificate.subject.rfc4514_string() if self.certificate else "",
+            "not_after": self.certificate.not_valid_after_utc.isoformat() if self.certificate else "",
         }
+
+    def matches(self, what: str) -> bool:
+        """Whether ``what`` names this entry: its label, or its SHA-256 fingerprint (with or without
+        colons, any case; a prefix of at least 8 hex digits, as the short form in labels)."""
+        if what == self.label:
+            return True
+        if self.certificate is None:
+            return False
+        wanted = what.replace(":", "").lower()
+        full = self.certificate.fingerprint(hashes.SHA256()).hex()
+        return len(wanted) >= 8 and all(c in "0123456789abcdef" for c in wanted) and full.startswith(wanted)
 
 
 class TrustStore(Protocol):
@@ -75,8 +87,14 @@ def short_fingerprint(cert: x509.Certificate) -> str:
 
 
 def nickname(cert: x509.Certificate) -> str:
-    """The NSS nickname lancert gives ``cert``: ``lancert <CN> <fp8>``, deterministic from the certificate."""
+    """The NSS nickname lancert gives ``cert``: ``lancert <CN> <fp8>``, deterministic from the certificate.
+
+    lancert's own CAs are called "lancert ... Root CA": their CN already carries the prefix, which is
+    not repeated ("lancert lancert iot.lancert.test Root CA" read as a typo in every certificate viewer).
+    """
     cn = common_name(cert.subject) or cert.subject.rfc4514_string() or "certificate"
+    if cn.lower().startswith(LABEL_PREFIX + " "):
+        cn = cn[len(LABEL_PREFIX) + 1:]
     return f"{LABEL_PREFIX} {cn[:48]} {short_fingerprint(cert)}"
 
 

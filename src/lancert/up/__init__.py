@@ -102,9 +102,11 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
                                     facts={"prints_to": printer.epos_url}))
 
         from lancert.up import stack as provisioned
+        from lancert.up import terminal as payment
 
         children: list[provisioned.Child] = []
         stack.on_stop(lambda: provisioned.stop_all(children))
+        terminal_child = payment.launch_terminal(data_dir, children)  # comes up while the service starts
         progress("certificate service: SQLite, internal CA, DNS on 127.0.0.1")
         service = provisioned.start_service(data_dir, children)
         stack.notes.append(f"certificate service: {service.url}  (DNS for {service.zone} on "
@@ -125,10 +127,8 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         stack.devices.append(Device("IoT box (provisioned)", url, service.root, connect_ip="127.0.0.1",
                                     problem=problem))
 
-        from lancert.up import terminal as payment
-
         progress("payment terminal: its own CA, pairing and mutual-TLS API on 127.0.0.1")
-        term = payment.start_terminal(data_dir, children)
+        term = payment.start_terminal(data_dir, children, terminal_child)
         progress("payment terminal: checking the demo POS's pairing (pairing it on the first run)")
         pos = payment.pair_demo_pos(data_dir, term)
         facts = {"pairing": pos.state, "pos_id": pos.pos_id, "pos_dir": str(pos.directory)}

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import httpx
+
 from lancert.errors import LancertError
 from lancert.loopback import free_port
 from lancert.storage import KEY_MODE, atomic_write, read_json, write_json
@@ -130,12 +132,16 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
     url = line.strip().rsplit(" ", 1)[-1]
     zone = next((ln.split(" dns for ", 1)[1].split()[0] for ln in child.lines if " dns for " in ln),
                 "iot.lancert.test")
-    root = subprocess.run(lancert_command("service", "root", "--data-dir", str(data_dir / "service")),
-                          capture_output=True, text=True, timeout=60)
-    if root.returncode != 0:
-        raise LancertError(f"cannot read the service's root: {root.stderr.strip()}")
+    # From the running service's API (what a box or a browser's admin would fetch): a second
+    # 'lancert service root' process would import the whole service stack again, about as long as the
+    # service's own start.
+    try:
+        root = httpx.get(f"{url}/api/v1/root", timeout=30, trust_env=False)
+        root.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise LancertError(f"cannot read the service's root from {url}/api/v1/root: {exc}") from None
     root_path = data_dir / "service-root.pem"
-    atomic_write(root_path, root.stdout.encode())
+    atomic_write(root_path, root.content)
     acme = next((ln.split("acme directory ", 1)[1].split()[0] for ln in child.lines
                  if "acme directory" in ln), None)
     return ServiceInfo(url, dns_port, root_path, zone, acme)

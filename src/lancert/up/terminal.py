@@ -52,17 +52,24 @@ class PosPairing:
         return f"posId {self.pos_id}, {how}; POS files in {self.directory}"
 
 
-def start_terminal(data_dir: Path, children: list[Child]) -> RunningTerminal:
-    """``lancert terminal run`` on a free loopback port; it activates itself (its CA) on the first run."""
-    state_dir = data_dir / "terminal"
-    log_path = data_dir / "logs" / "terminal.log"
+def launch_terminal(data_dir: Path, children: list[Child]) -> Child:
+    """Start ``lancert terminal run`` on a free loopback port without waiting for it: it needs nothing
+    from the other devices, so ``up`` starts it first and lets it come up beside the service."""
     # No key pool: the only pairing up makes is the first run's, and it can wait for one RSA key.
     child = Child.start("the payment terminal", [
-        "terminal", "run", "--state-dir", str(state_dir), "--host", TERMINAL_HOST,
-        "--port", str(free_port()), "--key-pool", "0"], log_path)
+        "terminal", "run", "--state-dir", str(data_dir / "terminal"), "--host", TERMINAL_HOST,
+        "--port", str(free_port()), "--key-pool", "0"], data_dir / "logs" / "terminal.log")
     children.append(child)
+    return child
+
+
+def start_terminal(data_dir: Path, children: list[Child], launched: Child | None = None) -> RunningTerminal:
+    """The terminal once it answers (``launched`` by :func:`launch_terminal`, or started now); it
+    activates itself (its CA) on the first run."""
+    child = launched or launch_terminal(data_dir, children)
     line = child.wait_for("Details: HTTPS ")
     url = line.split("Details: HTTPS ", 1)[1].split()[0]
+    state_dir = data_dir / "terminal"
     return RunningTerminal(url, state_dir, TerminalState(state_dir).ca_dir.root_path)
 
 
