@@ -224,7 +224,9 @@ def render(layout: PowerDNSLayout) -> str:
         "cache-ttl=1",
         "query-cache-ttl=1",
         "negquery-cache-ttl=1",
-        "zone-cache-refresh-interval=0",
+        # The zone cache (from get-all-domains-query below) finds the zone without walking up the name
+        # with SOA lookups: one SQL query per uncached DNS query instead of four or five.
+        "zone-cache-refresh-interval=60",
         "consistent-backends=yes",
         "reuseport=yes",
         f"{prefix}-dnssec=no",
