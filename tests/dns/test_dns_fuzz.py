@@ -11,7 +11,17 @@ import struct
 import time
 
 import dns.message
-from dns_testlib import ZONE, CliDNS, answers, ask, read_frame, tcp_frame, wire_query, worker_pids
+from dns_testlib import (
+    ZONE,
+    CliDNS,
+    answers,
+    ask,
+    read_frame,
+    rss_kib,
+    tcp_frame,
+    wire_query,
+    worker_pids,
+)
 
 from lancert.dns import RateLimit, ZoneAnswers, ZoneSpec
 from lancert.dns.ratelimit import ResponseRateLimiter
@@ -111,6 +121,7 @@ def test_every_reply_to_hostile_packets_is_well_formed() -> None:
 
 def test_hostile_packets_leave_every_worker_alive_and_answering(cli_dns: CliDNS) -> None:
     packets = hostile_packets(random.Random(SEED + 1))
+    rss_before = {pid: rss_kib(pid) for pid in cli_dns.workers}
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(16)]
     try:
         for i, packet in enumerate(packets):
@@ -132,6 +143,8 @@ def test_hostile_packets_leave_every_worker_alive_and_answering(cli_dns: CliDNS)
             except (TimeoutError, ConnectionError):
                 pass
     assert worker_pids(cli_dns.child.proc.pid) == cli_dns.workers  # none died and was replaced
+    for pid, before in rss_before.items():  # memory bounded: the answer cache holds 16,384 at most
+        assert rss_kib(pid) - before < 32 * 1024, f"worker {pid} grew {rss_kib(pid) - before} KiB"
     for _ in range(50):  # fresh source ports: spread over both workers
         assert answers(ask(cli_dns.port, f"10-9-8-7.box.{ZONE}", "A")) == ["10.9.8.7"]
     assert answers(ask(cli_dns.port, f"10-9-8-7.box.{ZONE}", "A", "tcp")) == ["10.9.8.7"]
