@@ -11,9 +11,21 @@ import struct
 import time
 
 import dns.message
-from dns_testlib import ZONE, CliDNS, answers, ask, read_frame, tcp_frame, wire_query, worker_pids
+from dns_testlib import (
+    ZONE,
+    CliDNS,
+    answers,
+    ask,
+    read_frame,
+    rss_kib,
+    tcp_frame,
+    wire_query,
+    worker_pids,
+)
 
-from lancert.dns import ZoneAnswers, ZoneSpec
+from lancert.dns import RateLimit, ZoneAnswers, ZoneSpec
+from lancert.dns.ratelimit import ResponseRateLimiter
+from lancert.dns.server import Worker
 
 PACKETS = 10_000
 SEED = 20261130
@@ -109,6 +121,7 @@ def test_every_reply_to_hostile_packets_is_well_formed() -> None:
 
 def test_hostile_packets_leave_every_worker_alive_and_answering(cli_dns: CliDNS) -> None:
     packets = hostile_packets(random.Random(SEED + 1))
+    rss_before = {pid: rss_kib(pid) for pid in cli_dns.workers}
     senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(16)]
     try:
         for i, packet in enumerate(packets):
@@ -130,8 +143,29 @@ def test_hostile_packets_leave_every_worker_alive_and_answering(cli_dns: CliDNS)
             except (TimeoutError, ConnectionError):
                 pass
     assert worker_pids(cli_dns.child.proc.pid) == cli_dns.workers  # none died and was replaced
+    for pid, before in rss_before.items():  # memory bounded: the answer cache holds 16,384 at most
+        assert rss_kib(pid) - before < 32 * 1024, f"worker {pid} grew {rss_kib(pid) - before} KiB"
     for _ in range(50):  # fresh source ports: spread over both workers
         assert answers(ask(cli_dns.port, f"10-9-8-7.box.{ZONE}", "A")) == ["10.9.8.7"]
     assert answers(ask(cli_dns.port, f"10-9-8-7.box.{ZONE}", "A", "tcp")) == ["10.9.8.7"]
     log = cli_dns.log()
     assert "Traceback" not in log and len(log.splitlines()) <= 2 * len(cli_dns.workers), log[:2000]
+
+
+def test_rate_limited_replies_to_hostile_packets_are_well_formed() -> None:
+    """Over the rate limit every reply is "slipped" (TC=1, question only): for every shape of reply,
+    FORMERR and NOTIMP without a question included, the slipped form is a well-formed response."""
+    zone = ZoneAnswers(ZoneSpec(ZONE))
+    limiter = ResponseRateLimiter(RateLimit(responses_per_second=1, slip=1))
+    slipped = 0
+    for packet in hostile_packets(random.Random(SEED + 3)):
+        reply = Worker._reply(packet, ("192.0.2.1", 5353), {}, zone.answer, limiter)
+        if reply is None:
+            continue
+        message = dns.message.from_wire(reply)
+        assert message.id == int.from_bytes(packet[:2], "big")
+        if message.flags & 0x0200:
+            slipped += 1
+            assert message.answer == [] and message.authority == []
+            assert len(reply) <= 12 + 255 + 4 + 11  # header, the longest question, OPT
+    assert slipped > PACKETS // 2

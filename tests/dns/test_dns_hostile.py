@@ -196,11 +196,15 @@ def test_tcp_connections_are_bounded(zone_dns: RunningDNS) -> None:
             sock.setblocking(False)
             sock.connect_ex(("127.0.0.1", zone_dns.port))
             idle.append(sock)
-        time.sleep(1.0)
-        for pid in pids:
-            added = open_fds(pid) - fds_before[pid]
-            assert added <= 32 + 4, f"worker {pid}: {added} more descriptors"  # cap 32 (fixture)
-            assert threads(pid) == threads_before[pid]
+        # asyncio accepts a burst before the handlers evict: within 5 s every worker is back under its cap
+        deadline = time.monotonic() + 5
+        while True:
+            added = {pid: open_fds(pid) - fds_before[pid] for pid in pids}
+            if all(n <= 32 + 4 for n in added.values()):  # cap 32 (fixture), + sockets in passing
+                break
+            assert time.monotonic() < deadline, f"descriptors added per worker: {added}"
+            time.sleep(0.2)
+        assert {pid: threads(pid) for pid in pids} == threads_before
         started = time.monotonic()
         reply = _tcp_exchange(zone_dns.port, [wire_query(NAME)])[0]
         assert reply is not None and rcode_of(reply) == 0

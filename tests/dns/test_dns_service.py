@@ -11,9 +11,12 @@ from pathlib import Path
 
 import dns.message
 import dns.rcode
+import pytest
 from dns_testlib import ZONE, answers, ask, start_dns, wire_query, worker_pids
 
+from lancert.errors import UsageError
 from lancert.loopback import free_port
+from lancert.service.config import load_config
 from lancert.up.stack import Child
 
 
@@ -62,3 +65,14 @@ def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
         assert ask(running.port, f"10-0-0-1.box.{ZONE}", "A").rcode() == dns.rcode.NOERROR
     finally:
         running.stop()
+
+
+def test_caa_issuers_must_be_ca_domains(tmp_path: Path) -> None:
+    for bad in ('"letsencrypt.org"', '["lets encrypt"]', '["ca.example.org;"]', "[1]"):
+        config = tmp_path / "bad.toml"
+        config.write_text(f"caa_issuers = {bad}\n")
+        with pytest.raises(UsageError, match=r"caa_issuers|CAA issuer"):
+            load_config(config)
+    config = tmp_path / "good.toml"
+    config.write_text('caa_issuers = ["LetsEncrypt.org"]\n')
+    assert load_config(config).caa_issuers == ("letsencrypt.org",)

@@ -102,11 +102,14 @@ def _own_hosts(host: str) -> frozenset[str]:
 
 
 def _truncated(reply: bytes) -> bytes:
-    """The same answer with TC=1 and only its question: what rate limiting "slips" to a source."""
+    """The same answer with TC=1 and only its question: what rate limiting "slips" to a source. Our
+    replies have no question (FORMERR, NOTIMP) or one uncompressed question right after the header."""
+    flags = (reply[2] << 8 | reply[3]) | wire.TC
+    if reply[4:6] == b"\x00\x00":
+        return reply[:2] + wire.HEADER.pack(0, flags, 0, 0, 0, 0)[2:]
     pos = 12
     while reply[pos]:
         pos += 1 + reply[pos]
-    flags = (reply[2] << 8 | reply[3]) | wire.TC
     return reply[:2] + wire.HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + reply[12 : pos + 5]
 
 
@@ -171,28 +174,47 @@ class Worker:
                 continue  # ICMP errors reported on the socket: nothing to answer
             if (source[1] == port and source[0] in own) or source[1] == 0:
                 continue  # from ourselves (a spoofed loop) or from a port nobody can answer
-            hit = cache.get(packet[2:])
-            if hit is not None:
-                reply = packet[:2] + hit[0]
-                key = hit[1]
-            else:
-                reply, key, cacheable = answer(packet)
-                if reply is None:
-                    continue
-                if cacheable:
-                    if len(cache) >= CACHE_ENTRIES:
-                        cache.clear()
-                    cache[packet[2:]] = (reply[2:], key)
-            if rrl is not None:
-                verdict = rrl.check(source[0], key)
-                if verdict != SEND:
-                    if verdict == DROP:
-                        continue
-                    reply = _truncated(reply)
+            try:
+                reply = self._reply(packet, source, cache, answer, rrl)
+            except Exception:  # a defect must cost one answer, never the worker's loop
+                self.zone.malformed.note("internal error")
+                log.debug("UDP answer failed", exc_info=True)
+                continue
+            if reply is None:
+                continue
             try:
                 sendto(reply, source)
             except OSError:
                 pass  # unreachable source, full buffer: UDP makes no promise
+
+    @staticmethod
+    def _reply(
+        packet: bytes,
+        source: tuple[str, int],
+        cache: dict[bytes, tuple[bytes, object]],
+        answer: Callable[[bytes], tuple[bytes | None, object, bool]],
+        rrl: ResponseRateLimiter | None,
+    ) -> bytes | None:
+        hit = cache.get(packet[2:])
+        if hit is not None:
+            reply = packet[:2] + hit[0]
+            key = hit[1]
+        else:
+            fresh, key, cacheable = answer(packet)
+            if fresh is None:
+                return None
+            reply = fresh
+            if cacheable:
+                if len(cache) >= CACHE_ENTRIES:
+                    cache.clear()
+                cache[packet[2:]] = (reply[2:], key)
+        if rrl is not None:
+            verdict = rrl.check(source[0], key)
+            if verdict == DROP:
+                return None
+            if verdict != SEND:
+                return _truncated(reply)
+        return reply
 
     # -- TCP ------------------------------------------------------------------------------------------
 
