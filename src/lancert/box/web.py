@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -123,10 +123,13 @@ def create_app(
         if not _same_origin(request):
             return _refuse(403, "refused: the form must be sent from this box's own page")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return PlainTextResponse("form too large\n", status_code=413)
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_FORM_BYTES:
+                    return PlainTextResponse("form too large\n", status_code=413)
+        except ClientDisconnect:  # gone mid-body (or closed by the body timeout): nobody to answer
+            return PlainTextResponse("incomplete form\n", status_code=400)
         try:
             form = parse_qs(body.decode(), max_num_fields=10, strict_parsing=False)
         except (UnicodeDecodeError, ValueError):

@@ -3,17 +3,19 @@ HTTP app on uvicorn, and the DNS server in the same process unless ``--dns-port 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
+from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
 from lancert.dns import DNSService, ZoneResolver
 from lancert.errors import LancertError
+from lancert.loopback import listen_tcp
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
@@ -59,10 +61,13 @@ def build_service(config: ServiceConfig) -> Service:
 class _AnnouncingServer(uvicorn.Server):
     """Prints the ready line once the socket listens, so a parent process can wait for it."""
 
-    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
-        host, port = listeners[0].getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"lancert service: listening on http://{shown}:{port}", flush=True)
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        quiet_accept_errors(asyncio.get_running_loop())
+        await super().startup(sockets)
+        if sockets and not self.should_exit:
+            host, port = sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            print(f"lancert service: listening on http://{shown}:{port}", flush=True)
 
 
 def run_service(config: ServiceConfig) -> None:
@@ -88,8 +93,7 @@ def run_service(config: ServiceConfig) -> None:
     server = _AnnouncingServer(
         uvicorn.Config(
             service.app,
-            host=config.host,
-            port=config.port,
+            http=GuardedH11Protocol,
             log_level="warning",
             access_log=False,
             server_header=False,
@@ -99,7 +103,7 @@ def run_service(config: ServiceConfig) -> None:
         )
     )
     try:
-        server.run()
+        server.run(sockets=[guarded_listener(listen_tcp(config.host, config.port))])
     except SystemExit:  # uvicorn exits when it cannot bind; say it as every lancert command does
         if server.started:
             raise
