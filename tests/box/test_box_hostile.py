@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from box_harness import CODE
+from box_harness import CODE, Service
 
 from lancert_cli import lancert
 
@@ -115,3 +115,13 @@ def test_a_changed_service_url_gets_the_code_only_after_confirmation(make_box, r
     assert len(bodies) == 1 and json.loads(bodies[0])["enterprise_code"] == CODE
     assert "ERR_IOT_HTTPS_LOAD_REQUEST_STATUS 404" in box.reload().text
     assert httpx.get(f"http://127.0.0.1:{box.http_port}/", trust_env=False).status_code == 200
+
+
+def test_forwarded_proto_from_loopback_does_not_stop_the_https_redirect(make_box, service: Service) -> None:
+    uuid = service.add_db()
+    box = make_box("--server", service.url, "--db-uuid", uuid, "--enterprise-code", CODE)
+    assert box.state()["status"] == "OK"
+    with box.http() as client:
+        forged = client.get("/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.9"})
+    assert forged.status_code == 302
+    assert forged.headers["location"] == box.state()["https_url"]

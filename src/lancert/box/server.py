@@ -109,6 +109,9 @@ class BoxServer:
     def _config(self, tls: bool) -> uvicorn.Config:
         return uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False, server_header=False,
+            # The box is reached directly, never through a proxy: X-Forwarded-* from anyone (even
+            # 127.0.0.1, uvicorn's default trusted proxy) must not turn plain HTTP into "https".
+            proxy_headers=False,
             timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2, http=GuardedH11Protocol,
             loop="asyncio",
             ssl_context_factory=(lambda _config, _default: self.tls) if tls else None,
