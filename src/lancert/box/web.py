@@ -116,8 +116,17 @@ def create_app(
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 
     async def homepage(request: Request) -> Response:
-        await keeper.check("homepage")
+        # A load the user made (typed, bookmarked, or from the box's own page) checks, at most once per
+        # 10 s; a load another site triggered (an <img>, a link) only shows the page.
+        if request.headers.get("sec-fetch-site", "none") in ("none", "same-origin"):
+            await keeper.check("homepage", rate_limited=True)
         return render(request)
+
+    async def check_now(request: Request) -> Response:
+        if not _same_origin(request):
+            return _refuse(403, "refused: the check must be asked from this box's own page")
+        await keeper.check("check now")
+        return RedirectResponse("/", status_code=303)
 
     async def save_settings(request: Request) -> Response:
         if not _same_origin(request):
@@ -188,6 +197,8 @@ def create_app(
                             headers={"Cache-Control": "no-store"})
 
     async def run_diagnosis(request: Request) -> Response:
+        if not _same_origin(request):  # DNS queries and a state write: never for another site's page
+            return _refuse(403, "refused: the DNS check must be asked from this box's own page")
         state = keeper.state
         if not state.hostname:
             return RedirectResponse("/", status_code=303)
@@ -205,7 +216,8 @@ def create_app(
         Route("/", homepage, methods=["GET"]),
         Route("/settings", save_settings, methods=["POST"]),
         Route("/log", download_log, methods=["GET"]),
-        Route("/diagnose", run_diagnosis, methods=["GET"]),
+        Route("/check", check_now, methods=["POST"]),
+        Route("/diagnose", run_diagnosis, methods=["POST"]),
         Route("/status.json", status_json, methods=["GET"]),
     ])
 
