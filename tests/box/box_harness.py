@@ -159,11 +159,19 @@ class Box:
         assert changed.status_code == 303, changed.text
         return self.post_settings(confirm_server_url=url)
 
-    def post_settings_https(self, root: Path, **fields: str) -> int:
-        """Send the settings form over HTTPS at the box's name, as from its own page; the status."""
+    def check_now(self, root: Path | None = None) -> int:
+        """Press "Check now" on the homepage (plain HTTP, or HTTPS at the box's name trusting ``root``):
+        a check at once, where a reload retries at most every 10 s; the status."""
+        if root is not None:
+            return self.post_https(root, "/check", {})
+        with self.http() as client:
+            return client.post("/check", headers={"Origin": f"http://127.0.0.1:{self.http_port}"}).status_code
+
+    def post_https(self, root: Path, path: str, fields: dict[str, str]) -> int:
+        """POST a form over HTTPS at the box's name, as from its own page; the status."""
         conn = self.connection(root)
         try:
-            conn.request("POST", "/settings", body=urlencode(fields), headers={
+            conn.request("POST", path, body=urlencode(fields), headers={
                 "Content-Type": "application/x-www-form-urlencoded",
                 "Origin": f"https://{self.state()['hostname']}:{self.https_port}",
             })
@@ -172,6 +180,10 @@ class Box:
             return response.status
         finally:
             conn.close()
+
+    def post_settings_https(self, root: Path, **fields: str) -> int:
+        """Send the settings form over HTTPS at the box's name, as from its own page; the status."""
+        return self.post_https(root, "/settings", fields)
 
 
 def wait_for(predicate, timeout: float = 40, interval: float = 0.25):  # type: ignore[no-untyped-def]

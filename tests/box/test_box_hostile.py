@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from box_harness import CODE
+from box_harness import CODE, Service
 
 from lancert_cli import lancert
 
@@ -115,3 +117,44 @@ def test_a_changed_service_url_gets_the_code_only_after_confirmation(make_box, r
     assert len(bodies) == 1 and json.loads(bodies[0])["enterprise_code"] == CODE
     assert "ERR_IOT_HTTPS_LOAD_REQUEST_STATUS 404" in box.reload().text
     assert httpx.get(f"http://127.0.0.1:{box.http_port}/", trust_env=False).status_code == 200
+
+
+def test_forwarded_proto_from_loopback_does_not_stop_the_https_redirect(make_box, service: Service) -> None:
+    uuid = service.add_db()
+    box = make_box("--server", service.url, "--db-uuid", uuid, "--enterprise-code", CODE)
+    assert box.state()["status"] == "OK"
+    with box.http() as client:
+        forged = client.get("/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "192.0.2.9"})
+    assert forged.status_code == 302
+    assert forged.headers["location"] == box.state()["https_url"]
+
+
+def test_fifty_homepage_loads_send_one_certificate_request(make_box, recorder) -> None:
+    """Before: each load of a box without a certificate sent a request with a new key (50 loads, 50
+    requests). Now at most one every 10 s, and never two at once."""
+    url, bodies = recorder
+    box = make_box("--server", url, "--db-uuid", "flood-db", "--enterprise-code", CODE)
+    assert len(bodies) == 1  # the check at start
+    started = time.monotonic()
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(lambda _: box.reload().status_code, range(50)))
+    assert statuses == [200] * 50
+    if time.monotonic() - started < 10:
+        assert len(bodies) == 1
+    assert box.check_now() == 303  # the user's explicit retry goes out at once
+    assert len(bodies) == 2
+
+
+def test_pages_another_site_makes_the_browser_load_do_no_work(make_box, recorder) -> None:
+    url, bodies = recorder
+    box = make_box("--server", url, "--db-uuid", "xsite-db", "--enterprise-code", CODE)
+    checked = box.state()["last_check"]
+    time.sleep(1.1)  # last_check has a resolution of one second
+    with box.http() as client:
+        page = client.get("/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"})
+        assert page.status_code == 200
+        assert client.get("/diagnose").status_code == 405
+        assert client.post("/diagnose").status_code == 403
+        assert client.post("/check", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert box.state()["last_check"] == checked
+    assert len(bodies) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,9 @@ MAX_RESPONSE_BYTES = 1024 * 1024
 # Renew at 2/3 of the lifetime when the service did not say (a certificate recovered after a crash).
 RENEW_FRACTION = 2 / 3
 MAX_EVENTS = 20
+# A homepage load retries a failed request at most this often: any page, even another site's <img>, can
+# make a browser load it, and each request makes a new key and costs the service a signature check.
+MIN_REQUEST_INTERVAL = 10.0
 
 
 def _iso(moment: datetime) -> str:
@@ -104,6 +108,7 @@ class CertificateKeeper:
         self.state = BoxState.load(state_dir)
         self.credential: Credential | None = None
         self._lock = asyncio.Lock()
+        self._last_request: float | None = None
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -140,14 +145,20 @@ class CertificateKeeper:
 
     # -- the check ---------------------------------------------------------------------------------------
 
-    async def check(self, reason: str) -> BoxState:
-        """Run one check (serialised: concurrent homepage loads share the running one's outcome)."""
+    async def check(self, reason: str, *, rate_limited: bool = False) -> BoxState:
+        """Run one check (serialised: concurrent homepage loads share the running one's outcome).
+
+        ``rate_limited`` (a homepage load): no certificate request less than :data:`MIN_REQUEST_INTERVAL`
+        seconds after the last one; the page then shows the outcome of that one.
+        """
+        may_request = not (rate_limited and self._last_request is not None
+                           and time.monotonic() - self._last_request < MIN_REQUEST_INTERVAL)
         if self._lock.locked():
             async with self._lock:
                 return self.state
         async with self._lock:
             try:
-                await self._check(reason)
+                await self._check(reason, may_request)
             except Exception as exc:  # a bug in one check must not take the homepage or the timer down
                 log.error("check (%s) failed unexpectedly: %s: %s", reason, type(exc).__name__, exc)
             return self.state
@@ -166,7 +177,7 @@ class CertificateKeeper:
             self._record_certificate(credential.certificate, None)
         return credential
 
-    async def _check(self, reason: str) -> None:
+    async def _check(self, reason: str, may_request: bool = True) -> None:
         now = utcnow()
         settings = BoxSettings.load(self.state_dir)
         logging.getLogger("lancert").setLevel(settings.log_level)
@@ -180,6 +191,10 @@ class CertificateKeeper:
             or now >= renew_after
         )
         obtained = False
+        if due and not may_request:
+            log.debug("check (%s): the last certificate request was under %.0f s ago; not asking again yet",
+                      reason, MIN_REQUEST_INTERVAL)
+            return
         if due:
             why = ("no certificate" if current is None and not problems else
                    "unreadable certificate" if current is None else
@@ -249,6 +264,7 @@ class CertificateKeeper:
             "csr": csr.public_bytes(Encoding.PEM).decode(),
         }
         url = server_url.rstrip("/") + CERTIFICATES_PATH
+        self._last_request = time.monotonic()
         status, payload = await self._post(url, body)
         learned = _name_to_ask_for(status, payload)
         if learned is not None and not names.dns:

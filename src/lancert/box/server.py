@@ -25,6 +25,7 @@ from lancert.box.diagnose import Address
 from lancert.box.files import LOG_FILE, BoxSettings
 from lancert.box.names import ready_line
 from lancert.box.web import create_app
+from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
 from lancert.storage import Credential
@@ -109,7 +110,11 @@ class BoxServer:
     def _config(self, tls: bool) -> uvicorn.Config:
         return uvicorn.Config(
             self.app, lifespan="off", log_config=None, access_log=False, server_header=False,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2, http="h11", loop="asyncio",
+            # The box is reached directly, never through a proxy: X-Forwarded-* from anyone (even
+            # 127.0.0.1, uvicorn's default trusted proxy) must not turn plain HTTP into "https".
+            proxy_headers=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2, http=GuardedH11Protocol,
+            loop="asyncio",
             ssl_context_factory=(lambda _config, _default: self.tls) if tls else None,
         )
 
@@ -145,11 +150,12 @@ class BoxServer:
 
     async def run(self) -> None:
         self.keeper.recover()
-        http_socket = listen_tcp(self.host, self.http_port)
-        self._https_socket = listen_tcp(self.host, self.https_port)
+        http_socket = guarded_listener(listen_tcp(self.host, self.http_port))
+        self._https_socket = guarded_listener(listen_tcp(self.host, self.https_port))
         self.keeper.set_ports(http_socket.getsockname()[1], self._https_socket.getsockname()[1])
         http = _Server(self._config(tls=False))
         loop = asyncio.get_running_loop()
+        quiet_accept_errors(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)

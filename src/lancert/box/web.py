@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -116,17 +116,29 @@ def create_app(
         return HTMLResponse(html, headers=_PAGE_HEADERS)
 
     async def homepage(request: Request) -> Response:
-        await keeper.check("homepage")
+        # A load the user made (typed, bookmarked, or from the box's own page) checks, at most once per
+        # 10 s; a load another site triggered (an <img>, a link) only shows the page.
+        if request.headers.get("sec-fetch-site", "none") in ("none", "same-origin"):
+            await keeper.check("homepage", rate_limited=True)
         return render(request)
+
+    async def check_now(request: Request) -> Response:
+        if not _same_origin(request):
+            return _refuse(403, "refused: the check must be asked from this box's own page")
+        await keeper.check("check now")
+        return RedirectResponse("/", status_code=303)
 
     async def save_settings(request: Request) -> Response:
         if not _same_origin(request):
             return _refuse(403, "refused: the form must be sent from this box's own page")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_FORM_BYTES:
-                return PlainTextResponse("form too large\n", status_code=413)
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_FORM_BYTES:
+                    return PlainTextResponse("form too large\n", status_code=413)
+        except ClientDisconnect:  # gone mid-body (or closed by the body timeout): nobody to answer
+            return PlainTextResponse("incomplete form\n", status_code=400)
         try:
             form = parse_qs(body.decode(), max_num_fields=10, strict_parsing=False)
         except (UnicodeDecodeError, ValueError):
@@ -185,6 +197,8 @@ def create_app(
                             headers={"Cache-Control": "no-store"})
 
     async def run_diagnosis(request: Request) -> Response:
+        if not _same_origin(request):  # DNS queries and a state write: never for another site's page
+            return _refuse(403, "refused: the DNS check must be asked from this box's own page")
         state = keeper.state
         if not state.hostname:
             return RedirectResponse("/", status_code=303)
@@ -202,7 +216,8 @@ def create_app(
         Route("/", homepage, methods=["GET"]),
         Route("/settings", save_settings, methods=["POST"]),
         Route("/log", download_log, methods=["GET"]),
-        Route("/diagnose", run_diagnosis, methods=["GET"]),
+        Route("/check", check_now, methods=["POST"]),
+        Route("/diagnose", run_diagnosis, methods=["POST"]),
         Route("/status.json", status_json, methods=["GET"]),
     ])
 

@@ -8,6 +8,7 @@ it wraps the real issuer, e.g. to make issuance slow and test the deadlines of t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
@@ -97,8 +99,9 @@ class _AnnouncingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn announces itself only for sockets it bound; run_service binds its own (see there).
+        quiet_accept_errors(asyncio.get_running_loop())
         await super().startup(sockets)
-        if self.started and sockets:
+        if self.started and sockets and not self.should_exit:
             self._announce(sockets)
 
     def _announce(self, listeners: Sequence[socket.SocketType]) -> None:
@@ -239,8 +242,7 @@ def _serve(
     server = _AnnouncingServer(
         uvicorn.Config(
             service.app,
-            host=config.host,
-            port=config.port,
+            http=GuardedH11Protocol,
             log_level="warning",
             access_log=False,
             server_header=False,
@@ -251,7 +253,7 @@ def _serve(
     )
     server.listened = listened
     try:
-        server.run(sockets=[http_socket])
+        server.run(sockets=[guarded_listener(http_socket)])
     except SystemExit:  # uvicorn exits when it cannot bind; say it as every lancert command does
         if server.started:
             raise

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from lancert.errors import LancertError
 from lancert.pki import utcnow
@@ -53,10 +54,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise TerminalError(413, f"body: larger than {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TerminalError(413, f"body: larger than {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise TerminalError(413, f"body: larger than {limit} bytes")
+    except ClientDisconnect:  # gone mid-body (or closed by the body timeout): nobody to answer
+        raise TerminalError(400, "body: incomplete") from None
     return bytes(body)
 
 

@@ -15,13 +15,14 @@ cooling-down and blocked attempts all look the same to the caller: :meth:`SetupC
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import math
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from lancert.connections import client_key
 
 # No 0/O and no 1/I/L: what a cashier types from a screen must not be ambiguous (31 symbols).
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -42,23 +43,6 @@ Clock = Callable[[], float]
 
 def new_code() -> str:
     return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
-
-
-def source_key(address: str) -> str:
-    """The unit a guesser is counted by: an IPv4 address, or the /64 of an IPv6 address.
-
-    An IPv6 host picks addresses in its /64 at will (privacy addresses), so per-address counting would
-    give it billions of fresh budgets; IPv4-mapped addresses count as the IPv4 address they carry.
-    """
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return address[:64]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def normalize_code(value: str) -> str:
@@ -108,8 +92,8 @@ class SetupCodes:
 
     def consume(self, candidate: str, source: str = LOCAL_SOURCE) -> bool:
         """True exactly once for the current code; False for anything else, counting wrong attempts
-        per code and per ``source`` (the client's address, see :func:`source_key`)."""
-        key = source_key(source)
+        per code and per ``source`` (the client's address, grouped by :func:`client_key`)."""
+        key = client_key(source)
         with self._lock:
             now = self._clock()
             if now < self._cooldown_until:
@@ -134,7 +118,7 @@ class SetupCodes:
     def blocked(self, source: str) -> bool:
         """Whether ``source`` is refused unchecked on the current code (it guessed wrong too often)."""
         with self._lock:
-            return self._wrong_by_source.get(source_key(source), 0) >= MAX_WRONG_PER_SOURCE
+            return self._wrong_by_source.get(client_key(source), 0) >= MAX_WRONG_PER_SOURCE
 
     def _issue(self, now: float) -> None:
         self._code = new_code()

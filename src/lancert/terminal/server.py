@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
 from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
 from lancert.storage import write_json
@@ -70,8 +71,8 @@ def run_terminal(
     ctx = server_ssl_context(
         str(state.state_dir / SERVER_CERT), str(state.state_dir / SERVER_KEY), [ca.root, ca.certificate]
     )
-    tls_sock = listen_tcp(host, port)
-    screen_sock = listen_tcp("127.0.0.1", screen_port)
+    tls_sock = guarded_listener(listen_tcp(host, port))
+    screen_sock = guarded_listener(listen_tcp("127.0.0.1", screen_port))
     port = tls_sock.getsockname()[1]
     details = Details(_url("https", host, port), _url("wss", host, port), port, fingerprint_sha256(ca.root))
     screen = Screen(name, details)
@@ -88,8 +89,8 @@ def run_terminal(
         timeout_keep_alive=30,
     )
     screen_config = uvicorn.Config(
-        create_screen_app(desk, screen, token), http="h11", ws="none", loop="asyncio", lifespan="off",
-        access_log=False, log_level="warning", server_header=False,
+        create_screen_app(desk, screen, token), http=GuardedH11Protocol, ws="none", loop="asyncio",
+        lifespan="off", access_log=False, log_level="warning", server_header=False,
     )
     servers = [_Server(tls_config), _Server(screen_config)]
 
@@ -105,6 +106,7 @@ def run_terminal(
                 s.force_exit = True
 
         loop = asyncio.get_running_loop()
+        quiet_accept_errors(loop)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         tasks = [

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptography import x509
-from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from lancert.connections import GuardedH11Protocol
 from lancert.pki import pem
 
 log = logging.getLogger("lancert.terminal")
@@ -44,7 +44,7 @@ def _with_tls_extension(app: ASGIApp, transport: asyncio.BaseTransport) -> ASGIA
     return app_with_tls
 
 
-class ClientCertH11Protocol(H11Protocol):
+class ClientCertH11Protocol(GuardedH11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.app = _with_tls_extension(self.config.loaded_app, transport)

@@ -1,0 +1,304 @@
+"""Bounds on the connections of lancert's HTTP(S) servers (service, box, terminal).
+
+uvicorn closes a connection only when it has been idle after a response (``timeout_keep_alive``): a
+client that connects and says nothing, sends half a header, stops in the middle of a body, streams an
+endless chunked body, or completes a TLS handshake and then stays silent is kept for ever. Fuzzing found
+1,100 such connections enough to make a service with a 1,024-descriptor limit stop answering, and asyncio
+then wrote a traceback for every refused ``accept()`` (58-71 MB of stderr in under a minute); 2,000 silent
+TLS connections held 380 MB of the terminal. Three bounds fix that, shared by the three servers:
+
+- **timeouts** (:class:`GuardedH11Protocol`): a request's headers must have arrived
+  :data:`HEADER_TIMEOUT` seconds after the connection is ready (after the TLS handshake) or after the
+  first byte of a next request on a kept-alive connection, and its body :data:`BODY_TIMEOUT` seconds
+  after the headers; otherwise the connection is closed;
+- **a cap with eviction** (:class:`ConnectionGuard`, fed by :func:`guarded_listener`): every accepted
+  socket is counted from ``accept()`` on, TLS handshake included; beyond the cap (below the process's
+  descriptor limit, so ``accept()`` itself keeps working) the oldest connection that is not running a
+  request or a WebSocket, of the client address holding the most connections, is closed: a flood of
+  idle connections from one machine evicts itself, never a POS or browser with a connection or two;
+- **one log line per burst** (:func:`quiet_accept_errors`) if ``accept()`` fails anyway (descriptors used
+  elsewhere in the process), instead of a traceback per refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import resource
+import socket
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("lancert.connections")
+
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+# Enough for a shop's POS systems and browsers, small enough to bound memory (a TLS connection costs
+# about 200 KB): 256 x 240 KB is about 60 MB.
+DEFAULT_MAX_CONNECTIONS = 256
+# Descriptors kept for everything else the process opens (files, the database, DNS, log files).
+RESERVED_DESCRIPTORS = 64
+REFUSAL_LOG_INTERVAL = 10.0
+_ACCEPT_FAILURE = "socket.accept() out of system resource"
+
+
+def descriptor_budget(limit: int | None = None) -> int:
+    """How many connections the process's descriptor limit leaves room for, open or closing."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if limit is None else limit
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(16, soft - RESERVED_DESCRIPTORS)
+
+
+class _Burst:
+    """One log line per :data:`REFUSAL_LOG_INTERVAL` for a repeated event, with the count in between."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last = -REFUSAL_LOG_INTERVAL
+        self.count = 0
+
+    def happened(self, detail: object) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= REFUSAL_LOG_INTERVAL:
+            log.warning("%s: %s (%d since the last report; connections open: %d, cap %d)", self.what, detail,
+                        self.count, _guard.open_connections(), _guard.cap)
+            self.last, self.count = now, 0
+
+
+def client_key(address: str) -> str:
+    """The unit a client is counted by: an IPv4 address, or the /64 of an IPv6 address.
+
+    An IPv6 host picks addresses in its /64 at will (privacy addresses), so counting single addresses
+    would give it as many budgets as it likes; IPv4-mapped addresses count as the IPv4 address they carry.
+    """
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass(eq=False)
+class _Entry:
+    sock: weakref.ref[socket.socket]
+    client: str
+    busy: bool = False
+    evicted: bool = False
+    protocol: weakref.ref[Any] | None = None
+
+    def alive(self) -> bool:
+        sock = self.sock()
+        return sock is not None and sock.fileno() != -1
+
+    def close(self) -> None:
+        """Close it now: abort its transport (no TLS close_notify exchange a silent peer would make
+        last 30 s), or shut the socket down when no protocol has it yet (mid-handshake: asyncio then
+        reads EOF and releases it)."""
+        self.evicted = True
+        protocol = self.protocol() if self.protocol is not None else None
+        transport = getattr(protocol, "transport", None)
+        if transport is not None:
+            transport.abort()
+            return
+        sock = self.sock()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class ConnectionGuard:
+    """Every connection of the process's guarded servers, oldest first, and the bounds on their number.
+
+    Beyond :attr:`cap` live connections the oldest one that is not busy is closed. A descriptor stays
+    counted until it is really closed (asyncio closes at its next turn, and accepts up to the listen
+    backlog in one go), so with :attr:`hard_limit` descriptors in use the listener stops accepting until
+    the evicted ones are gone, and refuses a newcomer at once only when every connection is busy.
+    """
+
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    _entries: dict[int, _Entry] = field(default_factory=dict)
+
+    @property
+    def hard_limit(self) -> int:
+        return min(2 * self.max_connections, descriptor_budget())
+
+    @property
+    def cap(self) -> int:
+        return max(8, min(self.max_connections, self.hard_limit // 2))
+
+    def full(self) -> bool:
+        self._purge()
+        return len(self._entries) >= self.hard_limit
+
+    def closing(self) -> bool:
+        """Whether evicted connections still hold descriptors (they go at the loop's next turn)."""
+        return any(e.evicted for e in self._entries.values())
+
+    def admit(self, sock: socket.socket, client: str) -> None:
+        """Count ``sock``, just accepted from ``client``; beyond the cap, evict the oldest idle connection
+        of the client that holds the most, so a flood from one machine evicts its own connections and
+        never those of a client with one or two."""
+        fd = sock.fileno()
+        self._entries.pop(fd, None)  # a reused descriptor number goes to the end: the order is by age
+        self._entries[fd] = _Entry(weakref.ref(sock), client_key(client))
+        live = [e for e in self._entries.values() if not e.evicted]
+        for _ in range(len(live) - self.cap):
+            idle = [e for e in live if not e.busy and not e.evicted]
+            if not idle:
+                break
+            held: dict[str, int] = {}
+            for entry in live:
+                if not entry.evicted:
+                    held[entry.client] = held.get(entry.client, 0) + 1
+            top = max(held[e.client] for e in idle)
+            next(e for e in idle if held[e.client] == top).close()  # the oldest, as entries are by age
+
+    def attach(self, protocol: Any, transport: asyncio.BaseTransport) -> _Entry | None:
+        """The entry of ``transport``'s socket, now known to be driven by ``protocol``."""
+        sock = transport.get_extra_info("socket")
+        entry = self._entries.get(sock.fileno()) if sock is not None else None
+        if entry is not None:
+            entry.protocol = weakref.ref(protocol)
+            if entry.evicted:
+                transport.abort()
+        return entry
+
+    def open_connections(self) -> int:
+        self._purge()
+        return len(self._entries)
+
+    def _purge(self) -> None:
+        for fd in [fd for fd, e in self._entries.items() if not e.alive()]:
+            del self._entries[fd]
+
+
+_guard = ConnectionGuard()
+_refused = _Burst("refusing connections")
+
+
+def connection_guard() -> ConnectionGuard:
+    """The process's guard: one descriptor table, so one count for all its servers."""
+    return _guard
+
+
+class _GuardedListener(socket.socket):
+    """A listening socket that has the guard admit each connection (asyncio calls ``accept``)."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        while True:  # ends with a connection, or BlockingIOError (asyncio: "nothing to accept now")
+            if not _guard.full():
+                conn, address = super().accept()
+                _guard.admit(conn, str(address[0]) if isinstance(address, tuple) else "local")
+                return conn, address
+            if _guard.closing():
+                # Evicted connections free their descriptors at the loop's next turn; the newcomer
+                # waits in the listen backlog until then instead of being refused.
+                raise BlockingIOError
+            conn, address = super().accept()
+            conn.close()  # every descriptor is held by a busy connection: refuse, at once
+            _refused.happened("every connection slot is busy")
+
+
+def guarded_listener(sock: socket.socket, max_connections: int | None = None) -> socket.socket:
+    """``sock`` (a listening socket from :func:`lancert.loopback.listen_tcp`) with its connections counted
+    and capped; ``max_connections`` sets the process's cap (the smallest asked for wins)."""
+    if max_connections is not None:
+        _guard.max_connections = min(_guard.max_connections, max_connections)
+    listener = _GuardedListener(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    listener.set_inheritable(True)
+    return listener
+
+
+def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Log refused ``accept()`` calls as one line per burst instead of asyncio's traceback for each."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if str(context.get("message", "")).startswith(_ACCEPT_FAILURE):
+            _refused.happened(context.get("exception") or "out of resources")
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with header and body timeouts, reporting its state to the guard."""
+
+    _deadline: asyncio.TimerHandle | None = None
+    _deadline_cycle: object = None
+    _entry: _Entry | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._entry = _guard.attach(self, transport)
+        self._arm(HEADER_TIMEOUT, None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._arm(HEADER_TIMEOUT, None)  # the first byte of a next request on a kept-alive connection
+        super().data_received(data)
+        self._follow()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._follow()
+
+    def handle_websocket_upgrade(self, event: Any) -> None:
+        self._disarm()
+        if self._entry is not None:
+            self._entry.busy = True  # a WebSocket is a client's live session, never evicted as idle
+        super().handle_websocket_upgrade(event)
+
+    def _follow(self) -> None:
+        """Move the deadline along with the request: the body timeout once its headers are in, none while
+        the app works on a complete request, and between requests only the header deadline of a next
+        request's first byte (uvicorn's keep-alive timeout covers a silent kept-alive connection)."""
+        cycle = self.cycle
+        if cycle is None or (cycle.response_complete and not cycle.more_body):
+            busy = False
+            if self._deadline_cycle is not None:
+                self._disarm()
+        elif cycle.more_body:  # the body is still coming, even after an early answer (endless chunks)
+            if self._deadline_cycle is not cycle:
+                self._arm(BODY_TIMEOUT, cycle)
+            busy = False  # a trickling body may be evicted: real clients send theirs at once
+        else:
+            self._disarm()
+            busy = True
+        if self._entry is not None and not self.transport.is_closing():
+            self._entry.busy = busy
+
+    def _arm(self, seconds: float, cycle: object) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expire)
+        self._deadline_cycle = cycle
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline, self._deadline_cycle = None, None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.abort()  # nothing to flush: the client never finished its request

@@ -1,0 +1,152 @@
+"""The components under fuzzing, as real ``lancert`` processes on loopback with a lowered descriptor limit,
+and the hostile connections thrown at them (idle, half-open, partial, silent after TLS)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lancert.loopback import free_port
+from lancert_cli import lancert
+
+# The descriptor limit the components run with: low enough that a few hundred idle connections would
+# exhaust it without the connection cap (the finding was 1,100 connections against 1,024).
+NOFILE = 256
+
+
+def _lower_descriptor_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+
+
+@dataclass
+class Component:
+    name: str
+    proc: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    info: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, name: str, args: list[str], directory: Path) -> Component:
+        directory.mkdir(parents=True, exist_ok=True)
+        out, err = directory / f"{name}.out", directory / f"{name}.err"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-m", "lancert", *args], stdout=stdout, stderr=stderr,
+                                    preexec_fn=_lower_descriptor_limit, start_new_session=True)
+        return cls(name, proc, out, err)
+
+    def wait_for(self, marker: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.stdout.read_text(errors="replace").splitlines():
+                if marker in line:
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name} did not start: {self.stderr.read_text(errors='replace')[-2000:]}")
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def open_descriptors(self) -> int:
+        return len(list(Path(f"/proc/{self.proc.pid}/fd").iterdir()))
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace") + self.stdout.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start_service(directory: Path) -> tuple[Component, str]:
+    port = free_port()
+    data = directory / "service-data"
+    service = Component.start("service", ["service", "run", "--data-dir", str(data), "--port", str(port),
+                                          "--dns-port", "0"], directory)
+    service.wait_for("listening on http://")
+    service.info = {"http": port}
+    return service, str(data)
+
+
+def start_box(directory: Path, service_url: str, data_dir: str) -> Component:
+    uuid, code = "fuzz-db", "fuzz enterprise code"
+    lancert("service", "db", "add", "--uuid", uuid, "--code", code, "--data-dir", data_dir)
+    args = ["box", "run", "--state-dir", str(directory / "box"), "--server", service_url, "--db-uuid", uuid,
+            "--enterprise-code", code, "--http-port", "0", "--https-port", "0", "--lan-ip", "127.0.0.1"]
+    box = Component.start("box", args, directory)
+    urls = box.wait_for("lancert box:").split()[2:4]
+    box.info = {"http": int(urls[0].rstrip("/").rsplit(":", 1)[1]),
+                "https": int(urls[1].rstrip("/").rsplit(":", 1)[1])}
+    return box
+
+
+def start_terminal(directory: Path) -> Component:
+    state = directory / "terminal"
+    terminal = Component.start("terminal", ["terminal", "run", "--state-dir", str(state), "--port", "0",
+                                            "--key-pool", "1"], directory)
+    terminal.wait_for("Screen: http://")
+    terminal.info = json.loads((state / "screen.json").read_text())
+    terminal.info["root"] = str(state / "ca" / "root.pem")
+    return terminal
+
+
+# -- hostile connections ---------------------------------------------------------------------------------
+
+HOSTILE_KINDS = ("idle", "partial-headers", "incomplete-body", "chunked-forever", "silent")
+
+
+# The attacking machine: another address than the legitimate client's 127.0.0.1 (all of 127/8 is loopback).
+ATTACKER = "127.0.0.2"
+
+
+def hostile_connection(port: int, kind: str, *, tls: bool) -> socket.socket:
+    """One connection from :data:`ATTACKER` that never completes a request. Over TLS, ``idle`` stops
+    before the handshake (half-open), the others complete it and then misbehave (``silent``: nothing at
+    all after it)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(ATTACKER, 0))
+    if tls and kind != "idle":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        sock = context.wrap_socket(sock)
+    payload = {
+        "idle": b"",
+        "silent": b"",
+        "partial-headers": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+        "incomplete-body": b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n0123456789",
+        "chunked-forever": b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"4\r\nabcd\r\n",
+    }[kind]
+    if payload:
+        sock.sendall(payload)
+    return sock
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> float | None:
+    """Seconds until the server closed ``sock`` (reading EOF or a reset), or None within ``timeout``."""
+    start = time.monotonic()
+    sock.settimeout(0.5)
+    while time.monotonic() - start < timeout:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            continue
+        except (ConnectionError, ssl.SSLError, OSError):
+            return time.monotonic() - start
+    return None
