@@ -202,6 +202,8 @@ class AcmeServer:
             raise AcmeProblem("accountDoesNotExist", "no account has this kid")
         if account.status != "valid":
             raise unauthorized(f"the account is {account.status}")
+        if account.eab_revoked:
+            raise unauthorized("the external account key that opened this account was revoked")
         return account
 
     # accounts
@@ -369,6 +371,8 @@ class AcmeServer:
         order = self._own_order(ctx, order_id)
         if order.status != "ready":
             raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
+        if order.expires <= now():
+            raise AcmeProblem("orderNotReady", "the order expired; place a new one")
         payload = ctx.request.payload_json()
         csr = _csr_of(payload, order)
         grant = self._grant(ctx)
