@@ -179,25 +179,27 @@ class AcmeClient:
     key: jose.JWK = field(default_factory=es256_key)
     alg: Any = jose.ES256
     kid: str | None = None
-    http: httpx.Client = field(init=False)
+    http: httpx.Client | None = None  # default: HTTPS to the service, trusting its root
     directory: dict[str, Any] = field(init=False)
     last_nonce: str | None = None
     backends: list[int] = field(default_factory=list)  # ports to spread requests over (a load balancer)
     sent: int = 0
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(verify=ssl.create_default_context(cafile=str(self.service.root_pem)),
-                                 timeout=30)
+        if self.http is None:
+            self.http = httpx.Client(verify=ssl.create_default_context(cafile=str(self.service.root_pem)),
+                                     timeout=30)
         self.directory = self.get(self.service.directory_url).json()
 
     def send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """To 127.0.0.1, with acme.<zone>:port as Host and TLS name (what the certificate names)."""
         target = httpx.URL(url)
-        headers = {"Host": f"{target.host}:{target.port}", **kwargs.pop("headers", {})}
+        headers = {"Host": target.netloc.decode(), **kwargs.pop("headers", {})}
         connect = target.copy_with(host="127.0.0.1")
         if self.backends:
             connect = connect.copy_with(port=self.backends[self.sent % len(self.backends)])
         self.sent += 1
+        assert self.http is not None
         response = self.http.request(method, connect, headers=headers,
                                      extensions={"sni_hostname": target.host}, **kwargs)
         if "replay-nonce" in response.headers:

@@ -87,13 +87,14 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
         log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
         return await _problem(request, AcmeProblem("serverInternal", "internal error"))
 
+    # Async, so no thread hop: the directory and a nonce need no I/O (a nonce is an HMAC, no write).
     @app.get(f"{PREFIX}/directory")
-    def directory(request: Request) -> Response:
+    async def directory(request: Request) -> Response:
         urls = _urls(request)
         return respond(server.directory(urls), urls)
 
     @app.api_route(f"{PREFIX}/new-nonce", methods=["HEAD", "GET"])
-    def new_nonce(request: Request) -> Response:
+    async def new_nonce(request: Request) -> Response:
         urls = _urls(request)
         response = respond(Reply(200 if request.method == "HEAD" else 204), urls)
         response.headers["Cache-Control"] = "no-store"

@@ -3,8 +3,8 @@
 ``lancert service acme-eab --uuid U`` makes a key id and an HMAC key bound to one registered database;
 an ACME client that presents a binding signed with them gets an account of that database, whose orders
 the authority judges by that database's eligibility. Keys are rotatable (make a new one any time, every
-one works until revoked) and revocable (``--revoke KID``: no new account with it; accounts made
-earlier keep working, as their holder proved the key when it was valid).
+one works until revoked) and revocable (``--revoke KID``: no new account with it, and the accounts
+it opened are refused from then on, so a leaked pair leaves nothing behind).
 """
 
 from __future__ import annotations

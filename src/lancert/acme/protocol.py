@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -90,6 +92,10 @@ class AcmeServer:
         order_lifetime: timedelta = ORDER_LIFETIME,
     ) -> None:
         self.database = database
+        # SQLite has one writer at a time, and a transaction that finds the lock taken sleeps in SQLite's
+        # busy handler (1, 2, 5... up to 100 ms between tries): 16 clients measured 1.4 s p50 that way.
+        # Threads of this process queue on a lock instead, handed over at once; PostgreSQL needs none.
+        self._writer: AbstractContextManager[Any] = threading.Lock() if database.is_sqlite else nullcontext()
         self.store = store
         self.eab = eab
         self.nonces = nonces
@@ -162,7 +168,7 @@ class AcmeServer:
         # One transaction per request: the nonce's use is committed with whatever the request did, and
         # also when it is refused (a refused request must not leave its nonce reusable).
         refusal: AcmeProblem | None = None
-        with self.database.writing_connection() as c:
+        with self._writer, self.database.writing_connection() as c:
             try:
                 reply = self._verified(c, request, urls, url, handler, signed_with, ids)
             except AcmeProblem as problem:
@@ -196,6 +202,8 @@ class AcmeServer:
             raise AcmeProblem("accountDoesNotExist", "no account has this kid")
         if account.status != "valid":
             raise unauthorized(f"the account is {account.status}")
+        if account.eab_revoked:
+            raise unauthorized("the external account key that opened this account was revoked")
         return account
 
     # accounts
@@ -363,6 +371,8 @@ class AcmeServer:
         order = self._own_order(ctx, order_id)
         if order.status != "ready":
             raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
+        if order.expires <= now():
+            raise AcmeProblem("orderNotReady", "the order expired; place a new one")
         payload = ctx.request.payload_json()
         csr = _csr_of(payload, order)
         grant = self._grant(ctx)

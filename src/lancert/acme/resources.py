@@ -4,7 +4,7 @@ authorization, challenge. Pure functions of the stored values; no HTTP, no SQL."
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import josepy as jose
@@ -86,8 +86,10 @@ def identifier(name: str) -> dict[str, str]:
 
 
 def order(urls: Urls, value: Order) -> dict[str, Any]:
+    # An order not finalized before it expires is invalid (RFC 8555 7.1.6); nothing needs to write that.
+    expired = value.status == "ready" and value.expires <= datetime.now(UTC)
     body: dict[str, Any] = {
-        "status": value.status,
+        "status": "invalid" if expired else value.status,
         "expires": rfc3339(value.expires),
         "identifiers": [identifier(n) for n in value.names],
         "authorizations": [urls.authorization(value.id, i) for i in range(len(value.names))],

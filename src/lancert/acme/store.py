@@ -21,14 +21,19 @@ import josepy as jose
 from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lancert.acme.models import AcmeAccount, AcmeCertificate, AcmeOrder
+from lancert.acme.models import AcmeAccount, AcmeCertificate, AcmeEabKey, AcmeOrder
 
 ACCOUNTS = AcmeAccount.__table__
 ORDERS = AcmeOrder.__table__
 CERTIFICATES = AcmeCertificate.__table__
 MAX_LISTED_ORDERS = 1000
 
-_ACCOUNT_BY_ID = select(ACCOUNTS).where(ACCOUNTS.c.id == bindparam("id"))
+EAB_KEYS = AcmeEabKey.__table__
+# With its EAB key's revocation: revoking the key shuts the accounts it opened too (a leaked pair must
+# not leave an account behind that keeps ordering).
+_ACCOUNT_BY_ID = (select(ACCOUNTS, EAB_KEYS.c.revoked_at.label("eab_revoked_at"))
+                  .outerjoin(EAB_KEYS, EAB_KEYS.c.kid == ACCOUNTS.c.eab_kid)
+                  .where(ACCOUNTS.c.id == bindparam("id")))
 _ACCOUNT_BY_THUMBPRINT = select(ACCOUNTS).where(ACCOUNTS.c.thumbprint == bindparam("thumbprint"))
 # No row if the key is taken: INSERT ... SELECT ... WHERE NOT EXISTS keeps the transaction usable on
 # PostgreSQL, where a failed INSERT would abort it (the UNIQUE index still guards a concurrent race).
@@ -82,11 +87,12 @@ class Account:
     contact: tuple[str, ...]
     db_uuid: str
     eab_kid: str
+    eab_revoked: bool = False
 
     @classmethod
     def of(cls, row: Any) -> Account:
         return cls(row.id, _jwk(row.jwk), row.thumbprint, row.status, tuple(json.loads(row.contact)),
-                   row.db_uuid, row.eab_kid)
+                   row.db_uuid, row.eab_kid, getattr(row, "eab_revoked_at", None) is not None)
 
 
 @dataclass(frozen=True)
