@@ -70,6 +70,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     dns_relay = DnsRelay(service_dns)
     pebble = Pebble(base / "pebble", dns_relay.port, validity=9).start()
     acme = AcmeRelay(pebble)
+    acme.caa_identities = ["pebble.lancert.test"]
 
     def make_service() -> ServiceProcess:
         return upstream_service(
@@ -209,3 +210,14 @@ def test_upstream_faults_leave_no_traceback_in_the_service_log(upstream: Upstrea
     text = log.read_text()
     assert "upstream_unreachable" in text or "rateLimited" in text  # the failures were logged ...
     assert "Traceback" not in text  # ... as one line each
+
+
+def test_the_zones_caa_issuers_are_the_upstream_cas_identities(upstream: Upstream) -> None:
+    from lancert.service.database import Database
+    from lancert.service.dnsrecords import caa_issuers
+
+    database = Database(f"sqlite:///{upstream.service.data_dir / 'service.db'}")
+    try:
+        assert caa_issuers(database) == ["pebble.lancert.test"]
+    finally:
+        database.dispose()

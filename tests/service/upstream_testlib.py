@@ -255,7 +255,8 @@ class AcmeRelay:
       ``Retry-After: N`` (what Let's Encrypt answers; Pebble enforces no rate limits);
     - ``hold``: a challenge answer (POST to a challenge URL) waits until ``release()``, so a test can stop
       Pebble or the service in the middle of an order;
-    - Pebble gone: the connection is closed without an answer, as a dead CA's would be.
+    - Pebble gone: the connection is closed without an answer, as a dead CA's would be;
+    - ``caa_identities``: listed in the directory's ``meta.caaIdentities`` (Pebble lists none).
 
     ``new_orders`` counts the newOrder requests that reached the relay (upstream orders attempted).
     """
@@ -266,6 +267,7 @@ class AcmeRelay:
 
         self.pebble = pebble
         self.rate_limit: int | None = None
+        self.caa_identities: list[str] = []
         self.new_orders = 0
         self.held = threading.Event()
         self._release = threading.Event()
@@ -301,6 +303,10 @@ class AcmeRelay:
                     self.connection.shutdown(2)
                     return
                 content = answer.content.replace(theirs.encode(), ours.encode())
+                if self.path == "/dir" and relay.caa_identities:  # as Let's Encrypt's directory has
+                    directory = json.loads(content)
+                    directory.setdefault("meta", {})["caaIdentities"] = relay.caa_identities
+                    content = json.dumps(directory).encode()
                 self.send_response(answer.status_code)
                 for name, value in answer.headers.items():
                     if name.lower() in (

@@ -23,7 +23,7 @@ from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database
-from lancert.service.dnsrecords import database_txt_lookup
+from lancert.service.dnsrecords import database_txt_lookup, store_caa_issuers
 from lancert.service.issuer import (
     InternalCAIssuer,
     IssuanceFailed,
@@ -119,10 +119,17 @@ def _check_upstream_account(issuer: Issuer) -> None:
         print(f"lancert service: issuing through {issuer.description}", flush=True)
 
 
+def _publish_caa(service: Service) -> None:
+    """CAA for the zone names the issuing CA only: the upstream CA's own identities, or none at all
+    for the internal CA (whose name constraints already bound it, and which no public CAA governs)."""
+    store_caa_issuers(service.database, tuple(getattr(service.issuer, "caa_identities", ())))
+
+
 def run_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
     service = build_service(config, wrap_issuer)
     _check_upstream_account(service.issuer)
+    _publish_caa(service)
     dns: DNSService | None = None
     if config.dns_port:
         try:
