@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dns.message
@@ -221,3 +222,19 @@ def test_the_zones_caa_issuers_are_the_upstream_cas_identities(upstream: Upstrea
         assert caa_issuers(database) == ["pebble.lancert.test"]
     finally:
         database.dispose()
+
+
+def test_native_renew_after_follows_the_cas_renewal_information(upstream: Upstream) -> None:
+    # Pebble's certificates here last 9 s (two thirds: 6 s); the CA suggests renewing 1 to 2 s from now.
+    now = datetime.now(UTC)
+    start, end = now + timedelta(seconds=1), now + timedelta(seconds=2)
+    upstream.acme.renewal_window = (start.isoformat(), end.isoformat())
+    try:
+        uuid = upstream.registry.add()
+        label = native_call(upstream.service, uuid, "ari", make_csr()).json()["error"]["box_label"]
+        response = native_call(upstream.service, uuid, "ari", make_csr([f"*.{label}.{ZONE}"]))
+        assert response.status_code == 200, response.text
+        renew_after = datetime.fromisoformat(response.json()["renew_after"].replace("Z", "+00:00"))
+        assert start - timedelta(seconds=1) <= renew_after <= end + timedelta(seconds=1)
+    finally:
+        upstream.acme.renewal_window = None
