@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dns.message
@@ -70,6 +71,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     dns_relay = DnsRelay(service_dns)
     pebble = Pebble(base / "pebble", dns_relay.port, validity=9).start()
     acme = AcmeRelay(pebble)
+    acme.caa_identities = ["pebble.lancert.test"]
 
     def make_service() -> ServiceProcess:
         return upstream_service(
@@ -209,3 +211,30 @@ def test_upstream_faults_leave_no_traceback_in_the_service_log(upstream: Upstrea
     text = log.read_text()
     assert "upstream_unreachable" in text or "rateLimited" in text  # the failures were logged ...
     assert "Traceback" not in text  # ... as one line each
+
+
+def test_the_zones_caa_issuers_are_the_upstream_cas_identities(upstream: Upstream) -> None:
+    from lancert.service.database import Database
+    from lancert.service.dnsrecords import caa_issuers
+
+    database = Database(f"sqlite:///{upstream.service.data_dir / 'service.db'}")
+    try:
+        assert caa_issuers(database) == ["pebble.lancert.test"]
+    finally:
+        database.dispose()
+
+
+def test_native_renew_after_follows_the_cas_renewal_information(upstream: Upstream) -> None:
+    # Pebble's certificates here last 9 s (two thirds: 6 s); the CA suggests renewing 1 to 2 s from now.
+    now = datetime.now(UTC)
+    start, end = now + timedelta(seconds=1), now + timedelta(seconds=2)
+    upstream.acme.renewal_window = (start.isoformat(), end.isoformat())
+    try:
+        uuid = upstream.registry.add()
+        label = native_call(upstream.service, uuid, "ari", make_csr()).json()["error"]["box_label"]
+        response = native_call(upstream.service, uuid, "ari", make_csr([f"*.{label}.{ZONE}"]))
+        assert response.status_code == 200, response.text
+        renew_after = datetime.fromisoformat(response.json()["renew_after"].replace("Z", "+00:00"))
+        assert start - timedelta(seconds=1) <= renew_after <= end + timedelta(seconds=1)
+    finally:
+        upstream.acme.renewal_window = None

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_testlib import Registry, ServiceProcess, write_config
-from upstream_testlib import certs_json, compatible_call
+from service_testlib import Registry, ServiceProcess, make_csr, write_config
+from upstream_testlib import certs_json, compatible_call, native_call
 
 from lancert.pki import load_certificates
 
@@ -106,3 +106,16 @@ def test_box_keeps_getting_its_valid_pair_while_the_renewal_runs(
     # ... and the new pair once the background order ends.
     new = wait_for_certificate(slow_service, uuid, unlike=old["x509_pem"])
     assert new["private_key_pem"] != old["private_key_pem"]
+
+
+def test_identical_native_requests_share_one_order(slow_service: ServiceProcess, registry: Registry) -> None:
+    """A box that asks again while its order runs (same key) gets the same certificate from one order,
+    within lancert's box agent's 10 s (the native call waits up to 8 s; issuance takes 4.5 s here)."""
+    uuid = registry.add()
+    csr = make_csr()
+    with ThreadPoolExecutor(3) as pool:
+        responses = list(pool.map(lambda _: native_call(slow_service, uuid, "counter", csr), range(3)))
+    assert [r.status_code for r in responses] == [200] * 3
+    assert len({r.json()["certificate_chain_pem"] for r in responses}) == 1
+    label = responses[0].json()["box_label"]
+    assert [row["orders"] for row in certs_json(slow_service.data_dir) if row["box_label"] == label] == [1]

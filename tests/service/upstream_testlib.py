@@ -255,7 +255,10 @@ class AcmeRelay:
       ``Retry-After: N`` (what Let's Encrypt answers; Pebble enforces no rate limits);
     - ``hold``: a challenge answer (POST to a challenge URL) waits until ``release()``, so a test can stop
       Pebble or the service in the middle of an order;
-    - Pebble gone: the connection is closed without an answer, as a dead CA's would be.
+    - Pebble gone: the connection is closed without an answer, as a dead CA's would be;
+    - ``caa_identities``: listed in the directory's ``meta.caaIdentities`` (Pebble lists none);
+    - ``renewal_window = (start, end)``: the directory offers ``renewalInfo`` (ACME Renewal Information,
+      RFC 9773, which Pebble 2.4 lacks) and every certificate's suggested window is this one.
 
     ``new_orders`` counts the newOrder requests that reached the relay (upstream orders attempted).
     """
@@ -266,6 +269,8 @@ class AcmeRelay:
 
         self.pebble = pebble
         self.rate_limit: int | None = None
+        self.caa_identities: list[str] = []
+        self.renewal_window: tuple[str, str] | None = None
         self.new_orders = 0
         self.held = threading.Event()
         self._release = threading.Event()
@@ -286,6 +291,10 @@ class AcmeRelay:
                     if relay.rate_limit is not None:
                         self._rate_limited(relay.rate_limit)
                         return
+                if self.command == "GET" and self.path.startswith("/renewal-info/") and relay.renewal_window:
+                    start, end = relay.renewal_window
+                    self._answer(200, {"suggestedWindow": {"start": start, "end": end}}, "application/json")
+                    return
                 if self.command == "POST" and self.path.startswith("/chalZ/"):
                     relay.held.set()
                     relay._release.wait(60)
@@ -301,6 +310,12 @@ class AcmeRelay:
                     self.connection.shutdown(2)
                     return
                 content = answer.content.replace(theirs.encode(), ours.encode())
+                if self.path == "/dir":  # what Let's Encrypt's directory has and Pebble 2.4's lacks
+                    directory = json.loads(content)
+                    directory.setdefault("meta", {})["caaIdentities"] = relay.caa_identities
+                    if relay.renewal_window is not None:
+                        directory["renewalInfo"] = f"https://{ours}/renewal-info"
+                    content = json.dumps(directory).encode()
                 self.send_response(answer.status_code)
                 for name, value in answer.headers.items():
                     if name.lower() in (
@@ -311,6 +326,14 @@ class AcmeRelay:
                     ):
                         continue
                     self.send_header(name, value.replace(theirs, ours))
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def _answer(self, status: int, body: object, content_type: str) -> None:
+                content = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 self.wfile.write(content)

@@ -1,4 +1,5 @@
-"""TXT records the DNS server publishes from the service's database (ACME dns-01 challenges).
+"""TXT records the DNS server publishes from the service's database (ACME dns-01 challenges), and the
+CAA issuer values of the zone.
 
 The issuer writes them, the DNS servers read them: SQL is the channel, so every instance on one
 PostgreSQL and every PowerDNS configured by ``lancert dns powerdns`` serves the same records.
@@ -14,6 +15,7 @@ PowerDNS reads the table on every query that its 1-second caches miss. So: add, 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Mapping, Sequence
 
@@ -21,7 +23,9 @@ from sqlalchemy import delete, select
 
 from lancert.dns import TXT_MAX_STALENESS, TxtSourceFactory
 from lancert.service.database import Database
-from lancert.service.models import DnsTxtRecord
+from lancert.service.models import DnsTxtRecord, ServiceState
+
+STATE_CAA_ISSUERS = "caa_issuers"
 
 TXT_VISIBLE_WITHIN = TXT_MAX_STALENESS
 
@@ -62,3 +66,26 @@ def txt_source(url: str) -> TxtSourceFactory:
     """What the DNS workers are given: each opens its own connection to ``url`` (no connection crosses
     a process boundary) and reads the table through :func:`read_txt_records`."""
     return functools.partial(_open_txt_reader, url)
+
+
+def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:
+    """The CA domains the zone's CAA ``issue`` records name (RFC 8659), as the upstream CA's directory
+    lists them in ``meta.caaIdentities`` (Let's Encrypt: ``letsencrypt.org``); empty: no CAA records."""
+    with database.transaction() as session:
+        row = session.get(ServiceState, STATE_CAA_ISSUERS)
+        value = json.dumps(list(issuers))
+        if row is None:
+            session.add(ServiceState(name=STATE_CAA_ISSUERS, value=value))
+        else:
+            row.value = value
+
+
+def caa_issuers(database: Database) -> list[str]:
+    """What :func:`store_caa_issuers` stored: data for the DNS server's zone-apex CAA answer."""
+    with database.reading() as session:
+        value = session.scalar(select(ServiceState.value).where(ServiceState.name == STATE_CAA_ISSUERS))
+    try:
+        issuers = json.loads(value) if value else []
+    except ValueError:
+        return []
+    return [i for i in issuers if isinstance(i, str)] if isinstance(issuers, list) else []

@@ -310,7 +310,10 @@ class AcmeIssuer:
         chain = [c for c in load_certificates(order.fullchain_pem.encode()) if not is_self_issued(c)]
         if not chain:
             raise IssuanceFailed("the CA sent no certificate", reason="upstream_error")
-        return IssuedChain(tuple(chain), renew_at=self._renewal_time(acme, order.fullchain_pem))
+        renew_at = self._renewal_time(acme, order.fullchain_pem)
+        if renew_at is not None and renew_at >= chain[0].not_valid_after_utc:
+            renew_at = None  # a window after expiry is no advice: two thirds of the lifetime instead
+        return IssuedChain(tuple(chain), renew_at=renew_at)
 
     def _renewal_time(self, acme: client.ClientV2, fullchain_pem: str) -> dt.datetime | None:
         """The CA's suggested renewal time (ACME Renewal Information, RFC 9773) when it offers one."""
