@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import json
+import ssl
+from pathlib import Path
 
 import pytest
 from acme_harness import ERROR, ZONE, AcmeClient, AcmeService
+from cryptography import x509
 
+from lancert.pki import generate_private_key, private_key_pem
 from lancert_cli import lancert
 
 PAYLOADS: list[object] = [
@@ -64,3 +68,33 @@ def test_acme_eab_for_an_unregistered_database_fails_with_one_line(acme_service:
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.strip().startswith("lancert: ") and "not registered" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_service_refuses_an_acme_tls_key_that_is_not_the_certificates(
+    acme_service: AcmeService, tmp_path: Path
+) -> None:
+    other_key = tmp_path / "other-key.pem"
+    other_key.write_bytes(private_key_pem(generate_private_key()))
+    cert = acme_service.data_dir / "acme-tls" / "cert.pem"
+    result = lancert("service", "run", "--data-dir", str(acme_service.data_dir), "--port", "0",
+                     "--dns-port", "0", "--acme-port", "0", "--acme-tls-cert", str(cert),
+                     "--acme-tls-key", str(other_key), check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("lancert: ") and "is not the key of" in result.stderr
+
+
+def test_service_serves_acme_with_a_given_certificate(acme_service: AcmeService, tmp_path: Path) -> None:
+    """--acme-tls-cert/--acme-tls-key: the endpoint presents exactly that certificate."""
+    given = tmp_path / "given"
+    given.mkdir()
+    for name in ("cert.pem", "key.pem"):  # a credential this test holds (the running service's own)
+        (given / name).write_bytes((acme_service.data_dir / "acme-tls" / name).read_bytes())
+    second = AcmeService(tmp_path / "second")
+    second.extra = ["--acme-tls-cert", str(given / "cert.pem"), "--acme-tls-key", str(given / "key.pem")]
+    second.start()
+    try:
+        served = ssl.get_server_certificate(("127.0.0.1", second.port))
+        expected = x509.load_pem_x509_certificates((given / "cert.pem").read_bytes())[0]
+        assert x509.load_pem_x509_certificate(served.encode()) == expected
+    finally:
+        second.stop()

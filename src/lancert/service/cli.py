@@ -72,6 +72,14 @@ def run(
         str | None,
         typer.Option("--acme-name", help="Name of the ACME endpoint, under the zone (default acme.<zone>)."),
     ] = None,
+    acme_tls_cert: Annotated[
+        Path | None,
+        typer.Option("--acme-tls-cert", help="Serve ACME with this chain (PEM, leaf first) instead of a "
+                     "certificate from the service's CA; needs --acme-tls-key."),
+    ] = None,
+    acme_tls_key: Annotated[
+        Path | None, typer.Option("--acme-tls-key", help="The private key of --acme-tls-cert (PEM).")
+    ] = None,
 ) -> None:
     """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS."""
     from lancert.service.server import run_service
@@ -91,6 +99,8 @@ def run(
             cert_lifetime=lifetime,
             acme_port=acme_port,
             acme_name=acme_name,
+            acme_tls_cert=acme_tls_cert,
+            acme_tls_key=acme_tls_key,
         )
     )
 
