@@ -132,7 +132,7 @@ def acme_eab(
 ) -> None:
     """Make an External Account Binding pair for ACME clients (kid + base64url HMAC key), bound to a
     database: its accounts get names under that database's label while it stays eligible. Every call
-    makes a new pair (rotation); --revoke KID stops a pair from opening accounts. Keep the HMAC key
+    makes a new pair (rotation); --revoke KID stops a pair and the accounts it opened. Keep the HMAC key
     secret: it is printed once, here."""
     from lancert.acme import EabKeys
     from lancert.service.authority import box_label
