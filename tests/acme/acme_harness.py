@@ -41,6 +41,7 @@ ERROR = "urn:ietf:params:acme:error:"
 class AcmeService:
     data_dir: Path
     db: str | None = None  # SQLAlchemy URL (default: SQLite in the data dir)
+    extra: list[str] = field(default_factory=list)  # more options of `service run`
     child: Child | None = None
     port: int = 0
     root_pem: Path = Path()
@@ -59,7 +60,7 @@ class AcmeService:
         self.child = Child.start(
             "the service",
             ["service", "run", "--data-dir", str(self.data_dir), "--port", "0", "--dns-port", "0",
-             "--acme-port", "0", "--zone", ZONE, *(["--db", self.db] if self.db else [])],
+             "--acme-port", "0", "--zone", ZONE, *(["--db", self.db] if self.db else []), *self.extra],
             self.data_dir.parent / f"{self.data_dir.name}.stderr.log",
         )
         self.child.wait_for("listening on http://", 60)

@@ -254,6 +254,7 @@ class AcmeServer:
         return Reply(200, resources.account(ctx.urls, account), location=ctx.urls.account(account.id))
 
     def _orders(self, ctx: Context, account_id: str) -> Reply:
+        _only_get(ctx)
         account = self._own_account(ctx, account_id)
         return Reply(200, {"orders": [ctx.urls.order(i) for i in self.store.order_ids(ctx.db, account.id)]})
 
@@ -347,6 +348,7 @@ class AcmeServer:
         return order
 
     def _order(self, ctx: Context, order_id: str) -> Reply:
+        _only_get(ctx)
         order = self._own_order(ctx, order_id)
         return Reply(200, resources.order(ctx.urls, order))
 
@@ -358,12 +360,16 @@ class AcmeServer:
 
     def _authorization(self, ctx: Context, order_id: str, index: str) -> Reply:
         order, i = self._indexed(ctx, order_id, index)
-        if not ctx.request.is_post_as_get and ctx.request.payload_json().get("status") == "deactivated":
-            raise malformed("authorizations of this CA are valid by construction and cannot be deactivated")
+        if not ctx.request.is_post_as_get:
+            if ctx.request.payload_json().get("status") == "deactivated":
+                raise malformed("authorizations here are valid by construction and cannot be deactivated")
+            raise malformed("an authorization is read with an empty payload (POST-as-GET)")
         return Reply(200, resources.authorization(ctx.urls, order, i))
 
     def _challenge(self, ctx: Context, order_id: str, index: str) -> Reply:
         order, i = self._indexed(ctx, order_id, index)
+        if not ctx.request.is_post_as_get and ctx.request.payload_json() != {}:
+            raise malformed("a challenge is answered with {} (or read with an empty payload)")
         return Reply(200, resources.challenge(ctx.urls, order, i),
                      links=(f'<{ctx.urls.authorization(order.id, i)}>;rel="up"',))
 
@@ -398,6 +404,7 @@ class AcmeServer:
 
     # certificates
     def _certificate(self, ctx: Context, certificate_id: str) -> Reply:
+        _only_get(ctx)
         certificate = self.store.certificate(ctx.db, certificate_id)
         if certificate is None or certificate.account_id != ctx.signer.id:
             raise malformed("no such certificate", status=404)
@@ -426,6 +433,11 @@ class AcmeServer:
         if not self.store.revoke(ctx.db, certificate.id, reason):
             raise AcmeProblem("alreadyRevoked", "the certificate is revoked already")
         return Reply(200)
+
+
+def _only_get(ctx: Context) -> None:
+    if not ctx.request.is_post_as_get:
+        raise malformed("this resource is read with POST-as-GET: the payload must be empty (RFC 8555 6.3)")
 
 
 def wrong_url(claimed: str, actual: str) -> AcmeProblem:

@@ -121,6 +121,14 @@ def run(
         str | None,
         typer.Option("--acme-name", help="Name of the ACME endpoint, under the zone (default acme.<zone>)."),
     ] = None,
+    acme_tls_cert: Annotated[
+        Path | None,
+        typer.Option("--acme-tls-cert", help="Serve ACME with this chain (PEM, leaf first) instead of a "
+                     "certificate from the service's CA; needs --acme-tls-key."),
+    ] = None,
+    acme_tls_key: Annotated[
+        Path | None, typer.Option("--acme-tls-key", help="The private key of --acme-tls-cert (PEM).")
+    ] = None,
 ) -> None:
     """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS.
 
@@ -153,6 +161,8 @@ def run(
             acme_eab_hmac_file=acme_eab_hmac_file,
             acme_port=acme_port,
             acme_name=acme_name,
+            acme_tls_cert=acme_tls_cert,
+            acme_tls_key=acme_tls_key,
         ),
         log_level=log_level,
     )
@@ -217,7 +227,7 @@ def acme_eab(
 ) -> None:
     """Make an External Account Binding pair for ACME clients (kid + base64url HMAC key), bound to a
     database: its accounts get names under that database's label while it stays eligible. Every call
-    makes a new pair (rotation); --revoke KID stops a pair from opening accounts. Keep the HMAC key
+    makes a new pair (rotation); --revoke KID stops a pair and the accounts it opened. Keep the HMAC key
     secret: it is printed once, here."""
     from lancert.acme import EabKeys
     from lancert.service.authority import box_label

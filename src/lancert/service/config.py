@@ -25,6 +25,7 @@ Example config (every key optional)::
     lease = 30.0                   # seconds an instance's order stays its own without a heartbeat
     acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
     acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
+    acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
@@ -94,6 +95,8 @@ class ServiceConfig:
     cert_lifetime: timedelta = DEFAULT_LIFETIME
     acme_port: int | None = None
     acme_name: str | None = None
+    acme_tls_cert: Path | None = None  # a chain (leaf first) for the ACME endpoint instead of one made here
+    acme_tls_key: Path | None = None
     rate_limit: RateLimits = field(default_factory=RateLimits)
     issuer: str = "internal"
     acme_directory: str | None = None
@@ -133,6 +136,9 @@ class ServiceConfig:
             raise UsageError(f"--issuer must be internal or acme, not {changes['issuer']!r}")
         if "acme_directory" in changes and not str(changes["acme_directory"]).startswith("https://"):
             raise UsageError("--acme-directory must be an https:// URL (ACME requires HTTPS)")
+        for path in ("acme_tls_cert", "acme_tls_key"):
+            if path in changes:
+                changes[path] = Path(changes[path]).expanduser()
         if "acme_name" in changes:
             changes["acme_name"] = normalize_zone(changes["acme_name"])
         for port in ("port", "dns_port", "acme_port"):

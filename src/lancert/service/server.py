@@ -143,17 +143,26 @@ class _AcmeEndpoint(uvicorn.Server):
 def _acme_endpoint(service: Service) -> _AcmeEndpoint:
     from lancert.acme import build_acme_server
     from lancert.acme.app import create_acme_app
-    from lancert.acme.tls import default_endpoint_name, endpoint_credential
+    from lancert.acme.tls import default_endpoint_name, endpoint_credential, given_credential
 
     config = service.config
-    name = config.acme_name or default_endpoint_name(service.identity.zone)
-    files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
+    zone = service.identity.zone
+    name = config.acme_name or default_endpoint_name(zone)
+    if config.acme_tls_cert or config.acme_tls_key:
+        if not (config.acme_tls_cert and config.acme_tls_key):
+            raise LancertError("--acme-tls-cert and --acme-tls-key go together")
+        cert_path, key_path = given_credential(config.acme_tls_cert, config.acme_tls_key)
+    else:
+        if not name.endswith(f".{zone}"):  # the CA is name-constrained to the zone
+            raise LancertError(f"--acme-name must be under the zone {zone} (or give --acme-tls-cert/-key)")
+        files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
+        cert_path, key_path = files.cert_path, files.key_path
     app = create_acme_app(build_acme_server(service.database, service.authority, service.issuer))
     return _AcmeEndpoint(
         uvicorn.Config(
             app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,
             server_header=False, proxy_headers=False, timeout_keep_alive=5, timeout_graceful_shutdown=5,
-            ssl_certfile=str(files.cert_path), ssl_keyfile=str(files.key_path),
+            ssl_certfile=str(cert_path), ssl_keyfile=str(key_path),
         ),
         name,
     )
@@ -233,6 +242,8 @@ def _serve(
     service = build_service(config, wrap_issuer)
     _check_upstream_account(service.issuer)
     _publish_caa(service)
+    # Made (and its TLS credential checked) before anything listens: a bad option fails the start cleanly.
+    acme = _acme_endpoint(service) if config.acme_port is not None else None
     dns: DNSService | None = None
     if config.dns_port:
         caa = config.caa_issuers or tuple(caa_issuers(service.database))
@@ -242,9 +253,7 @@ def _serve(
             f"{dns.workers} workers)",
             flush=True,
         )
-    acme: _AcmeEndpoint | None = None
-    if config.acme_port is not None:
-        acme = _acme_endpoint(service)
+    if acme is not None:
         acme.start()
     server = _AnnouncingServer(
         uvicorn.Config(
