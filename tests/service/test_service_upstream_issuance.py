@@ -223,3 +223,9 @@ def test_the_compatible_pair_served_as_nginx_would_verifies_against_pebbles_root
             assert tls.version() in ("TLSv1.2", "TLSv1.3")
     finally:
         server.stop()
+
+
+def test_no_root_to_import_when_a_public_ca_issues(service: ServiceProcess) -> None:
+    with service.client() as client:
+        response = client.get("/api/v1/root")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

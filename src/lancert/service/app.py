@@ -172,11 +172,14 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     @app.get(
         "/api/v1/root",
         response_class=PlainTextResponse,
-        responses={200: {"content": {"application/x-pem-file": {}}}},
+        responses={200: {"content": {"application/x-pem-file": {}}}, 404: {"model": ErrorResponse}},
     )
     def root_certificate() -> Response:
-        """The root CA certificate to trust (PEM)."""
-        return Response(pem(issuer.root_certificates()), media_type="application/x-pem-file")
+        """The root CA certificate to trust (PEM); 404 when a public CA issues (browsers hold its roots)."""
+        roots = issuer.root_certificates()
+        if not roots:
+            raise NotFound("this service issues through a public CA whose roots browsers already hold")
+        return Response(pem(roots), media_type="application/x-pem-file")
 
     @app.post("/api/v1/certificates", response_model=CertificateResponse, responses=ERROR_RESPONSES)
     def issue_certificate(body: CertificateRequest, request: Request) -> CertificateResponse:

@@ -132,8 +132,8 @@ def run(
 ) -> None:
     """Serve the native API, the compatible Odoo endpoint, and (unless --dns-port 0) the zone's DNS.
 
-    With --issuer acme, certificates come from the ACME CA, proven by DNS-01 through this service's own
-    DNS (the zone must be delegated to it)."""
+    With --issuer acme, certificates come from the ACME CA, proven by DNS-01 through this service's
+    own DNS (the zone must be delegated to it)."""
     from lancert.service.server import run_service
 
     if cert_lifetime is not None and cert_days is not None:

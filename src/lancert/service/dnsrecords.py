@@ -74,7 +74,10 @@ def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:
     with database.transaction() as session:
         row = session.get(ServiceState, STATE_CAA_ISSUERS)
         value = json.dumps(list(issuers))
-        if row is None:
+        if not issuers:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
             session.add(ServiceState(name=STATE_CAA_ISSUERS, value=value))
         else:
             row.value = value

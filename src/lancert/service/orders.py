@@ -122,10 +122,14 @@ class OrderDesk:
             return cached
         key = ("compatible", grant.box_label)
 
-        def still_usable() -> CachedCredential | None:
-            return cached if cached is not None and cached.usable(utcnow()) else None
+        def fallback(refusal: IssuancePending | UpstreamFailed) -> CachedCredential:
+            """While an order fails or runs on, a pair a box can still serve beats a refusal."""
+            if cached is not None and cached.usable(utcnow()):
+                return cached
+            raise refusal
 
         while True:
+            outcome: _Busy | _BackedOff | None = None
             with self._lock:
                 future = self._running.get(key)
                 if future is None:
@@ -139,19 +143,13 @@ class OrderDesk:
             if future is not None:
                 try:
                     return self._wait(future, deadline)  # type: ignore[return-value]
-                except (IssuancePending, UpstreamFailed):
-                    if still_usable():
-                        return still_usable()  # type: ignore[return-value]
-                    raise
+                except (IssuancePending, UpstreamFailed) as refusal:
+                    return fallback(refusal)
             if isinstance(outcome, _BackedOff):
-                if still_usable():
-                    return still_usable()  # type: ignore[return-value]
-                raise _backed_off_error(outcome)
+                return fallback(_backed_off_error(outcome))
             # Another instance is ordering: its result arrives through the cache.
             if time.monotonic() >= deadline:
-                if still_usable():
-                    return still_usable()  # type: ignore[return-value]
-                raise _pending()
+                return fallback(_pending())
             time.sleep(POLL_INTERVAL)
             latest = compatible_cache.load(self.database, db_uuid)
             if latest is not None and latest.fresh(utcnow(), self.issuer.description):
@@ -171,6 +169,7 @@ class OrderDesk:
         spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
         key = ("native", grant.box_label, hashlib.sha256(spki).hexdigest())
         while True:
+            outcome: _Busy | _BackedOff | None = None
             with self._lock:
                 future = self._running.get(key)
                 if future is None:
