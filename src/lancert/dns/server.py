@@ -172,6 +172,8 @@ class Worker:
                 if self.udp.fileno() < 0:
                     return
                 continue  # ICMP errors reported on the socket: nothing to answer
+            if source is None:
+                return  # shut down (the way to wake a thread blocked in recvfrom)
             if (source[1] == port and source[0] in own) or source[1] == 0:
                 continue  # from ourselves (a spoofed loop) or from a port nobody can answer
             try:
