@@ -169,11 +169,14 @@ class ZoneAnswers:
         starts = query.starts
         depth = starts.index(cut)
         labels = [lname[starts[i] + 1 : starts[i + 1]] for i in range(depth)]
+        # Answers about challenge names come from the TXT snapshot: never from a stale one, never cached
+        # by query bytes (the cache could outlive the snapshot's bound when the database is away).
+        is_txt = labels[:1] == [ACME_CHALLENGE]
+        if is_txt and self._txt_stale():
+            return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
         records = self._records(labels, lname)
         if records is None:
-            if labels and labels[0] == ACME_CHALLENGE and len(labels) == 2 and self._txt_stale():
-                return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
-            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, True
+            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, not is_txt
         qtype = query.qtype
         if qtype == wire.TYPE_ANY:
             answers = records[:1]  # RFC 8482: one RRset, never the whole node
@@ -186,9 +189,6 @@ class ZoneAnswers:
         else:
             rrs = ()
             key = _NX_KEY
-        is_txt = labels[:1] == [ACME_CHALLENGE]
-        if is_txt and self._txt_stale():
-            return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
         return self._reply(query, wire.NOERROR, True, rrs, not rrs, limit), key, not is_txt
 
     def _txt_stale(self) -> bool:
