@@ -58,8 +58,8 @@ class ZoneSpec:
 
 
 class MalformedCounter:
-    """Counts unreadable packets and logs one line a minute at most: a flood of junk must not become a
-    flood of log lines (1,000 bad queries once made 1.6 MB of tracebacks)."""
+    """Counts unreadable packets (and internal errors) and logs one line a minute at most: a flood of
+    junk must not become a flood of log lines (1,000 bad queries once made 1.6 MB of tracebacks)."""
 
     def __init__(self, every: float = 60.0) -> None:
         self.every = every
@@ -148,8 +148,9 @@ class ZoneAnswers:
             return wire.header_only(ident, flags, wire.FORMERR), _ERROR_KEY, False
         try:
             return self._answer(query, wire.udp_limit(query) if udp else wire.TCP_LIMIT)
-        except Exception:  # a defect here must cost one SERVFAIL, never the worker
-            log.exception("DNS answer failed")
+        except Exception as exc:  # a defect must cost one SERVFAIL, never the worker nor a log flood
+            self.malformed.note(f"internal error {type(exc).__name__}")
+            log.debug("DNS answer failed", exc_info=True)
             return wire.header_only(ident, flags, wire.SERVFAIL), _ERROR_KEY, False
 
     def _answer(self, query: Query, limit: int) -> Answer:
