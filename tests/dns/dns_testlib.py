@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.exception
 import dns.message
 import dns.query
+import dns.rcode
 
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.service.database import Database
@@ -73,6 +77,38 @@ def ask(
 
 def answers(reply: dns.message.Message) -> list[str]:
     return sorted(rdata.to_text() for rrset in reply.answer for rdata in rrset)
+
+
+class PowerDNS:
+    """``pdns_server --config-dir=DIR`` on loopback, waited for until it answers the zone's SOA."""
+
+    def __init__(self, config_dir: Path, port: int) -> None:
+        self.port = port
+        self.log = (config_dir / "pdns.log").open("w")
+        self.proc = subprocess.Popen(
+            ["pdns_server", f"--config-dir={config_dir}", f"--socket-dir={config_dir}"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if ask(port, ZONE, "SOA").rcode() == dns.rcode.NOERROR:
+                    return
+            except (dns.exception.Timeout, OSError):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"pdns_server did not answer: {(config_dir / 'pdns.log').read_text()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
 def wire_query(name: str, rdtype: str = "A", **make: object) -> bytes:

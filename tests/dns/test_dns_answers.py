@@ -205,12 +205,15 @@ def test_txt_from_a_stale_snapshot_is_servfail_not_old_data(tmp_path: Path) -> N
                         0, workers=1)
     server.start()
     try:
+        absent = f"_acme-challenge.other.{ZONE}"
         assert answers(ask(server.port, name, "TXT")) == ['"v1"']
+        assert ask(server.port, absent, "TXT").rcode() == dns.rcode.NXDOMAIN  # the same packet again below
         flag.touch()
         deadline = time.monotonic() + 2.0 + 1.0
         while ask(server.port, name, "TXT").rcode() != dns.rcode.SERVFAIL:
             assert time.monotonic() < deadline, "TXT still answered from a snapshot older than 2 s"
             time.sleep(0.1)
+        assert ask(server.port, absent, "TXT").rcode() == dns.rcode.SERVFAIL  # nor a cached NXDOMAIN
         assert answers(ask(server.port, NAME, "A")) == ["10.1.2.3"]  # the rest of the zone is unaffected
         flag.unlink()
         time.sleep(1.0)

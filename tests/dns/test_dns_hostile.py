@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -115,9 +116,12 @@ def test_nothing_is_sent_to_the_servers_own_address() -> None:
             client.recv(4096)
             assert recording.sent_to == [client.getsockname()]
     finally:
+        with contextlib.suppress(OSError):  # ENOTCONN on UDP, but it wakes the blocked recvfrom
+            udp.shutdown(socket.SHUT_RD)
+        thread.join(5)
+        assert not thread.is_alive()
         udp.close()
         tcp.close()
-        thread.join(5)
 
 
 def _long_name_query(ident: int) -> bytes:

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from dns_testlib import CA, ZONE, RunningDNS, ask, start_dns
+from dns_testlib import CA, ZONE, PowerDNS, RunningDNS, ask, start_dns
 
 from lancert.loopback import free_port
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
@@ -24,36 +22,6 @@ from lancert_cli import lancert
 from postgres_server import MISSING, PG_BIN, running_postgres
 
 pytestmark = pytest.mark.skipif(shutil.which("pdns_server") is None, reason="pdns-server not installed")
-
-
-class PowerDNS:
-    def __init__(self, config_dir: Path, port: int) -> None:
-        self.port = port
-        self.log = (config_dir / "pdns.log").open("w")
-        self.proc = subprocess.Popen(
-            ["pdns_server", f"--config-dir={config_dir}", f"--socket-dir={config_dir}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if ask(port, ZONE, "SOA").rcode() == dns.rcode.NOERROR:
-                    return
-            except (dns.exception.Timeout, OSError):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"pdns_server did not answer: {(config_dir / 'pdns.log').read_text()}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module", params=["gsqlite3", "gpgsql"])

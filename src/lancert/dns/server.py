@@ -172,6 +172,8 @@ class Worker:
                 if self.udp.fileno() < 0:
                     return
                 continue  # ICMP errors reported on the socket: nothing to answer
+            if source is None:
+                return  # shut down (the way to wake a thread blocked in recvfrom)
             if (source[1] == port and source[0] in own) or source[1] == 0:
                 continue  # from ourselves (a spoofed loop) or from a port nobody can answer
             try:
@@ -299,7 +301,7 @@ class DNSService:
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes if p.pid is not None]
 
-    def _spawn(self) -> multiprocessing.process.BaseProcess:
+    def _launch(self) -> tuple[multiprocessing.process.BaseProcess, Connection]:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main, args=(self.spec, self.port, send, os.getpid()), daemon=True,
@@ -307,6 +309,10 @@ class DNSService:
         )
         process.start()
         send.close()
+        return process, receive
+
+    @staticmethod
+    def _await_ready(process: multiprocessing.process.BaseProcess, receive: Connection) -> None:
         try:
             if not receive.poll(START_TIMEOUT):
                 raise OSError(f"DNS worker did not start within {START_TIMEOUT:.0f} s")
@@ -315,12 +321,20 @@ class DNSService:
             raise OSError(f"DNS worker exited at start (status {process.exitcode})") from None
         finally:
             receive.close()
+
+    def _spawn(self) -> multiprocessing.process.BaseProcess:
+        process, receive = self._launch()
+        self._await_ready(process, receive)
         return process
 
     def start(self) -> None:
+        """Start every worker at once (each spends about a second importing; in turn, N of them would
+        delay the service's start by N seconds) and return when all listen."""
         try:
-            for _ in range(self.workers):
-                self.processes.append(self._spawn())
+            launched = [self._launch() for _ in range(self.workers)]
+            self.processes.extend(process for process, _ in launched)
+            for process, receive in launched:
+                self._await_ready(process, receive)
         except BaseException:
             self.stop()
             raise

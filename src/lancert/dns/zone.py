@@ -58,8 +58,8 @@ class ZoneSpec:
 
 
 class MalformedCounter:
-    """Counts unreadable packets and logs one line a minute at most: a flood of junk must not become a
-    flood of log lines (1,000 bad queries once made 1.6 MB of tracebacks)."""
+    """Counts unreadable packets (and internal errors) and logs one line a minute at most: a flood of
+    junk must not become a flood of log lines (1,000 bad queries once made 1.6 MB of tracebacks)."""
 
     def __init__(self, every: float = 60.0) -> None:
         self.every = every
@@ -148,8 +148,9 @@ class ZoneAnswers:
             return wire.header_only(ident, flags, wire.FORMERR), _ERROR_KEY, False
         try:
             return self._answer(query, wire.udp_limit(query) if udp else wire.TCP_LIMIT)
-        except Exception:  # a defect here must cost one SERVFAIL, never the worker
-            log.exception("DNS answer failed")
+        except Exception as exc:  # a defect must cost one SERVFAIL, never the worker nor a log flood
+            self.malformed.note(f"internal error {type(exc).__name__}")
+            log.debug("DNS answer failed", exc_info=True)
             return wire.header_only(ident, flags, wire.SERVFAIL), _ERROR_KEY, False
 
     def _answer(self, query: Query, limit: int) -> Answer:
@@ -169,11 +170,14 @@ class ZoneAnswers:
         starts = query.starts
         depth = starts.index(cut)
         labels = [lname[starts[i] + 1 : starts[i + 1]] for i in range(depth)]
+        # Answers about challenge names come from the TXT snapshot: never from a stale one, never cached
+        # by query bytes (the cache could outlive the snapshot's bound when the database is away).
+        is_txt = labels[:1] == [ACME_CHALLENGE]
+        if is_txt and self._txt_stale():
+            return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
         records = self._records(labels, lname)
         if records is None:
-            if labels and labels[0] == ACME_CHALLENGE and len(labels) == 2 and self._txt_stale():
-                return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
-            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, True
+            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, not is_txt
         qtype = query.qtype
         if qtype == wire.TYPE_ANY:
             answers = records[:1]  # RFC 8482: one RRset, never the whole node
@@ -186,9 +190,6 @@ class ZoneAnswers:
         else:
             rrs = ()
             key = _NX_KEY
-        is_txt = labels[:1] == [ACME_CHALLENGE]
-        if is_txt and self._txt_stale():
-            return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
         return self._reply(query, wire.NOERROR, True, rrs, not rrs, limit), key, not is_txt
 
     def _txt_stale(self) -> bool:
