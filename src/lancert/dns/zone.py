@@ -171,9 +171,16 @@ class ZoneAnswers:
         labels = [lname[starts[i] + 1 : starts[i + 1]] for i in range(depth)]
         records = self._records(labels, lname)
         if records is None:
-            if labels and labels[0] == ACME_CHALLENGE and len(labels) == 2 and self._txt_stale():
+            # A challenge name without records does not exist (nothing lies below it, so NXDOMAIN, not
+            # the NODATA of an empty non-terminal: RFC 8020). That answer depends on the TXT snapshot,
+            # so it is never kept by query bytes: a kept copy would outlive a snapshot gone stale
+            # (answered instead of SERVFAIL while the database is away), and one computed from the old
+            # snapshot while the refresh thread swaps in a new one and empties the cache would be stored
+            # after the emptying, hiding a record just added until the table next changes.
+            challenge = len(labels) == 2 and labels[0] == ACME_CHALLENGE
+            if challenge and self._txt_stale():
                 return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
-            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, True
+            return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, not challenge
         qtype = query.qtype
         if qtype == wire.TYPE_ANY:
             answers = records[:1]  # RFC 8482: one RRset, never the whole node
