@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dns.rcode
@@ -224,6 +225,33 @@ def test_the_zones_caa_issuers_are_the_upstream_cas_identities(upstream: Upstrea
     database = Database(f"sqlite:///{upstream.service.data_dir / 'service.db'}")
     try:
         assert caa_issuers(database) == ["pebble.lancert.test"]
+    finally:
+        database.dispose()
+
+
+def test_a_start_while_the_ca_is_unreachable_keeps_the_zones_caa_issuers(tmp_path: Path) -> None:
+    """The CAA identities come from the CA's directory at start; a start that cannot read it (the CA
+    down) must keep what an earlier start stored, not empty the zone's CAA. An internal-CA start (no
+    identities at all) leaves no CAA."""
+    import requests
+
+    from lancert.service.database import Database
+    from lancert.service.dnsrecords import caa_issuers, publish_caa
+    from lancert.service.upstream import AcmeIssuer, AcmeSettings
+
+    database = Database(f"sqlite:///{tmp_path / 'service.db'}")
+    database.migrate()
+    try:
+        earlier = AcmeIssuer(database, AcmeSettings(directory="unused"))
+        earlier.caa_identities = ("letsencrypt.org",)  # what an earlier start read from the directory
+        publish_caa(database, earlier)
+        down = AcmeIssuer(database, AcmeSettings(directory=f"https://127.0.0.1:{free_port()}/dir"))
+        with pytest.raises(requests.RequestException):
+            down.check_account()
+        publish_caa(database, down)
+        assert caa_issuers(database) == ["letsencrypt.org"]
+        publish_caa(database, object())  # an issuer without identities: the internal CA
+        assert caa_issuers(database) == []
     finally:
         database.dispose()
 

@@ -77,14 +77,29 @@ def txt_source(url: str) -> TxtSourceFactory:
 
 def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:
     """The CA domains the zone's CAA ``issue`` records name (RFC 8659), as the upstream CA's directory
-    lists them in ``meta.caaIdentities`` (Let's Encrypt: ``letsencrypt.org``); empty: no CAA records."""
+    lists them in ``meta.caaIdentities`` (Let's Encrypt: ``letsencrypt.org``); empty: no CAA records,
+    stored as no row at all, so a service on the internal CA keeps no state it does not use."""
     with database.transaction() as session:
         row = session.get(ServiceState, STATE_CAA_ISSUERS)
         value = json.dumps(list(issuers))
-        if row is None:
+        if not issuers:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
             session.add(ServiceState(name=STATE_CAA_ISSUERS, value=value))
         else:
             row.value = value
+
+
+def publish_caa(database: Database, issuer: object) -> None:
+    """At service start: CAA for the zone names the issuing CA only, the upstream CA's own identities
+    (``issuer.caa_identities``), or none at all for the internal CA (whose name constraints already
+    bound it, and which no public CAA governs). An upstream CA whose directory could not be read
+    (``caa_identities`` None) leaves what an earlier start stored: a restart during a CA outage must not
+    drop the zone's CAA records."""
+    identities = getattr(issuer, "caa_identities", ())
+    if identities is not None:
+        store_caa_issuers(database, tuple(identities))
 
 
 def caa_issuers(database: Database) -> list[str]:

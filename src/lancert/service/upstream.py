@@ -139,7 +139,9 @@ class AcmeIssuer:
         self._key: jose.JWKEC | None = None
         self._account_uri: str | None = None
         self._lock = threading.Lock()
-        self.caa_identities: tuple[str, ...] = ()
+        # The directory's meta.caaIdentities; None until a directory was read (the CA unreachable at
+        # start): the zone's CAA must then stay as stored, not be emptied.
+        self.caa_identities: tuple[str, ...] | None = None
 
     # -- the account ------------------------------------------------------------------------------------
 
