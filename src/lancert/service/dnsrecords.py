@@ -46,8 +46,8 @@ def wait_until_visible(added_at: float | None = None) -> None:
 
     The whole bound, always: this instance's own workers often serve a record sooner, but the CA's
     resolver may ask another instance's workers or a PowerDNS reading the same table, whose snapshots
-    and caches no instance can see; only the bound covers them all. The price is 2 s per order, which puts
-    a first compatible call through a public CA past its 3.5 s deadline (the box gets
+    and caches no instance can see; only the bound covers them all. The price is 2 s per order, which
+    often puts a first compatible call through a public CA past its 3.5 s deadline (the box gets
     ``issuance_pending`` and its certificate on its next call)."""
     start = time.monotonic() if added_at is None else added_at
     time.sleep(max(0.0, start + TXT_VISIBLE_WITHIN - time.monotonic()))

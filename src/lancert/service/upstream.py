@@ -303,9 +303,7 @@ class AcmeIssuer:
             if ready:
                 # Every DNS worker of every instance serves a TXT row within TXT_VISIBLE_WITHIN of its
                 # commit: asking the CA sooner could make it read the old answer and fail the order.
-                # The whole bound is waited, although this instance's own workers usually serve the row
-                # sooner: the CA's resolver may ask any instance's workers or a PowerDNS reading the
-                # same table, whose snapshots this instance cannot see; only the bound covers them all.
+                # The whole bound, though our own workers are often quicker (wait_until_visible: why).
                 wait_until_visible(added_at)
             for challenge in ready:
                 acme.answer_challenge(challenge, challenge.response(key))
