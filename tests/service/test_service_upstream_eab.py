@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 from service_testlib import Registry
-from upstream_testlib import PEBBLE, Pebble, certs_json, compatible_call, upstream_service
+from upstream_testlib import (
+    PEBBLE,
+    Pebble,
+    certs_json,
+    compatible_call,
+    compatible_until_issued,
+    upstream_service,
+)
 
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
@@ -49,7 +56,7 @@ def test_the_right_eab_key_from_the_environment_issues(
     )
     try:
         assert any("issuing through https://127.0.0.1:" in line for line in service.output)
-        result = compatible_call(service, Registry(service.data_dir).add()).json()["result"]
+        result = compatible_until_issued(service, Registry(service.data_dir).add()).result
         assert (
             "Pebble Intermediate CA"
             in load_certificates(result["x509_pem"].encode())[0].issuer.rfc4514_string()

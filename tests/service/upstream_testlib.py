@@ -36,6 +36,13 @@ from lancert.pki import (
 
 PEBBLE = shutil.which("pebble")
 NINETY_DAYS = 90 * 86400
+# README, "TXT visibility": a change to the challenge table is in every DNS answer given 2 s after its
+# commit (each worker reads the table every 0.5 s), not at once; a removed record may be served until then.
+TXT_VISIBLE_WITHIN = 2.0
+# README, field boxes: the most impatient generation gives up after 5 s; the compatible call answers
+# within that, with the certificate or with "issuance_pending" while the order goes on.
+FIELD_BOX_TIMEOUT = 5.0
+BOX_RETRY_PAUSE = 0.5  # between a box's calls while its certificate is pending (as test_field_boxes)
 
 
 def write_https_identity(directory: Path) -> Path:
@@ -195,6 +202,58 @@ def native_call(
             "/api/v1/certificates",
             json={"db_uuid": uuid, "enterprise_code": code, "box_id": box_id, "csr": csr},
         )
+
+
+@dataclass
+class Delivery:
+    """The compatible calls of one box until it got its certificate: ``result`` the last answer's,
+    ``pending`` the refusals before it, ``seconds`` how long each call took."""
+
+    result: dict[str, str]
+    pending: list[dict[str, str]]
+    seconds: list[float]
+
+
+def compatible_until_issued(service: ServiceProcess, uuid: str, give_up: float = 60.0) -> Delivery:
+    """The compatible call made again and again as a field box makes it while its certificate is being
+    ordered: a first order through an ACME CA may outlast the call's deadline (the DNS-01 record alone is
+    waited on for 2 s before the CA is asked), and the box then gets ``issuance_pending`` and the
+    certificate on a later call. Every call must be answered within a field box's 5 s, and every answer
+    before the certificate must be that "pending" refusal: any other refusal fails the test at once."""
+    pending: list[dict[str, str]] = []
+    seconds: list[float] = []
+    stop = time.monotonic() + give_up
+    while True:
+        start = time.monotonic()
+        response = compatible_call(service, uuid, timeout=FIELD_BOX_TIMEOUT)
+        seconds.append(time.monotonic() - start)
+        assert seconds[-1] < FIELD_BOX_TIMEOUT, seconds
+        assert response.status_code == 200, response.text
+        result = response.json()["result"]
+        if "x509_pem" in result:
+            return Delivery(result, pending, seconds)
+        assert result.get("reason") == "issuance_pending", (result, pending)
+        assert time.monotonic() < stop, f"still pending after {give_up:.0f} s: {pending[-3:]}"
+        pending.append(result)
+        time.sleep(BOX_RETRY_PAUSE)
+
+
+def challenge_rcode_once_settled(dns_port: int, name: str, committed_by: float) -> int:
+    """The rcode of a TXT query for ``name``, asked until it is NXDOMAIN or the 2 s visibility bound
+    has passed since ``committed_by`` (a ``time.monotonic()`` taken after the change was committed):
+    the answer is NXDOMAIN at once if the change already shows, else that of a query sent after the
+    bound, which every worker must answer from the changed table."""
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    while True:
+        sent = time.monotonic()
+        query = dns.message.make_query(name, "TXT")
+        rcode = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=5).rcode()
+        if rcode == dns.rcode.NXDOMAIN or sent > committed_by + TXT_VISIBLE_WITHIN:
+            return rcode
+        time.sleep(0.1)
 
 
 def certs_json(data_dir: Path) -> list[dict[str, object]]:

@@ -177,6 +177,11 @@ class ZoneAnswers:
             return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
         records = self._records(labels, lname)
         if records is None:
+            # A challenge name without records does not exist (nothing lies below it, so NXDOMAIN, not
+            # the NODATA of an empty non-terminal: RFC 8020). That answer depends on the TXT snapshot,
+            # so it is never kept by query bytes: one computed from the old snapshot while the refresh
+            # thread swaps in a new one and empties the cache would be stored after the emptying,
+            # hiding a record just added until the table next changes.
             return self._reply(query, wire.NXDOMAIN, True, (), True, limit), _NX_KEY, not is_txt
         qtype = query.qtype
         if qtype == wire.TYPE_ANY:

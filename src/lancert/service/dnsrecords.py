@@ -41,7 +41,14 @@ def remove_txt_records(database: Database, name: str) -> None:
 
 
 def wait_until_visible(added_at: float | None = None) -> None:
-    """Sleep until records committed at ``added_at`` (``time.monotonic()``; default now) are served."""
+    """Sleep until records committed at ``added_at`` (``time.monotonic()`` taken after the commit;
+    default now) are served by every DNS server of the zone.
+
+    The whole bound, always: this instance's own workers often serve a record sooner, but the CA's
+    resolver may ask another instance's workers or a PowerDNS reading the same table, whose snapshots
+    and caches no instance can see; only the bound covers them all. The price is 2 s per order, which
+    often puts a first compatible call through a public CA past its 3.5 s deadline (the box gets
+    ``issuance_pending`` and its certificate on its next call)."""
     start = time.monotonic() if added_at is None else added_at
     time.sleep(max(0.0, start + TXT_VISIBLE_WITHIN - time.monotonic()))
 
@@ -70,7 +77,8 @@ def txt_source(url: str) -> TxtSourceFactory:
 
 def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:
     """The CA domains the zone's CAA ``issue`` records name (RFC 8659), as the upstream CA's directory
-    lists them in ``meta.caaIdentities`` (Let's Encrypt: ``letsencrypt.org``); empty: no CAA records."""
+    lists them in ``meta.caaIdentities`` (Let's Encrypt: ``letsencrypt.org``); empty: no CAA records,
+    stored as no row at all, so a service on the internal CA keeps no state it does not use."""
     with database.transaction() as session:
         row = session.get(ServiceState, STATE_CAA_ISSUERS)
         value = json.dumps(list(issuers))
@@ -81,6 +89,17 @@ def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:
             session.add(ServiceState(name=STATE_CAA_ISSUERS, value=value))
         else:
             row.value = value
+
+
+def publish_caa(database: Database, issuer: object) -> None:
+    """At service start: CAA for the zone names the issuing CA only, the upstream CA's own identities
+    (``issuer.caa_identities``), or none at all for the internal CA (whose name constraints already
+    bound it, and which no public CAA governs). An upstream CA whose directory could not be read
+    (``caa_identities`` None) leaves what an earlier start stored: a restart during a CA outage must not
+    drop the zone's CAA records."""
+    identities = getattr(issuer, "caa_identities", ())
+    if identities is not None:
+        store_caa_issuers(database, tuple(identities))
 
 
 def caa_issuers(database: Database) -> list[str]:

@@ -29,7 +29,7 @@ from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database, open_database
-from lancert.service.dnsrecords import caa_issuers, store_caa_issuers, txt_source
+from lancert.service.dnsrecords import caa_issuers, publish_caa, txt_source
 from lancert.service.issuer import (
     InternalCAIssuer,
     IssuanceFailed,
@@ -208,12 +208,6 @@ def _check_upstream_account(issuer: Issuer) -> None:
         print(f"lancert service: issuing through {issuer.description}", flush=True)
 
 
-def _publish_caa(service: Service) -> None:
-    """CAA for the zone names the issuing CA only: the upstream CA's own identities, or none at all
-    for the internal CA (whose name constraints already bound it, and which no public CAA governs)."""
-    store_caa_issuers(service.database, tuple(getattr(service.issuer, "caa_identities", ())))
-
-
 def run_service(
     config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None, log_level: str = "INFO"
 ) -> None:
@@ -241,7 +235,7 @@ def _serve(
 ) -> None:
     service = build_service(config, wrap_issuer)
     _check_upstream_account(service.issuer)
-    _publish_caa(service)
+    publish_caa(service.database, service.issuer)
     # Made (and its TLS credential checked) before anything listens: a bad option fails the start cleanly.
     acme = _acme_endpoint(service) if config.acme_port is not None else None
     dns: DNSService | None = None

@@ -3,9 +3,10 @@ by DNS-01 through lancert's own DNS.
 
 Built on certbot's ``acme`` library (messages, JWS, polling) and josepy. For ``*.<label>.<zone>`` the
 CA asks for a TXT record at ``_acme-challenge.<label>.<zone>``: the issuer writes it into the
-``dns_txt_records`` table, which every instance's DNS server answers from, so no propagation wait is
-needed whichever instance the CA's resolver reaches. The record is removed when the order ends, however
-it ends.
+``dns_txt_records`` table, which every instance's DNS server answers from, and waits the documented
+visibility bound (:data:`lancert.service.dnsrecords.TXT_VISIBLE_WITHIN`, 2 s) before asking the CA to
+validate, whichever instance the CA's resolver reaches. The record is removed when the order ends, however
+it ends (and stays served for up to the same bound).
 
 The account key (EC P-256) is made once for the whole service and kept in the ``service_state`` table,
 beside the internal CA's key (same protection: the 0600 SQLite file or the PostgreSQL role), so every
@@ -138,7 +139,9 @@ class AcmeIssuer:
         self._key: jose.JWKEC | None = None
         self._account_uri: str | None = None
         self._lock = threading.Lock()
-        self.caa_identities: tuple[str, ...] = ()
+        # The directory's meta.caaIdentities; None until a directory was read (the CA unreachable at
+        # start): the zone's CAA must then stay as stored, not be emptied.
+        self.caa_identities: tuple[str, ...] | None = None
 
     # -- the account ------------------------------------------------------------------------------------
 
@@ -294,11 +297,13 @@ class AcmeIssuer:
                 # left its value: only the current order's value is published.
                 remove_txt_records(self.database, record)
                 add_txt_record(self.database, record, challenge.chall.validation(key))
+                added_at = time.monotonic()  # the bound counts from the commit, which add_txt_record made
                 published.append(record)
                 ready.append(challenge)
             if ready:
                 # Every DNS worker of every instance serves a TXT row within TXT_VISIBLE_WITHIN of its
                 # commit: asking the CA sooner could make it read the old answer and fail the order.
+                # The whole bound, though our own workers are often quicker (wait_until_visible: why).
                 wait_until_visible(added_at)
             for challenge in ready:
                 acme.answer_challenge(challenge, challenge.response(key))
