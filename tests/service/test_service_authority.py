@@ -167,6 +167,15 @@ def test_box_labels_are_stable_distinct_and_keyed_by_the_secret(registry: Regist
     assert one.box_label("db-1", None) == one.box_label("db-1", None)
 
 
+def test_box_labels_do_not_change_between_versions(registry: Registry) -> None:
+    """A label is in every box's hostname and certificate: a new derivation would rename every box. These
+    values are HMAC-SHA256 under the secret b"s" * 32 of "native\\0db-1\\0kitchen" and "compatible\\0db-1",
+    base32, lower case, 12 characters (README: 'Box labels')."""
+    authority = authority_over(registry)
+    assert authority.box_label("db-1", "kitchen") == "3rekiso7ikyu"
+    assert authority.box_label("db-1", None) == "rt5wcbnueag2"
+
+
 def test_failed_credentials_are_counted_until_the_limit_refuses(registry: Registry) -> None:
     limited = authority_over(registry, failures_per_ip=1000, failures_per_database=3)
     uuid = new_database(registry)

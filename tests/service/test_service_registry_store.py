@@ -159,6 +159,27 @@ def test_a_new_code_replaces_the_old_one_even_once_verified(registry: Registry) 
     assert registry.authenticate(uuid, "new code") is not None
 
 
+def test_a_box_asking_again_costs_no_scrypt(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lancert.service.registry as registry_module
+
+    uuid = new_uuid()
+    registry.add(uuid, "M-1")
+    checks: list[str] = []
+    real = registry_module.verify_code
+
+    def counting(code: str, stored: str) -> bool:
+        checks.append(code)
+        return real(code, stored)
+
+    monkeypatch.setattr(registry_module, "verify_code", counting)
+    for _ in range(3):
+        assert registry.authenticate(uuid, "M-1") is not None
+    assert checks == ["M-1"]  # the first success only
+    for _ in range(2):
+        assert registry.authenticate(uuid, "wrong") is None
+    assert checks == ["M-1", "wrong", "wrong"]  # a wrong code always pays the full price
+
+
 def test_the_verified_cache_holds_successes_only_and_stays_bounded(registry: Registry) -> None:
     small = Registry(registry.database)
     small.VERIFIED_CACHE_SIZE = 2  # type: ignore[misc]
