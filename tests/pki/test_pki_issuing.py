@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pki_test_helpers import ZONE, extension, openssl, write_pem
 
@@ -293,3 +293,52 @@ def test_profiles_reuse_their_extension_values_across_certificates(ec_key, rsa_k
     assert TLS_SERVER.key_usage(rsa_key.public_key()).key_encipherment
     assert not TLS_SERVER.key_usage(ec_key.public_key()).key_encipherment
     assert not TLS_CLIENT.key_usage(ec_key.public_key()).key_cert_sign
+
+
+def test_issue_for_csr_uses_the_csr_key_and_the_policy_s_names_only(intermediate_ca) -> None:
+    from lancert.pki import create_csr, load_csr
+    from lancert.pki.keys import public_key_matches
+
+    key = generate_private_key()
+    asked = create_csr(key, SubjectNames.parse(dns=["asked.example", f"box.{ZONE}"]))
+    csr = load_csr(asked.public_bytes(serialization.Encoding.PEM))
+    allowed = SubjectNames.parse(dns=[f"*.box.{ZONE}"])
+    leaf = intermediate_ca.issue_for_csr(csr, TLS_SERVER, names=allowed, common_name="the box",
+                                         validity=timedelta(days=30))
+    assert public_key_matches(key, leaf.public_key())
+    san = extension(leaf, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [f"*.box.{ZONE}"]
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "the box"
+    assert leaf.issuer == intermediate_ca.certificate.subject
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert lifetime == timedelta(days=30)
+
+
+def test_a_refused_chain_says_why(root_ca, intermediate_ca) -> None:
+    server = intermediate_ca.issue(generate_private_key().public_key(), TLS_SERVER,
+                                   names=SubjectNames.parse(dns=[f"a.{ZONE}"]), validity=timedelta(days=30))
+    for call in (
+        lambda: verify_client_chain(server, anchors=[root_ca.certificate],
+                                    intermediates=[intermediate_ca.certificate]),
+        lambda: verify_server_chain(server, anchors=[root_ca.certificate], host=f"b.{ZONE}",
+                                    intermediates=[intermediate_ca.certificate]),
+    ):
+        with pytest.raises(ChainError) as refused:
+            call()
+        assert str(refused.value) not in ("", "None")  # cryptography's reason, passed on
+
+
+def test_server_names_are_matched_as_browsers_do(root_ca, intermediate_ca) -> None:
+    server = intermediate_ca.issue(
+        generate_private_key().public_key(), TLS_SERVER,
+        names=SubjectNames.parse(dns=[f"a.{ZONE}"]), validity=timedelta(days=30),
+    )
+    path = verify_server_chain(server, anchors=[root_ca.certificate], host=f"A.{ZONE.upper()}.",
+                               intermediates=[intermediate_ca.certificate])
+    assert path == [server, intermediate_ca.certificate, root_ca.certificate]
+    with pytest.raises(ChainError) as refused:
+        verify_server_chain(root_ca.certificate, anchors=[root_ca.certificate], host="a b")
+    assert str(refused.value) == "'a b' is neither an IP address nor a DNS name"
+    with pytest.raises(ChainError) as none:
+        verify_server_chain(root_ca.certificate, anchors=[], host="a.example")
+    assert str(none.value) == "no trust anchors given"
