@@ -8,18 +8,29 @@ compatible call's shape) are in test_service_eligibility.py.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator
 
 import pytest
 
+import lancert.service.registry as registry_module
 from lancert.pki import SubjectNames
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
 from lancert.service.errors import NameNotAllowed, NotEligible, RateLimited
 from lancert.service.ratelimit import FailedCredentialLimiter, RateLimits
 from lancert.service.registry import DatabaseKind, Registry, SubscriptionStatus
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows stored with scrypt N=2^10 instead of 2^14 (each hash carries its parameters, so verifying
+    follows them): these tests add dozens of rows, and the mutation run repeats them per mutant. The
+    production cost is pinned by test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt."""
+    monkeypatch.setattr(registry_module, "hash_code", functools.partial(registry_module.hash_code, n=2**10))
+
 
 CODE = "correct horse battery staple"
 ZONE = "iot.lancert.test"

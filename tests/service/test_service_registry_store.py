@@ -5,12 +5,14 @@ The command line over it (``lancert service db ...``) is in test_service_registr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Iterator
 
 import pytest
 
+import lancert.service.registry as registry_module
 from lancert.errors import UsageError
 from lancert.service.database import Database
 from lancert.service.registry import (
@@ -21,6 +23,15 @@ from lancert.service.registry import (
     hash_code,
     verify_code,
 )
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows stored with scrypt N=2^10 instead of 2^14 (each hash carries its parameters, so verifying
+    follows them): these tests add dozens of rows, and the mutation run repeats them per mutant. The
+    production cost is pinned by test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt."""
+    monkeypatch.setattr(registry_module, "hash_code", functools.partial(registry_module.hash_code, n=2**10))
+
 
 _counter = itertools.count()
 
