@@ -77,6 +77,7 @@ def test_summary_at_a_given_time_and_of_a_ca_issued_leaf(year_cert, root_ca, int
 
     later = summarize(year_cert, year_cert.not_valid_after_utc + timedelta(days=2))
     assert (later.status, later.days_left) == ("expired", -2)
+    assert later.not_after == year_cert.not_valid_after_utc.isoformat()
     assert summarize(root_ca.certificate).is_ca is True
     leaf = intermediate_ca.issue(
         generate_private_key().public_key(), TLS_SERVER,

@@ -279,6 +279,8 @@ def test_leaf_aki_copies_a_foreign_issuers_ski_rather_than_recomputing_it(rsa_ke
     )
     assert extension(leaf, x509.AuthorityKeyIdentifier).value.key_identifier == b"\x42" * 20
     assert leaf.not_valid_after_utc <= foreign.not_valid_after_utc  # clamped to the issuer
+    below = CertificateAuthority(foreign, ca_key).create_intermediate("Below", validity=timedelta(days=10))
+    assert extension(below.certificate, x509.AuthorityKeyIdentifier).value.key_identifier == b"\x42" * 20
 
 
 def test_explicit_common_name_over_64_characters_is_refused(ec_key) -> None:
@@ -468,3 +470,26 @@ def test_a_ca_knows_its_chain_and_root(root_ca, intermediate_ca) -> None:
     inter = default.create_intermediate("Default Intermediate")
     lifetime = inter.certificate.not_valid_after_utc - inter.certificate.not_valid_before_utc
     assert timedelta(days=1824) < lifetime <= timedelta(days=1825)
+
+
+def test_an_intermediate_carries_its_name_constraints(root_ca) -> None:
+    from lancert.pki import zone_name_constraints
+
+    constrained = root_ca.create_intermediate("Zone", name_constraints=zone_name_constraints("a.example"))
+    nc = extension(constrained.certificate, x509.NameConstraints)
+    assert nc.critical and nc.value.permitted_subtrees == [x509.DNSName("a.example")]
+
+
+def test_issue_honours_an_explicit_start(intermediate_ca) -> None:
+    start = utcnow() + timedelta(days=2)
+    leaf = intermediate_ca.issue(generate_private_key().public_key(), TLS_SERVER, names=PRINTER,
+                                 validity=timedelta(days=10), not_before=start.replace(microsecond=0))
+    assert leaf.not_valid_before_utc == start.replace(microsecond=0)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=10)
+
+
+def test_an_ipv6_host_in_brackets_and_a_fully_qualified_name_verify(ec_key) -> None:
+    names = SubjectNames.parse(dns=["printer.local"], ips=["2001:db8::25"])
+    cert = self_signed_certificate(ec_key, names, validity=timedelta(days=1))
+    assert verify_server_chain(cert, anchors=[cert], host="[2001:db8::25]") == [cert]
+    assert verify_server_chain(cert, anchors=[cert], host="Printer.Local.") == [cert]
