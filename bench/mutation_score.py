@@ -27,15 +27,20 @@ def module_of(meta: Path, root: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", type=Path, default=Path("mutants"))
+    parser.add_argument("--mutants", type=Path, nargs="+", default=[Path("mutants")],
+                        help="mutants/ directories (a module's newest results win: later directories first)")
     parser.add_argument("--survivors", action="store_true", help="list every surviving mutant")
     args = parser.parse_args()
     rows: dict[str, Counter[str]] = {}
     survivors: list[str] = []
-    for meta in sorted(args.mutants.rglob("*.py.meta")):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
-        if not codes:
-            continue
+    metas = {}
+    for directory in reversed(args.mutants):
+        for meta in sorted(directory.rglob("*.py.meta")):
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            module = module_of(meta, directory)
+            if codes and (module not in metas or all(c is None for c in metas[module].values())):
+                metas[module] = codes
+    for module, codes in sorted(metas.items()):
         counts: Counter[str] = Counter()
         for name, code in codes.items():
             kind = ("killed" if code in KILLED else "survived" if code in SURVIVED
@@ -44,7 +49,7 @@ def main() -> None:
             counts[kind] += 1
             if kind in ("survived", "no tests", "suspicious"):
                 survivors.append(f"{name}  ({kind})")
-        rows[module_of(meta, args.mutants)] = counts
+        rows[module] = counts
     total: Counter[str] = Counter()
     print(f"{'module':36} {'mutants':>7} {'killed':>7} {'survived':>8} {'no tests':>8} {'unchecked':>9} "
           f"{'score':>6}")

@@ -6,7 +6,16 @@ from datetime import timedelta
 
 import pytest
 
-from lancert.pki import SubjectNames, days_left, self_signed_certificate, summarize, utcnow, validity_status
+from lancert.pki import (
+    TLS_SERVER,
+    SubjectNames,
+    days_left,
+    generate_private_key,
+    self_signed_certificate,
+    summarize,
+    utcnow,
+    validity_status,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +63,44 @@ def test_summary_fields(year_cert) -> None:
     assert len(s["sha256_fingerprint"].split(":")) == 32
     assert s["not_before"] == year_cert.not_valid_before_utc.isoformat()
     assert utcnow().isoformat() > s["not_before"]
+
+
+def test_validity_bounds_are_inclusive(year_cert) -> None:
+    assert validity_status(year_cert, year_cert.not_valid_before_utc) == "valid"
+    assert validity_status(year_cert, year_cert.not_valid_after_utc) == "valid"
+
+
+def test_summary_at_a_given_time_and_of_a_ca_issued_leaf(year_cert, root_ca, intermediate_ca) -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    later = summarize(year_cert, year_cert.not_valid_after_utc + timedelta(days=2))
+    assert (later.status, later.days_left) == ("expired", -2)
+    assert later.not_after == year_cert.not_valid_after_utc.isoformat()
+    assert summarize(root_ca.certificate).is_ca is True
+    leaf = intermediate_ca.issue(
+        generate_private_key().public_key(), TLS_SERVER,
+        names=SubjectNames.parse(dns=["a.iot.example.net"]), validity=timedelta(days=30),
+    )
+    summary = summarize(leaf)
+    assert summary.self_signed is False and summary.is_ca is False
+    assert summary.issuer == "CN=Test Intermediate,O=lancert"
+    digest = hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
+    assert summary.sha256_fingerprint == ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+
+
+def test_a_certificate_without_basic_constraints_is_not_a_ca() -> None:
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    key = generate_private_key()
+    now = datetime.now(UTC)
+    bare = (
+        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(x509.Name([]))
+        .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256())
+    )
+    assert summarize(bare).is_ca is False

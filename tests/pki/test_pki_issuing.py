@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pki_test_helpers import ZONE, extension, openssl, write_pem
 
@@ -20,6 +20,7 @@ from lancert.pki import (
     InvalidName,
     PKIError,
     SubjectNames,
+    build_certificate,
     generate_private_key,
     make_name,
     self_signed_certificate,
@@ -278,6 +279,8 @@ def test_leaf_aki_copies_a_foreign_issuers_ski_rather_than_recomputing_it(rsa_ke
     )
     assert extension(leaf, x509.AuthorityKeyIdentifier).value.key_identifier == b"\x42" * 20
     assert leaf.not_valid_after_utc <= foreign.not_valid_after_utc  # clamped to the issuer
+    below = CertificateAuthority(foreign, ca_key).create_intermediate("Below", validity=timedelta(days=10))
+    assert extension(below.certificate, x509.AuthorityKeyIdentifier).value.key_identifier == b"\x42" * 20
 
 
 def test_explicit_common_name_over_64_characters_is_refused(ec_key) -> None:
@@ -293,3 +296,200 @@ def test_profiles_reuse_their_extension_values_across_certificates(ec_key, rsa_k
     assert TLS_SERVER.key_usage(rsa_key.public_key()).key_encipherment
     assert not TLS_SERVER.key_usage(ec_key.public_key()).key_encipherment
     assert not TLS_CLIENT.key_usage(ec_key.public_key()).key_cert_sign
+
+
+def test_issue_for_csr_uses_the_csr_key_and_the_policy_s_names_only(intermediate_ca) -> None:
+    from lancert.pki import create_csr, load_csr
+    from lancert.pki.keys import public_key_matches
+
+    key = generate_private_key()
+    asked = create_csr(key, SubjectNames.parse(dns=["asked.example", f"box.{ZONE}"]))
+    csr = load_csr(asked.public_bytes(serialization.Encoding.PEM))
+    allowed = SubjectNames.parse(dns=[f"*.box.{ZONE}"])
+    leaf = intermediate_ca.issue_for_csr(csr, TLS_SERVER, names=allowed, common_name="the box",
+                                         validity=timedelta(days=30))
+    assert public_key_matches(key, leaf.public_key())
+    san = extension(leaf, x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [f"*.box.{ZONE}"]
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "the box"
+    assert leaf.issuer == intermediate_ca.certificate.subject
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert lifetime == timedelta(days=30)
+
+
+def test_a_refused_chain_says_why(root_ca, intermediate_ca) -> None:
+    server = intermediate_ca.issue(generate_private_key().public_key(), TLS_SERVER,
+                                   names=SubjectNames.parse(dns=[f"a.{ZONE}"]), validity=timedelta(days=30))
+    for call in (
+        lambda: verify_client_chain(server, anchors=[root_ca.certificate],
+                                    intermediates=[intermediate_ca.certificate]),
+        lambda: verify_server_chain(server, anchors=[root_ca.certificate], host=f"b.{ZONE}",
+                                    intermediates=[intermediate_ca.certificate]),
+    ):
+        with pytest.raises(ChainError) as refused:
+            call()
+        assert str(refused.value) not in ("", "None")  # cryptography's reason, passed on
+
+
+def test_server_names_are_matched_as_browsers_do(root_ca, intermediate_ca) -> None:
+    server = intermediate_ca.issue(
+        generate_private_key().public_key(), TLS_SERVER,
+        names=SubjectNames.parse(dns=[f"a.{ZONE}"]), validity=timedelta(days=30),
+    )
+    path = verify_server_chain(server, anchors=[root_ca.certificate], host=f"A.{ZONE.upper()}.",
+                               intermediates=[intermediate_ca.certificate])
+    assert path == [server, intermediate_ca.certificate, root_ca.certificate]
+    with pytest.raises(ChainError) as refused:
+        verify_server_chain(root_ca.certificate, anchors=[root_ca.certificate], host="a b")
+    assert str(refused.value) == "'a b' is neither an IP address nor a DNS name"
+    with pytest.raises(ChainError) as none:
+        verify_server_chain(root_ca.certificate, anchors=[], host="a.example")
+    assert str(none.value) == "no trust anchors given"
+
+
+@pytest.mark.parametrize(
+    ("profile", "days"),
+    [("TLS_SERVER", 398), ("TLS_CLIENT", 3650), ("SELF_SIGNED_DEVICE", 3653), ("ROOT_CA", 7305),
+     ("INTERMEDIATE_CA", 3653)],
+)
+def test_each_profile_s_longest_lifetime(profile: str, days: int) -> None:
+    """398 days: the CA/Browser Forum's limit for server certificates; the others are lancert's choices
+    (README): ten years for a POS's client certificate and a device's own, twenty for a root."""
+    from lancert.pki import profiles
+
+    chosen = getattr(profiles, profile)
+    assert chosen.max_validity == timedelta(days=days)
+    key = generate_private_key()
+    name = make_name("x", None)
+    names = SubjectNames.parse(dns=["x.example"])
+    cert = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+                             profile=chosen, names=names, validity=timedelta(days=days))
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=days)
+    with pytest.raises(PKIError) as refused:
+        build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
+                          profile=chosen, names=names, validity=timedelta(days=days + 1))
+    assert str(refused.value) == (
+        f"validity of {days + 1} days exceeds the {chosen.name} maximum of {days} days"
+    )
+
+
+def test_key_usages_exactly(ec_key, rsa_key, root_ca) -> None:
+    def usages(cert: x509.Certificate) -> x509.KeyUsage:
+        return extension(cert, x509.KeyUsage).value
+
+    def ku(*, key_encipherment: bool = False, ca: bool = False) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=key_encipherment,
+            data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+            encipher_only=False, decipher_only=False,
+        )
+
+    assert usages(self_signed_certificate(ec_key, PRINTER, validity=timedelta(days=1))) == ku()
+    rsa_device = self_signed_certificate(rsa_key, PRINTER, validity=timedelta(days=1))
+    assert usages(rsa_device) == ku(key_encipherment=True)
+    assert usages(root_ca.certificate) == ku(ca=True)
+    rsa_root = CertificateAuthority.create_root("RSA Root", key=rsa_key)
+    assert usages(rsa_root.certificate) == ku(ca=True)  # no keyEncipherment on a CA, RSA or not
+    assert extension(rsa_root.certificate, x509.BasicConstraints).value.path_length is None
+
+
+def test_certificates_are_backdated_one_minute_for_slow_device_clocks(ec_key) -> None:
+    before = utcnow()
+    cert = self_signed_certificate(ec_key, PRINTER, validity=timedelta(days=1))
+    backdate = before - cert.not_valid_before_utc
+    assert timedelta(seconds=59) <= backdate <= timedelta(seconds=61)
+
+
+def test_a_p384_issuer_signs_with_sha384_and_p256_with_sha256() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    cert = self_signed_certificate(p384, PRINTER, validity=timedelta(days=1))
+    assert isinstance(cert.signature_hash_algorithm, hashes.SHA384)
+    ca = CertificateAuthority.create_root("P-384 Root", key=p384)
+    leaf = ca.issue(generate_private_key().public_key(), TLS_SERVER, names=PRINTER,
+                    validity=timedelta(days=1))
+    assert isinstance(leaf.signature_hash_algorithm, hashes.SHA384)
+    assert isinstance(self_signed_certificate(generate_private_key(), PRINTER, validity=timedelta(days=1))
+                      .signature_hash_algorithm, hashes.SHA256)
+
+
+def test_subjects_names_and_constraints(ec_key) -> None:
+    from lancert.pki import zone_name_constraints
+    from lancert.pki.issuing import default_common_name
+
+    assert make_name("box", "Shop").rfc4514_string() == "CN=box,O=Shop"
+    assert make_name(None).rfc4514_string() == ""
+    assert make_name("x" * 64).rfc4514_string() == "CN=" + "x" * 64
+    with pytest.raises(InvalidName) as long_cn:
+        make_name("y" * 65)
+    assert str(long_cn.value) == f"common name longer than 64 characters: {'y' * 20!r}…"
+    long_dns = "a" * 60 + ".example"
+    assert default_common_name(SubjectNames.parse(dns=[long_dns, "short.example"])) == "short.example"
+    at_limit = "x" * 56 + ".example"  # 64 characters
+    assert default_common_name(SubjectNames.parse(dns=[at_limit])) == at_limit
+    assert default_common_name(SubjectNames.parse(dns=["x" + at_limit])) is None
+    assert default_common_name(SubjectNames.parse(dns=[long_dns], ips=["10.0.0.1"])) == "10.0.0.1"
+    assert default_common_name(SubjectNames()) is None
+    assert zone_name_constraints("IoT.Example.NET.").permitted_subtrees == [x509.DNSName("iot.example.net")]
+    with pytest.raises(PKIError) as on_leaf:
+        build_certificate(
+            subject=make_name("x"), public_key=ec_key.public_key(), issuer=make_name("x"),
+            issuer_key=ec_key,
+            profile=TLS_SERVER, names=PRINTER, validity=timedelta(days=1),
+            name_constraints=zone_name_constraints("iot.example.net"),
+        )
+    assert str(on_leaf.value) == "name constraints belong on CA certificates only"
+
+
+def test_the_refusals_of_build_certificate_are_exact(ec_key, intermediate_ca) -> None:
+    with pytest.raises(InvalidName) as no_names:
+        intermediate_ca.issue(ec_key.public_key(), TLS_SERVER, common_name="x", validity=timedelta(days=1))
+    assert str(no_names.value) == "a tls-server certificate needs at least one DNS name or IP address"
+    with pytest.raises(InvalidName) as nothing:
+        intermediate_ca.issue(ec_key.public_key(), TLS_CLIENT, validity=timedelta(days=1))
+    assert str(nothing.value) == "a certificate needs a subject name or at least one DNS name or IP address"
+    for validity in (timedelta(0), timedelta(seconds=-1)):
+        with pytest.raises(PKIError) as not_positive:
+            self_signed_certificate(ec_key, PRINTER, validity=validity)
+        assert str(not_positive.value) == "validity must be positive"
+    tiny = self_signed_certificate(ec_key, PRINTER, validity=timedelta(seconds=1))
+    assert tiny.not_valid_after_utc - tiny.not_valid_before_utc == timedelta(seconds=1)
+
+
+def test_a_ca_knows_its_chain_and_root(root_ca, intermediate_ca) -> None:
+    assert root_ca.chain == (root_ca.certificate,) and root_ca.root == root_ca.certificate
+    assert intermediate_ca.parents == (root_ca.certificate,)
+    assert intermediate_ca.root == root_ca.certificate
+    assert root_ca.certificate.subject.rfc4514_string() == "CN=Test Root,O=lancert"
+    long_lived = root_ca.create_intermediate("Long", validity=timedelta(days=36500))
+    assert long_lived.certificate.not_valid_after_utc <= root_ca.certificate.not_valid_after_utc
+    default = CertificateAuthority.create_root("Default Root")
+    lifetime = default.certificate.not_valid_after_utc - default.certificate.not_valid_before_utc
+    assert lifetime == timedelta(days=3650)
+    inter = default.create_intermediate("Default Intermediate")
+    lifetime = inter.certificate.not_valid_after_utc - inter.certificate.not_valid_before_utc
+    assert timedelta(days=1824) < lifetime <= timedelta(days=1825)
+
+
+def test_an_intermediate_carries_its_name_constraints(root_ca) -> None:
+    from lancert.pki import zone_name_constraints
+
+    constrained = root_ca.create_intermediate("Zone", name_constraints=zone_name_constraints("a.example"))
+    nc = extension(constrained.certificate, x509.NameConstraints)
+    assert nc.critical and nc.value.permitted_subtrees == [x509.DNSName("a.example")]
+
+
+def test_issue_honours_an_explicit_start(intermediate_ca) -> None:
+    start = utcnow() + timedelta(days=2)
+    leaf = intermediate_ca.issue(generate_private_key().public_key(), TLS_SERVER, names=PRINTER,
+                                 validity=timedelta(days=10), not_before=start.replace(microsecond=0))
+    assert leaf.not_valid_before_utc == start.replace(microsecond=0)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(days=10)
+
+
+def test_an_ipv6_host_in_brackets_and_a_fully_qualified_name_verify(ec_key) -> None:
+    names = SubjectNames.parse(dns=["printer.local"], ips=["2001:db8::25"])
+    cert = self_signed_certificate(ec_key, names, validity=timedelta(days=1))
+    assert verify_server_chain(cert, anchors=[cert], host="[2001:db8::25]") == [cert]
+    assert verify_server_chain(cert, anchors=[cert], host="Printer.Local.") == [cert]

@@ -130,6 +130,51 @@ def test_recovery_fsyncs_the_directory_after_its_renames(
     assert spy.events == [*renames, ("replace", "cert.pem"), spy.dir_fsync(tmp_path)]
 
 
+def test_the_temporary_file_is_hidden_beside_its_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same directory (a rename across file systems is not atomic) and named .<name>.*.tmp, the pattern
+    CredentialFiles.recover cleans up after a crash."""
+    sources: list[Path] = []
+    real_replace = os.replace
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        sources.append(Path(src))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write(tmp_path / "deep" / "er" / "cert.pem", b"data")  # missing parents are made
+    (source,) = sources
+    assert source.parent == tmp_path / "deep" / "er"
+    assert source.name.startswith(".cert.pem.") and source.name.endswith(".tmp")
+
+
+def test_a_failed_directory_fsync_is_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StorageError) as failed:
+        atomic_write(tmp_path / "cert.pem", b"new")
+    assert str(failed.value) == f"{tmp_path / 'cert.pem'}: cannot write (Input/output error)"
+    assert [p.name for p in tmp_path.iterdir()] == ["cert.pem"]  # renamed already: no temporary left
+
+
+def test_private_keys_are_pkcs8_unless_pkcs1_is_asked(tmp_path: Path) -> None:
+    from lancert.pki import generate_private_key as new_key
+
+    key = new_key("rsa")
+    write_private_key(tmp_path / "key.pem", key)
+    assert (tmp_path / "key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    write_private_key(tmp_path / "key1.pem", key, pkcs1=True)
+    assert (tmp_path / "key1.pem").read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")
+    assert _mode(tmp_path / "key1.pem") == 0o600
+
+
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "cert.pem"
     atomic_write(target, b"old")

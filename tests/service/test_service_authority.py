@@ -8,18 +8,29 @@ compatible call's shape) are in test_service_eligibility.py.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterator
 
 import pytest
 
+import lancert.service.registry as registry_module
 from lancert.pki import SubjectNames
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
 from lancert.service.errors import NameNotAllowed, NotEligible, RateLimited
 from lancert.service.ratelimit import FailedCredentialLimiter, RateLimits
 from lancert.service.registry import DatabaseKind, Registry, SubscriptionStatus
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows stored with scrypt N=2^10 instead of 2^14 (each hash carries its parameters, so verifying
+    follows them): these tests add dozens of rows, and the mutation run repeats them per mutant. The
+    production cost is pinned by test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt."""
+    monkeypatch.setattr(registry_module, "hash_code", functools.partial(registry_module.hash_code, n=2**10))
+
 
 CODE = "correct horse battery staple"
 ZONE = "iot.lancert.test"
@@ -165,6 +176,15 @@ def test_box_labels_are_stable_distinct_and_keyed_by_the_secret(registry: Regist
     }
     assert len(distinct) == 6
     assert one.box_label("db-1", None) == one.box_label("db-1", None)
+
+
+def test_box_labels_do_not_change_between_versions(registry: Registry) -> None:
+    """A label is in every box's hostname and certificate: a new derivation would rename every box. These
+    values are HMAC-SHA256 under the secret b"s" * 32 of "native\\0db-1\\0kitchen" and "compatible\\0db-1",
+    base32, lower case, 12 characters (README: 'Box labels')."""
+    authority = authority_over(registry)
+    assert authority.box_label("db-1", "kitchen") == "3rekiso7ikyu"
+    assert authority.box_label("db-1", None) == "rt5wcbnueag2"
 
 
 def test_failed_credentials_are_counted_until_the_limit_refuses(registry: Registry) -> None:

@@ -5,12 +5,14 @@ The command line over it (``lancert service db ...``) is in test_service_registr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Iterator
 
 import pytest
 
+import lancert.service.registry as registry_module
 from lancert.errors import UsageError
 from lancert.service.database import Database
 from lancert.service.registry import (
@@ -21,6 +23,15 @@ from lancert.service.registry import (
     hash_code,
     verify_code,
 )
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows stored with scrypt N=2^10 instead of 2^14 (each hash carries its parameters, so verifying
+    follows them): these tests add dozens of rows, and the mutation run repeats them per mutant. The
+    production cost is pinned by test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt."""
+    monkeypatch.setattr(registry_module, "hash_code", functools.partial(registry_module.hash_code, n=2**10))
+
 
 _counter = itertools.count()
 
@@ -157,6 +168,27 @@ def test_a_new_code_replaces_the_old_one_even_once_verified(registry: Registry) 
     registry.set(uuid, code="new code")
     assert registry.authenticate(uuid, "old code") is None
     assert registry.authenticate(uuid, "new code") is not None
+
+
+def test_a_box_asking_again_costs_no_scrypt(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lancert.service.registry as registry_module
+
+    uuid = new_uuid()
+    registry.add(uuid, "M-1")
+    checks: list[str] = []
+    real = registry_module.verify_code
+
+    def counting(code: str, stored: str) -> bool:
+        checks.append(code)
+        return real(code, stored)
+
+    monkeypatch.setattr(registry_module, "verify_code", counting)
+    for _ in range(3):
+        assert registry.authenticate(uuid, "M-1") is not None
+    assert checks == ["M-1"]  # the first success only
+    for _ in range(2):
+        assert registry.authenticate(uuid, "wrong") is None
+    assert checks == ["M-1", "wrong", "wrong"]  # a wrong code always pays the full price
 
 
 def test_the_verified_cache_holds_successes_only_and_stays_bounded(registry: Registry) -> None:

@@ -225,6 +225,16 @@ def test_generate_code_lifts_the_cooldown() -> None:
     assert codes.consume(fresh.code) is True
 
 
+def test_a_code_works_at_once_even_on_a_clock_just_after_boot() -> None:
+    # The monotonic clock starts near 0 at boot: nothing about a fresh code may depend on it being large.
+    clock = FakeClock()
+    clock.now = 0.0
+    codes = SetupCodes(clock)
+    shown = codes.generate()
+    assert (shown.seconds_left, shown.cooldown_seconds) == (300, 0)
+    assert codes.consume(shown.code) is True
+
+
 def test_a_pos_may_type_the_code_with_spaces_dashes_or_lower_case() -> None:
     codes = SetupCodes(FakeClock())
     code = codes.generate().code
