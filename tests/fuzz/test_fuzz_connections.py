@@ -26,7 +26,7 @@ from fuzz_harness import (
     start_terminal,
 )
 
-from lancert.connections import quiet_accept_errors
+from lancert.connections import one_line_refusals
 
 FLOOD = 600  # connections opened against one port: more than twice the descriptor limit
 
@@ -146,7 +146,7 @@ def test_connections_that_never_finish_a_request_are_closed(components: dict[str
 def test_refused_accepts_are_logged_as_one_line_per_burst(caplog: pytest.LogCaptureFixture) -> None:
     loop = asyncio.new_event_loop()
     try:
-        quiet_accept_errors(loop)
+        one_line_refusals(loop)
         with caplog.at_level(logging.WARNING):
             for _ in range(1000):
                 loop.call_exception_handler({"message": "socket.accept() out of system resource",

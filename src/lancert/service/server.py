@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
+from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.dns import DNSService, ZoneResolver
 from lancert.errors import LancertError
 from lancert.loopback import listen_tcp
@@ -62,7 +62,7 @@ class _AnnouncingServer(uvicorn.Server):
     """Prints the ready line once the socket listens, so a parent process can wait for it."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        quiet_accept_errors(asyncio.get_running_loop())
+        one_line_refusals(asyncio.get_running_loop())
         await super().startup(sockets)
         if sockets and not self.should_exit:
             host, port = sockets[0].getsockname()[:2]
