@@ -16,7 +16,7 @@ TLS connections held 380 MB of the terminal. Three bounds fix that, shared by th
   descriptor limit, so ``accept()`` itself keeps working) the oldest connection that is not running a
   request or a WebSocket, of the client address holding the most connections, is closed: a flood of
   idle connections from one machine evicts itself, never a POS or browser with a connection or two;
-- **one log line per burst** (:func:`quiet_accept_errors`) if ``accept()`` fails anyway (descriptors used
+- **one log line per burst** (:func:`one_line_refusals`) if ``accept()`` fails anyway (descriptors used
   elsewhere in the process), instead of a traceback per refusal.
 """
 
@@ -222,8 +222,25 @@ def guarded_listener(sock: socket.socket, max_connections: int | None = None) ->
     return listener
 
 
-def quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
-    """Log refused ``accept()`` calls as one line per burst instead of asyncio's traceback for each."""
+class _OneLineClientErrors(logging.Filter):
+    """uvicorn logs a client's malformed WebSocket text frame (invalid UTF-8) with ``logger.exception``:
+    a traceback, at ERROR, for something only the client did wrong. Keep it as one warning line."""
+
+    MESSAGES = ("Invalid UTF-8 sequence received from client.",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in self.MESSAGES:
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def one_line_refusals(loop: asyncio.AbstractEventLoop) -> None:
+    """Log refused ``accept()`` calls as one line per burst instead of asyncio's traceback for each, and
+    clients' malformed frames as one line instead of uvicorn's traceback."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _OneLineClientErrors) for f in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(_OneLineClientErrors())
     previous = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:

@@ -74,11 +74,16 @@ class Component:
             self.proc.wait(5)
 
 
-def start_service(directory: Path) -> tuple[Component, str]:
+def start_service(directory: Path, *, rate_limits: bool = True) -> tuple[Component, str]:
+    """The service (no DNS: another suite fuzzes it); ``rate_limits=False`` raises the failed-credential
+    limits out of reach, so that fuzzed requests reach the code behind them instead of a 429."""
     port = free_port()
     data = directory / "service-data"
+    config = directory / "service.toml"
+    config.write_text('zone = "iot.lancert.test"\n' + ("" if rate_limits else
+                      "[rate_limit]\nfailures_per_ip = 1000000\nfailures_per_database = 1000000\n"))
     service = Component.start("service", ["service", "run", "--data-dir", str(data), "--port", str(port),
-                                          "--dns-port", "0"], directory)
+                                          "--dns-port", "0", "--config", str(config)], directory)
     service.wait_for("listening on http://")
     service.info = {"http": port}
     return service, str(data)

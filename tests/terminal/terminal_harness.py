@@ -62,8 +62,9 @@ class RunningTerminal:
         ctx = ssl.create_default_context(cadata=self.root_pem.decode())
         content = body if isinstance(body, bytes) else json.dumps(body).encode()
         transport = httpx.HTTPTransport(verify=ctx, local_address=source)
+        headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
         with httpx.Client(transport=transport, timeout=30, trust_env=False) as client:
-            return client.post(self.https, content=content, **kwargs)
+            return client.post(self.https, content=content, headers=headers, **kwargs)
 
     def log(self) -> str:
         return self.log_file.read_text()

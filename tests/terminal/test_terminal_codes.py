@@ -352,7 +352,7 @@ def test_oversized_body_is_refused(terminal: RunningTerminal) -> None:
             yield b"x" * 1024
 
     streamed = httpx.post(
-        terminal.https, content=chunks(), trust_env=False,
+        terminal.https, content=chunks(), trust_env=False, headers={"Content-Type": "application/json"},
         verify=ssl.create_default_context(cadata=terminal.root_pem.decode()),
     )
     assert streamed.status_code == 413

@@ -25,7 +25,7 @@ from lancert.box.diagnose import Address
 from lancert.box.files import LOG_FILE, BoxSettings
 from lancert.box.names import ready_line
 from lancert.box.web import create_app
-from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
+from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
 from lancert.storage import Credential
@@ -155,7 +155,7 @@ class BoxServer:
         self.keeper.set_ports(http_socket.getsockname()[1], self._https_socket.getsockname()[1])
         http = _Server(self._config(tls=False))
         loop = asyncio.get_running_loop()
-        quiet_accept_errors(loop)
+        one_line_refusals(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)

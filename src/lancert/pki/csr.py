@@ -11,6 +11,9 @@ from lancert.pki.keys import PrivateKey, check_key_strength
 from lancert.pki.names import SubjectNames
 
 MAX_CSR_BYTES = 16 * 1024
+# Collisions are practical for these: a CSR signed with one proves nothing about its key, and it used to
+# be refused as "signature does not verify", which sent box developers looking for a key mismatch.
+WEAK_HASHES = frozenset({"md5", "sha1"})
 _MALFORMED = (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
@@ -35,6 +38,13 @@ def load_csr(data: bytes | str) -> x509.CertificateSigningRequest:
                else x509.load_der_x509_csr(raw))
     except ValueError:
         raise InvalidCSR("CSR is not valid PEM or DER") from None
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except Exception:  # an algorithm cryptography does not know: the signature check below refuses it
+        algorithm = None
+    if algorithm is not None and algorithm.name in WEAK_HASHES:
+        raise InvalidCSR(f"CSR is signed with a weak hash ({algorithm.name.upper()}); sign it with SHA-256 "
+                         "or stronger")
     try:
         valid = csr.is_signature_valid
     except Exception:  # unsupported algorithm in a hostile CSR

@@ -135,6 +135,9 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         version="1",
         description="Certificates for IoT boxes under a managed zone. See /docs.",
         debug=False,
+        # Starlette's trailing-slash redirect builds its Location from the client's Host header
+        # (Host: evil.example -> Location: http://evil.example/...): an unknown path is a 404 instead.
+        redirect_slashes=False,
     )
 
     @app.exception_handler(ServiceError)
@@ -152,8 +155,9 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error_response(NotFound("no such endpoint"))
-        if exc.status_code == 405:
-            return error_response(MethodNotAllowed("method not allowed on this endpoint"))
+        if exc.status_code == 405:  # Starlette's router names the allowed methods in Allow (RFC 9110)
+            allowed = MethodNotAllowed("method not allowed on this endpoint")
+            return JSONResponse(allowed.body(), status_code=405, headers=dict(exc.headers or {}))
         if exc.status_code == 400:  # e.g. Starlette refusing a body it cannot decode
             return error_response(InvalidRequest("malformed request", field="body"))
         return JSONResponse(

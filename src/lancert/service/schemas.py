@@ -10,13 +10,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 BOX_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_BODY_BYTES = 64 * 1024
 
-DbUuid = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)]
-EnterpriseCode = Annotated[str, StringConstraints(strict=True, max_length=256)]
+# No control characters (C0, DEL, C1): a code with trailing NUL bytes used to match the code without them.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+DbUuid = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
+                                          pattern=NO_CONTROL_CHARACTERS)]
+EnterpriseCode = Annotated[str, StringConstraints(strict=True, max_length=256, pattern=NO_CONTROL_CHARACTERS)]
 
 
 class _Request(BaseModel):
@@ -28,7 +31,8 @@ class CertificateRequest(_Request):
     """What a box sends: its database's credentials, its own stable identifier, and a CSR."""
 
     db_uuid: DbUuid
-    enterprise_code: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+    enterprise_code: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256,
+                                                      pattern=NO_CONTROL_CHARACTERS)]
     box_id: Annotated[str, StringConstraints(strict=True, pattern=BOX_ID_PATTERN)] = Field(
         description="1-64 chars of [A-Za-z0-9_-], generated once by the box and kept in its state.json"
     )
@@ -89,8 +93,17 @@ class CompatibleRequest(_Request):
 
     jsonrpc: str | None = None
     method: str | None = None
-    id: int | str | None = None
+    # Echoed exactly: lax ``int | str`` validation turned ``false``/``true`` into 0/1. JSON-RPC 2.0 ids
+    # are a string, a number or null; anything else (a boolean, an object) is refused.
+    id: Any = None
     params: CompatibleParams
+
+    @field_validator("id")
+    @classmethod
+    def _json_rpc_id(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+            raise ValueError("a JSON-RPC id is a string, a number or null")
+        return value
 
 
 class CompatibleCertificate(BaseModel):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
+from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
@@ -99,7 +99,7 @@ class _AnnouncingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # uvicorn announces itself only for sockets it bound; run_service binds its own (see there).
-        quiet_accept_errors(asyncio.get_running_loop())
+        one_line_refusals(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started and sockets and not self.should_exit:
             self._announce(sockets)

@@ -118,6 +118,9 @@ def create_app(desk: PairingDesk, *, name: str) -> FastAPI:
 
     @app.post("/")
     async def pair_https(request: Request) -> Response:
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise TerminalError(415, "body: must be sent as Content-Type: application/json")
         bundle = await pair(await read_body(request, PAIR_BODY_LIMIT), request.client)
         return Response(bundle, media_type=PEM_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
 

@@ -79,6 +79,8 @@ def parse_json_object(raw: bytes | str) -> dict[str, Any]:
         value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise TerminalError(400, "body: malformed JSON") from None
+    except ValueError:  # Python's int-string limit: a number of over 4,300 digits
+        raise TerminalError(400, "body: a number has too many digits") from None
     if not isinstance(value, dict):
         raise TerminalError(400, "body: must be a JSON object")
     return value

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
-from lancert.connections import GuardedH11Protocol, guarded_listener, quiet_accept_errors
+from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
 from lancert.storage import write_json
@@ -106,7 +106,7 @@ def run_terminal(
                 s.force_exit = True
 
         loop = asyncio.get_running_loop()
-        quiet_accept_errors(loop)
+        one_line_refusals(loop)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         tasks = [
