@@ -10,7 +10,6 @@ import typer
 
 from lancert.errors import LancertError, UsageError
 from lancert.logs import LogLevel, LogLevelOption
-from lancert.pki import pem
 from lancert.service.config import DEFAULT_DATA_DIR, ServiceConfig, load_config
 from lancert.service.registry import DatabaseKind, DatabaseRecord, Registry, SubscriptionStatus
 
@@ -203,6 +202,7 @@ def certs(
 @app.command("root")
 def root(data_dir: DataDir = None, db: DbUrl = None, config_file: ConfigFile = None) -> None:
     """Print the service's root CA certificate (PEM): what browsers and POS devices must trust."""
+    from lancert.pki import pem
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
 

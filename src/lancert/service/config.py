@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 from lancert.errors import UsageError
-from lancert.pki import TLS_SERVER
 from lancert.service.database import default_url
 from lancert.service.orders import OrderPolicy
 from lancert.service.ratelimit import RateLimits
@@ -64,6 +63,8 @@ def parse_lifetime(value: str | int) -> timedelta:
     if not match:
         raise UsageError(f"invalid certificate lifetime {value!r} (examples: 90d, 12h, 120s)")
     lifetime = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    from lancert.pki import TLS_SERVER  # here: the registry commands need no X.509 (cryptography import)
+
     if lifetime < timedelta(seconds=60) or lifetime > TLS_SERVER.max_validity:
         raise UsageError(f"certificate lifetime must be between 60s and {TLS_SERVER.max_validity.days}d")
     return lifetime
