@@ -114,7 +114,7 @@ def test_a_changed_service_url_gets_the_code_only_after_confirmation(make_box, r
     assert bodies == []  # neither the save's check nor the reload sent anything there
     assert box.post_settings(confirm_server_url="http://127.0.0.1:9/").status_code == 400
     assert box.post_settings(confirm_server_url=url).status_code == 303
-    assert len(bodies) == 1 and json.loads(bodies[0])["enterprise_code"] == CODE
+    assert bodies and json.loads(bodies[0])["enterprise_code"] == CODE  # (the timer may have retried)
     assert "ERR_IOT_HTTPS_LOAD_REQUEST_STATUS 404" in box.reload().text
     assert httpx.get(f"http://127.0.0.1:{box.http_port}/", trust_env=False).status_code == 200
 
@@ -140,21 +140,22 @@ def test_fifty_homepage_loads_send_one_certificate_request(make_box, recorder) -
         statuses = list(pool.map(lambda _: box.reload().status_code, range(50)))
     assert statuses == [200] * 50
     if time.monotonic() - started < 10:
-        assert len(bodies) == 1
+        # The start's request, and at most one retry of the box's own timer (it backs off 5 s, then 10 s).
+        assert len(bodies) <= 2, len(bodies)
+    before = len(bodies)
     assert box.check_now() == 303  # the user's explicit retry goes out at once
-    assert len(bodies) == 2
+    assert len(bodies) > before
 
 
 def test_pages_another_site_makes_the_browser_load_do_no_work(make_box, recorder) -> None:
-    url, bodies = recorder
+    url, _ = recorder
     box = make_box("--server", url, "--db-uuid", "xsite-db", "--enterprise-code", CODE)
-    checked = box.state()["last_check"]
-    time.sleep(1.1)  # last_check has a resolution of one second
+    assert box.state()["last_check_reason"] == "start"
     with box.http() as client:
         page = client.get("/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"})
         assert page.status_code == 200
         assert client.get("/diagnose").status_code == 405
         assert client.post("/diagnose").status_code == 403
         assert client.post("/check", headers={"Origin": "http://evil.example"}).status_code == 403
-    assert box.state()["last_check"] == checked
-    assert len(bodies) == 1
+    assert box.state()["last_check_reason"] in ("start", "timer")  # the box's own timer may retry (5 s)
+    assert box.state().get("dns", {}) == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -26,7 +27,7 @@ from fuzz_harness import (
     start_terminal,
 )
 
-from lancert.connections import one_line_refusals
+from lancert.connections import ConnectionGuard, one_line_refusals
 
 FLOOD = 600  # connections opened against one port: more than twice the descriptor limit
 
@@ -164,3 +165,30 @@ def test_refused_accepts_are_logged_as_one_line_per_burst(caplog: pytest.LogCapt
 def test_the_limit_is_really_lowered(components: dict[str, Component]) -> None:
     limits = Path(f"/proc/{components['service'].proc.pid}/limits").read_text()
     assert any(line.startswith("Max open files") and f" {NOFILE} " in line for line in limits.splitlines())
+
+
+def _shut(client_side: socket.socket) -> bool:
+    """Whether the server side of this pair was shut down (the client reads EOF)."""
+    client_side.settimeout(0.1)
+    try:
+        return client_side.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_the_cap_evicts_the_oldest_idle_connection_of_the_client_holding_the_most() -> None:
+    guard = ConnectionGuard(max_connections=8)
+    pairs = [socket.socketpair() for _ in range(12)]
+    try:
+        guard.admit(pairs[0][0], "192.168.1.20")  # the POS: the oldest connection of all
+        for server_side, _ in pairs[1:11]:
+            guard.admit(server_side, "192.168.1.66")  # a flood from one machine
+        assert guard.open_connections() == 11  # the evicted still hold descriptors until really closed
+        assert [_shut(client) for _, client in pairs[:11]] == [False] + [True] * 3 + [False] * 7
+        guard.admit(pairs[11][0], "2001:db8::1")
+        # Again the flood's oldest, not the POS nor the newcomer.
+        assert [_shut(client) for _, client in pairs[4:]] == [True] + [False] * 7
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
