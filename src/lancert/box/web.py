@@ -39,19 +39,12 @@ from lancert.box.files import (
     InvalidServiceURL,
     check_service_url,
 )
+from lancert.devicepages import FORM_PAGE_HEADERS
 
 log = logging.getLogger("lancert.box")
 
 MAX_FORM_BYTES = 8 * 1024
 _templates = Environment(loader=PackageLoader("lancert.box", "templates"), autoescape=select_autoescape())
-# The page holds a form: never cache it, never frame it (clickjacking on the settings).
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
 
 
 def _refuse(status: int, message: str) -> Response:
@@ -113,7 +106,7 @@ def create_app(
             state=keeper.state, problems=keeper.state.problems, settings=BoxSettings.load(state_dir),
             log_levels=LOG_LEVELS, open_details=request.query_params.get("details") == "open",
         )
-        return HTMLResponse(html, headers=_PAGE_HEADERS)
+        return HTMLResponse(html, headers=dict(FORM_PAGE_HEADERS))
 
     async def homepage(request: Request) -> Response:
         # A load the user made (typed, bookmarked, or from the box's own page) checks, at most once per

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from lancert.device import MAX_YEARS, MIN_YEARS, apple_validity_warning
+from lancert.devicepages import FORM_PAGE_HEADERS
 from lancert.errors import LancertError
 from lancert.pki import summarize
 from lancert.printer.device import Printer
@@ -41,13 +42,6 @@ MAX_SESSIONS = 16
 # What the ePOS SDK for JavaScript sends besides Content-Type; a preflight asking for others is refused.
 ALLOWED_REQUEST_HEADERS = ("content-type", "soapaction", "if-modified-since")
 _templates = Environment(loader=PackageLoader("lancert.printer", "templates"), autoescape=select_autoescape())
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                               "frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
 
 
 class Origins:
@@ -95,7 +89,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             receipts=printer.receipts()[-5:], epos_path=EPOS_PATH,
             listed={k: summarize(v) if v else None for k, v in printer.certificate_list().items()},
         )
-        return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS, background=background)
+        return HTMLResponse(html, status_code=status, headers=dict(FORM_PAGE_HEADERS), background=background)
 
     async def form(request: Request) -> dict[str, str] | Response:
         if not signed_in(request):
