@@ -208,3 +208,18 @@ def test_a_shortened_documentation_uuid_is_refused_not_registered(tmp_path: Path
     assert result.returncode == 2
     assert result.stderr == ("lancert: --uuid 3f1e…-db: looks like a shortened placeholder ('…'); give the "
                              "database's full UUID\n")
+
+
+def test_the_service_config_docstring_example_is_accepted_as_written(tmp_path: Path) -> None:
+    # The example TOML in lancert.service.config's docstring is what a provider copies into --config.
+    import textwrap
+
+    from lancert.service import config
+
+    doc = config.__doc__ or ""
+    example = textwrap.dedent(doc.split("::\n", 1)[1].split('"""', 1)[0]).strip() + "\n"
+    path = tmp_path / "service.toml"
+    path.write_text(example)
+    loaded = config.load_config(path)
+    assert (loaded.acme_port, loaded.acme_name) == (8471, "acme.iot.example.net")
+    assert (loaded.orders.compatible_deadline, loaded.rate_limit.failures_per_ip) == (3.5, 20)
