@@ -21,7 +21,9 @@ the README's own line:
   /etc/hosts: the machine's own /etc/hosts is never changed;
 - each line runs in its own ``bash``; a variable a line sets (``CODE=$(...)``) is passed to the next ones.
 
-A line whose comment says ``refused`` must fail with exit 1; every other line must exit 0.
+A line whose comment says ``refused`` must fail with exit 1; every other line must exit 0. Static checks
+keep out of ``sh`` blocks what cannot be copied as it is (placeholders, optional arguments in brackets) and
+what only runs in production (other hosts, port 53, /etc): those go in a ``text`` block with a sentence.
 """
 
 from __future__ import annotations
@@ -90,6 +92,34 @@ def test_readme_servers_run_in_the_background() -> None:
     # Copied in order into one shell, a server in the foreground stops every example after it.
     foreground = [_command(ln) for ln in sh_lines() if _is_server(ln) and not _command(ln).endswith("&")]
     assert foreground == []
+
+
+# What a reader must replace before a line runs: it cannot be copied as it is.
+PLACEHOLDER = re.compile(r"…|\[--|<[a-z][a-z-]*>|(?<![$\w])(?:KID|HMAC)\b(?!=)")
+
+
+def test_readme_sh_examples_hold_no_placeholders() -> None:
+    # Optional arguments in brackets, `<pos-port>`, `3f1e…-db`, `KID`: a value from an earlier line instead
+    # (`KID=$(...)`), or the example goes in a ```text block with a sentence saying where it runs.
+    found = [_command(ln) for ln in sh_lines() if PLACEHOLDER.search(_command(ln))]
+    assert found == []
+
+
+# Hosts a README sh line may reach here: loopback, the printer (mapped to loopback above) and the ACME
+# endpoint (mapped by the private /etc/hosts). A page origin given to --allow-origin is a name, not a peer.
+REACHABLE = {"127.0.0.1", "192.168.1.25", "acme.iot.example.net"}
+
+
+def test_readme_sh_examples_stay_on_this_machine() -> None:
+    # Production-only examples (Let's Encrypt, port 53 on a public address, /etc/powerdns) belong in a
+    # ```text block with a sentence saying where they run, not in an sh block a user copies here.
+    outside = []
+    for line in sh_lines():
+        command = re.sub(r"--allow-origin \S+", "", _command(line))
+        hosts = set(re.findall(r"\w+://([^/:\s]+)", command)) - REACHABLE
+        if hosts or re.search(r"--dns-port 53\b|--port 53\b|(?<![-\w])/etc/(?!hosts\b)", command):
+            outside.append(command)
+    assert outside == []
 
 
 # What each server prints once it answers: the line a user waits for before typing the next command.
