@@ -12,7 +12,7 @@ the README's own line:
 - ``box diagnose`` asks the zone's DNS as the local resolver too (``--resolver``): the system resolver
   is not on loopback;
 - a line ending in ``&`` starts a server in the background, and the next line waits for its ready line
-  (as a user would); ``lancert up`` without ``--check`` runs until
+  (as a user would; ``pdns_server`` prints it on stderr); ``lancert up`` without ``--check`` runs until
   Ctrl-C and is left out (the ``--check`` line after it does the same and exits);
 - the install and test-suite commands (at the top, and the long fuzzing run: ``.venv/bin/...`` of a
   checkout) are left out: they are the test suite itself;
@@ -71,14 +71,23 @@ def _command(line: str) -> str:
 
 
 def _is_server(line: str) -> bool:
-    return bool(re.match(r"lancert (service|dns|box|terminal|printer) run ", _command(line)))
+    return bool(re.match(r"lancert (service|dns|box|terminal|printer) run |pdns_server ", _command(line)))
+
+
+def _listens(line: str) -> bool:
+    """A server, or ``dns powerdns`` writing the port its ``pdns_server`` will listen on."""
+    return _is_server(line) or _command(line).startswith("lancert dns powerdns ")
+
+
+def _program(command: str) -> str:
+    return "pdns_server" if command.startswith("pdns_server ") else command.split()[1]
 
 
 def test_readme_servers_listen_on_distinct_ports() -> None:
     taken: dict[int, str] = {}
     collisions = []
     for line in sh_lines():
-        if not _is_server(line):
+        if not _listens(line):
             continue
         for port in map(int, SERVER_PORT_OPTIONS.findall(_command(line))):
             if port in taken:
@@ -124,7 +133,8 @@ def test_readme_sh_examples_stay_on_this_machine() -> None:
 
 # What each server prints once it answers: the line a user waits for before typing the next command.
 READY = {"service": "lancert service: listening on", "dns": "lancert dns: serving",
-         "terminal": "Details: HTTPS", "box": "lancert box:", "printer": "lancert printer:"}
+         "terminal": "Details: HTTPS", "box": "lancert box:", "printer": "lancert printer:",
+         "pdns_server": "ready to distribute questions"}  # PowerDNS says it on stderr
 
 
 def _wait_ready(proc: subprocess.Popen[str], marker: str, line: str, timeout: float = 60) -> None:
@@ -171,7 +181,7 @@ class Session:
 
     def adapt(self, line: str) -> str:
         command = _command(line)
-        for port in map(int, SERVER_PORT_OPTIONS.findall(command)) if _is_server(line) else ():
+        for port in map(int, SERVER_PORT_OPTIONS.findall(command)) if _listens(line) else ():
             self.ports.setdefault(port, free_port())
         for readme_port, port in self.ports.items():
             command = re.sub(rf"(?<=[ :]){readme_port}\b", str(port), command)
@@ -198,10 +208,12 @@ class Session:
     def run(self, line: str) -> None:
         command = self.adapt(line)
         if command.endswith("&"):
+            program = _program(command)
+            stderr = subprocess.STDOUT if program == "pdns_server" else subprocess.DEVNULL
             proc = subprocess.Popen(["bash", "-c", command[:-1]], cwd=self.work, env=self.env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+                                    stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
             self.background.append(proc)
-            _wait_ready(proc, READY[command.split()[1]], line)
+            _wait_ready(proc, READY[program], line)
             return
         # Each line is its own bash; a shell variable set by one line (CODE=$(...)) is carried over.
         assignment = re.fullmatch(r"([A-Z_]+)=\$\((.*)\)", command)
