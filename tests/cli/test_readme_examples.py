@@ -12,18 +12,25 @@ the README's own line:
 - ``box diagnose`` asks the zone's DNS as the local resolver too (``--resolver``): the system resolver
   is not on loopback;
 - a line ending in ``&`` starts a server in the background, and the next line waits for its ready line
-  (as a user would); ``lancert up`` without ``--check`` runs until
+  (as a user would; ``pdns_server`` prints it on stderr); ``lancert up`` without ``--check`` runs until
   Ctrl-C and is left out (the ``--check`` line after it does the same and exits);
-- the install and test-suite commands at the top are left out;
+- the install and test-suite commands (at the top, and the long fuzzing run: ``.venv/bin/...`` of a
+  checkout) are left out: they are the test suite itself;
+- ``... | sudo tee -a /etc/hosts`` (the ACME endpoint's name) appends to a private hosts file instead, and
+  ``certbot``/``lego`` lines run in a private mount namespace (``unshare --mount``) where that file is
+  /etc/hosts: the machine's own /etc/hosts is never changed;
 - each line runs in its own ``bash``; a variable a line sets (``CODE=$(...)``) is passed to the next ones.
 
-A line whose comment says ``refused`` must fail with exit 1; every other line must exit 0.
+A line whose comment says ``refused`` must fail with exit 1; every other line must exit 0. Static checks
+keep out of ``sh`` blocks what cannot be copied as it is (placeholders, optional arguments in brackets) and
+what only runs in production (other hosts, port 53, /etc): those go in a ``text`` block with a sentence.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,7 +46,7 @@ from lancert.pki import CertificateAuthority, pem
 from lancert.up.printer import RunningServer, serve_page
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SERVER_PORT_OPTIONS = re.compile(r"--(?:port|dns-port|http-port|https-port) (\d+)")
+SERVER_PORT_OPTIONS = re.compile(r"--(?:port|dns-port|http-port|https-port|acme-port) (\d+)")
 PRINTER_URL = "https://192.168.1.25"
 
 
@@ -64,14 +71,23 @@ def _command(line: str) -> str:
 
 
 def _is_server(line: str) -> bool:
-    return bool(re.match(r"lancert (service|dns|box|terminal|printer) run ", _command(line)))
+    return bool(re.match(r"lancert (service|dns|box|terminal|printer) run |pdns_server ", _command(line)))
+
+
+def _listens(line: str) -> bool:
+    """A server, or ``dns powerdns`` writing the port its ``pdns_server`` will listen on."""
+    return _is_server(line) or _command(line).startswith("lancert dns powerdns ")
+
+
+def _program(command: str) -> str:
+    return "pdns_server" if command.startswith("pdns_server ") else command.split()[1]
 
 
 def test_readme_servers_listen_on_distinct_ports() -> None:
     taken: dict[int, str] = {}
     collisions = []
     for line in sh_lines():
-        if not _is_server(line):
+        if not _listens(line):
             continue
         for port in map(int, SERVER_PORT_OPTIONS.findall(_command(line))):
             if port in taken:
@@ -87,9 +103,38 @@ def test_readme_servers_run_in_the_background() -> None:
     assert foreground == []
 
 
+# What a reader must replace before a line runs: it cannot be copied as it is.
+PLACEHOLDER = re.compile(r"…|\[--|<[a-z][a-z-]*>|(?<![$\w])(?:KID|HMAC)\b(?!=)")
+
+
+def test_readme_sh_examples_hold_no_placeholders() -> None:
+    # Optional arguments in brackets, `<pos-port>`, `3f1e…-db`, `KID`: a value from an earlier line instead
+    # (`KID=$(...)`), or the example goes in a ```text block with a sentence saying where it runs.
+    found = [_command(ln) for ln in sh_lines() if PLACEHOLDER.search(_command(ln))]
+    assert found == []
+
+
+# Hosts a README sh line may reach here: loopback, the printer (mapped to loopback above) and the ACME
+# endpoint (mapped by the private /etc/hosts). A page origin given to --allow-origin is a name, not a peer.
+REACHABLE = {"127.0.0.1", "192.168.1.25", "acme.iot.example.net"}
+
+
+def test_readme_sh_examples_stay_on_this_machine() -> None:
+    # Production-only examples (Let's Encrypt, port 53 on a public address, /etc/powerdns) belong in a
+    # ```text block with a sentence saying where they run, not in an sh block a user copies here.
+    outside = []
+    for line in sh_lines():
+        command = re.sub(r"--allow-origin \S+", "", _command(line))
+        hosts = set(re.findall(r"\w+://([^/:\s]+)", command)) - REACHABLE
+        if hosts or re.search(r"--dns-port 53\b|--port 53\b|(?<![-\w])/etc/(?!hosts\b)", command):
+            outside.append(command)
+    assert outside == []
+
+
 # What each server prints once it answers: the line a user waits for before typing the next command.
 READY = {"service": "lancert service: listening on", "dns": "lancert dns: serving",
-         "terminal": "Details: HTTPS", "box": "lancert box:"}
+         "terminal": "Details: HTTPS", "box": "lancert box:", "printer": "lancert printer:",
+         "pdns_server": "ready to distribute questions"}  # PowerDNS says it on stderr
 
 
 def _wait_ready(proc: subprocess.Popen[str], marker: str, line: str, timeout: float = 60) -> None:
@@ -130,11 +175,13 @@ class Session:
         self.background: list[subprocess.Popen[bytes]] = []
         self.printer: RunningServer | None = None
         self.system_root = work / "system-root"
+        self.hosts = work / "etc-hosts"
+        self.hosts.write_text("127.0.0.1 localhost\n::1 localhost\n")
         _debian_layout(self.system_root)
 
     def adapt(self, line: str) -> str:
         command = _command(line)
-        for port in map(int, SERVER_PORT_OPTIONS.findall(command)) if _is_server(line) else ():
+        for port in map(int, SERVER_PORT_OPTIONS.findall(command)) if _listens(line) else ():
             self.ports.setdefault(port, free_port())
         for readme_port, port in self.ports.items():
             command = re.sub(rf"(?<=[ :]){readme_port}\b", str(port), command)
@@ -147,6 +194,13 @@ class Session:
             command += f" --resolve 192.168.1.25:{port}:127.0.0.1"
         if command.startswith("sudo ") and "--store system" in command:
             command = command.removeprefix("sudo ") + f" --system-root {self.system_root}"
+        hosts_entry = re.fullmatch(r"echo '([^']+)' \| sudo tee -a /etc/hosts", command)
+        if hosts_entry:
+            command = f"echo '{hosts_entry.group(1)}' >> {self.hosts}"
+        if re.search(r"(^|\s)(certbot|lego)\s", command):
+            userns = "" if os.geteuid() == 0 else "--user --map-root-user "
+            inner = shlex.quote(f"mount --bind {self.hosts} /etc/hosts && {command}")
+            command = f"unshare {userns}--mount -- bash -c {inner}"
         if command.startswith("lancert box diagnose") and "--zone-dns" in command:
             command += " --resolver " + command.split("--zone-dns ", 1)[1].split()[0]
         return command
@@ -154,10 +208,12 @@ class Session:
     def run(self, line: str) -> None:
         command = self.adapt(line)
         if command.endswith("&"):
+            program = _program(command)
+            stderr = subprocess.STDOUT if program == "pdns_server" else subprocess.DEVNULL
             proc = subprocess.Popen(["bash", "-c", command[:-1]], cwd=self.work, env=self.env, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+                                    stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
             self.background.append(proc)
-            _wait_ready(proc, READY[command.split()[1]], line)
+            _wait_ready(proc, READY[program], line)
             return
         # Each line is its own bash; a shell variable set by one line (CODE=$(...)) is carried over.
         assignment = re.fullmatch(r"([A-Z_]+)=\$\((.*)\)", command)
@@ -194,7 +250,8 @@ def test_readme_examples_run_in_order(session: Session) -> None:
     ran = 0
     for line in sh_lines():
         command = _command(line)
-        if "pip install" in command or command.startswith("bash .ci/run") or command == "lancert up":
+        if ("pip install" in command or command.startswith("bash .ci/run") or command == "lancert up"
+                or re.match(r"([A-Z_]+=\S+ )*\.venv/bin/", command)):
             continue
         session.run(line)
         ran += 1
@@ -208,3 +265,18 @@ def test_a_shortened_documentation_uuid_is_refused_not_registered(tmp_path: Path
     assert result.returncode == 2
     assert result.stderr == ("lancert: --uuid 3f1e…-db: looks like a shortened placeholder ('…'); give the "
                              "database's full UUID\n")
+
+
+def test_the_service_config_docstring_example_is_accepted_as_written(tmp_path: Path) -> None:
+    # The example TOML in lancert.service.config's docstring is what a provider copies into --config.
+    import textwrap
+
+    from lancert.service import config
+
+    doc = config.__doc__ or ""
+    example = textwrap.dedent(doc.split("::\n", 1)[1].split('"""', 1)[0]).strip() + "\n"
+    path = tmp_path / "service.toml"
+    path.write_text(example)
+    loaded = config.load_config(path)
+    assert (loaded.acme_port, loaded.acme_name) == (8471, "acme.iot.example.net")
+    assert (loaded.orders.compatible_deadline, loaded.rate_limit.failures_per_ip) == (3.5, 20)

@@ -17,15 +17,16 @@ Example config (every key optional)::
     acme_ca_bundle = "/etc/lancert/test-ca.pem"   # only for a test CA's HTTPS (Pebble)
     acme_eab_kid = "kid-1"         # the HMAC key: LANCERT_ACME_EAB_HMAC or acme_eab_hmac_file (0600)
     acme_eab_hmac_file = "/etc/lancert/eab-hmac"
+    acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
+    acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
+    acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
+    acme_tls_key = "/etc/lancert/acme-key.pem"
     [orders]                       # orders placed with the issuer (see lancert.service.orders)
     compatible_deadline = 3.5      # seconds a compatible call waits before answering "pending"
     native_deadline = 8.0
     failures_per_hour = 5          # failed orders per name per hour
     retry_backoff = 60.0           # seconds after a first failure, doubled per consecutive failure
     lease = 30.0                   # seconds an instance's order stays its own without a heartbeat
-    acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
-    acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
-    acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
