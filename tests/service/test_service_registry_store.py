@@ -209,10 +209,10 @@ def test_the_verified_cache_holds_successes_only_and_stays_bounded(registry: Reg
 @pytest.mark.parametrize(
     ("uuid", "code", "message"),
     [
-        ("", "code", "--uuid must be 1 to 128 printable characters"),
-        ("   ", "code", "--uuid must be 1 to 128 printable characters"),
-        ("u" * 129, "code", "--uuid must be 1 to 128 printable characters"),
-        ("a\nb", "code", "--uuid must be 1 to 128 printable characters"),
+        ("", "code", "--uuid must be 1 to 128 printable ASCII characters without spaces"),
+        ("   ", "code", "--uuid must be 1 to 128 printable ASCII characters without spaces"),
+        ("u" * 129, "code", "--uuid must be 1 to 128 printable ASCII characters without spaces"),
+        ("a\nb", "code", "--uuid must be 1 to 128 printable ASCII characters without spaces"),
         ("ok-uuid", "", "--code must be 1 to 256 characters"),
         ("ok-uuid", "c" * 257, "--code must be 1 to 256 characters"),
     ],
