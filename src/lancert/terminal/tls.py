@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -145,19 +146,27 @@ class TerminalEventLoop(asyncio.SelectorEventLoop):
     ) -> Any:
         transport = super()._make_ssl_transport(rawsock, protocol, sslcontext, *args, **kwargs)
         ssl_protocol = getattr(transport, "_ssl_protocol", None)
-        complete = getattr(ssl_protocol, "_on_handshake_complete", None)
+        complete = getattr(type(ssl_protocol), "_on_handshake_complete", None)
         if kwargs.get("server_side") and complete is not None and hasattr(ssl_protocol, "_process_outgoing"):
             peer = _peer(rawsock)
+            # Only a weak reference from the wrapper stored on the protocol: a strong one (the protocol
+            # itself, or its bound method) makes a reference cycle, and every closed connection's TLS
+            # state (about 200 KB) then waited for the cycle collector: 600 silent connections grew the
+            # terminal by 126 MiB instead of under 64.
+            protocol_ref = weakref.ref(ssl_protocol)
 
             def on_handshake_complete(handshake_exc: BaseException | None) -> None:
+                tls = protocol_ref()
+                if tls is None:
+                    return
                 if isinstance(handshake_exc, ssl.SSLCertVerificationError):
                     reason = refusal_reason(handshake_exc)
                     log.warning("refused a client certificate from %s: %s", peer, reason)
                     try:
-                        ssl_protocol._process_outgoing()  # the alert; the socket closes right after
+                        tls._process_outgoing()  # the alert; the socket closes right after
                     except (OSError, RuntimeError):
                         pass
-                complete(handshake_exc)
+                complete(tls, handshake_exc)
 
             ssl_protocol._on_handshake_complete = on_handshake_complete
         return transport
