@@ -520,3 +520,36 @@ def test_an_existing_empty_directory_becomes_the_database(tmp_path: Path, leaf) 
     store.install(leaf)
     assert store.check(leaf)
     assert {e.store for e in store.list()} == {f"NSS database {tmp_path / 'nssdb'}"}
+
+
+def test_a_new_database_never_asks_for_a_password_even_from_a_terminal(tmp_path: Path) -> None:
+    """Run from a terminal, certutil -N would prompt for a password (and wait) unless told the database
+    has none; Chrome's database must open without one. Made here on a pseudo-terminal."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child, whose standard input is the new terminal
+        try:
+            NssStore(tmp_path / "nssdb", create=True)._ensure()
+        finally:
+            os._exit(0)
+    output, deadline = b"", time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if select.select([terminal], [], [], 0.2)[0]:
+            try:
+                output += os.read(terminal, 1024)
+            except OSError:  # the child closed the terminal
+                break
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            break
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"creating the database waited on the terminal: {output!r}")
+    os.close(terminal)
+    assert b"password" not in output.lower(), output
+    assert (tmp_path / "nssdb" / "cert9.db").is_file()
