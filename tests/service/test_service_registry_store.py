@@ -75,6 +75,13 @@ def test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt() -> None:
 
 
 @pytest.mark.real_scrypt
+def test_the_cost_can_be_raised_past_openssl_s_default_memory_limit() -> None:
+    # N=2^15, r=8 needs 32 MiB, OpenSSL's default scrypt limit: the limit is sized from the parameters.
+    stored = hash_code("M-1", n=2**15)
+    assert stored.split("$")[1] == "32768" and verify_code("M-1", stored)
+
+
+@pytest.mark.real_scrypt
 def test_verify_accepts_the_code_only() -> None:
     # Parameters other than the defaults: verifying must use those stored with the hash (they can be
     # raised later without invalidating rows).
