@@ -531,6 +531,8 @@ def test_a_new_database_never_asks_for_a_password_even_from_a_terminal(tmp_path:
     import signal
     import time
 
+    NssStore(tmp_path / "plain", create=True)._ensure()  # the same call without a terminal, in this process
+    assert (tmp_path / "plain" / "cert9.db").is_file()
     pid, terminal = pty.fork()
     if pid == 0:  # the child, whose standard input is the new terminal
         try:
@@ -553,3 +555,8 @@ def test_a_new_database_never_asks_for_a_password_even_from_a_terminal(tmp_path:
     os.close(terminal)
     assert b"password" not in output.lower(), output
     assert (tmp_path / "nssdb" / "cert9.db").is_file()
+
+
+def test_certutil_output_that_is_not_utf8_is_read_with_replacements(tmp_path: Path) -> None:
+    script = fake_certutil(tmp_path, "printf 'caf\\351 printer                   CP,,\\n'\n")
+    assert NssStore(make_nssdb(tmp_path / "db"), certutil=script).entries() == [("caf\ufffd printer", "CP,,")]
