@@ -1,7 +1,7 @@
 """Mutation score of the contract modules, from mutmut's results (``mutants/**/*.meta``).
 
-    nice -n 15 .venv/bin/mutmut run --max-children 2 "lancert.terminal.codes*"   # one module at a time
-    .venv/bin/python bench/mutation_score.py [--survivors]
+    nice -n 15 .venv/bin/mutmut run --max-children 2 "lancert.terminal.codes*"   # one module group at a time
+    .venv/bin/python bench/mutation_score.py [--mutants OLD/mutants NEW/mutants ...] [--survivors]
 
 Survivors are counted as mutmut's "survived" plus "no tests" (a mutant no selected test runs is not
 caught either) plus "suspicious"; the score is killed (timeouts included) over the mutants checked.
