@@ -1,7 +1,7 @@
 """Mutation score of the contract modules, from mutmut's results (``mutants/**/*.meta``).
 
-    nice -n 15 .venv/bin/mutmut run --max-children 2 "lancert.terminal.codes*"   # one module at a time
-    .venv/bin/python bench/mutation_score.py [--survivors]
+    nice -n 15 .venv/bin/mutmut run --max-children 2 "lancert.terminal.codes*"   # one module group at a time
+    .venv/bin/python bench/mutation_score.py [--mutants OLD/mutants NEW/mutants ...] [--survivors]
 
 Survivors are counted as mutmut's "survived" plus "no tests" (a mutant no selected test runs is not
 caught either) plus "suspicious"; the score is killed (timeouts included) over the mutants checked.
@@ -27,19 +27,23 @@ def module_of(meta: Path, root: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", type=Path, nargs="+", default=[Path("mutants")],
-                        help="mutants/ directories (a module's newest results win: later directories first)")
+    parser.add_argument(
+        "--mutants", type=Path, nargs="+", default=[Path("mutants")],
+        help="mutants/ directories, oldest first: a later run's verdict on a mutant replaces an earlier one "
+        "(e.g. survivors re-run in a fresh copy after new tests)",
+    )
     parser.add_argument("--survivors", action="store_true", help="list every surviving mutant")
     args = parser.parse_args()
     rows: dict[str, Counter[str]] = {}
     survivors: list[str] = []
-    metas = {}
-    for directory in reversed(args.mutants):
+    metas: dict[str, dict[str, int | None]] = {}
+    for directory in args.mutants:
         for meta in sorted(directory.rglob("*.py.meta")):
             codes = json.loads(meta.read_text())["exit_code_by_key"]
-            module = module_of(meta, directory)
-            if codes and (module not in metas or all(c is None for c in metas[module].values())):
-                metas[module] = codes
+            merged = metas.setdefault(module_of(meta, directory), {})
+            for name, code in codes.items():
+                if code is not None or name not in merged:
+                    merged[name] = code
     for module, codes in sorted(metas.items()):
         counts: Counter[str] = Counter()
         for name, code in codes.items():

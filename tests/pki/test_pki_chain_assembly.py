@@ -42,3 +42,18 @@ def test_empty_pool_gives_the_leaf_alone() -> None:
 
 def test_self_signed_leaf_is_a_chain_of_one() -> None:
     assert assemble_chain(_ROOT.certificate, [_INTER.certificate, _ROOT.certificate]) == [_ROOT.certificate]
+
+
+def test_a_same_named_certificate_signed_by_another_key_is_not_self_issued() -> None:
+    from datetime import timedelta
+
+    from lancert.pki import make_name
+    from lancert.pki.issuing import build_certificate
+    from lancert.pki.profiles import ROOT_CA
+    from lancert.pki.verify import is_self_issued
+
+    name = make_name("Same Name")
+    key, other = generate_private_key(), generate_private_key()
+    forged = build_certificate(subject=name, public_key=key.public_key(), issuer=name, issuer_key=other,
+                               profile=ROOT_CA, validity=timedelta(days=1))
+    assert forged.subject == forged.issuer and is_self_issued(forged) is False

@@ -300,3 +300,43 @@ def test_read_errors_are_exact(tmp_path: Path) -> None:
     with pytest.raises(InvalidPEM) as invalid:
         read_certificate(bad)
     assert str(invalid.value) == f"{bad}: not a valid certificate (garbage or truncated PEM/DER)"
+
+
+def test_a_bundle_is_the_certificates_pem_one_after_another(device) -> None:
+    cert, _ = device
+    other = self_signed_certificate(
+        generate_private_key(), SubjectNames.parse(dns=["b.example"]), validity=timedelta(days=1)
+    )
+    assert pem([cert, other]) == pem(cert) + pem(other)
+    assert pem((cert,)) == pem(cert) == cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_p12_is_the_aes_form_unless_legacy_is_asked(device, tmp_path: Path) -> None:
+    from lancert.pki.formats import p12
+
+    cert, key = device
+    path = tmp_path / "default.p12"
+    path.write_bytes(p12(cert, password="pw", key=key))
+    info = openssl("pkcs12", "-in", str(path), "-passin", "pass:pw", "-info", "-nodes")  # no -legacy
+    assert info.returncode == 0, info.stderr
+    assert b"AES-256-CBC" in info.stderr
+    with pytest.raises(LancertError) as no_password:
+        p12(cert, password="")
+    assert str(no_password.value) == "a PKCS#12 file needs a non-empty password"
+    with pytest.raises(LancertError) as foreign:
+        p12(cert, password="pw", key=generate_private_key())
+    assert str(foreign.value) == "the private key does not belong to the certificate"
+
+
+def test_a_bare_base64_body_may_keep_its_line_breaks(device) -> None:
+    cert, _ = device
+    lines = pem(cert).decode().splitlines()[1:-1]  # the body of the PEM, 64 characters a line
+    assert len(lines) > 1
+    assert load_certificates("\n".join(lines).encode()) == [cert]
+
+
+def test_an_unreadable_path_says_why(tmp_path: Path) -> None:
+    too_long = tmp_path / ("x" * 300)
+    with pytest.raises(LancertError) as refused:
+        read_certificates(too_long)
+    assert str(refused.value) == f"{too_long}: cannot read (File name too long)"

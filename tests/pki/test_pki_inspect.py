@@ -34,6 +34,8 @@ def test_fresh_one_year_certificate_shows_365_days_left(year_cert) -> None:
     ("before_expiry", "expected"),
     [
         (timedelta(days=1, hours=1), 2),
+        (timedelta(days=1, seconds=1), 2),  # a second into a second day is two days
+        (timedelta(seconds=0.5), 1),
         (timedelta(hours=3), 1),  # still valid for part of a day: not "0", which reads as expired
         (timedelta(0), 0),
         (-timedelta(hours=3), -1),

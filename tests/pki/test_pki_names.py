@@ -175,3 +175,11 @@ def test_names_of_a_certificate_and_its_common_name() -> None:
     assert common_name(bare.subject) is None
     named = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "printer")])
     assert common_name(named) == "printer"
+
+
+def test_only_trailing_dots_and_outer_spaces_or_brackets_are_dropped() -> None:
+    assert normalize_dns_name("Printer.LOCALX.") == "printer.localx"
+    with pytest.raises(InvalidName):
+        parse_ip("X10.0.0.1")
+    ip = ipaddress.ip_address("10.0.0.1")
+    assert SubjectNames.parse(ips=[ip, "10.0.0.2"]).ips == (ip, ipaddress.ip_address("10.0.0.2"))

@@ -26,11 +26,13 @@ from lancert.service.registry import (
 
 
 @pytest.fixture(autouse=True)
-def cheap_scrypt(monkeypatch: pytest.MonkeyPatch) -> None:
+def cheap_scrypt(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows stored with scrypt N=2^10 instead of 2^14 (each hash carries its parameters, so verifying
-    follows them): these tests add dozens of rows, and the mutation run repeats them per mutant. The
-    production cost is pinned by test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt."""
-    monkeypatch.setattr(registry_module, "hash_code", functools.partial(registry_module.hash_code, n=2**10))
+    follows them): these tests add dozens of rows, and the mutation run repeats them per mutant. Tests of
+    the hashing itself (marked ``real_scrypt``) keep the real function."""
+    if request.node.get_closest_marker("real_scrypt") is None:
+        cheap = functools.partial(registry_module.hash_code, n=2**10)
+        monkeypatch.setattr(registry_module, "hash_code", cheap)
 
 
 _counter = itertools.count()
@@ -61,6 +63,7 @@ def fields(record: object) -> tuple[object, ...]:
     return (record.uuid, record.kind, record.subscription, record.iot_box_line)  # type: ignore[attr-defined]
 
 
+@pytest.mark.real_scrypt
 def test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt() -> None:
     stored = hash_code("M-12345-XYZ")
     algo, n, r, p, salt, digest = stored.split("$")
@@ -71,14 +74,26 @@ def test_a_code_hash_is_scrypt_with_its_parameters_and_a_16_byte_salt() -> None:
     assert hash_code("M-12345-XYZ") != stored  # a new salt each time
 
 
+@pytest.mark.real_scrypt
+def test_the_cost_can_be_raised_past_openssl_s_default_memory_limit() -> None:
+    # N=2^15, r=8 needs 32 MiB, OpenSSL's default scrypt limit: the limit is sized from the parameters.
+    stored = hash_code("M-1", n=2**15)
+    assert stored.split("$")[1] == "32768" and verify_code("M-1", stored)
+
+
+@pytest.mark.real_scrypt
 def test_verify_accepts_the_code_only() -> None:
-    stored = hash_code("M-12345-XYZ", n=2**10)
+    # Parameters other than the defaults: verifying must use those stored with the hash (they can be
+    # raised later without invalidating rows).
+    stored = hash_code("M-12345-XYZ", n=2**11, r=4, p=2)
+    assert stored.split("$")[1:4] == ["2048", "4", "2"]
     assert verify_code("M-12345-XYZ", stored) is True
     assert verify_code("M-12345-XYZ ", stored) is False
     assert verify_code("m-12345-xyz", stored) is False
     assert verify_code("", stored) is False
 
 
+@pytest.mark.real_scrypt
 @pytest.mark.parametrize(
     "stored",
     [

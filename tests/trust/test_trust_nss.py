@@ -458,3 +458,105 @@ def test_profiles_without_a_database_from_every_profiles_ini(tmp_path: Path) -> 
     (home / "snap/firefox/common/.mozilla/firefox").mkdir(parents=True)
     (home / "snap/firefox/common/.mozilla/firefox/profiles.ini").write_bytes(b"[Profile0\n\xff\xfe")
     assert firefox_profiles_without_database(home) == [deb / "fresh.default", moved, flatpak / "flat.default"]
+
+
+def fake_certutil(tmp_path: Path, body: str) -> str:
+    """A certutil stand-in (a shell script) for what the real one does only when something is wrong."""
+    script = tmp_path / "certutil"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_certutil_that_hangs_is_given_up_on_with_the_likely_cause(
+    tmp_path: Path, leaf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lancert.trust.nss as nss
+
+    monkeypatch.setattr(nss, "CERTUTIL_TIMEOUT", 0.5)
+    store = NssStore(make_nssdb(tmp_path / "db"), certutil=fake_certutil(tmp_path, "exec sleep 30\n"))
+    with pytest.raises(TrustStoreError) as refused:
+        store.check(leaf)
+    assert str(refused.value) == f"certutil timed out on {tmp_path / 'db'} (a browser locking it?)"
+
+
+@pytest.mark.parametrize("stream", ["stderr", "stdout"])
+def test_a_certutil_failure_is_its_last_line(tmp_path: Path, leaf, stream: str) -> None:
+    redirect = " >&2" if stream == "stderr" else ""
+    script = fake_certutil(tmp_path, f"printf 'first line\\nthe reason \\377\\n'{redirect}\nexit 3\n")
+    with pytest.raises(TrustStoreError) as refused:
+        NssStore(make_nssdb(tmp_path / "db"), certutil=script).check(leaf)
+    assert str(refused.value) == f"certutil failed on {tmp_path / 'db'}: the reason \ufffd"
+
+
+def test_a_silent_certutil_failure_gives_its_status(tmp_path: Path, leaf) -> None:
+    with pytest.raises(TrustStoreError) as refused:
+        NssStore(make_nssdb(tmp_path / "db"), certutil=fake_certutil(tmp_path, "exit 7\n")).check(leaf)
+    assert str(refused.value) == f"certutil failed on {tmp_path / 'db'}: 7"
+
+
+def test_changes_certutil_claims_but_does_not_make_are_caught(tmp_path: Path, leaf) -> None:
+    """install and uninstall verify with a fresh look (mkcert's lesson): a store changed behind the
+    browser's back, or a certutil that reports success for nothing, is an error, not a silent no-op."""
+    db = make_nssdb(tmp_path / "db")
+    lazy = fake_certutil(
+        tmp_path, 'case " $* " in *" -A "*|*" -M "*|*" -D "*) exit 0;; esac\nexec certutil "$@"\n'
+    )
+    with pytest.raises(TrustStoreError) as not_added:
+        NssStore(db, certutil=lazy).install(leaf)
+    assert str(not_added.value) == (
+        f"NSS database {db}: certutil reported success but the certificate is not trusted there; close the "
+        "browser using it and retry"
+    )
+    NssStore(db).install(leaf)
+    with pytest.raises(TrustStoreError) as not_removed:
+        NssStore(db, certutil=lazy).uninstall(leaf)
+    assert str(not_removed.value) == f"NSS database {db}: the certificate is still there after certutil -D"
+
+
+def test_an_existing_empty_directory_becomes_the_database(tmp_path: Path, leaf) -> None:
+    (tmp_path / "nssdb").mkdir()
+    store = NssStore(tmp_path / "nssdb", create=True)
+    store.install(leaf)
+    assert store.check(leaf)
+    assert {e.store for e in store.list()} == {f"NSS database {tmp_path / 'nssdb'}"}
+
+
+def test_a_new_database_never_asks_for_a_password_even_from_a_terminal(tmp_path: Path) -> None:
+    """Run from a terminal, certutil -N would prompt for a password (and wait) unless told the database
+    has none; Chrome's database must open without one. Made here on a pseudo-terminal."""
+    import os
+    import pty
+    import select
+    import signal
+    import time
+
+    NssStore(tmp_path / "plain", create=True)._ensure()  # the same call without a terminal, in this process
+    assert (tmp_path / "plain" / "cert9.db").is_file()
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child, whose standard input is the new terminal
+        try:
+            NssStore(tmp_path / "nssdb", create=True)._ensure()
+        finally:
+            os._exit(0)
+    output, deadline = b"", time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if select.select([terminal], [], [], 0.2)[0]:
+            try:
+                output += os.read(terminal, 1024)
+            except OSError:  # the child closed the terminal
+                break
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            break
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"creating the database waited on the terminal: {output!r}")
+    os.close(terminal)
+    assert b"password" not in output.lower(), output
+    assert (tmp_path / "nssdb" / "cert9.db").is_file()
+
+
+def test_certutil_output_that_is_not_utf8_is_read_with_replacements(tmp_path: Path) -> None:
+    script = fake_certutil(tmp_path, "printf 'caf\\351 printer                   CP,,\\n'\n")
+    assert NssStore(make_nssdb(tmp_path / "db"), certutil=script).entries() == [("caf\ufffd printer", "CP,,")]
