@@ -44,7 +44,6 @@ from typing import Any
 
 from lancert.errors import UsageError
 from lancert.service.database import default_url
-from lancert.service.orders import OrderPolicy
 from lancert.service.ratelimit import RateLimits
 
 DEFAULT_DATA_DIR = Path("~/.local/share/lancert/service").expanduser()
@@ -81,6 +80,21 @@ def normalize_zone(zone: str) -> str:
     if name.startswith("*") or "." not in name:
         raise UsageError(f"invalid zone {zone!r}: give a domain such as iot.example.net")
     return name
+
+
+@dataclass(frozen=True)
+class OrderPolicy:
+    """Deadlines and bounds of the orders placed with the issuer (``[orders]`` in the TOML config; used by
+    :mod:`lancert.service.orders`, kept here so that reading the configuration imports no order machinery)."""
+
+    # The most impatient field boxes give up after 5 s; the wait is counted from the request's arrival,
+    # and 1.5 s are left for the credential check under load and the way back.
+    compatible_deadline: float = 3.5
+    native_deadline: float = 8.0  # lancert's box agent waits 10 s
+    failures_per_hour: int = 5
+    retry_backoff: float = 60.0
+    lease: float = 30.0
+    workers: int = 4
 
 
 @dataclass(frozen=True)

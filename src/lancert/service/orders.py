@@ -42,6 +42,7 @@ from lancert.pki import create_csr, generate_private_key, utcnow
 from lancert.service import compatible_cache
 from lancert.service.authority import Grant
 from lancert.service.compatible_cache import CachedCredential, aware
+from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, UpstreamFailed
 from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer
@@ -53,20 +54,6 @@ T = TypeVar("T")
 WINDOW = timedelta(hours=1)
 MAX_BACKOFF = timedelta(hours=1)
 POLL_INTERVAL = 0.2  # waiting for another instance's order: how often the cache and the lease are read
-
-
-@dataclass(frozen=True)
-class OrderPolicy:
-    """Deadlines and bounds of orders (``[orders]`` in the service's TOML config)."""
-
-    # The most impatient field boxes give up after 5 s; the wait is counted from the request's arrival,
-    # and 1.5 s are left for the credential check under load and the way back.
-    compatible_deadline: float = 3.5
-    native_deadline: float = 8.0  # lancert's box agent waits 10 s
-    failures_per_hour: int = 5
-    retry_backoff: float = 60.0
-    lease: float = 30.0
-    workers: int = 4
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,12 @@ from lancert.pki import (
 )
 from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
+from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
 from lancert.service.errors import InvalidCSRError, IssuancePending, NotEligible, RateLimited, UpstreamFailed
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
-from lancert.service.orders import OrderDesk, OrderPolicy
+from lancert.service.orders import OrderDesk
 from lancert.service.schemas import (
     CertificateRequest,
     CertificateResponse,
