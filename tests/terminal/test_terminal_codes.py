@@ -257,6 +257,7 @@ def test_the_environment_cannot_move_the_setup_code_clock(tmp_path, monkeypatch:
 def test_nothing_is_accepted_before_the_first_generate_code() -> None:
     codes = SetupCodes(FakeClock())
     assert codes.current() is None
+    assert not codes.blocked("192.168.1.66")
     assert codes.consume("23456789") is False
 
 
@@ -391,3 +392,41 @@ def test_terminal_code_cli_without_a_running_terminal_says_so(tmp_path) -> None:
     assert result.returncode == 1
     hint = f"start it: lancert terminal run --state-dir {tmp_path}"
     assert result.stderr == f"lancert: terminal is not running ({hint})\n"
+
+
+def test_blocked_names_only_the_address_that_used_its_four_wrong_guesses() -> None:
+    """What the terminal's screen and log say about a guesser (``SetupCodes.blocked``), per the README:
+    4 wrong guesses per address (an IPv6 /64 counts as one) on a code, then that address is refused."""
+    codes = SetupCodes(FakeClock())
+    code = codes.generate().code
+    for attempt in range(4):
+        assert not codes.blocked("192.168.1.66"), attempt
+        codes.consume("WRONGXXX", "192.168.1.66")
+    assert codes.blocked("192.168.1.66")
+    assert not codes.blocked("192.168.1.20")
+    for host in range(1, 5):
+        codes.consume("WRONGXXX", f"2001:db8:1:2::{host}")  # the fifth wrong guess burns the code
+    assert not codes.blocked("192.168.1.66")  # a new code: everyone's guesses start again
+    replacement = codes.current()
+    assert replacement is not None and replacement.code != code
+
+
+def test_blocked_groups_an_ipv6_guesser_by_its_64_prefix() -> None:
+    codes = SetupCodes(FakeClock())
+    codes.generate()
+    for host in range(1, 5):
+        codes.consume("WRONGXXX", f"2001:db8:1:2::{host}")
+    assert codes.blocked("2001:db8:1:2::ffff")
+    assert not codes.blocked("2001:db8:1:3::1")
+
+
+def test_after_a_pairing_no_address_is_blocked_until_the_next_code() -> None:
+    codes = SetupCodes(FakeClock())
+    code = codes.generate().code
+    for _ in range(3):
+        codes.consume("WRONGXXX", "192.168.1.66")
+    assert codes.consume(code, "192.168.1.20") is True
+    assert not codes.blocked("192.168.1.66")
+    assert codes.consume("WRONGXXX", "192.168.1.66") is False  # nothing to guess: no code on screen
+    fresh = codes.generate()
+    assert (fresh.wrong_attempts, fresh.blocked_sources) == (0, ())

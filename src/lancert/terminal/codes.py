@@ -104,9 +104,8 @@ class SetupCodes:
             if self._wrong_by_source.get(key, 0) >= MAX_WRONG_PER_SOURCE:
                 return False  # this address has had its guesses on this code; others still pair
             if hmac.compare_digest(normalize_code(candidate).encode(), self._code.encode()):
-                self._code = None
-                self._wrong = 0
-                self._wrong_by_source = {}
+                self._code = None  # the counts are read only while a code is shown, and reset with it
+                self._wrong_by_source = {}  # but blocked() answers at once: nobody is blocked any more
                 return True
             self._wrong += 1
             self._wrong_by_source[key] = self._wrong_by_source.get(key, 0) + 1
