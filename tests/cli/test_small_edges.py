@@ -105,5 +105,7 @@ def test_ctrl_c_while_up_starts_says_interrupted(tmp_path: Path) -> None:
         time.sleep(0.02)  # the lock holds the PID once up's command runs (past the imports)
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # 130 from lancert's own exit, or -SIGINT when CPython ends the process by the signal itself (seen
+    # once in five full runs, after the message): a shell shows 130 for both. The message is the point.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert err.endswith("lancert: interrupted\n"), err
