@@ -23,3 +23,14 @@ def require(available: bool, missing: str) -> None:
     if in_ci():
         pytest.fail(f"{missing} (CI=true: a missing capability fails the run, never skips)", pytrace=False)
     pytest.skip(missing)
+
+
+def required_for_module(available: bool, missing: str):
+    """A module's autouse fixture that calls :func:`require` before the module's own fixtures start its
+    servers: ``_capability = required_for_module(shutil.which("pdns_server") is not None, "...")``."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def _capability() -> None:
+        require(available, missing)
+
+    return _capability

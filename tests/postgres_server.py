@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from capabilities import require
 from lancert.loopback import free_port
 
 # Debian's PostgreSQL server (package 'postgresql'), newest version installed; None when absent.
@@ -101,7 +102,6 @@ def running_postgres() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A module's own PostgreSQL cluster (import this name into a test module to use it)."""
-    if PG_BIN is None:
-        pytest.skip(MISSING)
+    require(PG_BIN is not None, MISSING)
     with running_postgres() as url:
         yield url

@@ -22,6 +22,7 @@ from acme_harness import ZONE, AcmeService, assert_lint_clean
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from capabilities import require
 from chromium import load
 from lancert.loopback import free_port
 from lancert_cli import lancert
@@ -33,8 +34,7 @@ MARKER = "lancert caddy ok"
 def caddy_site(
     acme_service: AcmeService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, int, Path]]:
-    if shutil.which("caddy") is None:
-        pytest.skip("caddy is not installed (Debian package caddy, see .ci/run)")
+    require(shutil.which("caddy") is not None, "caddy is not installed (Debian package caddy, see .ci/run)")
     work = tmp_path_factory.mktemp("caddy")
     eab = acme_service.eab(acme_service.database())
     host = f"192-168-1-25.{acme_service.label_of(eab)}.{ZONE}"

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from acme_harness import ZONE, AcmeService, assert_lint_clean
 
+from capabilities import require
+
 
 @pytest.fixture
 def shop(acme_service: AcmeService) -> tuple[dict, str]:
@@ -22,8 +24,8 @@ def shop(acme_service: AcmeService) -> tuple[dict, str]:
 
 
 def needs(program: str) -> None:
-    if shutil.which(program) is None:
-        pytest.skip(f"{program} is not installed (Debian package {program}, see .ci/run)")
+    require(shutil.which(program) is not None,
+            f"{program} is not installed (Debian package {program}, see .ci/run)")
 
 
 def test_certbot_obtains_renews_and_revokes(

@@ -12,12 +12,10 @@ import pytest
 from acme_harness import ZONE, AcmeClient, AcmeService, assert_lint_clean, problem
 
 import postgres_server
+from capabilities import required_for_module
 
 postgres_url = postgres_server.postgres_url  # the module-scoped fixture, shared with tests/service
-pytestmark = pytest.mark.skipif(
-    postgres_server.PG_BIN is None,
-    reason="PostgreSQL server binaries (Debian package 'postgresql') are not installed",
-)
+_capability = required_for_module(postgres_server.PG_BIN is not None, postgres_server.MISSING)
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from dns_testlib import ZONE, PowerDNS, RunningDNS, start_dns
 
+from capabilities import required_for_module
 from lancert.loopback import free_port
 from lancert.pki import SubjectNames, create_csr, generate_private_key
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 from lancert_cli import lancert
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pebble") is None or shutil.which("pdns_server") is None,
-    reason="needs Debian's pebble and pdns-server",
+_capability = required_for_module(
+    shutil.which("pebble") is not None and shutil.which("pdns_server") is not None,
+    "needs Debian's pebble and pdns-server",
 )
 LABEL = "k7m2q9xd4a1b"
 

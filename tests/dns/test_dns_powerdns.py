@@ -16,12 +16,14 @@ import dns.rcode
 import pytest
 from dns_testlib import CA, ZONE, PowerDNS, RunningDNS, ask, start_dns
 
+from capabilities import require, required_for_module
 from lancert.loopback import free_port
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 from lancert_cli import lancert
 from postgres_server import MISSING, PG_BIN, running_postgres
 
-pytestmark = pytest.mark.skipif(shutil.which("pdns_server") is None, reason="pdns-server not installed")
+_capability = required_for_module(
+    shutil.which("pdns_server") is not None, "pdns_server is not installed (Debian package pdns-server)")
 
 
 @pytest.fixture(scope="module", params=["gsqlite3", "gpgsql"])
@@ -34,8 +36,7 @@ def servers(
         root = tmp_path_factory.mktemp("powerdns")
         data_dir, config_dir, port = root / "data", root / "pdns", free_port()
         if request.param == "gpgsql":
-            if PG_BIN is None:
-                pytest.skip(MISSING)
+            require(PG_BIN is not None, MISSING)
             url = stack.enter_context(running_postgres())
             source = ["--db", url]
         else:

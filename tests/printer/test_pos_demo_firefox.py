@@ -17,13 +17,15 @@ from pathlib import Path
 import pytest
 from printer_helpers import PRINTER_IP, receipts
 
+from capabilities import required_for_module
 from firefox import PRINTER_PORT, new_profile, sealed_namespaces_work, url, visit
 from lancert.up.printer import pos_demo_page
 from lancert_cli import lancert
 from trust.trust_helpers import make_nssdb
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not sealed_namespaces_work(), reason="no network namespace (unshare --net) for Firefox here")]
+pytestmark = pytest.mark.slow
+_capability = required_for_module(
+    sealed_namespaces_work(), "no network namespace (unshare --net) for Firefox here")
 TEXT = "Firefox table 2\nTea        2.20\n"
 PRESS = (
     "const done = arguments[arguments.length - 1];"

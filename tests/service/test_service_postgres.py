@@ -13,6 +13,7 @@ from service_testlib import CODE, PostgresServer, ServiceProcess, make_csr
 from sqlalchemy import text
 from upstream_testlib import PEBBLE, Pebble, upstream_service
 
+from capabilities import require
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert.service.database import Database
@@ -98,10 +99,10 @@ def test_concurrent_load_on_two_instances_gives_unique_recorded_serials(
     assert len({next(iter(v)) for v in labels.values()}) == 20
 
 
-@pytest.mark.skipif(PEBBLE is None, reason="Debian package 'pebble' is not installed")
 def test_two_upstream_instances_place_one_order_for_twenty_concurrent_compatible_calls(
     postgres_url: str, tmp_path: Path
 ) -> None:
+    require(PEBBLE is not None, "Debian package 'pebble' is not installed")
     """Two instances issuing through the real Pebble share one PostgreSQL database: 20 concurrent
     compatible calls for one database, spread over both, cause exactly one upstream order (the
     certificate_orders row is the cross-instance lock) and get 20 identical answers."""

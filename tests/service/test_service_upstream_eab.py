@@ -21,11 +21,12 @@ from upstream_testlib import (
     upstream_service,
 )
 
+from capabilities import required_for_module
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert_cli import lancert
 
-pytestmark = pytest.mark.skipif(PEBBLE is None, reason="Debian package 'pebble' is not installed")
+_capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
 KID = "kid-lancert"
 

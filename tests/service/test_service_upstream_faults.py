@@ -38,10 +38,11 @@ from upstream_testlib import (
     upstream_service,
 )
 
+from capabilities import required_for_module
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
 
-pytestmark = pytest.mark.skipif(PEBBLE is None, reason="Debian package 'pebble' is not installed")
+_capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
 ORDERS = "[orders]\nretry_backoff = 1.0\nfailures_per_hour = 3\nlease = 3.0\n"
 FIELD_BOX_TIMEOUT = 5.0

@@ -29,13 +29,14 @@ from upstream_testlib import (
     upstream_service,
 )
 
+from capabilities import required_for_module
 from chromium import load
 from lancert.loopback import free_port
 from lancert.pki import load_certificates, load_private_key_pem, public_key_matches
 from lancert.up.printer import serve_page
 from lancert.up.stack import Child
 
-pytestmark = pytest.mark.skipif(PEBBLE is None, reason="Debian package 'pebble' is not installed")
+_capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
 
 @pytest.fixture(scope="module")
