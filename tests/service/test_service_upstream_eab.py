@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,29 +95,22 @@ def test_a_wrong_eab_key_is_a_clear_error_at_start_and_for_the_box(
     assert key_file.read_text().strip() not in log
 
 
+def _start_with_eab_kid(
+    tmp_path: Path, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``service run --issuer acme --acme-eab-kid KID`` toward a directory nobody serves: refused at start."""
+    return lancert(
+        "service", "run", "--data-dir", str(tmp_path / "data"), "--port", "0", "--dns-port", "0",
+        "--issuer", "acme", "--acme-directory", "https://127.0.0.1:1/dir", "--acme-eab-kid", KID, *options,
+        check=False, env=env,
+    )
+
+
 def test_an_eab_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     key_file = tmp_path / "eab-hmac"
     key_file.write_text(hmac_key())
     key_file.chmod(0o644)
-    result = lancert(
-        "service",
-        "run",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--port",
-        "0",
-        "--dns-port",
-        "0",
-        "--issuer",
-        "acme",
-        "--acme-directory",
-        "https://127.0.0.1:1/dir",
-        "--acme-eab-kid",
-        KID,
-        "--acme-eab-hmac-file",
-        str(key_file),
-        check=False,
-    )
+    result = _start_with_eab_kid(tmp_path, "--acme-eab-hmac-file", str(key_file))
     assert result.returncode == 2
     assert result.stderr.startswith("lancert: ") and "chmod 600" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -124,22 +118,5 @@ def test_an_eab_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
 
 def test_an_eab_kid_without_its_key_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LANCERT_ACME_EAB_HMAC"}
-    result = lancert(
-        "service",
-        "run",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--port",
-        "0",
-        "--dns-port",
-        "0",
-        "--issuer",
-        "acme",
-        "--acme-directory",
-        "https://127.0.0.1:1/dir",
-        "--acme-eab-kid",
-        KID,
-        check=False,
-        env=env,
-    )
+    result = _start_with_eab_kid(tmp_path, env=env)
     assert result.returncode == 2 and "LANCERT_ACME_EAB_HMAC" in result.stderr
