@@ -98,7 +98,7 @@ def powerdns(
 
     from lancert.dns.powerdns import PowerDNSLayout, write_config
     from lancert.service.config import ServiceConfig, normalize_zone
-    from lancert.service.server import open_database
+    from lancert.service.database import open_database
 
     zone = normalize_zone(zone)
     if not 1 <= port <= 65535:

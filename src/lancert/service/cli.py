@@ -175,8 +175,8 @@ def certs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Each database/label: issuer, not_after, renewal due, whether an order runs, the last upstream error."""
+    from lancert.service.database import open_database
     from lancert.service.orders import certificate_statuses
-    from lancert.service.server import open_database
 
     database = open_database(_config(config_file, data_dir=data_dir, db=db))
     statuses = certificate_statuses(database)
@@ -231,8 +231,8 @@ def acme_eab(
     secret: it is printed once, here."""
     from lancert.acme import EabKeys
     from lancert.service.authority import box_label
+    from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
-    from lancert.service.server import open_database
 
     database = open_database(_config(config_file, data_dir=data_dir, db=db))
     try:
