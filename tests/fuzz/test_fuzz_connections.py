@@ -27,7 +27,7 @@ from fuzz_harness import (
     start_terminal,
 )
 
-from lancert.connections import ConnectionGuard, one_line_refusals
+from lancert.serving.connections import ConnectionGuard, one_line_refusals
 
 FLOOD = 600  # connections opened against one port: more than twice the descriptor limit
 

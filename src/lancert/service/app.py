@@ -1,7 +1,8 @@
 """The HTTP fronts (FastAPI): thin handlers over :class:`~lancert.service.provisioning.Provisioner`.
 
-Hostile-input rules live here once: a 64 KiB cap on the raw body stream (not trusting Content-Length),
-every error as ``{"error": {...}}`` with the status from :data:`lancert.service.errors.HTTP_STATUS`, and
+Hostile-input rules live here once: the 413 of the port's 64 KiB body cap (counted on the raw stream by
+the serving layer, not trusting Content-Length), every error as ``{"error": {...}}`` with the status
+from :data:`lancert.service.errors.HTTP_STATUS`, and
 a catch-all that answers 500 without a traceback.
 """
 
@@ -14,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lancert.pki import pem
 from lancert.service import requestlog
@@ -31,7 +31,6 @@ from lancert.service.errors import (
 from lancert.service.issuer import Issuer
 from lancert.service.provisioning import Provisioner
 from lancert.service.schemas import (
-    MAX_BODY_BYTES,
     CertificateRequest,
     CertificateResponse,
     CompatibleRequest,
@@ -58,54 +57,9 @@ def error_response(exc: ServiceError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=http_status(exc), headers=exc.headers())
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, counting what actually arrives.
-
-    The whole (small) body is read here and replayed to the app, so a lying or absent Content-Length
-    (chunked transfer) cannot get more than ``limit`` bytes past this point.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    def _too_large(self) -> JSONResponse:
-        # Built only when refusing: every request passes here, few are too large.
-        return error_response(TooLarge(f"request body exceeds {self.limit} bytes"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._too_large()(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._too_large()(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+def service_too_large(limit: int) -> JSONResponse:
+    """The service port's 413 (the cap is the serving layer's :class:`lancert.serving.ports.BodyLimit`)."""
+    return error_response(TooLarge(f"request body exceeds {limit} bytes"))
 
 
 def _field_of(error: dict[str, Any]) -> str:
@@ -200,7 +154,6 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         answer = provisioner.compatible(body, _source_ip(request))
         return compatible_answer(answer, BoxGeneration.of(request.headers))
 
-    app.add_middleware(BodyLimit)
     return app
 
 

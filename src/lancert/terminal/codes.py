@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lancert.connections import client_key
+from lancert.serving.connections import client_key
 
 # No 0/O and no 1/I/L: what a cashier types from a screen must not be ambiguous (31 symbols).
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
