@@ -38,6 +38,7 @@ from lancert.service.schemas import (
     ErrorResponse,
     HealthResponse,
 )
+from lancert.serving.docs import serve_docs_locally
 
 log = logging.getLogger("lancert.service")
 
@@ -89,6 +90,9 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         version="1",
         description="Certificates for IoT boxes under a managed zone. See /docs.",
         debug=False,
+        # /docs with Swagger UI's files from this port (serve_docs_locally), never from a CDN; no ReDoc.
+        docs_url=None,
+        redoc_url=None,
         # Starlette's trailing-slash redirect builds its Location from the client's Host header
         # (Host: evil.example -> Location: http://evil.example/...): an unknown path is a 404 instead.
         redirect_slashes=False,
@@ -122,6 +126,8 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
         return error_response(InternalError("internal error"))
+
+    serve_docs_locally(app)
 
     @app.get("/healthz", response_model=HealthResponse)
     def healthz() -> HealthResponse:
