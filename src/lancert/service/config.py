@@ -36,6 +36,7 @@ Example config (every key optional)::
     failures_per_hour = 5          # failed orders per name per hour
     retry_backoff = 60.0           # seconds after a first failure, doubled per consecutive failure
     lease = 30.0                   # seconds an instance's order stays its own without a heartbeat
+    upstream_down_backoff = 60.0   # seconds a CA found down is passed over (doubling, up to 1 h)
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
@@ -104,6 +105,9 @@ class OrderPolicy:
     retry_backoff: float = 60.0
     lease: float = 30.0
     workers: int = 4
+    # Seconds an upstream CA found down (unreachable, 5xx, rateLimited) is passed over for the next one,
+    # doubled per consecutive failure up to an hour; never less than the CA's Retry-After.
+    upstream_down_backoff: float = 60.0
 
 
 @dataclass(frozen=True)

@@ -132,13 +132,16 @@ class UpstreamChoice:
         zone: str,
         on_public_suffix_list: bool = False,
         clock: Callable[[], float] = time.time,
+        down_backoff: float = 60.0,
         observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.database = database
         self.issuers = {i.description: i for i in issuers}
         self.order = [i.description for i in issuers]
         ledger = SqlLedger(database)
-        budgets = [Budget(i.description, lim, ledger) for i, lim in zip(issuers, limits, strict=True)]
+        budgets = [
+            Budget(i.description, lim, ledger, down_backoff) for i, lim in zip(issuers, limits, strict=True)
+        ]
         self.scheduler = Scheduler(budgets)
         self.zone = zone
         self.on_public_suffix_list = on_public_suffix_list

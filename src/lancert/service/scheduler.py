@@ -131,8 +131,11 @@ class Verdict:
 class Budget:
     """One CA's limits and health."""
 
-    def __init__(self, name: str, limits: UpstreamLimits, ledger: Ledger) -> None:
+    def __init__(
+        self, name: str, limits: UpstreamLimits, ledger: Ledger, down_first: float = DOWN_FIRST
+    ) -> None:
         self.name = name
+        self.down_first = down_first
         self.limits = limits
         self.ledger = ledger
         # Health: a CA found down (or answering rateLimited) is passed over while another can serve.
@@ -206,7 +209,7 @@ class Budget:
         """Unreachable, timing out, answering 5xx or rateLimited: skipped until its Retry-After, else
         for a back-off doubled per consecutive failure (1 min to 1 h)."""
         self._down_streak += 1
-        delay = min(DOWN_FIRST * 2 ** (self._down_streak - 1), DOWN_MAX)
+        delay = min(self.down_first * 2 ** (self._down_streak - 1), DOWN_MAX)
         if retry_after is not None:
             delay = max(delay, float(retry_after))
         self.down_until = max(self.down_until, now + delay)

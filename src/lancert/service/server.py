@@ -89,6 +89,7 @@ def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIden
         [u.limits for u in upstreams],
         zone=identity.zone,
         on_public_suffix_list=config.zone_on_public_suffix_list,
+        down_backoff=config.orders.upstream_down_backoff,
     )
 
 
