@@ -162,22 +162,11 @@ def test_an_authorization_index_that_is_no_ascii_number_is_404(acme_service: Acm
             assert response.json()["type"].startswith(ERROR)
 
 
-def _used_nonce_rows(service: AcmeService) -> int:
-    from lancert.service.database import Database
-
-    database = Database(service.db_url)
-    try:
-        with database.engine.connect() as connection:
-            return connection.exec_driver_sql("SELECT count(*) FROM acme_used_nonces").scalar_one()
-    finally:
-        database.dispose()
-
-
 def test_forged_requests_write_no_nonce_row(client: AcmeClient) -> None:
     """A request whose signature does not verify (or whose kid is no account) costs no database write:
     60 of them with fresh nonces leave acme_used_nonces as it was."""
     stranger = AcmeClient(client.service)
-    before = _used_nonce_rows(client.service)
+    before = client.service.used_nonce_rows()
     for i in range(20):
         forged = stranger.jws(client.kid, None, kid=client.kid)  # signed by another key
         assert _send_raw(client, client.kid, json.dumps(forged).encode()).status_code == 400
@@ -187,7 +176,7 @@ def test_forged_requests_write_no_nonce_row(client: AcmeClient) -> None:
         fresh_jwk["signature"] = jose.b64encode(b"\1" * 64).decode()
         assert _send_raw(client, stranger.directory["newAccount"], json.dumps(fresh_jwk).encode()
                          ).status_code == 400
-    assert _used_nonce_rows(client.service) == before
+    assert client.service.used_nonce_rows() == before
 
 
 def test_a_nonce_presented_in_a_refused_request_is_never_accepted_again(client: AcmeClient) -> None:

@@ -39,17 +39,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AcmeService]:
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
 
 
-def _used_nonce_rows(service: AcmeService) -> int:
-    from lancert.service.database import Database
-
-    database = Database(service.db_url)
-    try:
-        with database.engine.connect() as connection:
-            return connection.exec_driver_sql("SELECT count(*) FROM acme_used_nonces").scalar_one()
-    finally:
-        database.dispose()
-
-
 def _b64(raw: bytes) -> str:
     return jose.b64encode(raw).decode()
 
@@ -89,7 +78,7 @@ def _settings() -> Any:
 
 
 def test_fuzzed_protected_headers_get_a_4xx_problem(target: Target, service: AcmeService) -> None:
-    rows = _used_nonce_rows(service)
+    rows = service.used_nonce_rows()
     jwk = es256_key().public_key().to_partial_json()  # a key of no account
     fields = st.fixed_dictionaries({}, optional={
         "alg": st.sampled_from(["ES256", "RS256", "HS256", "none", "", "es256"]) | _json,
@@ -115,7 +104,7 @@ def test_fuzzed_protected_headers_get_a_4xx_problem(target: Target, service: Acm
         target.send(url, json.dumps(body).encode())
 
     run()
-    assert _used_nonce_rows(service) == rows, "an unsigned request wrote a nonce row"
+    assert service.used_nonce_rows() == rows, "an unsigned request wrote a nonce row"
     print(f"\nACME JWS header fuzzing: statuses {dict(sorted(target.statuses.items()))}")
 
 
@@ -131,9 +120,9 @@ def test_fuzzed_raw_bytes_get_a_4xx_problem(target: Target, service: AcmeService
             {"protected": _b64(raw), "payload": "", "signature": _b64(b"\0" * 64)}).encode()
         target.send(target.urls[index], body)
 
-    rows = _used_nonce_rows(service)
+    rows = service.used_nonce_rows()
     run()
-    assert _used_nonce_rows(service) == rows
+    assert service.used_nonce_rows() == rows
 
 
 def test_hand_cases_the_first_fuzzing_round_found(target: Target) -> None:
