@@ -35,10 +35,10 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lancert.pki import create_csr, generate_private_key, utcnow
+from lancert.pki import SubjectNames, create_csr, generate_private_key, utcnow
 from lancert.service import compatible_cache
 from lancert.service.authority import Grant
 from lancert.service.compatible_cache import CachedCredential, aware
@@ -68,7 +68,11 @@ class _BackedOff:
     reason: str
 
 
-Recorder = Callable[[Grant, IssuedChain, str, str], None]  # grant, certificate, style, source_ip
+# Rows a front writes in the transaction that records a certificate (the ACME server: its order becomes
+# valid with the certificate, or neither happens).
+AlsoRecord = Callable[[Connection, IssuedChain], None]
+# grant, certificate, style (the front), source_ip, the front's own rows
+Recorder = Callable[[Grant, IssuedChain, str, str, "AlsoRecord | None"], None]
 
 
 class OrderDesk:
@@ -142,27 +146,38 @@ class OrderDesk:
             if latest is not None and latest.fresh(utcnow(), self.issuer.description):
                 return latest
 
-    def native(
+    def order(
         self,
         grant: Grant,
         csr: x509.CertificateSigningRequest,
         *,
-        arrived: float | None = None,
+        style: str,
+        names: SubjectNames | None = None,
+        deadline: float,
         source_ip: str = "-",
+        also_record: AlsoRecord | None = None,
     ) -> IssuedChain:
-        """An order for the box's own key. Identical requests (same label, same key) share one order;
-        a request for a name whose order another request or instance holds waits for it to end."""
-        deadline = (arrived or time.monotonic()) + self.policy.native_deadline
+        """An order for the requester's own key (a box's CSR, an ACME client's): ``names`` (default the
+        grant's) signed for ``csr``, recorded as ``style``, waited for until ``deadline``
+        (``time.monotonic()``), then :class:`IssuancePending` while it goes on. Identical requests
+        (same front, label, key and names) share one order; a request for a name whose order another
+        request or instance holds waits for it to end. ``also_record`` runs in the transaction that
+        records the certificate, whether or not anyone still waits for it."""
+        names = names or grant.names
         spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        key = ("native", grant.box_label, hashlib.sha256(spki).hexdigest())
+        key = (style, grant.box_label, hashlib.sha256(spki).hexdigest(), *sorted(names.dns))
         while True:
             outcome: _Busy | _BackedOff | None = None
             with self._lock:
                 future = self._running.get(key)
                 if future is None:
-                    outcome = self._acquire(grant, "native")
+                    outcome = self._acquire(grant, style)
                     if outcome is None:
-                        future = self._start(key, grant, lambda: self._native_order(grant, csr, source_ip))
+                        future = self._start(
+                            key,
+                            grant,
+                            lambda: self._csr_order(grant, csr, names, style, source_ip, also_record),
+                        )
             if future is not None:
                 return self._wait(future, deadline)  # type: ignore[return-value]
             if isinstance(outcome, _BackedOff):
@@ -212,18 +227,24 @@ class OrderDesk:
     def _compatible_order(self, grant: Grant, source_ip: str) -> CachedCredential:
         key = generate_private_key()
         issued = self.issuer.issue_server_certificate(create_csr(key, grant.names), grant.names)
-        self.record(grant, issued, "compatible", source_ip)
+        self.record(grant, issued, "compatible", source_ip, None)
         cached = compatible_cache.store(
             self.database, grant.database.uuid, grant.box_label, self.issuer.description, issued, key
         )
         self._succeeded(grant.box_label, issued)
         return cached
 
-    def _native_order(
-        self, grant: Grant, csr: x509.CertificateSigningRequest, source_ip: str
+    def _csr_order(
+        self,
+        grant: Grant,
+        csr: x509.CertificateSigningRequest,
+        names: SubjectNames,
+        style: str,
+        source_ip: str,
+        also_record: AlsoRecord | None,
     ) -> IssuedChain:
-        issued = self.issuer.issue_server_certificate(csr, grant.names)
-        self.record(grant, issued, "native", source_ip)
+        issued = self.issuer.issue_server_certificate(csr, names)
+        self.record(grant, issued, style, source_ip, also_record)
         self._succeeded(grant.box_label, issued)
         return issued
 

@@ -157,7 +157,7 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
             raise LancertError(f"--acme-name must be under the zone {zone} (or give --acme-tls-cert/-key)")
         files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
         cert_path, key_path = files.cert_path, files.key_path
-    app = create_acme_app(build_acme_server(service.database, service.authority, service.issuer))
+    app = create_acme_app(build_acme_server(service.database, service.authority, service.provisioner))
     return _AcmeEndpoint(
         uvicorn.Config(
             app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,
