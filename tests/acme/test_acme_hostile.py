@@ -15,6 +15,8 @@ from cryptography import x509
 from lancert.pki import generate_private_key, private_key_pem
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 PAYLOADS: list[object] = [
     [], "text", 7, None, {"identifiers": "x"}, {"identifiers": [{"type": "dns", "value": 5}]},
     {"identifiers": [{"type": "dns", "value": "a" * 400}]}, {"csr": 12}, {"csr": "!!!"}, {"csr": "AAAA"},

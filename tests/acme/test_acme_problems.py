@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lancert.pki import SubjectNames, create_csr, generate_private_key
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture
 def client(acme_service: AcmeService) -> AcmeClient:

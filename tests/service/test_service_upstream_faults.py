@@ -42,6 +42,8 @@ from capabilities import required_for_module
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 _capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
 ORDERS = "[orders]\nretry_backoff = 1.0\nfailures_per_hour = 3\nlease = 3.0\n"

@@ -36,6 +36,8 @@ from lancert.pki import load_certificates, load_private_key_pem, public_key_matc
 from lancert.up.printer import serve_page
 from lancert.up.stack import Child
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 _capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
 
