@@ -87,6 +87,7 @@ PORTS = [("service", "http", False), ("service", "acme", True), ("box", "http", 
          ("printer", "https", True)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "port_name", "tls"), PORTS, ids=[f"{n}-{p}" for n, p, _ in PORTS])
 def test_a_legitimate_client_is_served_within_5_s_during_an_idle_connection_flood(
     components: dict[str, Component], name: str, port_name: str, tls: bool
@@ -147,6 +148,7 @@ def _more_descriptors_for_this_test(needed: int) -> None:
                                                     min(needed, hard), hard))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "port_name"), [("service", "acme"), ("printer", "https")])
 def test_1000_half_open_tls_connections_leave_every_port_of_the_process_answering_within_2_s(
     components: dict[str, Component], name: str, port_name: str
@@ -185,6 +187,7 @@ def test_1000_half_open_tls_connections_leave_every_port_of_the_process_answerin
         assert _legitimate(component, each) < 500
 
 
+@pytest.mark.slow
 def test_connections_that_never_finish_a_request_are_closed(components: dict[str, Component]) -> None:
     """A TLS handshake within 10 s of accept(), headers within 10 s of the connection (after the TLS
     handshake), a body within 30 s of its headers; before, each such connection stayed open for ever
@@ -224,6 +227,7 @@ def test_refused_accepts_are_logged_as_one_line_per_burst(caplog: pytest.LogCapt
     assert not any(r.exc_info for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_the_limit_is_really_lowered(components: dict[str, Component]) -> None:
     limits = Path(f"/proc/{components['service'].proc.pid}/limits").read_text()
     assert any(line.startswith("Max open files") and f" {NOFILE} " in line for line in limits.splitlines())

@@ -16,6 +16,8 @@ from service_testlib import ServiceProcess
 from capabilities import require
 from chromium import CHROMIUM, run_script
 
+pytestmark = pytest.mark.slow  # a service process, and Chromium
+
 # Resolves once Swagger UI has drawn the API's operations (or after 20 s with what is there), with every
 # URL the page loaded or names in its DOM.
 RENDERED = """new Promise(done => {
@@ -34,7 +36,6 @@ RENDERED = """new Promise(done => {
 })"""
 
 
-@pytest.mark.slow
 def test_docs_render_offline_from_the_service_alone(service: ServiceProcess, tmp_path: Path) -> None:
     require(shutil.which(CHROMIUM) is not None or Path(CHROMIUM).exists(),
             "Chromium (Debian package 'chromium') is not installed")
