@@ -53,6 +53,9 @@ BODY_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 256
 # Descriptors kept for everything else the process opens (files, the database, DNS, log files).
 RESERVED_DESCRIPTORS = 64
+# Newcomers of other clients than a flooding one may pass the hard limit by this many while evicted
+# connections close (a loop turn): a quarter of the reserved descriptors.
+OVER_LIMIT = RESERVED_DESCRIPTORS // 4
 REFUSAL_LOG_INTERVAL = 10.0
 _ACCEPT_FAILURE = "socket.accept() out of system resource"
 
@@ -146,8 +149,9 @@ class ConnectionGuard:
 
     Beyond :attr:`cap` live connections the oldest one that is not busy is closed. A descriptor stays
     counted until it is really closed (asyncio closes at its next turn, and accepts up to the listen
-    backlog in one go), so with :attr:`hard_limit` descriptors in use the listener stops accepting until
-    the evicted ones are gone, and refuses a newcomer at once only when every connection is busy.
+    backlog in one go), so with :attr:`hard_limit` descriptors in use the listener closes a newcomer at
+    once when its client holds the most connections (the flood) or every connection is busy, and lets
+    another client's newcomer in (up to :data:`OVER_LIMIT` over the limit while the evicted close).
     """
 
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -213,6 +217,22 @@ class ConnectionGuard:
                 transport.abort()
         return entry
 
+    def floods(self, client: str) -> bool:
+        """Whether ``client`` holds the most connections of all (ties included), not counting evicted ones."""
+        key = client_key(client)
+        with self._lock:
+            held: dict[str, int] = {}
+            for entry in self._entries.values():
+                if not entry.evicted:
+                    held[entry.client] = held.get(entry.client, 0) + 1
+        return bool(held) and held.get(key, 0) >= max(held.values())
+
+    def room_over_limit(self) -> bool:
+        """Whether a newcomer may be counted beyond :attr:`hard_limit` while evicted descriptors close:
+        at most :data:`OVER_LIMIT` more, taken from the descriptors kept for the rest of the process."""
+        with self._lock:
+            return len(self._entries) < self.hard_limit + OVER_LIMIT
+
     def open_connections(self) -> int:
         with self._lock:
             self._purge()
@@ -244,17 +264,23 @@ class _GuardedListener(socket.socket):
 
     def accept(self) -> tuple[socket.socket, Any]:
         while True:  # ends with a connection, or BlockingIOError (asyncio: "nothing to accept now")
-            if not _guard.full():
-                conn, address = super().accept()
-                _guard.admit(conn, str(address[0]) if isinstance(address, tuple) else "local")
-                return conn, address
-            if _guard.closing():
-                # Evicted connections free their descriptors at the loop's next turn; the newcomer
-                # waits in the listen backlog until then instead of being refused.
-                raise BlockingIOError
             conn, address = super().accept()
-            conn.close()  # every descriptor is held by a busy connection: refuse, at once
-            _refused.happened("every connection slot is busy")
+            client = str(address[0]) if isinstance(address, tuple) else "local"
+            if not _guard.full():
+                _guard.admit(conn, client)
+                return conn, address
+            if _guard.closing() and _guard.room_over_limit() and not _guard.floods(client):
+                # Evicted connections free their descriptors at the loop's next turn: a newcomer of
+                # another client gets in now (a few descriptors over the limit, for a turn).
+                _guard.admit(conn, client)
+                return conn, address
+            # At the limit: the newcomer of the client holding the most connections (a flood) is closed
+            # at once, so the kernel's accept queue drains at accept() speed and a POS or browser queued
+            # behind the flood is reached within milliseconds (waiting for evictions took 1-2 s behind
+            # 1,000 half-open connections), and so is one when every slot is busy.
+            conn.close()
+            _refused.happened("the client holding the most connections" if _guard.closing()
+                              else "every connection slot is busy")
 
 
 def guarded_listener(sock: socket.socket, max_connections: int | None = None) -> socket.socket:
