@@ -34,6 +34,8 @@ from service_testlib import CODE, ZONE, Registry, ServiceProcess, write_config
 from lancert.pki import load_certificates, load_private_key_pem
 from lancert.pki.keys import public_key_matches
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 FAILURES_PER_DATABASE = 3
 MIDDLE_TIMEOUT = 5.0  # seconds: the middle generation's requests timeout, the most impatient in the field
 SLOW_ISSUANCE = 6.0  # seconds added to every certificate of the slow variant: past that timeout
