@@ -148,6 +148,17 @@ class AcmeService:
             assert result.returncode == 0, f"{command[0]} ({result.returncode}):\n{output}"
         return result
 
+    def used_nonce_rows(self) -> int:
+        """Rows of acme_used_nonces: what requests wrote to spend their nonces."""
+        from lancert.service.database import Database
+
+        database = Database(self.db_url)
+        try:
+            with database.engine.connect() as connection:
+                return connection.exec_driver_sql("SELECT count(*) FROM acme_used_nonces").scalar_one()
+        finally:
+            database.dispose()
+
     def revoked(self, certificate_pem: str) -> bool:
         """Whether the service recorded the revocation of this certificate (PEM, leaf first)."""
         from lancert.service.database import Database

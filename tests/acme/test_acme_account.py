@@ -7,10 +7,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import josepy as jose
+import pytest
 from acme import jws as acme_jws
 from acme_harness import ZONE, AcmeClient, AcmeService, es256_key, problem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def new_client(acme_service: AcmeService) -> tuple[AcmeClient, str]:

@@ -27,6 +27,8 @@ from chromium import load
 from lancert.loopback import free_port
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 MARKER = "lancert caddy ok"
 
 

@@ -16,6 +16,8 @@ from acme_harness import ZONE, AcmeService, assert_lint_clean
 
 from capabilities import require
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture
 def shop(acme_service: AcmeService) -> tuple[dict, str]:

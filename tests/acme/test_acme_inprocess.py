@@ -32,7 +32,7 @@ def client_for(tmp_path: Path, order_lifetime: timedelta) -> tuple[AcmeClient, s
     Registry(service.database).add("db-1", "code-1")
     eab = EabKeys(service.database).create("db-1").as_json()
     server = AcmeServer(service.database, AcmeStore(), EabKeys(service.database),
-                        NonceBook(nonce_secret(service.database)), service.authority, service.issuer,
+                        NonceBook(nonce_secret(service.database)), service.authority, service.provisioner,
                         order_lifetime=order_lifetime)
     http = TestClient(create_acme_app(server), base_url=f"https://{ACME_HOST}")
     client = AcmeClient(InProcess(), http=http)  # type: ignore[arg-type]

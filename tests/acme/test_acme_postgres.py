@@ -14,6 +14,8 @@ from acme_harness import ZONE, AcmeClient, AcmeService, assert_lint_clean, probl
 import postgres_server
 from capabilities import required_for_module
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 postgres_url = postgres_server.postgres_url  # the module-scoped fixture, shared with tests/service
 _capability = required_for_module(postgres_server.PG_BIN is not None, postgres_server.MISSING)
 

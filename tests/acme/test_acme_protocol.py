@@ -10,6 +10,8 @@ import pytest
 from acme_harness import ACME_HOST, ZONE, AcmeClient, AcmeService, assert_lint_clean, rs256_key
 from cryptography import x509
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture
 def account(acme_service: AcmeService) -> tuple[AcmeClient, dict]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import stat
 
+import pytest
 from acme_harness import AcmeClient, AcmeService
 
 from lancert.up.stack import demo_acme_eab
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def test_up_demo_eab_pair_is_made_once_kept_private_and_opens_an_account(acme_service: AcmeService) -> None:

@@ -12,6 +12,8 @@ from box_harness import CODE, Service, wait_for
 from lancert.check import TrustSource, check_target
 from lancert.trust.fetch import Target
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def test_renewal_swaps_certificate_without_dropping_open_connections(make_box, service: Service) -> None:
     uuid = service.add_db()

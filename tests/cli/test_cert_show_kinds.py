@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import socket
 from pathlib import Path
 
 import pytest
 
 from lancert_cli import lancert
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,8 @@ def test_every_certificate_of_a_file_is_shown_and_counted(files: Path) -> None:
     assert "\n\nCertificate 2 of 2\nSubject      CN=lancert Root CA" in out
     data = json.loads(lancert("cert", "show", str(files / "chain.pem"), "--json").stdout)
     assert data["subject"] == "CN=192.168.1.25"
-    assert [o["subject"] for o in data["others"]] == ["CN=lancert Root CA,O=lancert"]
+    maker = f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"  # issue 20: user@host
+    assert [o["subject"] for o in data["others"]] == [f"CN=lancert Root CA ({maker}),OU={maker},O=lancert"]
 
 
 def test_a_p12_is_recognised_and_read_with_its_password(files: Path) -> None:

@@ -1,4 +1,7 @@
-"""The README's ``sh`` examples, run in order in one directory as a new user copies them.
+"""The ``sh`` examples of the README and the docs pages, run in order in one directory as a user copies them.
+
+The pages run in the order ``docs/index.md`` lists them (a newcomer's reading order: later pages use the files
+earlier ones made, such as ``./printer``).
 
 Only what cannot run here as written is changed, by the rules below (each says why); everything else is
 the README's own line:
@@ -45,15 +48,30 @@ from lancert.loopback import free_port
 from lancert.pki import CertificateAuthority, pem
 from lancert.up.printer import RunningServer, serve_page
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+INDEX = ROOT / "docs" / "index.md"
 SERVER_PORT_OPTIONS = re.compile(r"--(?:port|dns-port|http-port|https-port|acme-port) (\d+)")
 PRINTER_URL = "https://192.168.1.25"
 
 
+def documents() -> list[Path]:
+    """The README, then every page ``docs/index.md`` links to, in its order."""
+    listed = re.findall(r"^\d+\. \[[^]]+\]\(([^)]+\.md)\)", INDEX.read_text(), re.MULTILINE)
+    pages = [INDEX.parent / name for name in listed]
+    assert pages and all(page.is_file() for page in pages), pages
+    return [README, *pages]
+
+
+def _blocks(kind: str) -> list[str]:
+    fence = re.compile(rf"```{kind}\n(.*?)```", re.DOTALL)
+    return [block for doc in documents() for block in fence.findall(doc.read_text())]
+
+
 def sh_lines() -> list[str]:
-    """Every command line of the README's ``sh`` blocks, continuation lines joined, comments kept."""
+    """Every command line of the ``sh`` blocks, continuation lines joined, comments kept."""
     lines: list[str] = []
-    for block in re.findall(r"```sh\n(.*?)```", README.read_text(), re.DOTALL):
+    for block in _blocks("sh"):
         pending = ""
         for raw in block.splitlines():
             if raw.rstrip().endswith("\\"):
@@ -246,6 +264,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
     shell.close()
 
 
+@pytest.mark.slow
 def test_readme_examples_run_in_order(session: Session) -> None:
     ran = 0
     for line in sh_lines():
@@ -258,6 +277,22 @@ def test_readme_examples_run_in_order(session: Session) -> None:
     assert ran >= 35
 
 
+def test_the_readme_shows_only_commands_that_the_pages_run() -> None:
+    # The README's ``console`` blocks are excerpts for a quick read; the pages' ``sh`` blocks run here. An
+    # excerpt that no page runs would go stale unnoticed.
+    ran = {" ".join(line.split()) for line in sh_lines()}
+    shown = [line.strip() for block in re.findall(r"```console\n(.*?)```", README.read_text(), re.DOTALL)
+             for line in block.splitlines() if line.strip()]
+    assert shown
+    assert [line for line in shown if " ".join(line.split()) not in ran] == []
+
+
+def test_the_readme_stays_short() -> None:
+    # A newcomer reads it in two minutes: what lancert is, the two commands, each flow in a few lines.
+    assert len(README.read_bytes()) < 25_000
+
+
+@pytest.mark.slow
 def test_a_shortened_documentation_uuid_is_refused_not_registered(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "lancert", "service", "db", "add", "--uuid", "3f1e…-db",
                              "--code", "M-12345-XYZ", "--data-dir", str(tmp_path)],

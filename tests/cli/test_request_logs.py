@@ -8,9 +8,12 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from lancert.up.stack import Child
 from lancert_cli import lancert
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 CODE = "M-12345-XYZ-secret"
 

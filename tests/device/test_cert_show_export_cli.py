@@ -17,6 +17,8 @@ from capabilities import require
 from lancert.device import create_device_certificate
 from lancert.pki import fingerprint_sha256, read_certificates
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def device_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

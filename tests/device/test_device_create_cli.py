@@ -17,6 +17,8 @@ from lancert.device import apple_validity_warning, validity_for_years
 from lancert.pki import load_private_key_pem, read_certificates, verify_server_chain
 from lancert.pki.keys import public_key_matches
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def _cert(directory: Path) -> x509.Certificate:
     (cert,) = read_certificates(directory / "cert.pem")

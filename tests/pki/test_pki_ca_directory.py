@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.x509.oid import NameOID
 from pki_test_helpers import ZONE
 
 from lancert.ca import INTERMEDIATE_CERT, INTERMEDIATE_KEY, ROOT_CERT, ROOT_KEY, CADirectory, CAExists
@@ -22,7 +23,9 @@ from lancert.pki import (
 
 
 def test_create_writes_root_and_intermediate_with_private_keys_0600(tmp_path: Path) -> None:
-    ca = CADirectory(tmp_path).create("Shop", name_constraints=zone_name_constraints(ZONE))
+    ca = CADirectory(tmp_path).create(
+        "Shop", name_constraints=zone_name_constraints(ZONE), made_by="ana@till"
+    )
     for name, mode in (
         (ROOT_CERT, 0o644),
         (ROOT_KEY, 0o600),
@@ -30,8 +33,19 @@ def test_create_writes_root_and_intermediate_with_private_keys_0600(tmp_path: Pa
         (INTERMEDIATE_KEY, 0o600),
     ):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
-    assert ca.root.subject.rfc4514_string() == "CN=Shop Root CA,O=lancert"
-    assert ca.certificate.subject.rfc4514_string() == "CN=Shop Intermediate CA,O=lancert"
+    assert ca.root.subject.rfc4514_string() == "CN=Shop Root CA (ana@till),OU=ana@till,O=lancert"
+    assert (ca.certificate.subject.rfc4514_string()
+            == "CN=Shop Intermediate CA (ana@till),OU=ana@till,O=lancert")
+
+
+def test_a_long_maker_is_shortened_in_the_common_name_and_kept_whole_in_the_ou(tmp_path: Path) -> None:
+    made_by = "cashier@" + "till-" * 8 + "pc.shop.example"  # 63 characters: fits an OU (64), not a CN
+    ca = CADirectory(tmp_path).create("lancert Bakery Smith", made_by=made_by)
+    cn = ca.root.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    ou = ca.root.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value
+    assert len(cn) <= 64 and cn.endswith("...)")
+    assert cn.startswith("lancert Bakery Smith Root CA (cashier@till-")
+    assert ou == made_by
 
 
 def test_load_gives_an_issuing_ca_whose_leaves_verify_to_the_stored_root(tmp_path: Path) -> None:

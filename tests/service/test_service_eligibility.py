@@ -11,6 +11,8 @@ from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr
 from lancert.pki import load_certificates, load_private_key_pem
 from lancert.pki.keys import public_key_matches
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def native(
     service: ServiceProcess, uuid: str, code: str = CODE, box_id: str = "box-1", csr: str | None = None

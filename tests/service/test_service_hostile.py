@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from service_testlib import CODE, Registry, ServiceProcess, make_csr
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def test_405_names_the_allowed_methods(service: ServiceProcess) -> None:
     with service.client() as client:

@@ -14,6 +14,8 @@ from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr, writ
 
 from lancert.pki import SubjectNames, generate_private_key
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def post(
     service: ServiceProcess,

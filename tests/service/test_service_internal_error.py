@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 from service_testlib import CODE, PostgresServer, ServiceProcess, make_csr
 
 from lancert.service.database import Database
 from lancert.service.registry import Registry
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 INTERNAL_ERROR = {"error": {"code": "internal_error", "message": "internal error"}}
 

@@ -28,6 +28,8 @@ from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 _capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
 KID = "kid-lancert"

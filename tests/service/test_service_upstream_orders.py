@@ -17,6 +17,8 @@ from upstream_testlib import certs_json, compatible_call, compatible_result, nat
 
 from lancert.pki import load_certificates
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 SLOW = 4.5  # seconds per certificate, over the 3.5 s the compatible call waits
 FIELD_BOX_TIMEOUT = 5.0
 

@@ -387,6 +387,7 @@ def test_terminal_code_cli_prints_code_countdown_and_details(terminal: RunningTe
     assert terminal.pair_raw({"posId": "cli-code", "setupCode": as_json["code"]}).status_code == 200
 
 
+@pytest.mark.slow
 def test_terminal_code_cli_without_a_running_terminal_says_so(tmp_path) -> None:
     result = lancert("terminal", "code", "--state-dir", str(tmp_path), check=False)
     assert result.returncode == 1

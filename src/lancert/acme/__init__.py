@@ -5,7 +5,7 @@ The room's table of contents: :mod:`.protocol` (what each endpoint does), :mod:`
 JSON views), :mod:`.jws` (signed requests, josepy), :mod:`.nonces`, :mod:`.eab`, :mod:`.problems`
 (RFC 7807 documents), :mod:`.store` and :mod:`.models` (SQL state), :mod:`.tls` (the endpoint's own
 certificate), :mod:`.app` (the FastAPI transport). :func:`build_acme_server` wires them to the service's
-database, authority and issuer.
+database, authority and issuance step (the provisioner).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from lancert.acme.protocol import AcmeServer
 from lancert.acme.store import AcmeStore
 from lancert.service.authority import Authority
 from lancert.service.database import Database
-from lancert.service.issuer import Issuer
 from lancert.service.models import ServiceState
+from lancert.service.provisioning import Provisioner
 
 STATE_NONCE_SECRET = "acme_nonce_secret"  # noqa: S105 - a row name, not a secret
 LOCK_ACME_STATE = 0x6C616E11
@@ -44,6 +44,6 @@ def nonce_secret(database: Database) -> bytes:
     return bytes.fromhex(value)
 
 
-def build_acme_server(database: Database, authority: Authority, issuer: Issuer) -> AcmeServer:
+def build_acme_server(database: Database, authority: Authority, provisioner: Provisioner) -> AcmeServer:
     return AcmeServer(database, AcmeStore(), EabKeys(database), NonceBook(nonce_secret(database)),
-                      authority, issuer)
+                      authority, provisioner)

@@ -111,7 +111,8 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
             body = await request.body()
             reply = await run_in_threadpool(
                 server.post, endpoint, urls, urls.origin + request.url.path, body,
-                request.headers.get("content-type"), **request.path_params,
+                request.headers.get("content-type"),
+                request.client.host if request.client else "unknown", **request.path_params,
             )
             return respond(reply, urls)
 

@@ -3,8 +3,21 @@
 :class:`AcmeServer` takes what a request is (endpoint, URL, body) and gives a :class:`Reply` or raises
 :class:`~lancert.acme.problems.AcmeProblem`; :mod:`lancert.acme.app` only moves bytes. Decisions are
 not made here: eligibility and the names a database may have come from the service's
-:class:`~lancert.service.authority.Authority` (the same rules as for boxes), signatures from the
-configured :class:`~lancert.service.issuer.Issuer`.
+:class:`~lancert.service.authority.Authority` (the same rules as for boxes); certificates come from the
+service's one issuance step (:meth:`~lancert.service.provisioning.Provisioner.issue`: order desk,
+issuer, record, log line), as for boxes.
+
+Finalize, in two parts: the request's transaction checks the CSR and the grant and moves the order from
+``ready`` to ``processing`` (once: the request that wins issues); after it commits, the issuance step
+runs in a thread of its own, which completes the order (``valid``, with the certificate, in the
+transaction that records it) or fails it (``invalid``, with the problem). The request waits for that
+thread at most :data:`FINALIZE_WAIT`, then answers the order as ``processing`` with Retry-After; the
+client polls the order, as RFC 8555 7.4 has it. So no write transaction is ever open while an upstream
+CA works (with ``--issuer acme``, an order there takes seconds to a minute): SQLite's one writer and the
+other requests never wait for it.
+
+Every refusal is logged as the HTTP API's are (:mod:`lancert.service.requestlog`), with the problem
+type and the account's database; every certificate by the issuance step.
 """
 
 from __future__ import annotations
@@ -12,7 +25,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -31,11 +47,12 @@ from lancert.acme.resources import Urls
 from lancert.acme.store import Account, AcmeStore, Order, new_id, now
 from lancert.pki import InvalidName, PKIError, SubjectNames, csr_names, load_csr, pem
 from lancert.pki.names import common_name
+from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
-from lancert.service.errors import NameNotAllowed, NotEligible
-from lancert.service.issuer import Issuer
-from lancert.service.provisioning import record_issued
+from lancert.service.errors import IssuancePending, NameNotAllowed, NotEligible, UpstreamFailed
+from lancert.service.issuer import IssuedChain
+from lancert.service.provisioning import Provisioner
 
 log = logging.getLogger("lancert.acme")
 JOSE_JSON = "application/jose+json"
@@ -47,6 +64,16 @@ MAX_CONTACTS = 4
 # CRL-only certificateHold (6) and removeFromCRL (8), not aACompromise (10).
 REVOCATION_REASONS = frozenset({0, 1, 3, 4, 5, 9})
 RENEWAL_INFO_RETRY_AFTER = 6 * 3600  # seconds; RFC 9773 suggests hours
+# How long a finalize request waits for its certificate before answering ``processing``: the internal CA
+# signs in milliseconds (the client gets a valid order at once); an upstream order takes seconds.
+FINALIZE_WAIT = 2.0
+# How long the issuance thread of a finalize waits for the order desk: beyond an upstream order's own
+# bound (90 s) and a wait behind another order for the same name.
+ISSUANCE_DEADLINE = 300.0
+PROCESSING_RETRY_AFTER = 2  # seconds, on an order still processing (RFC 8555 7.4)
+# Upstream refusals that mean "not now" (the desk's back-off and per-name failure limit, the CA's own
+# rate limit): the client gets rateLimited with Retry-After, as from the CA itself.
+_NOT_NOW = frozenset({"rateLimited", "backing_off", "too_many_failures"})
 _EMAIL = re.compile(r"^[^@\s,?]{1,64}@[A-Za-z0-9.-]{1,253}$")
 
 
@@ -69,6 +96,7 @@ class Context:
     urls: Urls
     url: str
     db: Connection  # the request's one transaction
+    source_ip: str = "-"
 
     @property
     def signer(self) -> Account:
@@ -76,7 +104,14 @@ class Context:
         return self.account
 
 
-Handler = Callable[..., Reply]
+@dataclass(frozen=True)
+class AfterCommit:
+    """A handler's answer that is made after the request's transaction committed (finalize: issuing)."""
+
+    then: Callable[[], Reply]
+
+
+Handler = Callable[..., "Reply | AfterCommit"]
 
 
 class AcmeServer:
@@ -87,7 +122,7 @@ class AcmeServer:
         eab: EabKeys,
         nonces: NonceBook,
         authority: Authority,
-        issuer: Issuer,
+        provisioner: Provisioner,
         *,
         order_lifetime: timedelta = ORDER_LIFETIME,
     ) -> None:
@@ -100,7 +135,7 @@ class AcmeServer:
         self.eab = eab
         self.nonces = nonces
         self.authority = authority
-        self.issuer = issuer
+        self.provisioner = provisioner
         self.order_lifetime = order_lifetime
         # endpoint -> (handler, how the request must be signed: "jwk", "kid" or "either")
         self._routes: dict[str, tuple[Handler, str]] = {
@@ -157,43 +192,80 @@ class AcmeServer:
 
     # signed
     def post(self, endpoint: str, urls: Urls, url: str, body: bytes, content_type: str | None,
-             **ids: str) -> Reply:
+             source_ip: str = "-", **ids: str) -> Reply:
+        """One signed request; ``source_ip`` is the peer, for the log lines."""
+        signer: list[Account] = []  # the verified account once known: a refusal names its database
+        try:
+            return self._post(endpoint, urls, url, body, content_type, source_ip, signer, ids)
+        except AcmeProblem as problem:
+            requestlog.refused_as(problem.code, problem.detail, path=url[len(urls.origin):] or url,
+                                  source_ip=source_ip, db_uuid=signer[0].db_uuid if signer else None)
+            raise
+
+    def _post(self, endpoint: str, urls: Urls, url: str, body: bytes, content_type: str | None,
+              source_ip: str, signer: list[Account], ids: dict[str, str]) -> Reply:
+        """Checked in the order that keeps an unauthenticated sender from writing:
+
+        the JWS's shape, then its signer's key (the account is read, not written) and signature; only a
+        request that verifies uses its nonce, in the request's one transaction, so a flood of forged
+        requests inserts no ``acme_used_nonces`` row. Every refusal after that point is committed with
+        the nonce's use (a refused request must not leave its nonce reusable); a nonce seen in a request
+        refused before it, e.g. by its signature, is kept refused by the process's :class:`NonceBook`.
+        """
         handler, signed_with = self._routes[endpoint]
-        if (content_type or "").split(";")[0].strip().lower() != JOSE_JSON:
-            raise malformed(f"Content-Type must be {JOSE_JSON}", status=415)
         request = jws.parse(body)
         header = request.header
-        if header.url != url:
-            raise wrong_url(header.url, url)
-        # One transaction per request: the nonce's use is committed with whatever the request did, and
-        # also when it is refused (a refused request must not leave its nonce reusable).
+        try:
+            with self.database.reading_connection() as c:
+                key = self._signing_key(c, urls, request, signed_with)
+            request.verify(key)
+        except AcmeProblem:
+            self.nonces.refuse(header.nonce)
+            raise
         refusal: AcmeProblem | None = None
         with self._writer, self.database.writing_connection() as c:
             try:
-                reply = self._verified(c, request, urls, url, handler, signed_with, ids)
+                reply = self._verified(c, request, urls, url, content_type, handler, ids, key, source_ip,
+                                       signer)
             except AcmeProblem as problem:
                 refusal = problem
         if refusal is not None:
             raise refusal
-        return reply
+        return reply.then() if isinstance(reply, AfterCommit) else reply
 
-    def _verified(self, c: Connection, request: jws.SignedRequest, urls: Urls, url: str, handler: Handler,
-                  signed_with: str, ids: dict[str, str]) -> Reply:
+    def _signing_key(
+        self, c: Connection, urls: Urls, request: jws.SignedRequest, signed_with: str
+    ) -> jose.JWK:
+        """The key the request must be signed with: its account's (``kid``) or its own ``jwk``."""
         header = request.header
-        if header.nonce is None or not self.nonces.use(c, header.nonce):
-            raise AcmeProblem("badNonce", "the nonce is unknown, expired or used already; use the new one")
-        account = None
         if header.kid is not None:
             if signed_with == "jwk":
                 raise malformed("this request must be signed with a jwk, not a kid (RFC 8555 6.2)")
+            return self._account_of_kid(c, urls, header.kid).key
+        if signed_with == "kid":
+            raise malformed("this request must be signed with the account's kid, not a jwk")
+        jws.check_account_key(header.jwk)
+        return header.jwk
+
+    def _verified(self, c: Connection, request: jws.SignedRequest, urls: Urls, url: str,
+                  content_type: str | None, handler: Handler, ids: dict[str, str], key: jose.JWK,
+                  source_ip: str, signer: list[Account]) -> Reply | AfterCommit:
+        header = request.header
+        if header.nonce is None or not self.nonces.use(c, header.nonce):
+            raise AcmeProblem("badNonce", "the nonce is unknown, expired or used already; use the new one")
+        if (content_type or "").split(";")[0].strip().lower() != JOSE_JSON:
+            raise malformed(f"Content-Type must be {JOSE_JSON}", status=415)
+        if header.url != url:
+            raise wrong_url(header.url, url)
+        account = None
+        if header.kid is not None:
+            # Read again in the request's transaction: a key change or deactivation committed since the
+            # signature was checked wins.
             account = self._account_of_kid(c, urls, header.kid)
-            request.verify(account.key)
-        else:
-            if signed_with == "kid":
-                raise malformed("this request must be signed with the account's kid, not a jwk")
-            jws.check_account_key(header.jwk)
-            request.verify(header.jwk)
-        return handler(Context(request, account, urls, url, c), **ids)
+            if account.thumbprint != jws.thumbprint(key):
+                raise unauthorized("the account's key changed while this request was checked; sign again")
+            signer.append(account)
+        return handler(Context(request, account, urls, url, c, source_ip), **ids)
 
     def _account_of_kid(self, c: Connection, urls: Urls, kid: str) -> Account:
         account_id = urls.account_id_of(kid)
@@ -275,7 +347,7 @@ class AcmeServer:
             raise malformed("the key change names another account than the signer")
         try:
             old = jose.JWK.from_json(change.get("oldKey"))
-        except (jose.DeserializationError, TypeError, ValueError):
+        except Exception:  # josepy's decoders raise more than DeserializationError on odd members
             raise malformed("oldKey is not a JWK") from None
         if jws.thumbprint(old) != account.thumbprint:
             raise malformed("oldKey is not the account's current key")
@@ -350,11 +422,12 @@ class AcmeServer:
     def _order(self, ctx: Context, order_id: str) -> Reply:
         _only_get(ctx)
         order = self._own_order(ctx, order_id)
-        return Reply(200, resources.order(ctx.urls, order))
+        return Reply(200, resources.order(ctx.urls, order), headers=_retry_headers(order))
 
     def _indexed(self, ctx: Context, order_id: str, index: str) -> tuple[Order, int]:
         order = self._own_order(ctx, order_id)
-        if not index.isdigit() or int(index) >= len(order.names):
+        # isdigit() alone takes "²" and other digits int() refuses: only ASCII decimals here.
+        if not (index.isascii() and index.isdigit()) or len(index) > 4 or int(index) >= len(order.names):
             raise malformed("no such authorization", status=404)
         return order, int(index)
 
@@ -373,7 +446,7 @@ class AcmeServer:
         return Reply(200, resources.challenge(ctx.urls, order, i),
                      links=(f'<{ctx.urls.authorization(order.id, i)}>;rel="up"',))
 
-    def _finalize(self, ctx: Context, order_id: str) -> Reply:
+    def _finalize(self, ctx: Context, order_id: str) -> AfterCommit:
         order = self._own_order(ctx, order_id)
         if order.status != "ready":
             raise AcmeProblem("orderNotReady", f"the order is {order.status}, not ready")
@@ -384,23 +457,67 @@ class AcmeServer:
         grant = self._grant(ctx)
         if not self.store.claim_for_finalize(ctx.db, order.id):
             raise AcmeProblem("orderNotReady", "the order is being finalized already")
+        processing = replace(order, status="processing")
+        start = self._issuing(processing, grant, csr, ctx.source_ip)
+        return AfterCommit(lambda: self._finalized(ctx.urls, processing, start()))
+
+    def _issuing(self, order: Order, grant: Grant, csr: x509.CertificateSigningRequest,
+                 source_ip: str) -> Callable[[], Future[Order]]:
+        """What starts the issuance step of a claimed order in a thread of its own (called once the
+        claim is committed); its future gives the order as it ended, ``valid`` or ``invalid``, and for
+        an invalid one the problem is also :attr:`Order.error` (set by this thread)."""
+        done: Future[Order] = Future()
+        completed: list[Order] = []
+
+        def complete(connection: Connection, issued: IssuedChain) -> None:
+            """In the transaction that records the certificate: the order is valid with it (told to the
+            waiting request only once that transaction committed)."""
+            certificate = {
+                "id": new_id(), "order_id": order.id, "account_id": order.account_id,
+                "db_uuid": grant.database.uuid, "serial": issued.serial_hex, "chain_pem": issued.chain_pem(),
+                "not_before": issued.not_before, "not_after": issued.not_after,
+                "revoked_at": None, "revocation_reason": None,
+            }
+            self.store.complete_order(connection, order.id, certificate)
+            completed[:] = [replace(order, status="valid", certificate_id=certificate["id"])]
+
+        def run() -> None:
+            try:
+                self.provisioner.issue(
+                    grant, csr, front="acme", names=SubjectNames(dns=order.names), source_ip=source_ip,
+                    deadline=time.monotonic() + ISSUANCE_DEADLINE, also_record=complete,
+                )
+                done.set_result(completed[-1])
+                return
+            except (UpstreamFailed, IssuancePending) as refusal:
+                problem = _problem_of(refusal)
+            except Exception:
+                log.exception("issuing for order %s failed", order.id)
+                problem = AcmeProblem("serverInternal", "the certificate could not be issued")
+            try:
+                with self._writer, self.database.writing_connection() as c:
+                    self.store.fail_order(c, order.id, problem.to_json())
+            except Exception:
+                log.exception("could not record the failure of order %s", order.id)
+            if not done.done():
+                done.set_exception(problem)
+
+        def start() -> Future[Order]:
+            threading.Thread(target=run, name=f"lancert-acme-finalize-{order.id}", daemon=True).start()
+            return done
+
+        return start
+
+    def _finalized(self, urls: Urls, order: Order, issuing: Future[Order]) -> Reply:
+        """The finalize answer: the order once issued if that took at most FINALIZE_WAIT, else still
+        processing (with Retry-After); a refusal of the issuance step as its problem (the order is
+        invalid then, with that problem as its error)."""
         try:
-            issued = self.issuer.issue_server_certificate(csr, SubjectNames(dns=order.names))
-        except Exception:
-            log.exception("issuing for order %s failed", order.id)
-            problem = AcmeProblem("serverInternal", "the certificate could not be issued")
-            self.store.fail_order(ctx.db, order.id, problem.to_json())
-            raise problem from None
-        certificate = {
-            "id": new_id(), "order_id": order.id, "account_id": order.account_id,
-            "db_uuid": grant.database.uuid, "serial": issued.serial_hex, "chain_pem": issued.chain_pem(),
-            "not_before": issued.not_before, "not_after": issued.not_after,
-            "revoked_at": None, "revocation_reason": None,
-        }
-        record_issued(ctx.db, grant, issued, style="acme", issuer=self.issuer.name)
-        self.store.complete_order(ctx.db, order.id, certificate)
-        done = replace(order, status="valid", certificate_id=certificate["id"])
-        return Reply(200, resources.order(ctx.urls, done), location=ctx.urls.order(order.id))
+            order = issuing.result(timeout=FINALIZE_WAIT)
+        except FutureTimeout:
+            pass
+        return Reply(200, resources.order(urls, order), location=urls.order(order.id),
+                     headers=_retry_headers(order))
 
     # certificates
     def _certificate(self, ctx: Context, certificate_id: str) -> Reply:
@@ -433,6 +550,24 @@ class AcmeServer:
         if not self.store.revoke(ctx.db, certificate.id, reason):
             raise AcmeProblem("alreadyRevoked", "the certificate is revoked already")
         return Reply(200)
+
+
+def _retry_headers(order: Order) -> dict[str, str]:
+    return {"Retry-After": str(PROCESSING_RETRY_AFTER)} if order.status == "processing" else {}
+
+
+def _problem_of(refusal: UpstreamFailed | IssuancePending) -> AcmeProblem:
+    """The issuance step's refusal as the ACME client's problem: "not now" (a back-off, the per-name
+    failure limit, the upstream CA's rate limit) is ``rateLimited`` with Retry-After; an upstream
+    failure is ``serverInternal`` with its reason (the client may try a new order)."""
+    retry = refusal.retry_after
+    headers = {"Retry-After": str(retry)} if retry is not None else {}
+    if isinstance(refusal, IssuancePending):
+        return AcmeProblem("serverInternal", f"the certificate did not come in time: {refusal.message}",
+                           headers=headers)
+    if refusal.reason in _NOT_NOW:
+        return AcmeProblem("rateLimited", refusal.message, headers=headers)
+    return AcmeProblem("serverInternal", f"{refusal.message} (reason: {refusal.reason})", headers=headers)
 
 
 def _only_get(ctx: Context) -> None:

@@ -12,6 +12,7 @@ from lancert.ca.issue import csr_requested_names, issue_device_certificate
 from lancert.device import apple_validity_warning, validity_for_years
 from lancert.errors import LancertError, UsageError
 from lancert.pki import KeyKind, SubjectNames, fingerprint_sha256, generate_private_key, load_csr, summarize
+from lancert.pki.issuing import MAX_COMMON_NAME
 from lancert.storage import Credential, CredentialFiles, write_certificates
 
 app = typer.Typer(help="A local certificate authority.", no_args_is_help=True)
@@ -20,12 +21,21 @@ app = typer.Typer(help="A local certificate authority.", no_args_is_help=True)
 @app.command("init")
 def init(
     directory: Annotated[Path, typer.Option("--dir", help="Where the CA's certificates and keys go.")],
-    name: Annotated[str, typer.Option("--name", help="The CA's display name.")] = "lancert",
+    name: Annotated[str | None, typer.Option(
+        "--name", metavar="SHOP", help="The shop's name, in the root's name beside user@host.")] = None,
 ) -> None:
-    """Make a root CA and an intermediate in DIR (keys mode 0600). Refuses if DIR already holds one."""
+    """Make a root CA and an intermediate in DIR (keys mode 0600). Refuses if DIR already holds one.
+
+    The root is named "lancert [SHOP] Root CA (user@host)" after who made it, so two shops' roots (or a
+    test root and the real one) can be told apart in every certificate manager.
+    """
+    label = f"lancert {name.strip()}" if name and name.strip() else "lancert"
+    if len(f"{label} Intermediate CA") > MAX_COMMON_NAME:
+        raise UsageError(f"--name: at most {MAX_COMMON_NAME - len('lancert  Intermediate CA')} characters")
     ca = CADirectory(directory)
-    intermediate = ca.create(name)
+    intermediate = ca.create(label)
     typer.echo(f"root:         {ca.root_path}  (SHA-256 {fingerprint_sha256(intermediate.root)})")
+    typer.echo(f"  named:      {intermediate.root.subject.rfc4514_string()}")
     typer.echo(f"intermediate: {directory / 'intermediate.pem'}")
     typer.echo(f"trust it with: lancert trust install {ca.root_path} --store nss")
 

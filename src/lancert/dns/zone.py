@@ -3,7 +3,10 @@
 The zone holds: SOA and NS at the apex (plus CAA naming the upstream CAs the service is told to use),
 ``ns.<zone>`` A/AAAA, ``<ip-with-dashes>.<label>.<zone>`` A or AAAA with the address the name spells,
 ``<label>.<zone>`` as an empty non-terminal (it has names below it: NODATA, RFC 8020), and
-``_acme-challenge.<label>.<zone>`` TXT from a snapshot of the service's table. Every other name under
+``_acme-challenge.<label>.<zone>`` and ``_acme-challenge.<host>.<label>.<zone>`` TXT from a snapshot of
+the service's table (the DNS-01 names of ``*.<label>.<zone>`` and of ``<host>.<label>.<zone>``, which an
+ACME client of the service may order through it from an upstream CA; ``<host>.<label>.<zone>`` is then
+an empty non-terminal while its challenge is published). Every other name under
 the apex is NXDOMAIN with the SOA in the authority section (RFC 2308); names outside it are REFUSED
 (this server is no resolver, RA is never set); ANY gets one RRset, never all (RFC 8482: no expansion
 for amplifiers).
@@ -33,6 +36,7 @@ TXT_TTL = 60
 NEGATIVE_TTL = 60  # SOA minimum: how long resolvers may cache NXDOMAIN/NODATA (RFC 2308)
 SOA_TIMERS = (1, 3600, 600, 86400, NEGATIVE_TTL)  # serial, refresh, retry, expire, minimum
 ACME_CHALLENGE = b"_acme-challenge"
+ACME_CHALLENGE_WIRE = bytes([len(ACME_CHALLENGE)]) + ACME_CHALLENGE  # the label, as it prefixes a name
 # A TXT answer is given only from a snapshot read at most this long ago; an older one (the database is
 # unreachable or slow) gives SERVFAIL instead of old values. So a TXT record committed at time t is in
 # every answer given after t + TXT_MAX_STALENESS, by every worker of every instance: the ACME flows wait
@@ -172,7 +176,9 @@ class ZoneAnswers:
         labels = [lname[starts[i] + 1 : starts[i + 1]] for i in range(depth)]
         # Answers about challenge names come from the TXT snapshot: never from a stale one, never cached
         # by query bytes (the cache could outlive the snapshot's bound when the database is away).
-        is_txt = labels[:1] == [ACME_CHALLENGE]
+        is_txt = labels[:1] == [ACME_CHALLENGE] or (
+            len(labels) == 2 and ACME_CHALLENGE_WIRE + lname in self.txt
+        )
         if is_txt and self._txt_stale():
             return self._reply(query, wire.SERVFAIL, False, (), False, limit), _ERROR_KEY, False
         records = self._records(labels, lname)
@@ -215,11 +221,17 @@ class ZoneAnswers:
                 return ((self.ns_type, ANSWER_TTL, self.ns_address),)
             # <label>.<zone>: an empty non-terminal, since IP names exist below any box label
             return () if _BOX_LABEL.match(labels[0]) else None
+        if len(labels) == 3 and labels[0] == ACME_CHALLENGE and _BOX_LABEL.match(labels[2]):
+            # _acme-challenge.<host>.<label>.<zone>: the DNS-01 name of one host of the box's subdomain
+            values = self.txt.get(lname)
+            return tuple((wire.TYPE_TXT, TXT_TTL, v) for v in values) if values else None
         if len(labels) != 2 or not _BOX_LABEL.match(labels[1]):
             return None
         if labels[0] == ACME_CHALLENGE:
             values = self.txt.get(lname)
             return tuple((wire.TYPE_TXT, TXT_TTL, v) for v in values) if values else None
+        if ACME_CHALLENGE_WIRE + lname in self.txt:
+            return ()  # <host>.<label>.<zone> while its challenge is published: an empty non-terminal
         first = labels[0]
         if first.count(b"-") == 3 and first.replace(b"-", b"").isdigit():
             # IPv4, the common case: inet_pton is strict as ipaddress is (four decimal octets of at most

@@ -35,15 +35,21 @@ def utcnow() -> datetime:
 MAX_COMMON_NAME = 64
 
 
-def make_name(common_name: str | None, organization: str | None = None) -> x509.Name:
-    """A subject of an optional O and CN; a CN over 64 characters is refused rather than truncated.
+def make_name(
+    common_name: str | None, organization: str | None = None, organizational_unit: str | None = None
+) -> x509.Name:
+    """A subject of an optional O, OU and CN; a CN over 64 characters is refused rather than truncated.
 
     Truncating would leave a CN that is none of the certificate's names, which the baseline
-    requirements forbid (a CN must repeat one subjectAltName value).
+    requirements forbid (a CN must repeat one subjectAltName value). The OU (a CA's maker,
+    ``user@host``) is cut to its 64-character upper bound (RFC 5280 ub-organizational-unit-name).
     """
     attrs = []
     if organization:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    if organizational_unit:
+        ou = organizational_unit[:MAX_COMMON_NAME]
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
     if common_name:
         if len(common_name) > MAX_COMMON_NAME:
             raise InvalidName(f"common name longer than {MAX_COMMON_NAME} characters: {common_name[:20]!r}…")
@@ -217,11 +223,12 @@ class CertificateAuthority:
         *,
         key: PrivateKey | None = None,
         organization: str | None = "lancert",
+        organizational_unit: str | None = None,
         validity: timedelta = timedelta(days=3650),
         name_constraints: x509.NameConstraints | None = None,
     ) -> CertificateAuthority:
         key = key or generate_private_key()
-        name = make_name(common_name, organization)
+        name = make_name(common_name, organization, organizational_unit)
         cert = build_certificate(
             subject=name, public_key=key.public_key(), issuer=name, issuer_key=key,
             profile=profiles.ROOT_CA, validity=validity, name_constraints=name_constraints,
@@ -234,13 +241,14 @@ class CertificateAuthority:
         *,
         key: PrivateKey | None = None,
         organization: str | None = "lancert",
+        organizational_unit: str | None = None,
         validity: timedelta = timedelta(days=1825),
         name_constraints: x509.NameConstraints | None = None,
     ) -> CertificateAuthority:
         key = key or generate_private_key()
         validity = min(validity, self.certificate.not_valid_after_utc - utcnow())
         cert = build_certificate(
-            subject=make_name(common_name, organization), public_key=key.public_key(),
+            subject=make_name(common_name, organization, organizational_unit), public_key=key.public_key(),
             issuer=self.certificate.subject, issuer_key=self.key, profile=profiles.INTERMEDIATE_CA,
             validity=validity, name_constraints=name_constraints, authority_key_id=self._authority_key_id,
         )

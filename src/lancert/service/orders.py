@@ -35,17 +35,17 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lancert.pki import create_csr, generate_private_key, utcnow
+from lancert.pki import SubjectNames, create_csr, generate_private_key, utcnow
 from lancert.service import compatible_cache
 from lancert.service.authority import Grant
 from lancert.service.compatible_cache import CachedCredential, aware
 from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, UpstreamFailed
-from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer
+from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer, OrderQueued
 from lancert.service.models import CertificateOrder, IssuedCertificate
 
 log = logging.getLogger("lancert.service.orders")
@@ -68,7 +68,11 @@ class _BackedOff:
     reason: str
 
 
-Recorder = Callable[[Grant, IssuedChain, str, str], None]  # grant, certificate, style, source_ip
+# Rows a front writes in the transaction that records a certificate (the ACME server: its order becomes
+# valid with the certificate, or neither happens).
+AlsoRecord = Callable[[Connection, IssuedChain], None]
+# grant, certificate, style (the front), source_ip, the front's own rows
+Recorder = Callable[[Grant, IssuedChain, str, str, "AlsoRecord | None"], None]
 
 
 class OrderDesk:
@@ -142,27 +146,38 @@ class OrderDesk:
             if latest is not None and latest.fresh(utcnow(), self.issuer.description):
                 return latest
 
-    def native(
+    def order(
         self,
         grant: Grant,
         csr: x509.CertificateSigningRequest,
         *,
-        arrived: float | None = None,
+        style: str,
+        names: SubjectNames | None = None,
+        deadline: float,
         source_ip: str = "-",
+        also_record: AlsoRecord | None = None,
     ) -> IssuedChain:
-        """An order for the box's own key. Identical requests (same label, same key) share one order;
-        a request for a name whose order another request or instance holds waits for it to end."""
-        deadline = (arrived or time.monotonic()) + self.policy.native_deadline
+        """An order for the requester's own key (a box's CSR, an ACME client's): ``names`` (default the
+        grant's) signed for ``csr``, recorded as ``style``, waited for until ``deadline``
+        (``time.monotonic()``), then :class:`IssuancePending` while it goes on. Identical requests
+        (same front, label, key and names) share one order; a request for a name whose order another
+        request or instance holds waits for it to end. ``also_record`` runs in the transaction that
+        records the certificate, whether or not anyone still waits for it."""
+        names = names or grant.names
         spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        key = ("native", grant.box_label, hashlib.sha256(spki).hexdigest())
+        key = (style, grant.box_label, hashlib.sha256(spki).hexdigest(), *sorted(names.dns))
         while True:
             outcome: _Busy | _BackedOff | None = None
             with self._lock:
                 future = self._running.get(key)
                 if future is None:
-                    outcome = self._acquire(grant, "native")
+                    outcome = self._acquire(grant, style)
                     if outcome is None:
-                        future = self._start(key, grant, lambda: self._native_order(grant, csr, source_ip))
+                        future = self._start(
+                            key,
+                            grant,
+                            lambda: self._csr_order(grant, csr, names, style, source_ip, also_record),
+                        )
             if future is not None:
                 return self._wait(future, deadline)  # type: ignore[return-value]
             if isinstance(outcome, _BackedOff):
@@ -196,6 +211,9 @@ class OrderDesk:
     def _run(self, grant: Grant, order: Callable[[], T]) -> T:
         try:
             result = order()
+        except OrderQueued:  # nothing was ordered: no failure to count, no back-off
+            self._release(grant.box_label)
+            raise
         except IssuanceFailed as failure:
             log.error("order for %s failed: %s (%s)", grant.hostname_pattern, failure.message, failure.reason)
             self._failed(grant.box_label, failure)
@@ -212,18 +230,24 @@ class OrderDesk:
     def _compatible_order(self, grant: Grant, source_ip: str) -> CachedCredential:
         key = generate_private_key()
         issued = self.issuer.issue_server_certificate(create_csr(key, grant.names), grant.names)
-        self.record(grant, issued, "compatible", source_ip)
+        self.record(grant, issued, "compatible", source_ip, None)
         cached = compatible_cache.store(
             self.database, grant.database.uuid, grant.box_label, self.issuer.description, issued, key
         )
         self._succeeded(grant.box_label, issued)
         return cached
 
-    def _native_order(
-        self, grant: Grant, csr: x509.CertificateSigningRequest, source_ip: str
+    def _csr_order(
+        self,
+        grant: Grant,
+        csr: x509.CertificateSigningRequest,
+        names: SubjectNames,
+        style: str,
+        source_ip: str,
+        also_record: AlsoRecord | None,
     ) -> IssuedChain:
-        issued = self.issuer.issue_server_certificate(csr, grant.names)
-        self.record(grant, issued, "native", source_ip)
+        issued = self.issuer.issue_server_certificate(csr, names)
+        self.record(grant, issued, style, source_ip, also_record)
         self._succeeded(grant.box_label, issued)
         return issued
 
@@ -232,6 +256,8 @@ class OrderDesk:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             raise _pending() from None
+        except OrderQueued as queued:  # the upstream CAs' limits are spent for now: its turn comes
+            raise IssuancePending(queued.message, retry_after=queued.retry_after or 1) from None
         except IssuanceFailed as failure:
             retry = failure.retry_after or 1  # _failed set it to the back-off actually applied
             raise UpstreamFailed(
@@ -312,7 +338,8 @@ class OrderDesk:
                     serial=issued.serial_hex,
                     not_after=issued.not_after,
                     renew_after=issued.renew_after,
-                    issuer=self.issuer.description,
+                    issuer=issued.issued_by or self.issuer.description,
+                    skipped="\n".join(issued.skipped) or None,
                 )
             )
 
@@ -385,6 +412,7 @@ class CertificateStatus:
     last_error_at: datetime | None
     ordering: bool
     orders: int
+    skipped: tuple[str, ...] = ()  # why earlier upstream CAs did not issue the current certificate
 
     def as_json(self) -> dict[str, object]:
         def iso(moment: datetime | None) -> str | None:
@@ -401,6 +429,7 @@ class CertificateStatus:
             "last_error_at": iso(self.last_error_at),
             "ordering": self.ordering,
             "orders": self.orders,
+            "skipped": list(self.skipped),
         }
 
 
@@ -437,5 +466,6 @@ def certificate_statuses(database: Database) -> list[CertificateStatus]:
                 aware(row.last_error_at) if row.last_error_at else None,
                 row.owner is not None and row.lease_until is not None and aware(row.lease_until) > now,
                 row.orders or 0,
+                tuple(row.skipped.splitlines()) if row.skipped else (),
             )
     return sorted(statuses.values(), key=lambda s: (s.db_uuid, s.box_label))

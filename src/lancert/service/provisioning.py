@@ -1,13 +1,18 @@
-"""Handing out a certificate to a box: ask the authority, have the issuer sign, record it, answer.
+"""Handing out a certificate: ask the authority, go through the order desk, have the issuer sign,
+record it, log it, answer.
 
-Both HTTP fronts call :class:`Provisioner`; it knows neither HTTP nor JSON-RPC framing beyond the
-schemas. Every issued certificate is recorded in the same transaction that checks its serial's
-uniqueness, so a failed request leaves nothing behind and no two records share a serial.
+Every front issues through :meth:`Provisioner.issue`, the service's one issuance step: the native API
+(the box's CSR), the compatible call (through :meth:`OrderDesk.compatible`, which makes the key and
+caches the pair, then records and logs here too) and the ACME server (:mod:`lancert.acme`). Each front
+makes its own authority decision first (a code, an ACME account bound to a database) and frames its own
+answer; the step between is the same for all. Every issued certificate is recorded in the same
+transaction that checks its serial's uniqueness, so a failed request leaves nothing behind and no two
+records share a serial.
 
-The compatible call always goes through the :class:`~lancert.service.orders.OrderDesk` (one cached
-pair per database, a bounded wait, orders in the background); the native call does when the issuer
-places orders (an upstream CA), and signs in the request otherwise (the internal CA: microseconds, no
-order state to keep).
+The order desk (:mod:`lancert.service.orders`: one order per name across instances, failure limits and
+back-off per name, a bounded wait) is taken whenever the issuer places orders (an upstream CA), and by
+the compatible call always; the internal CA signs in the caller's thread (microseconds, nothing that can
+fail upstream, no order state to keep). No database transaction is open while an issuer works.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from lancert.pki import (
     InvalidCSR,
     InvalidName,
     PKIError,
+    SubjectNames,
     csr_names,
     load_csr,
     pem,
@@ -33,7 +39,7 @@ from lancert.service.database import Database
 from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
-from lancert.service.orders import OrderDesk
+from lancert.service.orders import AlsoRecord, OrderDesk
 from lancert.service.schemas import (
     CertificateRequest,
     CertificateResponse,
@@ -103,11 +109,10 @@ class Provisioner:
                 box_label=grant.box_label,
                 zone=grant.zone,
             )
-        if self.issuer.places_orders:
-            issued = self.orders.native(grant, csr, arrived=arrived, source_ip=source_ip)
-        else:
-            issued = self._issue_and_record(grant, csr, style="native")
-            requestlog.issued(grant, issued, style="native", source_ip=source_ip)
+        issued = self.issue(
+            grant, csr, front="native", source_ip=source_ip,
+            deadline=arrived + self.orders.policy.native_deadline,
+        )
         return CertificateResponse(
             certificate_chain_pem=issued.chain_pem(),
             hostname_pattern=grant.hostname_pattern,
@@ -140,20 +145,77 @@ class Provisioner:
             ),
         )
 
-    def record(self, grant: Grant, issued: IssuedChain, style: str, source_ip: str = "-") -> None:
-        """Record a certificate an order produced (the order desk calls this from its threads)."""
+    def issue(
+        self,
+        grant: Grant,
+        csr: x509.CertificateSigningRequest,
+        *,
+        front: str,
+        deadline: float,
+        names: SubjectNames | None = None,
+        source_ip: str = "-",
+        also_record: AlsoRecord | None = None,
+    ) -> IssuedChain:
+        """The one issuance step, after the front's authority decision: order desk, issuer, record,
+        log line. Returns the chain, or raises what the front turns into its own refusal.
+
+        ``grant``: what the authority allowed (its label is the name the desk locks and limits);
+        ``csr``: the requester's key, already checked by :func:`lancert.pki.load_csr` and against the
+        grant by the front; ``names``: what to sign, inside the grant (default: the grant's wildcard);
+        ``front``: ``native``, ``compatible`` or ``acme``, the record's style and the log line's;
+        ``deadline``: ``time.monotonic()`` until which the caller waits for an order (an upstream CA)
+        before :class:`IssuancePending` (the order goes on and is recorded when it ends);
+        ``also_record``: the front's own rows, written in the transaction that records the
+        certificate (the ACME server completes its order there, so a certificate is never recorded
+        without its order, nor the reverse).
+
+        Raises :class:`IssuancePending` (still ordering), :class:`UpstreamFailed` (the issuer failed,
+        or the name is backed off or over its failure limit; with ``retry_after``).
+        Called from any thread, never inside a database transaction: an order may take a minute.
+        """
+        if self.issuer.places_orders:
+            return self.orders.order(
+                grant, csr, style=front, names=names, deadline=deadline, source_ip=source_ip,
+                also_record=also_record,
+            )
+        issued = self._issue_and_record(
+            grant, csr, names or grant.names, style=front, also_record=also_record
+        )
+        requestlog.issued(grant, issued, style=front, source_ip=source_ip)
+        return issued
+
+    def record(
+        self,
+        grant: Grant,
+        issued: IssuedChain,
+        style: str,
+        source_ip: str = "-",
+        also_record: AlsoRecord | None = None,
+    ) -> None:
+        """Record a certificate an order produced and log it (the order desk calls this from its
+        threads, once per certificate, whether or not a request still waits for it)."""
         with self.database.writing_connection() as connection:
             record_issued(connection, grant, issued, style=style, issuer=self.issuer.name)
+            if also_record is not None:
+                also_record(connection, issued)
         requestlog.issued(grant, issued, style=style, source_ip=source_ip)
 
     def _issue_and_record(
-        self, grant: Grant, csr: x509.CertificateSigningRequest, *, style: str
+        self,
+        grant: Grant,
+        csr: x509.CertificateSigningRequest,
+        names: SubjectNames,
+        *,
+        style: str,
+        also_record: AlsoRecord | None,
     ) -> IssuedChain:
         for attempt in range(SERIAL_ATTEMPTS):
-            issued = self.issuer.issue_server_certificate(csr, grant.names)
+            issued = self.issuer.issue_server_certificate(csr, names)
             try:
                 with self.database.writing_connection() as connection:
                     record_issued(connection, grant, issued, style=style, issuer=self.issuer.name)
+                    if also_record is not None:
+                        also_record(connection, issued)
                 return issued
             except IntegrityError:
                 # 159 random bits make this practically impossible; the UNIQUE constraint makes it certain.

@@ -1,7 +1,9 @@
-"""The service's one log line per request that matters, called from the HTTP handlers and the provisioner.
+"""The service's one log line per request that matters, called from the HTTP handlers, the ACME
+server and the issuance step (:meth:`lancert.service.provisioning.Provisioner.issue`).
 
-Issued: database, box label, serial, not_after. Refused: the error code, the reason, the database
-named in the request. Never the enterprise code, the CSR or a key.
+Issued: database, box label, serial, not_after, the front (native, compatible, acme). Refused: the
+error code (an ACME problem type on the ACME port), the reason, the database named in the request or
+bound to the ACME account. Never the enterprise code, the CSR or a key.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def issued(grant: Grant, chain: IssuedChain, *, style: str, source_ip: str) -> N
 
 def refused(error: ServiceError, *, path: str, source_ip: str, db_uuid: str | None = None) -> None:
     why = str(error.details.get("reason") or error.details.get("field") or "")
-    log.info("refused %s from %s%s: %s%s (%s)", path, source_ip,
-             f" for database {_clean(db_uuid)}" if db_uuid else "", error.code,
-             f" {_clean(why)}" if why else "", _clean(error.message))
+    refused_as(error.code, error.message, path=path, source_ip=source_ip, db_uuid=db_uuid, why=why)
+
+
+def refused_as(
+    code: str, message: str, *, path: str, source_ip: str, db_uuid: str | None = None, why: str = ""
+) -> None:
+    """A refusal by its code (an ACME problem type such as ``rateLimited``): the same line as
+    :func:`refused`, for fronts whose errors are not :class:`ServiceError`."""
+    log.info("refused %s from %s%s: %s%s (%s)", _clean(path), source_ip,
+             f" for database {_clean(db_uuid)}" if db_uuid else "", _clean(code),
+             f" {_clean(why)}" if why else "", _clean(message))

@@ -57,22 +57,40 @@ IssuerWrapper = Callable[[Issuer], Issuer]
 
 
 def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIdentity) -> Issuer:
-    """The internal CA (default), or the upstream ACME CA that ``--issuer acme`` names."""
+    """The internal CA (default), or the upstream ACME CAs that ``--issuer acme`` names, in order, each
+    with its own account, EAB and CA bundle, behind one scheduler (:mod:`lancert.service.fallback`)."""
     if config.issuer != "acme":
         return InternalCAIssuer(identity.ca, config.cert_lifetime)
+    from lancert.service.fallback import UpstreamChoice
     from lancert.service.upstream import EAB_HMAC_ENV, AcmeIssuer, AcmeSettings, read_eab_hmac
 
-    if not config.acme_directory:
-        raise UsageError("--issuer acme needs --acme-directory URL (Let's Encrypt staging first)")
-    hmac_key = read_eab_hmac(config.acme_eab_hmac_file)
-    if config.acme_eab_kid and not hmac_key:
-        raise UsageError(f"--acme-eab-kid needs its HMAC key in {EAB_HMAC_ENV} or --acme-eab-hmac-file")
-    if config.acme_ca_bundle is not None and not config.acme_ca_bundle.is_file():
-        raise UsageError(f"--acme-ca-bundle {config.acme_ca_bundle}: no such file")
-    settings = AcmeSettings(
-        config.acme_directory, config.acme_contact, config.acme_ca_bundle, config.acme_eab_kid, hmac_key
+    upstreams = config.upstreams()
+    if not upstreams:
+        raise UsageError(
+            "--issuer acme needs --acme-directory URL (Let's Encrypt staging first) or [[upstream]] tables"
+        )
+    issuers = []
+    for upstream in upstreams:
+        hmac_key = read_eab_hmac(upstream.eab_hmac_file)
+        if upstream.eab_kid and not hmac_key:
+            raise UsageError(
+                f"{upstream.directory}: the EAB kid needs its HMAC key in {EAB_HMAC_ENV} or an HMAC file "
+                "(--acme-eab-hmac-file, or eab_hmac_file in its [[upstream]] table)"
+            )
+        if upstream.ca_bundle is not None and not upstream.ca_bundle.is_file():
+            raise UsageError(f"--acme-ca-bundle {upstream.ca_bundle}: no such file")
+        settings = AcmeSettings(
+            upstream.directory, upstream.contact, upstream.ca_bundle, upstream.eab_kid, hmac_key
+        )
+        issuers.append(AcmeIssuer(database, settings))
+    return UpstreamChoice(
+        database,
+        issuers,
+        [u.limits for u in upstreams],
+        zone=identity.zone,
+        on_public_suffix_list=config.zone_on_public_suffix_list,
+        down_backoff=config.orders.upstream_down_backoff,
     )
-    return AcmeIssuer(database, settings)
 
 
 def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None) -> Service:
@@ -157,7 +175,7 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
             raise LancertError(f"--acme-name must be under the zone {zone} (or give --acme-tls-cert/-key)")
         files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
         cert_path, key_path = files.cert_path, files.key_path
-    app = create_acme_app(build_acme_server(service.database, service.authority, service.issuer))
+    app = create_acme_app(build_acme_server(service.database, service.authority, service.provisioner))
     return _AcmeEndpoint(
         uvicorn.Config(
             app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,

@@ -279,6 +279,7 @@ class AcmeIssuer:
         order = acme.new_order(csr_pem)
         published: list[str] = []
         ready: list[messages.ChallengeBody] = []
+        values: list[tuple[str, str]] = []
         added_at = time.monotonic()
         try:
             for authz in order.authorizations:
@@ -292,14 +293,20 @@ class AcmeIssuer:
                         f"the CA offers no dns-01 challenge for {authz.body.identifier.value}",
                         reason="no_dns01",
                     )
+                # One TXT per name of the order: _acme-challenge.<label>.<zone> for the wildcard,
+                # _acme-challenge.<host>.<label>.<zone> for a host an ACME client of the service ordered.
                 record = challenge.chall.validation_domain_name(authz.body.identifier.value)
-                # A previous owner of this name's order (crashed, or its lease taken over) may have
-                # left its value: only the current order's value is published.
-                remove_txt_records(self.database, record)
-                add_txt_record(self.database, record, challenge.chall.validation(key))
-                added_at = time.monotonic()  # the bound counts from the commit, which add_txt_record made
-                published.append(record)
+                values.append((record, challenge.chall.validation(key)))
                 ready.append(challenge)
+            # A previous owner of these names' order (crashed, or its lease taken over) may have left its
+            # values: only this order's are published (all removed first: two names of one order may
+            # share a challenge name, as *.<label>.<zone> and <label>.<zone> would).
+            for record in dict.fromkeys(r for r, _ in values):
+                remove_txt_records(self.database, record)
+                published.append(record)
+            for record, value in values:
+                add_txt_record(self.database, record, value)
+                added_at = time.monotonic()  # the bound counts from the commit, which add_txt_record made
             if ready:
                 # Every DNS worker of every instance serves a TXT row within TXT_VISIBLE_WITHIN of its
                 # commit: asking the CA sooner could make it read the old answer and fail the order.
