@@ -33,6 +33,7 @@ from lancert.pki import (
     verify_server_chain,
 )
 from lancert.trust.fetch import HandshakeError, Target, served_chain
+from lancert.trust.java import JavaStore
 from lancert.trust.nss import NssStore, is_firefox_profile
 from lancert.trust.store import is_ca
 from lancert.trust.system import bundle_certificates
@@ -83,6 +84,17 @@ class TrustSource:
         if is_firefox_profile(directory):
             return cls(f"Firefox profile {directory}", tuple(anchors), tuple(leaves), firefox=True)
         return cls(f"NSS database {directory}", tuple(anchors), tuple(leaves))
+
+    @classmethod
+    def from_keystore(cls, keystore: Path, storepass: str) -> TrustSource:
+        """What a Java client with this trust store (``-Djavax.net.ssl.trustStore``) accepts: every
+        trustedCertEntry, a CA as an anchor and a device's own certificate as itself (the JDK's PKIX
+        validator accepts a server whose certificate is a trusted entry; see :mod:`lancert.trust.java`)."""
+        if not keystore.is_file():
+            raise LancertError(f"{keystore}: no such keystore")
+        certs = JavaStore(keystore, storepass).trusted_certificates()
+        return cls(f"Java keystore {keystore}", tuple(c for c in certs if is_ca(c)),
+                   tuple(c for c in certs if not is_ca(c)))
 
     @classmethod
     def system(cls) -> TrustSource:

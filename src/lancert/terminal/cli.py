@@ -104,8 +104,6 @@ def code(
         return
     typer.echo(f"code:      {state['code']}")
     typer.echo(f"refreshes: in {state['seconds_left']} s")
-    if state.get("cooldown_seconds"):
-        typer.echo(f"usable:    in {state['cooldown_seconds']} s (too many wrong codes)")
     typer.echo(f"HTTPS:     {state['https']}")
     typer.echo(f"WSS:       {state['wss']}")
     typer.echo(f"port:      {state['port']}")
