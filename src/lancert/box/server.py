@@ -24,7 +24,7 @@ from lancert.box.web import MAX_FORM_BYTES, box_too_large, create_app
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
 from lancert.serving.ports import Port, PortServer
-from lancert.storage import Credential
+from lancert.storage.files import Credential
 
 log = logging.getLogger("lancert.box")
 

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lancert.device import MAX_YEARS, MIN_YEARS, apple_validity_warning
+from lancert.device.certificate import MAX_YEARS, MIN_YEARS, apple_validity_warning
 from lancert.devicepages import FORM_PAGE_HEADERS
 from lancert.errors import LancertError
 from lancert.pki import summarize

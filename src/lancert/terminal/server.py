@@ -12,7 +12,7 @@ from pathlib import Path
 from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
 from lancert.serving.ports import Port, serve_ports
-from lancert.storage import write_json
+from lancert.storage.files import write_json
 from lancert.terminal.app import create_app, terminal_too_large
 from lancert.terminal.codes import SetupCodes
 from lancert.terminal.device import DEFAULT_NAME, SERVER_CERT, SERVER_KEY, PairingDesk, TerminalState
