@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 FIREFOX_TEST = (
     "tests/trust/test_trust_firefox.py::"

@@ -14,6 +14,8 @@ from box_harness import CODE, Service, lancert, wait_for
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 from lancert.loopback import free_port
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def _assert_shows(page: str, code: ErrorCode, label: str | None = None) -> None:
     """The homepage names the code, what it means and the fix."""

@@ -14,6 +14,8 @@ from box_harness import CODE, ZONE, Service, lancert, wait_for
 from chromium import load, screenshot
 from lancert.loopback import free_port
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 REPO = Path(__file__).resolve().parents[2]
 
 

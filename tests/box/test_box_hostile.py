@@ -16,6 +16,8 @@ from box_harness import CODE, Service
 
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 # Each of these passed the settings form once and then made every homepage load answer 500 and
 # `box run` exit after a traceback (OverflowError / httpx.InvalidURL).
 BROKEN_URLS = [

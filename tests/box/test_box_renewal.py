@@ -9,8 +9,10 @@ import ssl
 import pytest
 from box_harness import CODE, Service, wait_for
 
-from lancert.check import TrustSource, check_target
+from lancert.check.verdict import TrustSource, check_target
 from lancert.trust.fetch import Target
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def test_renewal_swaps_certificate_without_dropping_open_connections(make_box, service: Service) -> None:

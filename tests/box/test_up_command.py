@@ -20,6 +20,8 @@ from cryptography import x509
 
 from lancert.pos import PosClient
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 LANCERT = [sys.executable, "-m", "lancert"]
 
 

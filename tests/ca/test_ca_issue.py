@@ -30,6 +30,8 @@ from lancert.pki import (
 )
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 IP = "192.168.1.25"
 
 

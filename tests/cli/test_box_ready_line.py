@@ -6,8 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from lancert.up.stack import Child
 from lancert_cli import lancert
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def test_ready_line_shows_the_working_name_and_its_url_passes_check(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import click
 import pytest
 import typer
 
-from lancert import cli
+from lancert.commands import main as cli
 from lancert_cli import lancert
 
 
@@ -31,12 +31,14 @@ from lancert_cli import lancert
     ],
     ids=["trust-install-store", "trust-guide-os", "cert-export-format"],
 )
+@pytest.mark.slow
 def test_a_missing_required_choice_lists_the_choices(args: tuple[str, ...], expected: str) -> None:
     result = lancert(*args, check=False)
     assert result.returncode == 2
     assert result.stderr == expected + "\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [(), ("cert", "show"), ("up",), ("service", "db", "add"), ("check",)])
 def test_flags_show_no_value_placeholder(command: tuple[str, ...]) -> None:
     result = lancert(*command, "--help", env={**os.environ, "COLUMNS": "200"})
@@ -66,6 +68,7 @@ def test_every_option_and_argument_of_every_command_is_described_without_rst_mar
     assert markup == []
 
 
+@pytest.mark.slow
 def test_top_level_help_imports_no_component() -> None:
     # python -X importtime lists every module imported; --help must not pay for the service's stack.
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "lancert", "--help"],
@@ -81,12 +84,14 @@ def test_top_level_help_imports_no_component() -> None:
 
 def test_the_listing_shows_each_component_as_its_own_help_says() -> None:
     for name, module, attr, _ in cli.COMPONENTS:
-        assert name in cli.SUMMARIES, f"add {name!r} to lancert.cli.SUMMARIES: 'lancert --help' imports it"
+        assert name in cli.SUMMARIES, (
+            f"add {name!r} to lancert.commands.main.SUMMARIES: 'lancert --help' imports it")
         target = getattr(importlib.import_module(module), attr)
         own = target.info.help if isinstance(target, typer.Typer) else target.__doc__
         assert own.strip().splitlines()[0] == cli.SUMMARIES[name], name
 
 
+@pytest.mark.slow
 def test_version_prints_the_installed_version() -> None:
     from importlib.metadata import version
 
@@ -94,12 +99,14 @@ def test_version_prints_the_installed_version() -> None:
     assert result.stdout == f"lancert {version('lancert')}\n"
 
 
+@pytest.mark.slow
 def test_help_command_shows_a_command_help() -> None:
     result = lancert("help", "trust", "install", env={**os.environ, "COLUMNS": "200"})
     assert "Usage: lancert trust install [OPTIONS]" in result.stdout
     assert "--store" in result.stdout
 
 
+@pytest.mark.slow
 def test_shell_completion_completes_commands_and_choices() -> None:
     env = {**os.environ, "_LANCERT_COMPLETE": "complete_bash", "COMP_WORDS": "lancert tr", "COMP_CWORD": "1"}
     assert lancert(env=env).stdout.split() == ["trust"]
@@ -109,6 +116,7 @@ def test_shell_completion_completes_commands_and_choices() -> None:
     assert "_LANCERT_COMPLETE" in script.stdout
 
 
+@pytest.mark.slow
 def test_registry_commands_on_a_migrated_database_import_neither_alembic_nor_the_web_stack(
         tmp_path: Path) -> None:
     # The measured cost of 'service db add' was mostly imports: Alembic (to find nothing to migrate)

@@ -264,6 +264,7 @@ def session(tmp_path: Path) -> Iterator[Session]:
     shell.close()
 
 
+@pytest.mark.slow
 def test_readme_examples_run_in_order(session: Session) -> None:
     ran = 0
     for line in sh_lines():
@@ -291,6 +292,7 @@ def test_the_readme_stays_short() -> None:
     assert len(README.read_bytes()) < 25_000
 
 
+@pytest.mark.slow
 def test_a_shortened_documentation_uuid_is_refused_not_registered(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "lancert", "service", "db", "add", "--uuid", "3f1e…-db",
                              "--code", "M-12345-XYZ", "--data-dir", str(tmp_path)],

@@ -10,6 +10,8 @@ import pytest
 from lancert.up.printer import RunningServer, serve_page
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def printer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:

@@ -18,6 +18,8 @@ import pytest
 from lancert.up.printer import serve_page
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def test_service_on_a_taken_port_says_so_once_and_creates_nothing(tmp_path: Path) -> None:
     with socket.socket() as taken:

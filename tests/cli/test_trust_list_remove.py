@@ -16,6 +16,8 @@ from lancert_cli import lancert
 # Who makes the roots here: issue 20 names a root after its maker (mkcert's "user@host").
 MAKER = f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -11,6 +11,8 @@ import pytest
 
 from lancert.pki import CertificateAuthority, pem
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 LANCERT = [sys.executable, "-m", "lancert"]
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @dataclass
 class Run:

@@ -13,9 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from device_cli_helpers import assert_one_line_failure, lancert, openssl, snapshot
 
-from lancert.device import apple_validity_warning, validity_for_years
+from lancert.device.certificate import apple_validity_warning, validity_for_years
 from lancert.pki import load_private_key_pem, read_certificates, verify_server_chain
 from lancert.pki.keys import public_key_matches
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def _cert(directory: Path) -> x509.Certificate:

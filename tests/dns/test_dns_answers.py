@@ -29,6 +29,8 @@ from dns_testlib import (
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 TRANSPORTS = ["udp", "tcp"]
 NAME = f"10-1-2-3.k7m2q9xd4a1b.{ZONE}"
 

@@ -11,6 +11,7 @@ import struct
 import time
 
 import dns.message
+import pytest
 from dns_testlib import (
     ZONE,
     CliDNS,
@@ -119,6 +120,7 @@ def test_every_reply_to_hostile_packets_is_well_formed() -> None:
     assert replied > PACKETS  # most packets (over both transports) get an answer: FORMERR at least
 
 
+@pytest.mark.slow
 def test_hostile_packets_leave_every_worker_alive_and_answering(cli_dns: CliDNS) -> None:
     packets = hostile_packets(random.Random(SEED + 1))
     rss_before = {pid: rss_kib(pid) for pid in cli_dns.workers}

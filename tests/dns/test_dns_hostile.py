@@ -40,6 +40,8 @@ from capabilities import require
 from lancert.dns import ServerSpec, ZoneSpec
 from lancert.dns.server import Worker, bind_sockets
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 NAME = f"10-0-0-7.box.{ZONE}"
 FORMERR, NOTIMP = 1, 4
 

@@ -27,6 +27,8 @@ from lancert.pki import SubjectNames, create_csr, generate_private_key
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 _capability = required_for_module(
     shutil.which("pebble") is not None and shutil.which("pdns_server") is not None,
     "needs Debian's pebble and pdns-server",

@@ -22,6 +22,8 @@ from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_
 from lancert_cli import lancert
 from postgres_server import MISSING, PG_BIN, running_postgres
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 _capability = required_for_module(
     shutil.which("pdns_server") is not None, "pdns_server is not installed (Debian package pdns-server)")
 

@@ -20,6 +20,7 @@ from lancert.service.config import load_config
 from lancert.up.stack import Child
 
 
+@pytest.mark.slow
 def test_service_run_starts_the_dns_workers_it_is_told(tmp_path: Path) -> None:
     config = tmp_path / "service.toml"
     config.write_text(f'zone = "{ZONE}"\ncaa_issuers = ["letsencrypt.org", "ca.example.org"]\n'
@@ -52,6 +53,7 @@ def test_service_run_starts_the_dns_workers_it_is_told(tmp_path: Path) -> None:
     assert "Traceback" not in child.log_text()
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_replaced(tmp_path: Path) -> None:
     running = start_dns(tmp_path, workers=1)
     try:

@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from lancert.loopback import free_port
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 CLOSED_PORT = free_port()
 HOSTILE_URLS = [
     "http://127.0.0.1:99999/", "http://127.0.0.1:abc/", "http://127.0.0.1:1:2/", "http://127.0.0.1:-1/",

@@ -76,6 +76,7 @@ PORTS = [("service", "http", False), ("box", "http", False), ("box", "https", Tr
          ("terminal", "port", True), ("terminal", "screen_port", False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "port_name", "tls"), PORTS, ids=[f"{n}-{p}" for n, p, _ in PORTS])
 def test_a_legitimate_client_is_served_within_5_s_during_an_idle_connection_flood(
     components: dict[str, Component], name: str, port_name: str, tls: bool
@@ -126,6 +127,7 @@ def test_a_legitimate_client_is_served_within_5_s_during_an_idle_connection_floo
     assert log.count("refusing connections") <= 10
 
 
+@pytest.mark.slow
 def test_connections_that_never_finish_a_request_are_closed(components: dict[str, Component]) -> None:
     """Headers within 10 s of the connection (after the TLS handshake), a body within 30 s of its
     headers; before, each such connection stayed open for ever."""
@@ -162,6 +164,7 @@ def test_refused_accepts_are_logged_as_one_line_per_burst(caplog: pytest.LogCapt
     assert not any(r.exc_info for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_the_limit_is_really_lowered(components: dict[str, Component]) -> None:
     limits = Path(f"/proc/{components['service'].proc.pid}/limits").read_text()
     assert any(line.startswith("Max open files") and f" {NOFILE} " in line for line in limits.splitlines())

@@ -21,6 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 EXAMPLES = int(os.environ.get("LANCERT_FUZZ_EXAMPLES", "25"))
 
 

@@ -37,6 +37,7 @@ def device() -> tuple[x509.Certificate, object]:
     return cert, key
 
 
+@pytest.mark.slow
 def test_crt_is_pem_with_crlf_line_ends_that_openssl_reads(device) -> None:
     cert, _ = device
     data = export_certificate(cert, "crt")
@@ -49,6 +50,7 @@ def test_crt_is_pem_with_crlf_line_ends_that_openssl_reads(device) -> None:
     assert load_certificates(data) == [cert]
 
 
+@pytest.mark.slow
 def test_pem_and_der_are_read_back_by_openssl(device) -> None:
     cert, _ = device
     for fmt, inform in (("pem", "PEM"), ("der", "DER")):
@@ -61,6 +63,7 @@ def test_pem_and_der_are_read_back_by_openssl(device) -> None:
     assert export_certificate(cert, "der") == cert.public_bytes(serialization.Encoding.DER)
 
 
+@pytest.mark.slow
 def test_p12_with_key_opens_with_the_password_in_openssl_and_not_without(device, tmp_path: Path) -> None:
     cert, key = device
     data = export_certificate(cert, "p12", password="s3cret pw", key=key)
@@ -174,6 +177,7 @@ def test_certificate_with_duplicate_extensions_is_invalid_not_a_crash(device, oi
 # -- exact values of each format (what the platforms read), pinned for the mutation run -------------------
 
 
+@pytest.mark.slow
 def test_p12_aes_form_in_detail(device, tmp_path: Path) -> None:
     cert, key = device
     path = tmp_path / "aes.p12"
@@ -184,6 +188,7 @@ def test_p12_aes_form_in_detail(device, tmp_path: Path) -> None:
     assert info.stdout.count(b"friendlyName: 192.168.1.25") == 2  # the certificate's CN
 
 
+@pytest.mark.slow
 def test_p12_legacy_form_in_detail(device, tmp_path: Path) -> None:
     cert, key = device
     path = tmp_path / "legacy.p12"
@@ -311,6 +316,7 @@ def test_a_bundle_is_the_certificates_pem_one_after_another(device) -> None:
     assert pem((cert,)) == pem(cert) == cert.public_bytes(serialization.Encoding.PEM)
 
 
+@pytest.mark.slow
 def test_p12_is_the_aes_form_unless_legacy_is_asked(device, tmp_path: Path) -> None:
     from lancert.pki.formats import p12
 

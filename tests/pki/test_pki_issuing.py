@@ -167,6 +167,7 @@ def test_tls_client_leaf_profile_verifies_as_client_and_not_as_server(root_ca, i
         )
 
 
+@pytest.mark.slow
 def test_leaf_inside_the_zone_verifies_and_openssl_agrees(root_ca, intermediate_ca, tmp_path: Path) -> None:
     leaf = intermediate_ca.issue(
         generate_private_key().public_key(),
@@ -203,6 +204,7 @@ def test_leaf_inside_the_zone_verifies_and_openssl_agrees(root_ca, intermediate_
     ],
     ids=["dns-outside-zone", "ip-address"],
 )
+@pytest.mark.slow
 def test_leaf_outside_the_zone_fails_and_openssl_agrees(
     root_ca, intermediate_ca, tmp_path: Path, names
 ) -> None:

@@ -37,6 +37,7 @@ def test_unknown_key_kind_is_refused() -> None:
         generate_private_key("dsa")
 
 
+@pytest.mark.slow
 def test_pkcs1_pem_of_rsa_key_has_rsa_private_key_header_and_openssl_reads_it(rsa_key) -> None:
     data = private_key_pem(rsa_key, pkcs1=True)
     assert data.startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")

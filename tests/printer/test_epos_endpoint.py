@@ -18,6 +18,8 @@ from printer_helpers import EPOS, SOAP, envelope, receipts, running_printer
 
 from lancert.printer.server import PrinterServer
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 PATH = "/cgi-bin/epos/service.cgi"
 OK = f"{PATH}?devid=local_printer&timeout=10000"
 BOMB = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from printer_helpers import EPOS, envelope, running_printer
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 CODES = {"", "SchemaError", "DeviceNotFound"}
 VALID = envelope('<text>ok</text><cut type="feed"/>')
 

@@ -21,6 +21,8 @@ from lancert.pki.keys import load_private_key_pem
 from lancert.trust.fetch import Target, served_chain
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def _served(server) -> list:  # type: ignore[no-untyped-def]
     return served_chain(Target(PRINTER_IP, server.port, "127.0.0.1"), timeout=5)

@@ -14,6 +14,8 @@ from lancert.pki import read_certificates
 from lancert.trust.fetch import Target, served_chain
 from lancert_cli import lancert
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def _start(directory: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "lancert", "printer", "run", "--dir", str(directory),

@@ -15,6 +15,8 @@ from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr
 from lancert.pki import generate_private_key, load_certificates, verify_server_chain
 from lancert.pki.keys import public_key_matches
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 @pytest.fixture(scope="module")
 def issued(service: ServiceProcess, registry: Registry) -> dict[str, object]:

@@ -20,6 +20,8 @@ from lancert.loopback import free_port
 from lancert.service.database import Database
 from lancert.service.dnsrecords import add_txt_record, wait_until_visible
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 
 def ask(port: int, name: str, rdtype: str, transport: str) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype)

@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
 from sqlalchemy.exc import StatementError
 
-import lancert.acme.models  # noqa: F401 - its tables are the service's too
+import lancert.service.acmeserver.models  # noqa: F401 - its tables are the service's too
 import postgres_server
 from lancert.service.database import Database
 from lancert.service.models import Base, DnsTxtRecord, IssuedCertificate

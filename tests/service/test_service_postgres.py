@@ -19,6 +19,8 @@ from lancert.pki import load_certificates
 from lancert.service.database import Database
 from lancert.service.registry import Registry
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 REQUESTS, CLIENTS = 200, 16
 
 

@@ -6,9 +6,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from service_testlib import lancert
 
 from lancert.service.registry import verify_code
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def db(tmp_path: Path, *args: str, check: bool = True):

@@ -18,6 +18,7 @@ from upstream_testlib import (
     Pebble,
     certs_json,
     compatible_call,
+    compatible_result,
     compatible_until_issued,
     upstream_service,
 )
@@ -26,6 +27,8 @@ from capabilities import required_for_module
 from lancert.loopback import free_port
 from lancert.pki import load_certificates
 from lancert_cli import lancert
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 _capability = required_for_module(PEBBLE is not None, "Debian package 'pebble' is not installed")
 
@@ -84,7 +87,7 @@ def test_a_wrong_eab_key_is_a_clear_error_at_start_and_for_the_box(
     )
     try:
         uuid = Registry(service.data_dir).add()
-        result = compatible_call(service, uuid).json()["result"]
+        result = compatible_result(compatible_call(service, uuid))
         assert "x509_pem" not in result
         assert "the CA refused" in result["error"] and "xternal account" in result["error"], result
         row = next(r for r in certs_json(service.data_dir) if r["db_uuid"] == uuid)

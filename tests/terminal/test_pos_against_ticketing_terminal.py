@@ -19,6 +19,8 @@ from terminal_harness import RunningTerminal, start_terminal, stop_terminal
 
 from lancert.pos import PosClient
 
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+
 THREADS, CONNECTIONS_PER_THREAD = 8, 300
 BOUND = 30.0  # seconds: the longest any one connection may take (PosClient's own timeout)
 ALL_WITHIN = 150.0  # seconds for all of them: ~20 s here; a hung connection never ends

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from terminal_harness import RunningTerminal
@@ -13,6 +14,8 @@ from terminal_harness import RunningTerminal
 from lancert.pki import load_certificates, verify_server_chain
 from lancert.terminal.keypool import RsaKeyPool
 from lancert_cli import lancert
+
+pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 
 def test_activate_makes_the_ca_that_run_then_keeps(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from trust_helpers import (
     tls_server,
 )
 
-from lancert.check import TrustSource, evaluate
+from lancert.check.verdict import TrustSource, evaluate
 from lancert.pki import (
     TLS_CLIENT,
     TLS_SERVER,
@@ -34,7 +34,7 @@ from lancert.pki import (
     self_signed_certificate,
     utcnow,
 )
-from lancert.storage import write_certificates, write_private_key
+from lancert.storage.files import write_certificates, write_private_key
 
 NAMES = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
 
@@ -183,6 +183,7 @@ def bad_server(
         yield d / "root.pem", server
 
 
+@pytest.mark.slow
 def test_cli_exit_2_with_json_reasons(bad_server: tuple[Path, TLSServer]) -> None:
     root_file, server = bad_server
     result = run_lancert("check", server.url(), *resolve_args(), "--ca", root_file, "--json")
@@ -193,6 +194,7 @@ def test_cli_exit_2_with_json_reasons(bad_server: tuple[Path, TLSServer]) -> Non
     assert verdict["chain"][0]["names"] == ["other.test"]
 
 
+@pytest.mark.slow
 def test_cli_exit_0_for_the_device_certificate_given_as_ca(
     device_dir: Path, device_server: TLSServer
 ) -> None:
@@ -202,6 +204,7 @@ def test_cli_exit_0_for_the_device_certificate_given_as_ca(
     assert "secure" in result.stdout and "NOT" not in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_system_trust_does_not_trust_a_self_signed_device(device_server: TLSServer) -> None:
     result = run_lancert("check", device_server.url(), *resolve_args())
     assert result.returncode == 2
@@ -214,6 +217,7 @@ def _dead_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_cli_unreachable_is_exit_1_with_one_line() -> None:
     result = run_lancert_process("check", f"https://{DEVICE_IP}:{_dead_port()}/", *resolve_args())
     assert result.returncode == 1
@@ -226,7 +230,9 @@ def test_cli_unreachable_is_exit_1_with_one_line() -> None:
         (["--resolve", "printer.test"], "expected HOST:IP"),
         (["--resolve", "other.test:127.0.0.1"], "not the URL's host"),
         (["--ca", "/nonexistent.pem"], "no such file"),
-        (["--ca", "x.pem", "--nssdb", "db"], "not both"),
+        (["--ca", "x.pem", "--nssdb", "db"], "give one of --ca, --nssdb and --keystore"),
+        (["--nssdb", "db", "--keystore", "ks"], "give one of --ca, --nssdb and --keystore"),
+        (["--storepass-file", "pw"], "--storepass-file goes with --keystore"),
         (["--nssdb", "/nonexistent-db"], "not an NSS database"),
     ],
 )

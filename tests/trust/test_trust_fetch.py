@@ -25,7 +25,7 @@ from trust_helpers import (
 
 from lancert.pki import TLS_SERVER, CertificateAuthority, SubjectNames, generate_private_key
 from lancert.pki.formats import crt
-from lancert.storage import write_certificates, write_private_key
+from lancert.storage.files import write_certificates, write_private_key
 
 
 def served_der(port: int, sni: str | None = None) -> bytes:
@@ -38,6 +38,7 @@ def served_der(port: int, sni: str | None = None) -> bytes:
             return tls.getpeercert(binary_form=True)
 
 
+@pytest.mark.slow
 def test_fetch_saves_the_served_leaf_as_crlf_base64(device_server: TLSServer, tmp_path: Path) -> None:
     out = tmp_path / "printer.crt"
     result = run_lancert("trust", "fetch", device_server.url(), *resolve_args(), "-o", out)
@@ -56,6 +57,7 @@ def test_fetch_saves_the_served_leaf_as_crlf_base64(device_server: TLSServer, tm
     assert f"CN={DEVICE_IP}" in result.stdout and "self-signed" in result.stdout and "valid:" in result.stdout
 
 
+@pytest.mark.slow
 def test_fetch_by_name_sends_sni_and_gets_the_same_leaf(device_server: TLSServer, tmp_path: Path) -> None:
     out = tmp_path / "byname.crt"
     url = device_server.url(DEVICE_NAME)
@@ -80,6 +82,7 @@ def chain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[byt
         yield crt(leaf), server
 
 
+@pytest.mark.slow
 def test_fetch_keeps_only_the_leaf_of_a_served_chain(
     chain_server: tuple[bytes, TLSServer], tmp_path: Path
 ) -> None:
@@ -97,6 +100,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_url_nobody_answers_writes_nothing_and_says_so_in_one_line(tmp_path: Path) -> None:
     out = tmp_path / "new.crt"
     kept = tmp_path / "kept.crt"
@@ -110,6 +114,7 @@ def test_url_nobody_answers_writes_nothing_and_says_so_in_one_line(tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.crt"]
 
 
+@pytest.mark.slow
 def test_a_server_that_does_not_speak_tls_is_a_one_line_error(tmp_path: Path) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -146,6 +151,7 @@ def test_bad_urls_are_one_line_errors(url: str, extra: list[str], message: str, 
     assert not (tmp_path / "x.crt").exists()
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_the_handshake_times_out_in_one_line(tmp_path: Path) -> None:
     with socket.socket() as listener:  # accepts TCP in its backlog, never speaks TLS
         listener.bind(("127.0.0.1", 0))

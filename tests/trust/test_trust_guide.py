@@ -44,6 +44,7 @@ def cert_der(device_dir: Path) -> bytes:
         ("android", "cert.cer", "DER", ["Install a certificate → CA certificate"]),
     ],
 )
+@pytest.mark.slow
 def test_each_platform_gets_its_file_and_commands(
     device_dir: Path, cert_der: bytes, tmp_path: Path,
     os_name: str, name: str, inform: str, needles: list[str],

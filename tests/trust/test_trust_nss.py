@@ -42,6 +42,7 @@ def nssdb(tmp_path: Path) -> Path:
     return make_nssdb(tmp_path / "db")
 
 
+@pytest.mark.slow
 def test_device_certificate_gets_peer_trust_under_a_nickname_from_its_fingerprint(
     device_dir: Path, nssdb: Path
 ) -> None:
@@ -55,6 +56,7 @@ def test_device_certificate_gets_peer_trust_under_a_nickname_from_its_fingerprin
     assert exported.replace(b"\r\n", b"\n") == pem(cert)
 
 
+@pytest.mark.slow
 def test_ca_root_gets_ca_trust(tmp_path: Path, nssdb: Path) -> None:
     root = CertificateAuthority.create_root("NSS Test Root").certificate
     (tmp_path / "root.pem").write_bytes(pem(root))
@@ -63,6 +65,7 @@ def test_ca_root_gets_ca_trust(tmp_path: Path, nssdb: Path) -> None:
     assert nss_entries(nssdb) == [(nickname(root), "C,,")]
 
 
+@pytest.mark.slow
 def test_install_is_idempotent_and_repairs_missing_trust(device_dir: Path, nssdb: Path) -> None:
     cert = read_certificate(device_dir / "cert.pem")
     subprocess.run(["certutil", "-A", "-d", f"sql:{nssdb}", "-n", "added by hand", "-t", ",,",
@@ -77,6 +80,7 @@ def test_install_is_idempotent_and_repairs_missing_trust(device_dir: Path, nssdb
 
 
 
+@pytest.mark.slow
 def test_peer_only_trust_from_an_older_lancert_is_upgraded_to_what_firefox_also_needs(
     device_dir: Path, nssdb: Path
 ) -> None:
@@ -90,6 +94,7 @@ def test_peer_only_trust_from_an_older_lancert_is_upgraded_to_what_firefox_also_
     assert result.returncode == 0, result.stderr
     assert nss_entries(nssdb) == [(nickname(cert), "CP,,")] and store.check(cert)
 
+@pytest.mark.slow
 def test_list_shows_lancert_entries_only_and_list_file_tells_whether_trusted(
     device_dir: Path, nssdb: Path, tmp_path: Path
 ) -> None:
@@ -108,6 +113,7 @@ def test_list_shows_lancert_entries_only_and_list_file_tells_whether_trusted(
     assert check.returncode == 0 and check.stdout.startswith("trusted")
 
 
+@pytest.mark.slow
 def test_default_stores_are_chrome_created_if_missing_and_every_firefox_profile(
     device_dir: Path, tmp_path: Path
 ) -> None:
@@ -127,6 +133,7 @@ def test_default_stores_are_chrome_created_if_missing_and_every_firefox_profile(
         assert nss_entries(db) == []
 
 
+@pytest.mark.slow
 def test_install_names_firefox_profiles_that_have_no_database_yet(device_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     base = home / ".mozilla/firefox"
@@ -171,6 +178,7 @@ def test_a_profile_directory_without_a_database_is_not_created_by_check(
     ],
     ids=["missing", "empty", "garbage", "truncated"],
 )
+@pytest.mark.slow
 def test_bad_files_change_nothing(tmp_path: Path, nssdb: Path, content: bytes | None, message: str) -> None:
     source = tmp_path / "bad.crt"
     if content is not None:
@@ -185,11 +193,13 @@ def test_bad_files_change_nothing(tmp_path: Path, nssdb: Path, content: bytes | 
     assert not fresh.exists()
 
 
+@pytest.mark.slow
 def test_store_options_that_do_not_fit_are_refused(device_dir: Path, nssdb: Path) -> None:
     result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "system", "--nssdb", nssdb)
     assert result.returncode == 1 and "--nssdb applies to --store nss only" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_regenerated_certificate_with_the_same_subject_is_removed_alone(
     device_dir: Path, nssdb: Path, tmp_path: Path
 ) -> None:
@@ -208,6 +218,7 @@ def test_a_regenerated_certificate_with_the_same_subject_is_removed_alone(
     assert store.check(old) and not store.check(new)
 
 
+@pytest.mark.slow
 def test_a_store_that_cannot_be_changed_fails_loudly_and_others_still_get_it(
     device_dir: Path, tmp_path: Path
 ) -> None:
@@ -312,6 +323,7 @@ def test_a_firefox_profile_by_the_files_firefox_writes(tmp_path: Path, marker: s
     assert is_firefox_profile(tmp_path) is False
 
 
+@pytest.mark.slow
 def test_install_check_list_trusted_uninstall(tmp_path: Path, root, leaf) -> None:
     store = NssStore(make_nssdb(tmp_path / "db"))
     assert store.description == f"NSS database {tmp_path / 'db'}"
@@ -332,6 +344,7 @@ def test_install_check_list_trusted_uninstall(tmp_path: Path, root, leaf) -> Non
     assert store.find(leaf) is None and nss_entries(tmp_path / "db") == [(nickname(root), "C,,")]
 
 
+@pytest.mark.slow
 def test_list_and_trusted_ignore_what_lancert_did_not_install(tmp_path: Path, root, leaf) -> None:
     db = make_nssdb(tmp_path / "db")
     for name, cert, flags in (("Shop Root", root, "C,,"), ("Someone's printer", leaf, "P,,")):
@@ -346,6 +359,7 @@ def test_list_and_trusted_ignore_what_lancert_did_not_install(tmp_path: Path, ro
     assert store.check(leaf) is False  # P alone is not what lancert installs (Firefox needs C)
 
 
+@pytest.mark.slow
 def test_a_weaker_trust_is_raised_in_place(tmp_path: Path, leaf) -> None:
     db = make_nssdb(tmp_path / "db")
     certutil_add(db, "older", "P,,", leaf)
@@ -353,6 +367,7 @@ def test_a_weaker_trust_is_raised_in_place(tmp_path: Path, leaf) -> None:
     assert nss_entries(db) == [("older", "CP,,")]
 
 
+@pytest.mark.slow
 def test_a_missing_database_is_created_private_only_when_asked(tmp_path: Path, leaf) -> None:
     with pytest.raises(TrustStoreError) as refused:
         NssStore(tmp_path / "profile").install(leaf)
@@ -375,6 +390,7 @@ def test_a_database_that_cannot_be_created_says_why(tmp_path: Path, leaf) -> Non
     assert str(refused.value) == f"{tmp_path / 'file' / 'nssdb'}: cannot create (Not a directory)"
 
 
+@pytest.mark.slow
 def test_a_missing_certutil_names_the_package(tmp_path: Path, leaf) -> None:
     store = NssStore(make_nssdb(tmp_path / "db"), certutil="certutil-not-installed")
     with pytest.raises(TrustStoreError) as refused:
@@ -385,6 +401,7 @@ def test_a_missing_certutil_names_the_package(tmp_path: Path, leaf) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_certutil_failure_quotes_its_last_line(tmp_path: Path, leaf) -> None:
     (tmp_path / "db").mkdir()
     (tmp_path / "db" / "cert9.db").write_bytes(b"not a database")
@@ -395,6 +412,7 @@ def test_a_certutil_failure_quotes_its_last_line(tmp_path: Path, leaf) -> None:
     assert "\n" not in message and len(message) > len(f"certutil failed on {tmp_path / 'db'}: ")
 
 
+@pytest.mark.slow
 def test_a_nickname_holding_several_certificates_is_not_deleted_blindly(tmp_path: Path) -> None:
     key_a, key_b = generate_private_key(), generate_private_key()
     names = SubjectNames.parse(ips=["192.168.1.25"])
@@ -415,6 +433,7 @@ def test_a_nickname_holding_several_certificates_is_not_deleted_blindly(tmp_path
     assert store.certificates("no such nickname") == []
 
 
+@pytest.mark.slow
 def test_the_databases_a_user_s_browsers_read(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert [(s.directory, s.create) for s in nss_databases(home)] == [(home / ".pki/nssdb", True)]
@@ -438,6 +457,7 @@ def test_the_databases_a_user_s_browsers_read(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_profiles_without_a_database_from_every_profiles_ini(tmp_path: Path) -> None:
     home = tmp_path / "home"
     deb = home / ".mozilla/firefox"
@@ -468,6 +488,7 @@ def fake_certutil(tmp_path: Path, body: str) -> str:
     return str(script)
 
 
+@pytest.mark.slow
 def test_a_certutil_that_hangs_is_given_up_on_with_the_likely_cause(
     tmp_path: Path, leaf, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -480,6 +501,7 @@ def test_a_certutil_that_hangs_is_given_up_on_with_the_likely_cause(
     assert str(refused.value) == f"certutil timed out on {tmp_path / 'db'} (a browser locking it?)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", ["stderr", "stdout"])
 def test_a_certutil_failure_is_its_last_line(tmp_path: Path, leaf, stream: str) -> None:
     redirect = " >&2" if stream == "stderr" else ""
@@ -489,12 +511,14 @@ def test_a_certutil_failure_is_its_last_line(tmp_path: Path, leaf, stream: str) 
     assert str(refused.value) == f"certutil failed on {tmp_path / 'db'}: the reason \ufffd"
 
 
+@pytest.mark.slow
 def test_a_silent_certutil_failure_gives_its_status(tmp_path: Path, leaf) -> None:
     with pytest.raises(TrustStoreError) as refused:
         NssStore(make_nssdb(tmp_path / "db"), certutil=fake_certutil(tmp_path, "exit 7\n")).check(leaf)
     assert str(refused.value) == f"certutil failed on {tmp_path / 'db'}: 7"
 
 
+@pytest.mark.slow
 def test_changes_certutil_claims_but_does_not_make_are_caught(tmp_path: Path, leaf) -> None:
     """install and uninstall verify with a fresh look (mkcert's lesson): a store changed behind the
     browser's back, or a certutil that reports success for nothing, is an error, not a silent no-op."""
@@ -514,6 +538,7 @@ def test_changes_certutil_claims_but_does_not_make_are_caught(tmp_path: Path, le
     assert str(not_removed.value) == f"NSS database {db}: the certificate is still there after certutil -D"
 
 
+@pytest.mark.slow
 def test_an_existing_empty_directory_becomes_the_database(tmp_path: Path, leaf) -> None:
     (tmp_path / "nssdb").mkdir()
     store = NssStore(tmp_path / "nssdb", create=True)
@@ -522,6 +547,7 @@ def test_an_existing_empty_directory_becomes_the_database(tmp_path: Path, leaf) 
     assert {e.store for e in store.list()} == {f"NSS database {tmp_path / 'nssdb'}"}
 
 
+@pytest.mark.slow
 def test_a_new_database_never_asks_for_a_password_even_from_a_terminal(tmp_path: Path) -> None:
     """Run from a terminal, certutil -N would prompt for a password (and wait) unless told the database
     has none; Chrome's database must open without one. Made here on a pseudo-terminal."""
@@ -557,6 +583,7 @@ def test_a_new_database_never_asks_for_a_password_even_from_a_terminal(tmp_path:
     assert (tmp_path / "nssdb" / "cert9.db").is_file()
 
 
+@pytest.mark.slow
 def test_certutil_output_that_is_not_utf8_is_read_with_replacements(tmp_path: Path) -> None:
     script = fake_certutil(tmp_path, "printf 'caf\\351 printer                   CP,,\\n'\n")
     assert NssStore(make_nssdb(tmp_path / "db"), certutil=script).entries() == [("caf\ufffd printer", "CP,,")]

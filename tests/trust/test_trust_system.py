@@ -61,6 +61,7 @@ def _handshake(server: TLSServer, cafile: Path) -> None:
             pass
 
 
+@pytest.mark.slow
 def test_debian_install_list_remove_with_the_real_update_tool(
     debian_root: tuple[Path, bytes], device_dir: Path, device_server: TLSServer
 ) -> None:
@@ -93,6 +94,7 @@ def test_debian_install_list_remove_with_the_real_update_tool(
     assert run_lancert("trust", "list", cert_file, *args).returncode == 1
 
 
+@pytest.mark.slow
 def test_install_twice_keeps_one_anchor_file(debian_root: tuple[Path, bytes], device_dir: Path) -> None:
     root, _ = debian_root
     store = SystemStore.detect(root)
@@ -103,6 +105,7 @@ def test_install_twice_keeps_one_anchor_file(debian_root: tuple[Path, bytes], de
     assert store.uninstall(cert) is True and store.uninstall(cert) is False
 
 
+@pytest.mark.slow
 def test_fedora_layout_places_the_anchor_and_runs_its_update_command(
     tmp_path: Path, device_dir: Path
 ) -> None:
@@ -139,6 +142,7 @@ def test_unknown_layout_names_what_it_looked_for(tmp_path: Path) -> None:
     assert "/etc/pki/ca-trust/source/anchors" in result.stderr
 
 
+@pytest.mark.slow
 def test_update_failure_is_reported_and_the_check_fails_loudly(
     debian_root: tuple[Path, bytes], device_dir: Path
 ) -> None:

@@ -9,7 +9,7 @@ service's database. Any other name under the zone is NXDOMAIN, names outside it 
 - :mod:`lancert.dns.wire`: reading queries and writing answers as bytes (the fast path).
 - :mod:`lancert.dns.zone`: what the zone answers (:class:`ZoneAnswers`), TXT snapshot and its staleness.
 - :mod:`lancert.dns.ratelimit`: response rate limiting per source prefix (UDP).
-- :mod:`lancert.dns.server`: worker processes on one port (SO_REUSEPORT), UDP and TCP.
+- :mod:`lancert.dns.server`: worker processes sharing one UDP and one TCP socket of one port.
 - :mod:`lancert.dns.powerdns`: ``lancert dns powerdns``, the production server's configuration.
 """
 

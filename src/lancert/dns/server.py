@@ -1,10 +1,18 @@
-"""The zone's DNS server: worker processes that each own a UDP and a TCP socket on one port.
+"""The zone's DNS server: worker processes that share one UDP and one TCP socket on one port.
 
 Why processes: one Python process answers one query at a time (the GIL), so ``--dns-workers N`` starts N
-of them, each binding the same address with SO_REUSEPORT; the kernel spreads UDP datagrams and TCP
-connections over their sockets by source address and port. The parent binds first (so port 0 picks a
-number and errors are reported before anything starts), waits until every worker listens, then closes its
-own sockets, and restarts a worker that dies. A worker exits when its parent is gone.
+of them. The parent binds the port once, without SO_REUSEPORT, and hands the same two sockets to every
+worker (file descriptors passed at spawn); the kernel gives each datagram to one worker blocked in
+``recvfrom`` (datagram waits are exclusive, no thundering herd) and each connection to one ``accept``.
+Why not a socket per worker with SO_REUSEPORT, as before: any other process of the same user could then
+bind the same port too and the kernel split the queries between the two servers (issue 24: 22 of 40
+answers REFUSED from a second ``dns run`` on the service's port), and every datagram the kernel had
+queued on the parent's own member of the group was dropped when the parent closed it (326 of 1,047
+queries lost while 4 workers started). Now a second server's bind fails (``address in use``), and a
+query that reaches the port waits in the socket until a worker reads it. The parent keeps the sockets
+(it reads nothing from them), restarts a worker that dies with the same sockets, and says it is ready
+only once a query over UDP and one over TCP have come back from the workers. A worker exits when its
+parent is gone.
 
 Per worker: the UDP loop in the main thread (a dictionary of answers by query bytes first, the zone's
 byte-level answer next), TCP on asyncio in a second thread, the TXT snapshot refreshed from the database
@@ -46,6 +54,10 @@ TxtSourceFactory = Callable[[], TxtSnapshot]
 TCP_IDLE_TIMEOUT = 10.0  # RFC 7766 §6.2.3: seconds, not minutes; shortened under load (below)
 TCP_MAX_CONNECTIONS = 256  # per worker: bounded descriptors and memory whatever clients do
 TCP_BACKLOG = 128
+# The UDP socket's receive buffer: queries wait there while the workers start (a second or more of
+# imports each) and through bursts; the kernel's default of 208 KiB held about 200 of them, and the
+# rest were dropped (counted in /proc/net/snmp RcvbufErrors). Linux caps it at net.core.rmem_max.
+UDP_RECEIVE_BUFFER = 4 << 20
 START_TIMEOUT = 60.0
 
 
@@ -63,15 +75,17 @@ class ServerSpec:
 
 
 def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket on ``host`` and one port number (port 0: one free for both)."""
+    """A UDP and a TCP socket on ``host`` and one port number (port 0: one free for both), this
+    process's alone: no SO_REUSEPORT, so a port another server holds is refused (EADDRINUSE) rather
+    than shared. SO_REUSEADDR on TCP only lets a restart bind while old connections sit in TIME_WAIT;
+    Linux still refuses it while another socket listens there."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(20):
         udp = socket.socket(family, socket.SOCK_DGRAM)
         tcp = socket.socket(family, socket.SOCK_STREAM)
         try:
-            for sock in (udp, tcp):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             udp.bind((host, port))
             chosen = udp.getsockname()[1]
             try:
@@ -89,6 +103,44 @@ def bind_sockets(host: str, port: int) -> tuple[socket.socket, socket.socket]:
             tcp.close()
             raise
     raise OSError(98, "no port free for both UDP and TCP")
+
+
+def _loopback_of(host: str) -> str:
+    """Where this host reaches a server bound to ``host`` (a wildcard: the loopback of its family)."""
+    if host in ("0.0.0.0", ""):  # noqa: S104 - comparing, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def answers_on(host: str, port: int, zone: str, timeout: float) -> bool:
+    """Whether the server on ``host``:``port`` answers the zone's SOA over UDP and over TCP within
+    ``timeout`` (the query is retried over UDP: a datagram may be dropped under load)."""
+    ident = int.from_bytes(os.urandom(2), "big")
+    query = (wire.HEADER.pack(ident, 0, 1, 0, 0, 0) + wire.encode_name(zone)
+             + wire.TYPE_CLASS.pack(wire.TYPE_SOA, wire.CLASS_IN))
+    address = (_loopback_of(host), port)
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    with socket.socket(family, socket.SOCK_DGRAM) as udp:
+        udp.connect(address)
+        while True:
+            udp.settimeout(min(0.5, max(0.01, deadline - time.monotonic())))
+            try:
+                udp.send(query)
+                if udp.recv(65535)[:2] == query[:2]:
+                    break
+            except OSError:  # timeout, or refused: not answering yet
+                pass
+            if time.monotonic() > deadline:
+                return False
+    try:
+        with socket.create_connection(address, timeout=max(0.1, deadline - time.monotonic())) as tcp:
+            tcp.sendall(len(query).to_bytes(2, "big") + query)
+            return tcp.recv(4)[2:4] == query[:2]
+    except OSError:
+        return False
 
 
 def _own_hosts(host: str) -> frozenset[str]:
@@ -264,11 +316,13 @@ class Worker:
             writer.close()
 
 
-def _worker_main(spec: ServerSpec, port: int, ready: Connection, parent: int) -> None:
-    """Entry point of a worker process (spawned: it shares nothing with the parent but ``spec``)."""
+def _worker_main(
+    spec: ServerSpec, udp: socket.socket, tcp: socket.socket, ready: Connection, parent: int
+) -> None:
+    """Entry point of a worker process (spawned: it shares nothing with the parent but ``spec`` and
+    the port's two sockets)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    udp, tcp = bind_sockets(spec.host, port)
     worker = Worker(spec, udp, tcp)
     snapshot: TxtSnapshot | None = None
     if spec.txt_source is not None:
@@ -290,8 +344,8 @@ class DNSService:
             raise ValueError("at least one DNS worker")
         self.spec = spec
         self.workers = workers
-        self._probe: tuple[socket.socket, socket.socket] | None = bind_sockets(spec.host, port)
-        self.port: int = self._probe[0].getsockname()[1]
+        self._sockets: tuple[socket.socket, socket.socket] | None = bind_sockets(spec.host, port)
+        self.port: int = self._sockets[0].getsockname()[1]
         self._context = multiprocessing.get_context("spawn")
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self._stopping = threading.Event()
@@ -302,9 +356,12 @@ class DNSService:
         return [p.pid for p in self.processes if p.pid is not None]
 
     def _launch(self) -> tuple[multiprocessing.process.BaseProcess, Connection]:
+        if self._sockets is None:
+            raise OSError("DNS service stopped")
+        udp, tcp = self._sockets
         receive, send = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=_worker_main, args=(self.spec, self.port, send, os.getpid()), daemon=True,
+        process = self._context.Process(  # the sockets cross as descriptors (multiprocessing.reduction)
+            target=_worker_main, args=(self.spec, udp, tcp, send, os.getpid()), daemon=True,
             name="lancert-dns-worker",
         )
         process.start()
@@ -329,20 +386,17 @@ class DNSService:
 
     def start(self) -> None:
         """Start every worker at once (each spends about a second importing; in turn, N of them would
-        delay the service's start by N seconds) and return when all listen."""
+        delay the service's start by N seconds) and return when they answer over UDP and TCP."""
         try:
             launched = [self._launch() for _ in range(self.workers)]
             self.processes.extend(process for process, _ in launched)
             for process, receive in launched:
                 self._await_ready(process, receive)
+            if not answers_on(self.spec.host, self.port, self.spec.zone.zone, START_TIMEOUT):
+                raise OSError(f"DNS workers did not answer within {START_TIMEOUT:.0f} s")
         except BaseException:
             self.stop()
             raise
-        finally:
-            if self._probe is not None:  # every worker listens: the parent's sockets would only drop
-                for sock in self._probe:
-                    sock.close()
-                self._probe = None
         self._supervisor = threading.Thread(target=self._supervise, daemon=True, name="lancert-dns-watch")
         self._supervisor.start()
 
@@ -368,7 +422,7 @@ class DNSService:
             if process.is_alive():
                 process.kill()
                 process.join(5)
-        if self._probe is not None:
-            for sock in self._probe:
+        if self._sockets is not None:
+            for sock in self._sockets:
                 sock.close()
-            self._probe = None
+            self._sockets = None
