@@ -220,3 +220,25 @@ def test_a_url_that_is_no_page_address_is_refused_in_one_line(certificates: tupl
     assert result.returncode == 2
     assert result.stderr.startswith("lancert: --url 192.168.1.10:8090: expected the page's address")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_up_serves_the_page_for_the_files_its_devices_name(certificates: tuple[Path, Path]) -> None:
+    from lancert.up.system import Device, Stack, start_trust_page
+
+    root, leaf = certificates
+    stack = Stack(devices=[Device("printer", "https://127.0.0.1:1/", leaf),
+                           Device("POS page", "https://127.0.0.1:2/", root),
+                           Device("another", "https://127.0.0.1:3/", root)])
+    note = start_trust_page(stack)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/", note)
+        assert url, note
+        page = httpx.get(url[0], headers={"User-Agent": ANDROID}, timeout=10)
+        assert 'data-platform="android"' in page.text
+        assert page.text.count('class="offered"') == 2  # each file once, though two devices name the root
+        assert httpx.get(url[0] + "qr.png", timeout=10).headers["content-type"] == "image/png"
+    finally:
+        stack.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url[0], timeout=5)
