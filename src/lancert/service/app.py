@@ -31,7 +31,8 @@ from lancert.service.errors import (
 )
 from lancert.service.issuer import Issuer
 from lancert.service.provisioning import Provisioner
-from lancert.service.schemas import (
+from lancert.serving.docs import serve_docs_locally
+from lancert.wire.provisioning import (
     CertificateRequest,
     CertificateResponse,
     CompatibleRefusal,
@@ -40,7 +41,6 @@ from lancert.service.schemas import (
     ErrorResponse,
     HealthResponse,
 )
-from lancert.serving.docs import serve_docs_locally
 
 log = logging.getLogger("lancert.service")
 

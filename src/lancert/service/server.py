@@ -39,8 +39,8 @@ from lancert.service.issuer import (
 from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry
-from lancert.service.schemas import MAX_BODY_BYTES
 from lancert.serving.ports import Port, serve_ports
+from lancert.wire.provisioning import MAX_BODY_BYTES
 
 
 @dataclass

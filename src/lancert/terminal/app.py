@@ -26,7 +26,6 @@ from lancert.pki import utcnow
 from lancert.serving.ports import BodyIncomplete, BodyTooLarge
 from lancert.serving.ports import read_body as serving_read_body
 from lancert.terminal.device import CodeRefused, PairingDesk
-from lancert.terminal.registry import InvalidPosId
 from lancert.terminal.schemas import (
     API_BODY_LIMIT,
     CERT_NOT_CURRENT,
@@ -41,6 +40,7 @@ from lancert.terminal.schemas import (
     parse_model,
 )
 from lancert.terminal.tls import client_certificate
+from lancert.wire.pairing import InvalidPosId
 
 log = logging.getLogger("lancert.terminal")
 
