@@ -28,6 +28,7 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -270,3 +271,45 @@ def route_server_logs() -> None:
         if not any(isinstance(h, _ThroughLancert) for h in logger.handlers):
             logger.handlers = [_ThroughLancert()]
             logger.propagate = False
+
+
+class BackgroundPorts:
+    """Ports served in a thread of their own, with its own event loop: a page a process serves beside
+    its main work (``lancert up``'s POS demo page, the devices tests stand up), the one serving way."""
+
+    def __init__(self, ports: Sequence[Port], name: str = "ports") -> None:
+        self.ports = list(ports)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._ready = threading.Event()
+        self._errors: list[BaseException] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def start(self, timeout: float = 30.0) -> BackgroundPorts:
+        """Serve; returns once every port answers (or raises what stopped them from starting)."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"{self._thread.name} did not start within {timeout:g} s")
+        if self._errors:
+            raise self._errors[0]
+        return self
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            if not await serve_ports(self.ports, self._ready.set, stop=self._stop):
+                raise OSError(f"{self._thread.name}: a port did not start")
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # reported to the starting thread
+            self._errors.append(exc)
+        finally:
+            self._ready.set()
