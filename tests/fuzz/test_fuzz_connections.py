@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fuzz_harness import (
+    ATTACKER,
     HOSTILE_KINDS,
     NOFILE,
     Component,
@@ -210,6 +211,26 @@ def test_connections_that_never_finish_a_request_are_closed(components: dict[str
             sock.close()
     for (_, kind, _, limit), seconds in zip(cases, closed, strict=True):
         assert seconds is not None and seconds <= limit + 2, (kind, seconds)
+
+
+@pytest.mark.slow
+def test_malformed_requests_are_one_log_line_per_burst(components: dict[str, Component]) -> None:
+    """uvicorn wrote a warning per malformed request (a fuzzer's 10,000 requests, 10,000 lines) and two,
+    one advising to "pip install" a WebSocket library, per Upgrade to a port without WebSockets."""
+    service = components["service"]
+    port = int(service.info["http"])  # type: ignore[call-overload]
+    before = service.log()
+    for i in range(200):
+        with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(ATTACKER, 0)) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\x00\r\n\r\n" if i % 2 else
+                         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            sock.recv(4096)
+    time.sleep(0.5)
+    grown = service.log()[len(before):]
+    assert grown.count("Invalid HTTP request received") <= 2, grown[-2000:]
+    assert grown.count("Unsupported upgrade request") <= 2, grown[-2000:]
+    assert "pip install" not in grown and "Traceback" not in grown
+    assert _legitimate(service, "http") == 200
 
 
 def test_refused_accepts_are_logged_as_one_line_per_burst(caplog: pytest.LogCaptureFixture) -> None:

@@ -296,15 +296,38 @@ def guarded_listener(sock: socket.socket, max_connections: int | None = None) ->
 
 
 class _OneLineClientErrors(logging.Filter):
-    """uvicorn logs a client's malformed WebSocket text frame (invalid UTF-8) with ``logger.exception``:
-    a traceback, at ERROR, for something only the client did wrong. Keep it as one warning line."""
+    """uvicorn's lines about what only a client did wrong, kept to one line per burst.
 
-    MESSAGES = ("Invalid UTF-8 sequence received from client.",)
+    It logs a malformed WebSocket text frame (invalid UTF-8) with ``logger.exception`` (a traceback, at
+    ERROR): one warning line instead. It writes a warning per malformed request or unsupported
+    ``Upgrade``, so a fuzzer's 10,000 requests made 10,000 lines: one per :data:`REFUSAL_LOG_INTERVAL`
+    with the count instead. Its advice to "pip install" a WebSocket library, given for an ``Upgrade``
+    to a port that has WebSockets off on purpose, is dropped.
+    """
+
+    TRACEBACKS = ("Invalid UTF-8 sequence received from client.",)
+    BURSTS = ("Invalid HTTP request received.", "Unsupported upgrade request.", *TRACEBACKS)
+    DROPPED = "No supported WebSocket library detected."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in self.MESSAGES:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith(self.DROPPED):
+            return False
+        if message in self.TRACEBACKS:
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if message in self.BURSTS:
+            self._count[message] = self._count.get(message, 0) + 1
+            now = time.monotonic()
+            if now - self._last.get(message, -REFUSAL_LOG_INTERVAL) < REFUSAL_LOG_INTERVAL:
+                return False
+            record.msg, record.args = f"{message} ({self._count[message]} since the last report)", None
+            self._last[message], self._count[message] = now, 0
         return True
 
 
