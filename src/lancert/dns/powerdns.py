@@ -58,7 +58,7 @@ from sqlalchemy.engine import URL
 
 from lancert.dns.zone import ANSWER_TTL, NEGATIVE_TTL, SOA_TIMERS, TXT_MAX_STALENESS, TXT_TTL
 from lancert.errors import LancertError
-from lancert.storage import KEY_MODE, atomic_write
+from lancert.storage.files import KEY_MODE, atomic_write
 
 TXT_REFRESH_INTERVAL = 0.5  # seconds between two reads of the TXT table by one PowerDNS thread
 # Queued questions beyond which PowerDNS answers from its packet cache only (and drops the rest) rather

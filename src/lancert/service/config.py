@@ -17,6 +17,15 @@ Example config (every key optional)::
     acme_ca_bundle = "/etc/lancert/test-ca.pem"   # only for a test CA's HTTPS (Pebble)
     acme_eab_kid = "kid-1"         # the HMAC key: LANCERT_ACME_EAB_HMAC or acme_eab_hmac_file (0600)
     acme_eab_hmac_file = "/etc/lancert/eab-hmac"
+    zone_on_public_suffix_list = false   # true once the zone is a PSL entry: each box its own domain
+    [[upstream]]                   # several CAs, tried in this order (instead of acme_directory)
+    directory = "https://acme-v02.api.letsencrypt.org/directory"
+    [[upstream]]
+    directory = "https://acme.zerossl.com/v2/DV90"
+    eab_kid = "kid-2"              # each CA its own EAB and CA bundle
+    eab_hmac_file = "/etc/lancert/zerossl-hmac"
+    new_orders_per_3h = 300        # the CA's published limits (Let's Encrypt's by default); raise
+    certs_per_domain_per_week = 50 # them to what the CA granted you (see UpstreamLimits)
     acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
     acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
     acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
@@ -27,6 +36,7 @@ Example config (every key optional)::
     failures_per_hour = 5          # failed orders per name per hour
     retry_backoff = 60.0           # seconds after a first failure, doubled per consecutive failure
     lease = 30.0                   # seconds an instance's order stays its own without a heartbeat
+    upstream_down_backoff = 60.0   # seconds a CA found down is passed over (doubling, up to 1 h)
     [rate_limit]
     failures_per_ip = 20
     failures_per_database = 10
@@ -95,6 +105,73 @@ class OrderPolicy:
     retry_backoff: float = 60.0
     lease: float = 30.0
     workers: int = 4
+    # Seconds an upstream CA found down (unreachable, 5xx, rateLimited) is passed over for the next one,
+    # doubled per consecutive failure up to an hour; never less than the CA's Retry-After.
+    upstream_down_backoff: float = 60.0
+
+
+@dataclass(frozen=True)
+class UpstreamLimits:
+    """One upstream CA's published limits, which the scheduler (:mod:`lancert.service.scheduler`) spends
+    without ever exceeding. Defaults: Let's Encrypt's, as published in 2025 (letsencrypt.org/docs/
+    rate-limits): 300 new orders per account per 3 hours; 50 new certificates per registered domain per
+    7 days; 5 certificates per exact set of names per 7 days; 5 authorization failures per name per
+    account per hour. A renewal (the exact name set of an earlier certificate) is exempt from the first two;
+    a renewal the CA's ARI window asked for is exempt from all. A CA that grants an integrator more
+    (Let's Encrypt's rate-limit adjustment form) is given its raised values here."""
+
+    new_orders_per_3h: int = 300
+    certs_per_domain_per_week: int = 50
+    duplicates_per_week: int = 5
+    auth_failures_per_hour: int = 5
+    renewals_exempt: bool = True  # same name set: exempt from new orders and per-domain certificates
+    ari_renewals_exempt: bool = True  # renewal inside the CA's suggested window: exempt from all limits
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """One upstream ACME CA: an ``[[upstream]]`` table, or one ``--acme-directory``."""
+
+    directory: str
+    contact: str | None = None
+    ca_bundle: Path | None = None
+    eab_kid: str | None = None
+    eab_hmac_file: Path | None = None
+    limits: UpstreamLimits = field(default_factory=UpstreamLimits)
+
+
+_UPSTREAM_KEYS = {"directory", "contact", "ca_bundle", "eab_kid", "eab_hmac_file"}
+
+
+def _upstream_table(table: object, where: str) -> UpstreamConfig:
+    if not isinstance(table, dict):
+        raise UsageError(f"{where}: [[upstream]] must be a table")
+    limit_names = {f.name: f.type for f in fields(UpstreamLimits)}
+    unknown = set(table) - _UPSTREAM_KEYS - set(limit_names)
+    if unknown:
+        raise UsageError(f"{where}: unknown [[upstream]] setting(s) {', '.join(sorted(unknown))}")
+    directory = table.get("directory")
+    if not isinstance(directory, str) or not directory.startswith("https://"):
+        raise UsageError(
+            f"{where}: each [[upstream]] needs directory = an https:// URL (ACME requires HTTPS)"
+        )
+    limits: dict[str, Any] = {}
+    for name, value in table.items():
+        if name not in limit_names:
+            continue
+        wanted = bool if isinstance(getattr(UpstreamLimits(), name), bool) else int
+        if type(value) is not wanted or (wanted is int and value < 0):
+            kind = "true or false" if wanted is bool else "an integer >= 0"
+            raise UsageError(f"{where}: [[upstream]] {name} must be {kind}")
+        limits[name] = value
+    paths = {k: Path(str(table[k])).expanduser() for k in ("ca_bundle", "eab_hmac_file") if k in table}
+    return UpstreamConfig(
+        directory,
+        contact=table.get("contact"),
+        eab_kid=table.get("eab_kid"),
+        limits=UpstreamLimits(**limits),
+        **paths,
+    )
 
 
 @dataclass(frozen=True)
@@ -115,7 +192,9 @@ class ServiceConfig:
     acme_tls_key: Path | None = None
     rate_limit: RateLimits = field(default_factory=RateLimits)
     issuer: str = "internal"
-    acme_directory: str | None = None
+    acme_directory: tuple[str, ...] = ()  # --acme-directory, repeatable: CAs in order of preference
+    upstream: tuple[UpstreamConfig, ...] = ()  # the [[upstream]] tables of the config file
+    zone_on_public_suffix_list: bool = False
     acme_contact: str | None = None
     acme_ca_bundle: Path | None = None
     acme_eab_kid: str | None = None
@@ -130,6 +209,36 @@ class ServiceConfig:
     def ca_dir(self) -> Path:
         return self.data_dir / "ca"
 
+    def upstreams(self) -> tuple[UpstreamConfig, ...]:
+        """The upstream CAs in order. Directories given with ``--acme-directory`` (or ``acme_directory``)
+        choose and order them, each taking its settings from the ``[[upstream]]`` table of the same
+        directory if there is one, else ``--acme-contact``/``--acme-eab-*``; without any, the tables in
+        file order. ``--acme-ca-bundle`` applies to every CA that names no bundle of its own."""
+        tables = {u.directory: u for u in self.upstream}
+        if self.acme_directory:
+            if self.acme_eab_kid and len(self.acme_directory) > 1:
+                raise UsageError(
+                    "--acme-eab-kid with several --acme-directory: give each CA's EAB in an [[upstream]] "
+                    "table of the config file (eab_kid, eab_hmac_file)"
+                )
+            chosen = [
+                tables.get(d)
+                or UpstreamConfig(d, self.acme_contact, None, self.acme_eab_kid, self.acme_eab_hmac_file)
+                for d in self.acme_directory
+            ]
+        else:
+            chosen = list(self.upstream)
+        if len({u.directory for u in chosen}) != len(chosen):
+            raise UsageError("each upstream ACME directory may be given once")
+        return tuple(
+            replace(
+                u,
+                ca_bundle=u.ca_bundle or self.acme_ca_bundle,
+                contact=u.contact or self.acme_contact,
+            )
+            for u in chosen
+        )
+
     def with_options(self, **options: Any) -> ServiceConfig:
         """This config with every option that is not None applied (command line over file)."""
         changes = {k: v for k, v in options.items() if v is not None}
@@ -143,6 +252,10 @@ class ServiceConfig:
             raise UsageError("--dns-workers must be 1 to 256")
         if "dns_rate_limit" in changes and int(changes["dns_rate_limit"]) < 0:
             raise UsageError("--dns-rate-limit must be 0 (off) or more")
+        if "zone_on_public_suffix_list" in changes and not isinstance(
+            changes["zone_on_public_suffix_list"], bool
+        ):
+            raise UsageError("zone_on_public_suffix_list must be true or false")
         if "caa_issuers" in changes:
             changes["caa_issuers"] = _caa_issuers(changes["caa_issuers"])
         for name in ("acme_ca_bundle", "acme_eab_hmac_file"):
@@ -150,8 +263,15 @@ class ServiceConfig:
                 changes[name] = Path(changes[name]).expanduser()
         if "issuer" in changes and changes["issuer"] not in ("internal", "acme"):
             raise UsageError(f"--issuer must be internal or acme, not {changes['issuer']!r}")
-        if "acme_directory" in changes and not str(changes["acme_directory"]).startswith("https://"):
-            raise UsageError("--acme-directory must be an https:// URL (ACME requires HTTPS)")
+        if "acme_directory" in changes:
+            given = changes["acme_directory"]
+            directories = (given,) if isinstance(given, str) else tuple(given)
+            if not directories:
+                del changes["acme_directory"]  # an empty repeatable option: as if not given
+            elif not all(isinstance(d, str) and d.startswith("https://") for d in directories):
+                raise UsageError("--acme-directory must be an https:// URL (ACME requires HTTPS)")
+            else:
+                changes["acme_directory"] = directories
         for path in ("acme_tls_cert", "acme_tls_key"):
             if path in changes:
                 changes[path] = Path(changes[path]).expanduser()
@@ -187,7 +307,11 @@ def load_config(path: Path | None) -> ServiceConfig:
         raise UsageError(f"{path}: invalid TOML ({exc})") from None
     rate = data.pop("rate_limit", {})
     order_settings = data.pop("orders", {})
-    known = {f.name for f in fields(ServiceConfig)} - {"rate_limit", "orders"}
+    tables = data.pop("upstream", [])
+    if not isinstance(tables, list):
+        raise UsageError(f"{path}: write each upstream CA as an [[upstream]] table")
+    upstream = tuple(_upstream_table(t, str(path)) for t in tables)
+    known = {f.name for f in fields(ServiceConfig)} - {"rate_limit", "orders", "upstream"}
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -199,4 +323,4 @@ def load_config(path: Path | None) -> ServiceConfig:
         policy = OrderPolicy(**{k: type(getattr(OrderPolicy(), k))(v) for k, v in order_settings.items()})
     except (TypeError, AttributeError, ValueError) as exc:
         raise UsageError(f"{path}: invalid [orders]: {exc}") from None
-    return replace(config, rate_limit=limits, orders=policy).with_options(**data)
+    return replace(config, rate_limit=limits, orders=policy, upstream=upstream).with_options(**data)

@@ -20,7 +20,7 @@ from typing import Protocol
 from cryptography import x509
 from sqlalchemy import select
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.errors import LancertError
 from lancert.pki import (
     TLS_SERVER,
@@ -49,6 +49,10 @@ class IssuedChain:
 
     chain: tuple[x509.Certificate, ...]
     renew_at: datetime | None = None
+    # With several upstream CAs (lancert.service.fallback): the one that issued, and why earlier ones
+    # did not ("<directory>: <reason>").
+    issued_by: str | None = None
+    skipped: tuple[str, ...] = ()
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -88,6 +92,16 @@ class IssuanceFailed(LancertError):
         self.message = message
         self.reason = reason
         self.retry_after = retry_after
+
+
+class OrderQueued(IssuanceFailed):
+    """Nothing was ordered: no upstream CA has a slot for this request within its limits now
+    (:mod:`lancert.service.scheduler`). The request waits its turn, ``position`` others ahead, expected
+    in ``retry_after`` seconds; the order desk answers "pending", counts no failure and backs off nothing."""
+
+    def __init__(self, message: str, *, retry_after: int, position: int) -> None:
+        super().__init__(message, reason="queued", retry_after=retry_after)
+        self.position = position
 
 
 class Issuer(Protocol):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -123,7 +123,39 @@ class CertificateOrder(Base):
     serial: Mapped[str | None] = mapped_column(String(64))
     not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     renew_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why earlier upstream CAs did not issue the last certificate ("<directory>: <reason>", one a line).
+    skipped: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+
+
+class UpstreamSpend(Base):
+    """One unit of an upstream CA's limit spent (:mod:`lancert.service.scheduler`): shared by every
+    instance, so that together they stay within the CA's limits. ``at`` is a Unix time; rows older than
+    the longest window (7 days) are deleted as new ones come."""
+
+    __tablename__ = "upstream_spend"
+    __table_args__ = (Index("ix_upstream_spend_counter", "ca", "counter", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ca: Mapped[str] = mapped_column(String(255))
+    counter: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(253))
+    at: Mapped[float] = mapped_column(Float)
+
+
+class UpstreamCertificate(Base):
+    """The last upstream certificate of one exact name set: which CA issued it and its renewal window
+    (ARI's ``suggestedWindow``, or the last third of its lifetime), so the scheduler knows a renewal
+    (exempt at that CA) from a first certificate, and one due from an early one."""
+
+    __tablename__ = "upstream_certificates"
+
+    names_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ca: Mapped[str] = mapped_column(String(255))
+    not_after: Mapped[float] = mapped_column(Float)
+    window_start: Mapped[float] = mapped_column(Float)
+    window_end: Mapped[float] = mapped_column(Float)
+    ari: Mapped[bool] = mapped_column(Boolean)
 
 
 class CompatibleCredential(Base):

@@ -45,7 +45,7 @@ from lancert.service.compatible_cache import CachedCredential, aware
 from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, UpstreamFailed
-from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer
+from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer, OrderQueued
 from lancert.service.models import CertificateOrder, IssuedCertificate
 
 log = logging.getLogger("lancert.service.orders")
@@ -211,6 +211,9 @@ class OrderDesk:
     def _run(self, grant: Grant, order: Callable[[], T]) -> T:
         try:
             result = order()
+        except OrderQueued:  # nothing was ordered: no failure to count, no back-off
+            self._release(grant.box_label)
+            raise
         except IssuanceFailed as failure:
             log.error("order for %s failed: %s (%s)", grant.hostname_pattern, failure.message, failure.reason)
             self._failed(grant.box_label, failure)
@@ -253,6 +256,8 @@ class OrderDesk:
             return future.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             raise _pending() from None
+        except OrderQueued as queued:  # the upstream CAs' limits are spent for now: its turn comes
+            raise IssuancePending(queued.message, retry_after=queued.retry_after or 1) from None
         except IssuanceFailed as failure:
             retry = failure.retry_after or 1  # _failed set it to the back-off actually applied
             raise UpstreamFailed(
@@ -333,7 +338,8 @@ class OrderDesk:
                     serial=issued.serial_hex,
                     not_after=issued.not_after,
                     renew_after=issued.renew_after,
-                    issuer=self.issuer.description,
+                    issuer=issued.issued_by or self.issuer.description,
+                    skipped="\n".join(issued.skipped) or None,
                 )
             )
 
@@ -406,6 +412,7 @@ class CertificateStatus:
     last_error_at: datetime | None
     ordering: bool
     orders: int
+    skipped: tuple[str, ...] = ()  # why earlier upstream CAs did not issue the current certificate
 
     def as_json(self) -> dict[str, object]:
         def iso(moment: datetime | None) -> str | None:
@@ -422,6 +429,7 @@ class CertificateStatus:
             "last_error_at": iso(self.last_error_at),
             "ordering": self.ordering,
             "orders": self.orders,
+            "skipped": list(self.skipped),
         }
 
 
@@ -458,5 +466,6 @@ def certificate_statuses(database: Database) -> list[CertificateStatus]:
                 aware(row.last_error_at) if row.last_error_at else None,
                 row.owner is not None and row.lease_until is not None and aware(row.lease_until) > now,
                 row.orders or 0,
+                tuple(row.skipped.splitlines()) if row.skipped else (),
             )
     return sorted(statuses.values(), key=lambda s: (s.db_uuid, s.box_label))

@@ -57,22 +57,40 @@ IssuerWrapper = Callable[[Issuer], Issuer]
 
 
 def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIdentity) -> Issuer:
-    """The internal CA (default), or the upstream ACME CA that ``--issuer acme`` names."""
+    """The internal CA (default), or the upstream ACME CAs that ``--issuer acme`` names, in order, each
+    with its own account, EAB and CA bundle, behind one scheduler (:mod:`lancert.service.fallback`)."""
     if config.issuer != "acme":
         return InternalCAIssuer(identity.ca, config.cert_lifetime)
+    from lancert.service.fallback import UpstreamChoice
     from lancert.service.upstream import EAB_HMAC_ENV, AcmeIssuer, AcmeSettings, read_eab_hmac
 
-    if not config.acme_directory:
-        raise UsageError("--issuer acme needs --acme-directory URL (Let's Encrypt staging first)")
-    hmac_key = read_eab_hmac(config.acme_eab_hmac_file)
-    if config.acme_eab_kid and not hmac_key:
-        raise UsageError(f"--acme-eab-kid needs its HMAC key in {EAB_HMAC_ENV} or --acme-eab-hmac-file")
-    if config.acme_ca_bundle is not None and not config.acme_ca_bundle.is_file():
-        raise UsageError(f"--acme-ca-bundle {config.acme_ca_bundle}: no such file")
-    settings = AcmeSettings(
-        config.acme_directory, config.acme_contact, config.acme_ca_bundle, config.acme_eab_kid, hmac_key
+    upstreams = config.upstreams()
+    if not upstreams:
+        raise UsageError(
+            "--issuer acme needs --acme-directory URL (Let's Encrypt staging first) or [[upstream]] tables"
+        )
+    issuers = []
+    for upstream in upstreams:
+        hmac_key = read_eab_hmac(upstream.eab_hmac_file)
+        if upstream.eab_kid and not hmac_key:
+            raise UsageError(
+                f"{upstream.directory}: the EAB kid needs its HMAC key in {EAB_HMAC_ENV} or an HMAC file "
+                "(--acme-eab-hmac-file, or eab_hmac_file in its [[upstream]] table)"
+            )
+        if upstream.ca_bundle is not None and not upstream.ca_bundle.is_file():
+            raise UsageError(f"--acme-ca-bundle {upstream.ca_bundle}: no such file")
+        settings = AcmeSettings(
+            upstream.directory, upstream.contact, upstream.ca_bundle, upstream.eab_kid, hmac_key
+        )
+        issuers.append(AcmeIssuer(database, settings))
+    return UpstreamChoice(
+        database,
+        issuers,
+        [u.limits for u in upstreams],
+        zone=identity.zone,
+        on_public_suffix_list=config.zone_on_public_suffix_list,
+        down_backoff=config.orders.upstream_down_backoff,
     )
-    return AcmeIssuer(database, settings)
 
 
 def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None) -> Service:
@@ -141,9 +159,9 @@ class _AcmeEndpoint(uvicorn.Server):
 
 
 def _acme_endpoint(service: Service) -> _AcmeEndpoint:
-    from lancert.acme import build_acme_server
-    from lancert.acme.app import create_acme_app
-    from lancert.acme.tls import default_endpoint_name, endpoint_credential, given_credential
+    from lancert.service.acmeserver.app import create_acme_app
+    from lancert.service.acmeserver.build import build_acme_server
+    from lancert.service.acmeserver.tls import default_endpoint_name, endpoint_credential, given_credential
 
     config = service.config
     zone = service.identity.zone

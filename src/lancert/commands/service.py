@@ -83,10 +83,11 @@ def run(
         ),
     ] = None,
     acme_directory: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--acme-directory",
-            help="ACME directory URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory.",
+            help="ACME directory URL, e.g. https://acme-staging-v02.api.letsencrypt.org/directory; "
+            "repeat it for fallback CAs, tried in order (each CA's EAB: [[upstream]] in the config).",
         ),
     ] = None,
     acme_contact: Annotated[
@@ -94,7 +95,10 @@ def run(
     ] = None,
     acme_ca_bundle: Annotated[
         Path | None,
-        typer.Option("--acme-ca-bundle", help="PEM CA(s) to trust for the ACME server's HTTPS (a test CA)."),
+        typer.Option(
+            "--acme-ca-bundle",
+            help="PEM CA(s) to trust for the ACME servers' HTTPS (a test CA); for every upstream CA.",
+        ),
     ] = None,
     acme_eab_kid: Annotated[
         str | None,
@@ -193,6 +197,8 @@ def certs(
             f"{status.db_uuid} {status.box_label} ({status.style}): {status.issuer}, not after {when}, "
             f"renewal due {due}{', ordering now' if status.ordering else ''}"
         )
+        if status.skipped:
+            line += "; skipped " + "; ".join(status.skipped)
         if status.last_error:
             at = status.last_error_at.isoformat(timespec="seconds") if status.last_error_at else "?"
             line += f"; last error at {at}: {status.last_error}"
@@ -229,7 +235,7 @@ def acme_eab(
     database: its accounts get names under that database's label while it stays eligible. Every call
     makes a new pair (rotation); --revoke KID stops a pair and the accounts it opened. Keep the HMAC key
     secret: it is printed once, here."""
-    from lancert.acme import EabKeys
+    from lancert.service.acmeserver.eab import EabKeys
     from lancert.service.authority import box_label
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity

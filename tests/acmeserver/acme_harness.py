@@ -106,7 +106,7 @@ class AcmeService:
         if cli:
             return json.loads(lancert("service", "acme-eab", "--uuid", uuid, "--json",
                                       "--data-dir", str(self.data_dir)).stdout)
-        from lancert.acme import EabKeys
+        from lancert.service.acmeserver.eab import EabKeys
         from lancert.service.authority import box_label
         from lancert.service.database import Database
         from lancert.service.issuer import load_service_identity
@@ -147,6 +147,17 @@ class AcmeService:
             output = result.stdout + result.stderr
             assert result.returncode == 0, f"{command[0]} ({result.returncode}):\n{output}"
         return result
+
+    def used_nonce_rows(self) -> int:
+        """Rows of acme_used_nonces: what requests wrote to spend their nonces."""
+        from lancert.service.database import Database
+
+        database = Database(self.db_url)
+        try:
+            with database.engine.connect() as connection:
+                return connection.exec_driver_sql("SELECT count(*) FROM acme_used_nonces").scalar_one()
+        finally:
+            database.dispose()
 
     def revoked(self, certificate_pem: str) -> bool:
         """Whether the service recorded the revocation of this certificate (PEM, leaf first)."""

@@ -9,20 +9,18 @@ it opened are refused from then on, so a leaked pair leaves nothing behind).
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import josepy as jose
-from acme import jws as acme_jws
 from sqlalchemy import Connection, insert, select, update
 
-from lancert.acme.jws import thumbprint
-from lancert.acme.models import AcmeEabKey
-from lancert.acme.problems import AcmeProblem, malformed, unauthorized
 from lancert.errors import LancertError
+from lancert.service.acmeserver.jws import parse_document, thumbprint
+from lancert.service.acmeserver.models import AcmeEabKey
+from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
 from lancert.service.database import Database
 from lancert.service.registry import Registry
 
@@ -80,15 +78,14 @@ class EabKeys:
         self, c: Connection, binding: Any, account_key: jose.JWK, new_account_url: str
     ) -> tuple[str, str]:
         """The (kid, db_uuid) a binding proves, or the problem RFC 8555 7.3.4 prescribes."""
-        if not isinstance(binding, dict) or set(binding) != {"protected", "payload", "signature"}:
-            raise malformed("externalAccountBinding must be a flattened JWS")
         try:
-            signed = acme_jws.JWS.from_json(binding)
-        except jose.DeserializationError as exc:
-            raise malformed(f"externalAccountBinding does not parse: {str(exc)[:200]}") from None
-        header = signed.signature.combined
-        if header.alg is None or header.alg.name not in MAC_ALGORITHMS:
-            raise malformed(f"externalAccountBinding must be MACed with one of {', '.join(MAC_ALGORITHMS)}")
+            signed = parse_document(binding, "externalAccountBinding", dict.fromkeys(MAC_ALGORITHMS))
+        except AcmeProblem as problem:
+            if problem.code != "badSignatureAlgorithm":
+                raise
+            raise malformed(
+                f"externalAccountBinding must be MACed with one of {', '.join(MAC_ALGORITHMS)}") from None
+        header = signed.header
         if header.nonce is not None or header.jwk is not None or not header.kid:
             raise malformed("externalAccountBinding's header must have kid and no nonce or jwk")
         if header.url != new_account_url:
@@ -99,14 +96,15 @@ class EabKeys:
         if row.revoked_at is not None:
             raise unauthorized("this external account key was revoked; ask for a new one")
         try:
-            valid = signed.verify(jose.JWKOct(key=jose.b64decode(row.hmac_key)))
+            valid = signed.jws.verify(jose.JWKOct(key=jose.b64decode(row.hmac_key)))
         except Exception:
             valid = False
         if not valid:
             raise malformed("externalAccountBinding's MAC does not verify")
+        payload = signed.payload_json()
         try:
-            bound = jose.JWK.from_json(json.loads(signed.payload))
-        except (ValueError, jose.DeserializationError):
+            bound = jose.JWK.from_json(payload)
+        except Exception:  # josepy's decoders raise more than DeserializationError on odd members
             raise malformed("externalAccountBinding's payload is not a JWK") from None
         if thumbprint(bound) != thumbprint(account_key.public_key()):
             raise malformed("externalAccountBinding binds another key than the account's")

@@ -1,7 +1,7 @@
 """The ACME server's behaviour (RFC 8555, RFC 9773 renewal information), apart from HTTP.
 
 :class:`AcmeServer` takes what a request is (endpoint, URL, body) and gives a :class:`Reply` or raises
-:class:`~lancert.acme.problems.AcmeProblem`; :mod:`lancert.acme.app` only moves bytes. Decisions are
+:class:`~.problems.AcmeProblem`; :mod:`.app` only moves bytes. Decisions are
 not made here: eligibility and the names a database may have come from the service's
 :class:`~lancert.service.authority.Authority` (the same rules as for boxes); certificates come from the
 service's one issuance step (:meth:`~lancert.service.provisioning.Provisioner.issue`: order desk,
@@ -39,15 +39,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection
 
-from lancert.acme import jws, resources
-from lancert.acme.eab import EabKeys, eab_problem_required
-from lancert.acme.nonces import NonceBook
-from lancert.acme.problems import AcmeProblem, malformed, unauthorized
-from lancert.acme.resources import Urls
-from lancert.acme.store import Account, AcmeStore, Order, new_id, now
 from lancert.pki import InvalidName, PKIError, SubjectNames, csr_names, load_csr, pem
 from lancert.pki.names import common_name
 from lancert.service import requestlog
+from lancert.service.acmeserver import jws, resources
+from lancert.service.acmeserver.eab import EabKeys, eab_problem_required
+from lancert.service.acmeserver.nonces import NonceBook
+from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
+from lancert.service.acmeserver.resources import Urls
+from lancert.service.acmeserver.store import Account, AcmeStore, Order, new_id, now
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, NameNotAllowed, NotEligible, UpstreamFailed
@@ -204,43 +204,67 @@ class AcmeServer:
 
     def _post(self, endpoint: str, urls: Urls, url: str, body: bytes, content_type: str | None,
               source_ip: str, signer: list[Account], ids: dict[str, str]) -> Reply:
+        """Checked in the order that keeps an unauthenticated sender from writing:
+
+        the JWS's shape, then its signer's key (the account is read, not written) and signature; only a
+        request that verifies uses its nonce, in the request's one transaction, so a flood of forged
+        requests inserts no ``acme_used_nonces`` row. Every refusal after that point is committed with
+        the nonce's use (a refused request must not leave its nonce reusable); a nonce seen in a request
+        refused before it, e.g. by its signature, is kept refused by the process's :class:`NonceBook`.
+        """
         handler, signed_with = self._routes[endpoint]
-        if (content_type or "").split(";")[0].strip().lower() != JOSE_JSON:
-            raise malformed(f"Content-Type must be {JOSE_JSON}", status=415)
         request = jws.parse(body)
         header = request.header
-        if header.url != url:
-            raise wrong_url(header.url, url)
-        # One transaction per request: the nonce's use is committed with whatever the request did, and
-        # also when it is refused (a refused request must not leave its nonce reusable).
+        try:
+            with self.database.reading_connection() as c:
+                key = self._signing_key(c, urls, request, signed_with)
+            request.verify(key)
+        except AcmeProblem:
+            self.nonces.refuse(header.nonce)
+            raise
         refusal: AcmeProblem | None = None
         with self._writer, self.database.writing_connection() as c:
             try:
-                reply = self._verified(c, request, urls, url, handler, signed_with, ids, source_ip, signer)
+                reply = self._verified(c, request, urls, url, content_type, handler, ids, key, source_ip,
+                                       signer)
             except AcmeProblem as problem:
                 refusal = problem
         if refusal is not None:
             raise refusal
         return reply.then() if isinstance(reply, AfterCommit) else reply
 
-    def _verified(self, c: Connection, request: jws.SignedRequest, urls: Urls, url: str, handler: Handler,
-                  signed_with: str, ids: dict[str, str], source_ip: str,
-                  signer: list[Account]) -> Reply | AfterCommit:
+    def _signing_key(
+        self, c: Connection, urls: Urls, request: jws.SignedRequest, signed_with: str
+    ) -> jose.JWK:
+        """The key the request must be signed with: its account's (``kid``) or its own ``jwk``."""
         header = request.header
-        if header.nonce is None or not self.nonces.use(c, header.nonce):
-            raise AcmeProblem("badNonce", "the nonce is unknown, expired or used already; use the new one")
-        account = None
         if header.kid is not None:
             if signed_with == "jwk":
                 raise malformed("this request must be signed with a jwk, not a kid (RFC 8555 6.2)")
+            return self._account_of_kid(c, urls, header.kid).key
+        if signed_with == "kid":
+            raise malformed("this request must be signed with the account's kid, not a jwk")
+        jws.check_account_key(header.jwk)
+        return header.jwk
+
+    def _verified(self, c: Connection, request: jws.SignedRequest, urls: Urls, url: str,
+                  content_type: str | None, handler: Handler, ids: dict[str, str], key: jose.JWK,
+                  source_ip: str, signer: list[Account]) -> Reply | AfterCommit:
+        header = request.header
+        if header.nonce is None or not self.nonces.use(c, header.nonce):
+            raise AcmeProblem("badNonce", "the nonce is unknown, expired or used already; use the new one")
+        if (content_type or "").split(";")[0].strip().lower() != JOSE_JSON:
+            raise malformed(f"Content-Type must be {JOSE_JSON}", status=415)
+        if header.url != url:
+            raise wrong_url(header.url, url)
+        account = None
+        if header.kid is not None:
+            # Read again in the request's transaction: a key change or deactivation committed since the
+            # signature was checked wins.
             account = self._account_of_kid(c, urls, header.kid)
-            request.verify(account.key)
+            if account.thumbprint != jws.thumbprint(key):
+                raise unauthorized("the account's key changed while this request was checked; sign again")
             signer.append(account)
-        else:
-            if signed_with == "kid":
-                raise malformed("this request must be signed with the account's kid, not a jwk")
-            jws.check_account_key(header.jwk)
-            request.verify(header.jwk)
         return handler(Context(request, account, urls, url, c, source_ip), **ids)
 
     def _account_of_kid(self, c: Connection, urls: Urls, kid: str) -> Account:
@@ -323,7 +347,7 @@ class AcmeServer:
             raise malformed("the key change names another account than the signer")
         try:
             old = jose.JWK.from_json(change.get("oldKey"))
-        except (jose.DeserializationError, TypeError, ValueError):
+        except Exception:  # josepy's decoders raise more than DeserializationError on odd members
             raise malformed("oldKey is not a JWK") from None
         if jws.thumbprint(old) != account.thumbprint:
             raise malformed("oldKey is not the account's current key")
@@ -402,7 +426,8 @@ class AcmeServer:
 
     def _indexed(self, ctx: Context, order_id: str, index: str) -> tuple[Order, int]:
         order = self._own_order(ctx, order_id)
-        if not index.isdigit() or int(index) >= len(order.names):
+        # isdigit() alone takes "²" and other digits int() refuses: only ASCII decimals here.
+        if not (index.isascii() and index.isdigit()) or len(index) > 4 or int(index) >= len(order.names):
             raise malformed("no such authorization", status=404)
         return order, int(index)
 

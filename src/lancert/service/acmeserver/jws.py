@@ -4,12 +4,13 @@ What is checked here, before any handler runs: the JSON shape (flattened seriali
 header protected), the algorithm (asymmetric only: an HMAC-signed request would let anyone holding
 the MAC key pose as the account), the key's type and strength against that algorithm, and the
 signature. Which of ``jwk``/``kid`` an endpoint needs, the nonce and the ``url`` are the protocol's
-business (:mod:`lancert.acme.protocol`), because their answers need the account store.
+business (:mod:`lancert.service.acmeserver.protocol`), because their answers need the account store.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,9 @@ import josepy as jose
 from acme import jws as acme_jws
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from lancert.acme.problems import AcmeProblem, malformed
 from lancert.pki import WeakKey
 from lancert.pki.keys import check_key_strength
+from lancert.service.acmeserver.problems import AcmeProblem, malformed
 
 # RFC 8555 requires ES256 and RS256 at least (clients: certbot RS256/ES256, lego ES256/RS256, Caddy
 # ES256); ES384 and PS256 cost nothing more with josepy. No HS* (see above), no "none".
@@ -45,10 +46,7 @@ class SignedRequest:
 
     def payload_json(self) -> dict[str, Any]:
         """The payload as a JSON object; ``{}`` never stands for POST-as-GET (that is ``b""``)."""
-        try:
-            value = json.loads(self.payload)
-        except ValueError:
-            raise malformed("the JWS payload is not JSON") from None
+        value = loads(self.payload, "the JWS payload")
         if not isinstance(value, dict):
             raise malformed("the JWS payload must be a JSON object")
         return value
@@ -68,46 +66,63 @@ class SignedRequest:
             raise malformed("JWS signature verification failed")
 
 
+def loads(raw: bytes | str, what: str) -> Any:
+    """JSON from a client, refused with ``malformed`` whatever is wrong with it: not UTF-8, not JSON,
+    or nested so deep that the decoder gives up (``RecursionError``; a 64 KiB body of ``[`` does it)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise malformed(f"{what} is not UTF-8 JSON of a sane depth") from None
+
+
 def parse(body: bytes) -> SignedRequest:
     """A flattened JWS with an allowed algorithm and every header in the protected part."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise malformed("the request body is not JSON (a flattened JWS is expected)") from None
+    return parse_document(loads(body, "the request body"), "the request body", ALGORITHMS)
+
+
+def parse_document(document: Any, what: str, algorithms: Mapping[str, object]) -> SignedRequest:
+    """``document`` (decoded JSON) as a flattened JWS whose protected header is checked field by field
+    before josepy sees it: josepy trusts the types of ``alg``, ``nonce``, ``url``, ``kid`` and ``jwk``
+    and raises ``KeyError``/``AttributeError``/``TypeError`` on others, which would be a 500."""
     if not isinstance(document, dict) or set(document) != _FLATTENED:
-        raise malformed("the request body must be a flattened JWS: protected, payload, signature")
+        raise malformed(f"{what} must be a flattened JWS: protected, payload, signature")
     if not all(isinstance(document[k], str) for k in _FLATTENED):
-        raise malformed("protected, payload and signature must be base64url strings")
+        raise malformed(f"{what}: protected, payload and signature must be base64url strings")
+    try:
+        protected_raw = jose.b64decode(document["protected"])
+    except (ValueError, TypeError):
+        raise malformed(f"{what}: the protected header is not base64url") from None
+    protected = loads(protected_raw, f"{what}'s protected header")
+    if not isinstance(protected, dict):
+        raise malformed(f"{what}'s protected header must be a JSON object")
+    alg = protected.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise bad_algorithm(alg, algorithms)
+    for name in ("nonce", "url", "kid"):
+        if name in protected and not isinstance(protected[name], str):
+            raise malformed(f"{what}: the protected header's {name} must be a string")
+    if "jwk" in protected and not isinstance(protected["jwk"], dict):
+        raise malformed(f"{what}: the protected header's jwk must be a JSON object")
     try:
         parsed = acme_jws.JWS.from_json(document)
-    except jose.DeserializationError as exc:
-        alg = _raw_alg(document["protected"])
-        if alg is not None and alg not in ALGORITHMS:
-            raise bad_algorithm(alg) from None
-        raise malformed(f"the JWS does not parse: {str(exc)[:200]}") from None
+    except Exception as exc:  # josepy's decoders raise more than DeserializationError on odd keys
+        raise malformed(f"{what}: the JWS does not parse: {str(exc)[:200]}") from None
     header = parsed.signature.combined
-    if header.alg is None or header.alg.name not in ALGORITHMS:
-        raise bad_algorithm(header.alg.name if header.alg else "none")
     if (header.jwk is None) == (header.kid is None):
-        raise malformed("the protected header must carry exactly one of jwk and kid")
+        raise malformed(f"{what}: the protected header must carry exactly one of jwk and kid")
     if header.url is None:
-        raise malformed("the protected header has no url")
+        raise malformed(f"{what}: the protected header has no url")
     return SignedRequest(parsed, header)
 
 
-def _raw_alg(protected: str) -> str | None:
-    try:
-        value = json.loads(jose.b64decode(protected)).get("alg")
-    except Exception:
-        return None
-    return value if isinstance(value, str) else None
-
-
-def bad_algorithm(alg: str) -> AcmeProblem:
+def bad_algorithm(alg: object, algorithms: Mapping[str, object] = ALGORITHMS) -> AcmeProblem:
+    """RFC 8555 6.2: ``badSignatureAlgorithm`` with the ``algorithms`` we take, also for ``none``,
+    an unknown name or a ``alg`` that is not a string at all."""
+    shown = alg[:20] if isinstance(alg, str) else type(alg).__name__
     return AcmeProblem(
         "badSignatureAlgorithm",
-        f"JWS algorithm {alg[:20]!r} is not supported",
-        extra={"algorithms": list(ALGORITHMS)},
+        f"JWS algorithm {shown!r} is not supported",
+        extra={"algorithms": list(algorithms)},
     )
 
 

@@ -218,3 +218,25 @@ def test_body_over_64_kib_is_refused_413(client: AcmeClient) -> None:
                            headers={"Content-Type": "application/jose+json"})
     assert response.status_code == 413
     assert response.json()["type"].endswith(":malformed")
+
+
+def test_eab_whose_inner_url_is_not_the_outer_url_opens_no_account(acme_service: AcmeService) -> None:
+    """RFC 8555 7.3.4: the binding's protected "url" MUST be the same as the outer JWS's, the newAccount
+    URL; a binding MACed for another URL (another endpoint of this server, or another server) is
+    malformed, and the key can open its account afterwards with a right binding."""
+    from acme import messages
+
+    eab = acme_service.eab(acme_service.database())
+    client = AcmeClient(acme_service)
+    new_account = client.directory["newAccount"]
+    for inner_url in (client.directory["keyChange"], new_account.replace("https://", "https://evil."),
+                      new_account + "/"):
+        binding = messages.ExternalAccountBinding.from_data(
+            account_public_key=client.key.public_key(), kid=eab["kid"], hmac_key=eab["hmac_key"],
+            directory={"newAccount": inner_url})  # type: ignore[arg-type]
+        response = client.post(new_account, {"termsOfServiceAgreed": True, "externalAccountBinding": binding},
+                               use_jwk=True)
+        assert response.status_code == 400, (inner_url, response.text)
+        assert "url" in problem(response, "malformed")["detail"]
+        assert "location" not in response.headers
+    assert client.new_account(eab).status_code == 201  # nothing was opened by the refused ones

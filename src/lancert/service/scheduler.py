@@ -1,0 +1,397 @@
+"""The upstream scheduler: spends each CA's published limits without ever exceeding them, and decides
+who goes first when they run short.
+
+Let's Encrypt publishes its limits (:class:`~lancert.service.config.UpstreamLimits` has them as
+defaults): at 300 new orders per account per 3 hours a million databases take over a year to onboard,
+so the provider has to queue, and must never spend the budget on an order the CA would refuse. Every
+limit is counted here as a sliding window (at most N in any window of its length), stricter than the
+token buckets Let's Encrypt actually runs: a sliding window that never overflows never empties a bucket
+of the same size either.
+
+Counters, per CA (a CA's "account" is the one lancert account there):
+
+- ``orders``: every new order, unless it is a renewal (the exact name set issued before) and the CA
+  exempts renewals;
+- ``domain``: certificates per registered domain (the zone's, or ``<label>.<zone>`` once the zone is on
+  the Public Suffix List), with the same exemption;
+- ``names``: certificates per exact name set (the duplicate limit);
+- ``authfail``: failed validations per name set.
+
+A renewal inside the CA's ARI window is exempt from all of them where the CA says so (Let's Encrypt).
+Spending is counted when the order starts, not when it succeeds: several orders in flight at once must
+not each see the same last free slot, and a failed order may have cost the CA a slot too.
+
+Priorities (:class:`Priority`): a box with no valid certificate comes first; a renewal inside its window
+next; an early renewal last. A lower priority may not use the last ``reserve`` share of a shared
+counter (orders, domain), so a new box is never queued behind renewals that could have waited.
+
+Everything takes ``now`` as seconds (a Unix time in the service, virtual time in the fleet simulator,
+``bench/upstream_fleet_sim.py``, which runs this very module against a simulated CA); the counts live in
+a :class:`Ledger`: SQL in the service (shared by every instance, :mod:`lancert.service.budget`), memory
+in the simulator.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+from lancert.service.config import UpstreamLimits
+
+HOUR = 3600.0
+DAY = 86400.0
+WINDOWS = {"orders": 3 * HOUR, "domain": 7 * DAY, "names": 7 * DAY, "authfail": HOUR}
+# Share of a shared counter that only a higher priority may use (none for a box without a certificate).
+RESERVE = {0: 0.0, 1: 0.1, 2: 0.5}
+# How long a CA found down is skipped: doubled per consecutive failure, capped.
+DOWN_FIRST = 60.0
+DOWN_MAX = HOUR
+# A waiting request no box asked about for this long is forgotten (the box gave up or went away).
+WAITING_TTL = 15 * 60.0
+
+
+class Priority(IntEnum):
+    NO_CERTIFICATE = 0  # a box with nothing valid to serve
+    DUE = 1  # a renewal inside its window (ARI's, or the last third of the lifetime)
+    EARLY = 2  # a renewal before its window
+
+
+class Ledger(Protocol):
+    """Where the counters live: timestamps of what was spent, per CA, counter and key."""
+
+    def times(self, ca: str, counter: str, key: str, since: float) -> list[float]:
+        """The timestamps at or after ``since``, oldest first."""
+        ...
+
+    def add(self, ca: str, counter: str, key: str, at: float) -> None: ...
+
+
+class MemoryLedger:
+    """A :class:`Ledger` in this process (the simulator, tests): a deque per counter, pruned as read and
+    swept of stale keys every so often, so a million names cost only those spent in the last week."""
+
+    SWEEP_EVERY = 200_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str], deque[float]] = {}
+        self._adds = 0
+
+    def times(self, ca: str, counter: str, key: str, since: float) -> list[float]:
+        entries = self._entries.get((ca, counter, key))
+        if not entries:
+            return []
+        while entries and entries[0] < since:
+            entries.popleft()
+        return list(entries)
+
+    def count(self, ca: str, counter: str, key: str, since: float) -> int:
+        entries = self._entries.get((ca, counter, key))
+        if not entries:
+            return 0
+        while entries and entries[0] < since:
+            entries.popleft()
+        return len(entries)
+
+    def add(self, ca: str, counter: str, key: str, at: float) -> None:
+        self._entries.setdefault((ca, counter, key), deque()).append(at)
+        self._adds += 1
+        if self._adds % self.SWEEP_EVERY == 0:
+            longest = max(WINDOWS.values())
+            self._entries = {k: v for k, v in self._entries.items() if v and v[-1] >= at - longest}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One certificate wanted: ``names_key`` identifies the exact name set, ``domain`` its registered
+    domain; ``previous_ca``: the CA that issued this name set last (at that CA it is a renewal); ``ari``:
+    that CA's renewal window (ARI) asked for it now."""
+
+    names_key: str
+    domain: str
+    priority: Priority
+    previous_ca: str | None = None
+    ari: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A CA's answer to a request: ``ok``, or the time (``at``, seconds) a slot frees, and why not."""
+
+    ok: bool
+    at: float
+    reason: str = ""
+
+
+class Budget:
+    """One CA's limits and health."""
+
+    def __init__(
+        self, name: str, limits: UpstreamLimits, ledger: Ledger, down_first: float = DOWN_FIRST
+    ) -> None:
+        self.name = name
+        self.down_first = down_first
+        self.limits = limits
+        self.ledger = ledger
+        # Health: a CA found down (or answering rateLimited) is passed over while another can serve.
+        # With none up, the first within its limits is tried all the same: a rateLimited answer may
+        # concern one name or domain only, and the order desk honours its Retry-After for that name.
+        self.down_until = 0.0
+        self.down_reason = ""
+        self._down_streak = 0
+
+    # -- limits -------------------------------------------------------------------------------------------
+
+    def _counters(self, request: Request) -> list[tuple[str, str, int]]:
+        """(counter, key, limit) that this request spends."""
+        limits = self.limits
+        renewal = request.previous_ca == self.name
+        if renewal and request.ari and limits.ari_renewals_exempt:
+            return []
+        counters = [
+            ("names", request.names_key, limits.duplicates_per_week),
+            ("authfail", request.names_key, limits.auth_failures_per_hour),
+        ]
+        if not (renewal and limits.renewals_exempt):
+            counters.append(("orders", "", limits.new_orders_per_3h))
+            counters.append(("domain", request.domain, limits.certs_per_domain_per_week))
+        return counters
+
+    def _allowed(self, counter: str, limit: int, priority: Priority) -> int:
+        if counter in ("orders", "domain"):
+            return limit - math.ceil(limit * RESERVE[priority]) if priority else limit
+        return limit
+
+    def check(self, request: Request, now: float, *, healthy_only: bool = True) -> Verdict:
+        """Within the limits now? Else when the first slot this request may use frees.
+        ``healthy_only=False``: a CA found down still counts (the last resort when none is up)."""
+        if healthy_only and now < self.down_until:
+            return Verdict(False, self.down_until, self.down_reason)
+        worst = Verdict(True, now)
+        for counter, key, limit in self._counters(request):
+            window = WINDOWS[counter]
+            allowed = self._allowed(counter, limit, request.priority)
+            count = _count(self.ledger, self.name, counter, key, now - window)
+            if count < allowed:
+                continue
+            if allowed <= 0:
+                return Verdict(False, math.inf, f"{counter} limit is 0")
+            times = self.ledger.times(self.name, counter, key, now - window)
+            frees = times[len(times) - allowed] + window
+            if not worst.ok and worst.at >= frees:
+                continue
+            worst = Verdict(False, frees, _limit_text(counter, limit))
+        return worst
+
+    def spend(self, request: Request, now: float) -> None:
+        for counter, key, _limit in self._counters(request):
+            if counter != "authfail":
+                self.ledger.add(self.name, counter, key, now)
+
+    # -- outcomes -----------------------------------------------------------------------------------------
+
+    def succeeded(self) -> None:
+        self._down_streak = 0
+        self.down_until, self.down_reason = 0.0, ""
+
+
+    def validation_failed(self, request: Request, now: float) -> None:
+        """The CA could not validate this name: its authorization-failure counter, not the CA's health."""
+        if not (request.previous_ca == self.name and request.ari and self.limits.ari_renewals_exempt):
+            self.ledger.add(self.name, "authfail", request.names_key, now)
+
+    def down(self, now: float, reason: str, retry_after: float | None = None) -> None:
+        """Unreachable, timing out, answering 5xx or rateLimited: skipped until its Retry-After, else
+        for a back-off doubled per consecutive failure (1 min to 1 h)."""
+        self._down_streak += 1
+        delay = min(self.down_first * 2 ** (self._down_streak - 1), DOWN_MAX)
+        if retry_after is not None:
+            delay = max(delay, float(retry_after))
+        self.down_until = max(self.down_until, now + delay)
+        self.down_reason = reason
+
+    def free_slots(self, priority: Priority, now: float) -> Iterator[float]:
+        """When this CA's new-order slots free for ``priority``, earliest first, assuming every slot is
+        taken as soon as it frees (what the scheduler does with a queue). Endless."""
+        window = WINDOWS["orders"]
+        allowed = self._allowed("orders", self.limits.new_orders_per_3h, priority)
+        if allowed <= 0:
+            return
+        start = max(now, self.down_until)
+        spent = self.ledger.times(self.name, "orders", "", now - window)
+        free_now = max(0, allowed - len(spent))
+        for _ in range(free_now):
+            yield start
+        # Each spent slot frees one window after it was spent, then again one window later, and so on.
+        recent = spent[len(spent) - min(len(spent), allowed) :]
+        cycle = 0
+        while True:
+            for at in recent:
+                yield max(start, at + window * (cycle + 1))
+            if not recent:
+                recent = [start] * allowed
+            cycle += 1
+
+
+def _count(ledger: Ledger, ca: str, counter: str, key: str, since: float) -> int:
+    count = getattr(ledger, "count", None)
+    if count is not None:
+        return int(count(ca, counter, key, since))
+    return len(ledger.times(ca, counter, key, since))
+
+
+def _limit_text(counter: str, limit: int) -> str:
+    return {
+        "orders": f"new-orders limit reached ({limit} per 3 h)",
+        "domain": f"certificates-per-domain limit reached ({limit} per 7 days)",
+        "names": f"duplicate-certificate limit reached ({limit} per name set per 7 days)",
+        "authfail": f"authorization-failure limit reached ({limit} per name per hour)",
+    }[counter]
+
+
+@dataclass
+class Choice:
+    """The scheduler's answer: the CA to order from (``budget``), or none and when to ask again
+    (``estimate``, seconds) with each CA's reason (``skipped``: CA name → why not)."""
+
+    budget: Budget | None
+    estimate: float
+    skipped: dict[str, str] = field(default_factory=dict)
+    position: int = 0
+
+
+@dataclass(order=True)
+class _Waiting:
+    priority: int
+    seq: int
+    key: str = field(compare=False)
+    request: Request = field(compare=False)
+    seen: float = field(compare=False, default=0.0)
+
+
+class Scheduler:
+    """The CAs in order of preference, and the requests waiting for a slot."""
+
+    def __init__(self, budgets: list[Budget]) -> None:
+        self.budgets = budgets
+        self._waiting: dict[str, _Waiting] = {}
+        self._heap: list[_Waiting] = []
+        self._seq = itertools.count()
+
+    def choose(self, request: Request, now: float, exclude: frozenset[str] = frozenset()) -> Choice:
+        """The first CA, in order, that is up and within its limits for this request."""
+        skipped: dict[str, str] = {}
+        soonest = math.inf
+        for budget in self.budgets:
+            if budget.name in exclude:
+                continue
+            verdict = budget.check(request, now)
+            if verdict.ok:
+                return Choice(budget, now, skipped)
+            skipped[budget.name] = verdict.reason
+            soonest = min(soonest, verdict.at)
+        # None is up: the first one within its limits is tried all the same (a CA is found down by
+        # trying it, and found up again the same way; the order desk backs the name off meanwhile).
+        for budget in self.budgets:
+            if budget.name not in exclude and budget.check(request, now, healthy_only=False).ok:
+                return Choice(budget, now, skipped)
+        return Choice(None, soonest, skipped)
+
+    # -- the queue ----------------------------------------------------------------------------------------
+
+    def ask(self, key: str, request: Request, now: float) -> Choice:
+        """A request asked about (again): a CA for it now if one has a slot that nobody ahead of it in
+        the queue needs, else its place in the queue and a truthful estimate of when it gets its turn."""
+        entry = self._waiting.get(key)
+        if entry is None or entry.priority != request.priority:
+            if entry is not None:
+                entry.key = ""  # dropped from the heap lazily
+            entry = _Waiting(int(request.priority), next(self._seq), key, request, now)
+            self._waiting[key] = entry
+            heapq.heappush(self._heap, entry)
+        entry.seen = now
+        self._forget_stale(now)
+        ahead = sum(1 for w in self._waiting.values() if w is not entry and w < entry)
+        choice = self.choose(request, now)
+        if choice.budget is not None and ahead:
+            # Free slots go to those ahead first: take one only if there are more than they need.
+            spare = self._slots_before(request.priority, now, now, ahead + 1)
+            if spare <= ahead:
+                choice = Choice(None, self.estimate(request.priority, now, ahead), {})
+        if choice.budget is not None:
+            return choice
+        choice.position = ahead
+        choice.estimate = max(choice.estimate, self.estimate(request.priority, now, ahead))
+        return choice
+
+    def admitted(self, key: str) -> None:
+        """The request got its order (or is no longer wanted): out of the queue."""
+        entry = self._waiting.pop(key, None)
+        if entry is not None:
+            entry.key = ""
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def estimate(self, priority: Priority, now: float, ahead: int) -> float:
+        """When the request behind ``ahead`` others gets a new-order slot at one of the CAs."""
+        streams = [b.free_slots(priority, now) for b in self.budgets]
+        merged = heapq.merge(*streams)
+        for at in itertools.islice(merged, ahead, ahead + 1):
+            return at
+        return math.inf
+
+    def _slots_before(self, priority: Priority, now: float, until: float, most: int) -> int:
+        merged = heapq.merge(*(b.free_slots(priority, now) for b in self.budgets))
+        return sum(1 for at in itertools.islice(merged, most) if at <= until)
+
+    def _forget_stale(self, now: float) -> None:
+        if len(self._waiting) < 64 and not self._heap:
+            return
+        for key in [k for k, w in self._waiting.items() if now - w.seen > WAITING_TTL]:
+            self.admitted(key)
+        while self._heap and not self._heap[0].key:
+            heapq.heappop(self._heap)
+
+    # -- the fleet view (the simulator; a background renewer) ------------------------------------------------
+
+    def enqueue(self, key: str, request: Request, now: float) -> None:
+        """A request that waits without a box asking (a renewal the service runs itself)."""
+        entry = _Waiting(int(request.priority), next(self._seq), key, request, now)
+        entry.seen = math.inf  # never stale: nobody has to ask again
+        old = self._waiting.get(key)
+        if old is not None:
+            old.key = ""
+        self._waiting[key] = entry
+        heapq.heappush(self._heap, entry)
+
+    def drain(self, now: float) -> Iterator[tuple[str, Request, Budget]]:
+        """Hand out slots in priority order while a CA has one: each yielded request is out of the queue
+        and its budget spent once the caller moves on (the caller orders it). A request that cannot go
+        ends the round; so does one whose priority no CA serves now (lower ones would be refused too)."""
+        while self._heap:
+            entry = self._heap[0]
+            if not entry.key:
+                heapq.heappop(self._heap)
+                continue
+            choice = self.choose(entry.request, now)
+            if choice.budget is None:
+                return
+            heapq.heappop(self._heap)
+            del self._waiting[entry.key]
+            entry.key, key = "", entry.key
+            choice.budget.spend(entry.request, now)
+            yield key, entry.request, choice.budget
+
+    def next_slot(self, now: float) -> float:
+        """When the head of the queue could go (inf with an empty queue)."""
+        while self._heap and not self._heap[0].key:
+            heapq.heappop(self._heap)
+        if not self._heap:
+            return math.inf
+        return self.choose(self._heap[0].request, now).estimate
