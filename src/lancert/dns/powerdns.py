@@ -19,17 +19,20 @@ as a fraction of plain-zone PowerDNS in the same run, 100,000 distinct names; RE
   needs make almost every box name a miss;
 - LUA records (``createForward()``) behind the SQL backend: PowerDNS builds a Lua state per query and
   never packet-caches them, 791 q/s (0.02x), and a flood of IPv6-style names took PowerDNS down;
-- ``lua2`` for the computed names beside the SQL backend for TXT: PowerDNS asks every launched backend
-  about every name (UeberBackend goes on to the next backend when one runs out of answers), so each
-  miss still costs an SQL query: over PostgreSQL a network round trip per box name;
+- ``lua2`` for the computed names beside the SQL backend for TXT: PowerDNS asks the next backend
+  only about lookups the earlier ones answer with nothing (seen with a second backend that logs its
+  lookups), so an address name costs no SQL; but every name that does not exist costs three SQL queries
+  (the name, then the wildcards ``*.<label>.<zone>`` and ``*.<zone>``), so a flood of made-up names
+  is a flood of SQL round trips to the shared PostgreSQL, and a host name while its challenge is
+  published (an empty non-terminal) needs the TXT table in the first backend anyway;
 - a CNAME'd challenge zone with a short TTL, or longer caches with TXT outside them: the zone
   split only moves which caches TXT sits behind; it is the miss, not the cache hit, that costs, and at
   a million names a miss is the common case whatever the cache TTL;
 - the remote backend (JSON over a socket to a lancert process): one process round trip and two JSON
   encodings per miss, more than the Python embedded server spends answering the query itself.
 
-The ``lua2`` script answers 0.9-1.1x a plain zone (see bench/README.md) and does what the embedded server
-does name by name (tests/dns/test_dns_powerdns.py compares the two for every name class).
+The ``lua2`` script alone is what bench/README.md measures against a plain zone, and it does what the
+embedded server does name by name (tests/dns/test_dns_powerdns.py compares the two for every name class).
 
 Differences that remain: ANY over UDP gets TC=1 (PowerDNS's ``any-to-tcp``) where the embedded server
 gives one RRset; PowerDNS adds ``ns.<zone>``'s address as glue to NS answers; while the database cannot
