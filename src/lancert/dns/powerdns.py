@@ -39,9 +39,9 @@ gives one RRset; PowerDNS adds ``ns.<zone>``'s address as glue to NS answers; wh
 be read for longer than :data:`lancert.dns.TXT_MAX_STALENESS`, both answer challenge names SERVFAIL
 and PowerDNS logs it once a query. Response rate limiting: PowerDNS Authoritative has none; the
 configuration keeps a flood from taking PowerDNS down (no Lua state per query, IPv6 names cost what
-IPv4 names cost, ``overload-queue-length`` answers only from the packet cache when the queue grows,
-the guardian restarts a crashed server, docs/powerdns.service restarts the guardian), and the README
-shows where a per-source limit goes (dnsdist in front, or the host's firewall).
+IPv4 names cost, each receiver thread answers itself so no queue can overflow, the guardian restarts a
+crashed server, docs/powerdns.service restarts the guardian), and docs/dns.md shows where a per-source
+limit goes (dnsdist in front, or the host's firewall).
 
 Caches: PowerDNS's packet cache lives 1 s here (20 s by default) and its query cache is off: a TXT
 record is in every answer within 0.5 s (refresh) + 1 s (packet cache) of its commit, inside
@@ -64,10 +64,6 @@ from lancert.errors import LancertError
 from lancert.storage.files import KEY_MODE, atomic_write
 
 TXT_REFRESH_INTERVAL = 0.5  # seconds between two reads of the TXT table by one PowerDNS thread
-# Queued questions beyond which PowerDNS answers from its packet cache only (and drops the rest) rather
-# than let the queue reach max-queue-length, where it exits: a flood sheds load instead of the server.
-OVERLOAD_QUEUE_LENGTH = 1000
-MAX_QUEUE_LENGTH = 5000
 
 
 @dataclass(frozen=True)
@@ -383,13 +379,13 @@ def render(layout: PowerDNSLayout, config_dir: Path) -> tuple[str, str]:
         "primary=no",
         "secondary=no",
         "version-string=anonymous",
-        # Sized for the machine: one receiver thread (each its own socket) and one backend thread (each
-        # its own Lua state) per core; the answers are CPU work, not waits on a database.
+        # Sized for the machine: one receiver thread per core, each with its own socket and its own Lua
+        # state, answering itself ("operating unthreaded": the answers are CPU work, not waits on a
+        # database). So there is no queue between receiving and answering that a flood could fill up to
+        # max-queue-length, where PowerDNS exits: the socket's buffer sheds what a thread cannot take.
         f"receiver-threads={threads}",
         "distributor-threads=1",
         "reuseport=yes",
-        f"overload-queue-length={OVERLOAD_QUEUE_LENGTH}",
-        f"max-queue-length={MAX_QUEUE_LENGTH}",
         # A TXT record must show within 2 s of its commit (lancert.dns.TXT_MAX_STALENESS): 0.5 s of
         # snapshot, 1 s of packet cache, no query cache (the backend is in-process anyway).
         "cache-ttl=1",
