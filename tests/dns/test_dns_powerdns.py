@@ -292,3 +292,19 @@ def test_two_powerdns_on_one_postgresql_serve_a_new_txt_within_2_s(
             time.sleep(0.02)
         assert sorted(seen) == sorted(node.port for node in nodes), f"served by {seen} only"
         assert max(seen.values()) <= 2.0, seen
+def test_the_challenge_of_a_host_of_a_box_subdomain_is_served_by_powerdns(
+    servers: tuple[PowerDNS, RunningDNS],
+) -> None:
+    """_acme-challenge.web.<label>.<zone>: the DNS-01 name of a host an ACME client ordered through the
+    service from an upstream CA; PowerDNS serves it as the embedded server does."""
+    powerdns, embedded = servers
+    name = f"_acme-challenge.web.k7m2q9xd4a1b.{ZONE}"
+    add_txt_record(embedded.database, name, "host-digest")
+    wait_until_visible()
+    try:
+        for port in (powerdns.port, embedded.port):
+            reply = ask(port, name, "TXT")
+            assert [r.to_text() for r in reply.answer[0]] == ['"host-digest"']
+        assert _summary(ask(powerdns.port, name, "TXT")) == _summary(ask(embedded.port, name, "TXT"))
+    finally:
+        remove_txt_records(embedded.database, name)
