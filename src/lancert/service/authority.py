@@ -1,6 +1,6 @@
 """The one place that decides whether a box may have a certificate, and for which names.
 
-The native API, the compatible JSON-RPC endpoint and the ACME server (:mod:`lancert.acme`) all ask
+The native API, the compatible JSON-RPC endpoint and the ACME server (:mod:`.acmeserver`) all ask
 :class:`Authority`: credentials (with failed-credential rate limits), eligibility of the database, the
 box's label, and whether the names a CSR asks for lie inside the box's own subdomain.
 """

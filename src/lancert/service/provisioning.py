@@ -3,7 +3,7 @@ record it, log it, answer.
 
 Every front issues through :meth:`Provisioner.issue`, the service's one issuance step: the native API
 (the box's CSR), the compatible call (through :meth:`OrderDesk.compatible`, which makes the key and
-caches the pair, then records and logs here too) and the ACME server (:mod:`lancert.acme`). Each front
+caches the pair, then records and logs here too) and the ACME server (:mod:`.acmeserver`). Each front
 makes its own authority decision first (a code, an ACME account bound to a database) and frames its own
 answer; the step between is the same for all. Every issued certificate is recorded in the same
 transaction that checks its serial's uniqueness, so a failed request leaves nothing behind and no two

@@ -15,7 +15,7 @@ from cryptography import x509
 from lancert.errors import LancertError
 from lancert.pki import fingerprint_sha256, read_certificate, summarize
 from lancert.pki.formats import crt
-from lancert.storage import atomic_write
+from lancert.storage.files import atomic_write
 from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target, served_chain
 from lancert.trust.guide import Platform, write_guide
 from lancert.trust.java import JavaStore, read_storepass

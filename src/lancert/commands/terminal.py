@@ -14,7 +14,7 @@ import typer
 from lancert.errors import LancertError
 from lancert.logs import LogLevel, LogLevelOption, configure_logging
 from lancert.pki import fingerprint_sha256
-from lancert.storage import read_json
+from lancert.storage.files import read_json
 from lancert.terminal.device import DEFAULT_NAME, TerminalState
 from lancert.terminal.registry import check_pos_id
 from lancert.terminal.screen import SCREEN_FILE

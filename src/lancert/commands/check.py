@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lancert.check import TrustSource, check_target
+from lancert.check.verdict import TrustSource, check_target
 from lancert.errors import LancertError
 from lancert.pki import fingerprint_sha256
 from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target
