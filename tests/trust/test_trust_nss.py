@@ -479,7 +479,7 @@ def test_profiles_from_every_profiles_ini_and_installs_ini_in_both_folders(tmp_p
         "[Profile3]\nName=no path\n\n"
         "[InstallABC]\nDefault=fresh.default\n"
     )
-    flatpak.mkdir(parents=True)
+    flatpak.mkdir(parents=True, exist_ok=True)
     (flatpak / "profiles.ini").write_text("[Profile0]\nPath=flat.default\n")
     (home / "snap/firefox/common/.mozilla/firefox").mkdir(parents=True)
     (home / "snap/firefox/common/.mozilla/firefox/profiles.ini").write_bytes(b"[Profile0\n\xff\xfe")
