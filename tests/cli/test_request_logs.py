@@ -36,7 +36,7 @@ def test_service_logs_issued_and_refused_requests_with_reason_and_no_code(tmp_pa
             assert "x509_pem" in ok.json()["result"]
             wrong = http.post("/odoo-enterprise/iot/x509", json={"params": {"db_uuid": "shop-db",
                                                                            "enterprise_code": "nope"}})
-            assert wrong.json()["result"]["reason"] == "unknown_database_or_code"
+            assert wrong.json()["error"]["reason"] == "unknown_database_or_code"
             native = http.post("/api/v1/certificates", json={"db_uuid": "other", "enterprise_code": "x",
                                                             "box_id": "b1", "csr": "x"})
             assert native.status_code == 403

@@ -22,7 +22,7 @@ from trust_helpers import (
     tls_server,
 )
 
-from lancert.check import TrustSource, evaluate
+from lancert.check.verdict import TrustSource, evaluate
 from lancert.pki import (
     TLS_CLIENT,
     TLS_SERVER,
@@ -34,7 +34,7 @@ from lancert.pki import (
     self_signed_certificate,
     utcnow,
 )
-from lancert.storage import write_certificates, write_private_key
+from lancert.storage.files import write_certificates, write_private_key
 
 NAMES = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
 
@@ -230,7 +230,9 @@ def test_cli_unreachable_is_exit_1_with_one_line() -> None:
         (["--resolve", "printer.test"], "expected HOST:IP"),
         (["--resolve", "other.test:127.0.0.1"], "not the URL's host"),
         (["--ca", "/nonexistent.pem"], "no such file"),
-        (["--ca", "x.pem", "--nssdb", "db"], "not both"),
+        (["--ca", "x.pem", "--nssdb", "db"], "give one of --ca, --nssdb and --keystore"),
+        (["--nssdb", "db", "--keystore", "ks"], "give one of --ca, --nssdb and --keystore"),
+        (["--storepass-file", "pw"], "--storepass-file goes with --keystore"),
         (["--nssdb", "/nonexistent-db"], "not an NSS database"),
     ],
 )

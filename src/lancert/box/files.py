@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lancert.errors import UsageError
-from lancert.storage import KEY_MODE, read_json, write_json
+from lancert.storage.files import KEY_MODE, read_json, write_json
 
 SETTINGS_FILE = "settings.json"
 STATE_FILE = "state.json"

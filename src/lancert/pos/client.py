@@ -45,7 +45,7 @@ from lancert.pki import (
 )
 from lancert.pki.keys import public_key_matches
 from lancert.pos.websocket import PosWebSocket
-from lancert.storage import Credential, CredentialFiles, read_json, write_certificates, write_json
+from lancert.storage.files import Credential, CredentialFiles, read_json, write_certificates, write_json
 from lancert.terminal.registry import check_pos_id, pos_id_of
 
 POS_FILE = "pos.json"

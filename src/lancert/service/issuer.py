@@ -20,7 +20,7 @@ from typing import Protocol
 from cryptography import x509
 from sqlalchemy import select
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.errors import LancertError
 from lancert.pki import (
     TLS_SERVER,

@@ -115,26 +115,19 @@ class CompatibleCertificate(BaseModel):
 
 
 class CompatibleRefusal(BaseModel):
-    """A refusal as the middle and newest boxes read it: they log ``result["error"]`` and give up
-    (ERR_IOT_HTTPS_LOAD_REQUEST_NO_RESULT). The oldest boxes get ``"result": null`` instead
-    (:mod:`lancert.service.compatible`)."""
+    """Every refusal of the compatible call (non-2xx): ``result`` is null, because the first 13.0 boxes
+    index ``body['result']`` without checking the status, and ``error`` is the native API's error object
+    (:mod:`lancert.service.compatible` says why no 200 refusal suits every box in the field)."""
 
-    error: str
-    reason: str = Field(
-        description="unknown_database_or_code, not_production, no_iot_box_line, "
-        "subscription_not_in_progress, rate_limited"
-    )
-    retry_after: int | None = Field(
-        default=None,
-        exclude_if=lambda value: value is None,
-        description="rate_limited only: seconds to wait (also the Retry-After header)",
-    )
+    jsonrpc: str = "2.0"
+    id: Any = None
+    result: None = None
+    error: ErrorDetail
 
 
 class CompatibleResponse(BaseModel):
+    """The 200 answer: the certificate, its chain and the key the service made."""
+
     jsonrpc: str = "2.0"
     id: Any = None
-    result: CompatibleCertificate | CompatibleRefusal | None = Field(
-        description="the certificate; a refusal as {error, reason}; null for a refusal to the oldest "
-        "boxes (urllib3, Accept: text/plain), which only test the result for emptiness"
-    )
+    result: CompatibleCertificate

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.errors import LancertError
 from lancert.pki import (
     TLS_CLIENT,
@@ -31,7 +31,7 @@ from lancert.pki import (
     private_key_pem,
     utcnow,
 )
-from lancert.storage import Credential, CredentialFiles, read_json, write_json
+from lancert.storage.files import Credential, CredentialFiles, read_json, write_json
 from lancert.terminal.codes import LOCAL_SOURCE, CodeView, SetupCodes
 from lancert.terminal.keypool import RsaKeyPool
 from lancert.terminal.registry import PosRegistry, check_pos_id, pos_uri

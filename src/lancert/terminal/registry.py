@@ -22,7 +22,7 @@ from cryptography import x509
 
 from lancert.errors import LancertError, UsageError
 from lancert.pki import fingerprint_sha256, utcnow
-from lancert.storage import read_json, write_json
+from lancert.storage.files import read_json, write_json
 
 POS_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 POS_URI_PREFIX = "urn:lancert:pos:"

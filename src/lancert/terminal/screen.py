@@ -70,7 +70,6 @@ class Screen:
             "terminal": self.name,
             "code": view.code if view else None,
             "seconds_left": view.seconds_left if view else 0,
-            "cooldown_seconds": view.cooldown_seconds if view else 0,
             "last_paired": self.last_paired,
             "guessing_from": list(view.blocked_sources) if view else [],
             "wrong_attempts": view.wrong_attempts if view else 0,
@@ -122,13 +121,11 @@ def create_screen_app(desk: PairingDesk, screen: Screen, token: str) -> FastAPI:
         if s["message"]:
             main = f"<p class=ok>{e(s['message'])}</p>"
         elif s["code"]:
-            wait = (f"<p>Too many wrong codes: usable in {s['cooldown_seconds']} s</p>"
-                    if s["cooldown_seconds"] else "")
             sources = e(", ".join(s["guessing_from"]))
             guessing = (f"<p class=warn>Someone is guessing setup codes from {sources}"
                         "; those attempts are refused, your POS can still pair.</p>"
                         if s["guessing_from"] else "")
-            main = (f"<p class=code>{e(s['code'])}</p><p>Refreshes in {s['seconds_left']} s</p>{wait}"
+            main = (f"<p class=code>{e(s['code'])}</p><p>Refreshes in {s['seconds_left']} s</p>"
                     f"{guessing}")
         else:
             main = "<p>Tap Generate Code to pair a POS.</p>"

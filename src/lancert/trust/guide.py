@@ -26,7 +26,7 @@ from cryptography import x509
 
 from lancert.pki import CertFormat, common_name, export_certificate, fingerprint_sha256, is_self_issued
 from lancert.pki.names import certificate_names
-from lancert.storage import atomic_write
+from lancert.storage.files import atomic_write
 from lancert.trust.nss import trust_flags
 from lancert.trust.store import is_ca
 

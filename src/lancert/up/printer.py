@@ -19,10 +19,10 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from lancert.device import create_device_certificate
+from lancert.device.certificate import create_device_certificate
 from lancert.printer.device import Printer
 from lancert.printer.server import PrinterServer
-from lancert.storage import Credential, CredentialFiles, StorageError
+from lancert.storage.files import Credential, CredentialFiles, StorageError
 
 PRINTER_IP = "127.0.0.1"
 
@@ -142,7 +142,7 @@ class RunningPosPage:
 
 def start_pos_demo(data_dir: Path, printer: RunningPrinter, *, host: str = PRINTER_IP) -> RunningPosPage:
     """Serve the POS demo page over HTTPS with a certificate from the shop CA (``data_dir/shop-ca``)."""
-    from lancert.ca import CADirectory
+    from lancert.ca.directory import CADirectory
     from lancert.ca.issue import issue_device_certificate
     from lancert.pki import SubjectNames, generate_private_key, utcnow
 

@@ -21,7 +21,7 @@ import josepy as jose
 from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lancert.acme.models import AcmeAccount, AcmeCertificate, AcmeEabKey, AcmeOrder
+from lancert.service.acmeserver.models import AcmeAccount, AcmeCertificate, AcmeEabKey, AcmeOrder
 
 ACCOUNTS = AcmeAccount.__table__
 ORDERS = AcmeOrder.__table__

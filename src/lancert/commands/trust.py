@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,9 +15,10 @@ from cryptography import x509
 from lancert.errors import LancertError
 from lancert.pki import fingerprint_sha256, read_certificate, summarize
 from lancert.pki.formats import crt
-from lancert.storage import atomic_write
+from lancert.storage.files import atomic_write
 from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target, served_chain
 from lancert.trust.guide import Platform, write_guide
+from lancert.trust.java import JavaStore, read_storepass
 from lancert.trust.nss import (
     NssStore,
     firefox_profiles_without_database,
@@ -33,10 +35,12 @@ app = typer.Typer(help="Fetch device certificates and install them into trust st
 class StoreKind(StrEnum):
     NSS = "nss"
     SYSTEM = "system"
+    JAVA = "java"
 
 
 StoreOpt = Annotated[
-    StoreKind, typer.Option("--store", help="nss: Chrome/Firefox databases; system: OS anchors.")
+    StoreKind, typer.Option(
+        "--store", help="nss: Chrome/Firefox databases; system: OS anchors; java: a JDK's keystore.")
 ]
 NssdbOpt = Annotated[
     Path | None,
@@ -46,16 +50,38 @@ RootOpt = Annotated[
     Path | None,
     typer.Option("--system-root", help="system store: use the layout under this root (tests, chroots)."),
 ]
+KeystoreOpt = Annotated[
+    Path | None,
+    typer.Option("--keystore", help="java store: this keystore (default: the cacerts of the JDK of 'java')."),
+]
+StorepassOpt = Annotated[
+    Path | None,
+    typer.Option("--storepass-file", help="java store: the keystore password's file (default: changeit)."),
+]
 
 
-def _stores(store: StoreKind, nssdb: Path | None, system_root: Path | None) -> list[TrustStore]:
-    if store is StoreKind.NSS:
-        if system_root is not None:
-            raise LancertError("--system-root applies to --store system only")
-        return [NssStore(nssdb, create=True)] if nssdb else list(nss_databases(Path.home()))
-    if nssdb is not None:
-        raise LancertError("--nssdb applies to --store nss only")
-    return [SystemStore.detect(system_root or Path("/"))]
+@dataclass(frozen=True)
+class Where:
+    """Which store the command works on, from its options (each applies to one --store only)."""
+
+    store: StoreKind
+    nssdb: Path | None = None
+    system_root: Path | None = None
+    keystore: Path | None = None
+    storepass_file: Path | None = None
+
+    def stores(self) -> list[TrustStore]:
+        given = {StoreKind.NSS: ("--nssdb", self.nssdb),
+                 StoreKind.SYSTEM: ("--system-root", self.system_root),
+                 StoreKind.JAVA: ("--keystore/--storepass-file", self.keystore or self.storepass_file)}
+        for kind, (option, value) in given.items():
+            if kind is not self.store and value is not None:
+                raise LancertError(f"{option} applies to --store {kind.value} only")
+        if self.store is StoreKind.NSS:
+            return [NssStore(self.nssdb, create=True)] if self.nssdb else list(nss_databases(Path.home()))
+        if self.store is StoreKind.JAVA:
+            return [JavaStore.detect(self.keystore, read_storepass(self.storepass_file))]
+        return [SystemStore.detect(self.system_root or Path("/"))]
 
 
 @app.command("fetch")
@@ -102,13 +128,16 @@ def install(
     store: StoreOpt,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
+    keystore: KeystoreOpt = None,
+    storepass_file: StorepassOpt = None,
 ) -> None:
     """Trust a certificate: a device's own one as peer and anchor (NSS CP,,), a CA as a root (C,,).
 
-    Every store is checked after the change; a failure is reported, never silent.
+    In a Java keystore it becomes a trusted entry named "lancert <CN> <SHA-256 prefix>". Every store is
+    checked after the change; a failure is reported, never silent.
     """
     cert = read_certificate(file)
-    stores = _stores(store, nssdb, system_root)
+    stores = Where(store, nssdb, system_root, keystore, storepass_file).stores()
     extra = f" (trust {trust_flags(cert)})" if store is StoreKind.NSS else ""
 
     def add(st: TrustStore) -> str:
@@ -116,7 +145,10 @@ def install(
         return f"trusted in {st.description}{extra}"
 
     _each(stores, "install", add)
-    typer.echo("restart the browsers that were open so they see the change")
+    if store is StoreKind.JAVA:
+        typer.echo("restart the Java applications that were running so they see the change")
+    else:
+        typer.echo("restart the browsers that were open so they see the change")
     if store is StoreKind.NSS and nssdb is None:
         for profile in firefox_profiles_without_database(Path.home()):
             typer.echo(f"note: Firefox profile {profile} has no certificate database yet; start Firefox "
@@ -149,9 +181,11 @@ def remove(
     store: StoreOpt,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
+    keystore: KeystoreOpt = None,
+    storepass_file: StorepassOpt = None,
 ) -> None:
     """Stop trusting a certificate that 'trust install' added (found by its content, not its name)."""
-    stores = _stores(store, nssdb, system_root)
+    stores = Where(store, nssdb, system_root, keystore, storepass_file).stores()
     cert = _to_remove(what, stores)
     _each(stores, "remove",
           lambda st: f"{'removed from' if st.uninstall(cert) else 'was not in'} {st.description}")
@@ -163,13 +197,15 @@ def list_(
     file: Annotated[Path | None, typer.Argument(help="Only say whether this certificate is trusted.")] = None,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
+    keystore: KeystoreOpt = None,
+    storepass_file: StorepassOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """The certificates lancert installed, per store; with FILE, whether that one is trusted in each.
 
     With FILE the exit status is 0 only when it is trusted in every store listed.
     """
-    stores = _stores(store, nssdb, system_root)
+    stores = Where(store, nssdb, system_root, keystore, storepass_file).stores()
     if file is not None:
         cert = read_certificate(file)
         states = [(st.description, st.check(cert)) for st in stores]

@@ -235,7 +235,7 @@ def acme_eab(
     database: its accounts get names under that database's label while it stays eligible. Every call
     makes a new pair (rotation); --revoke KID stops a pair and the accounts it opened. Keep the HMAC key
     secret: it is printed once, here."""
-    from lancert.acme import EabKeys
+    from lancert.service.acmeserver.eab import EabKeys
     from lancert.service.authority import box_label
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity

@@ -27,19 +27,19 @@ from lancert.errors import LancertError
 
 # (command name, module, attribute, is a sub-app): the order is the order of ``lancert --help``.
 COMPONENTS: tuple[tuple[str, str, str, bool], ...] = (
-    ("up", "lancert.up.cli", "up", False),
-    ("device", "lancert.device.cli", "app", True),
-    ("cert", "lancert.pki.cli", "app", True),
-    ("trust", "lancert.trust.cli", "app", True),
-    ("check", "lancert.check.cli", "check", False),
-    ("ca", "lancert.ca.cli", "app", True),
-    ("service", "lancert.service.cli", "app", True),
-    ("dns", "lancert.dns.cli", "app", True),
-    ("box", "lancert.box.cli", "app", True),
-    ("terminal", "lancert.terminal.cli", "app", True),
-    ("pos", "lancert.pos.cli", "app", True),
-    ("printer", "lancert.printer.cli", "app", True),
-    ("scan", "lancert.scan.cli", "scan", False),
+    ("up", "lancert.commands.up", "up", False),
+    ("device", "lancert.commands.device", "app", True),
+    ("cert", "lancert.commands.cert", "app", True),
+    ("trust", "lancert.commands.trust", "app", True),
+    ("check", "lancert.commands.check", "check", False),
+    ("ca", "lancert.commands.ca", "app", True),
+    ("service", "lancert.commands.service", "app", True),
+    ("dns", "lancert.commands.dns", "app", True),
+    ("box", "lancert.commands.box", "app", True),
+    ("terminal", "lancert.commands.terminal", "app", True),
+    ("pos", "lancert.commands.pos", "app", True),
+    ("printer", "lancert.commands.printer", "app", True),
+    ("scan", "lancert.commands.scan", "scan", False),
 )
 
 # What ``lancert --help`` shows per component without importing it; the same text as the component's
@@ -159,7 +159,7 @@ def _full_app() -> typer.Typer:
 
 
 def __getattr__(name: str) -> object:
-    # ``from lancert.cli import app`` (tests, in-process runners) gets every command.
+    # ``from lancert.commands.main import app`` (tests, in-process runners) gets every command.
     if name == "app":
         return _full_app()
     raise AttributeError(name)

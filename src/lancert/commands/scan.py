@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lancert.check import TrustSource
+from lancert.check.verdict import TrustSource
 from lancert.errors import UsageError
 from lancert.scan.scanner import (
     DEFAULT_CONCURRENCY,

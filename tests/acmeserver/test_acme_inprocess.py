@@ -10,12 +10,13 @@ from pathlib import Path
 from acme_harness import ACME_HOST, ZONE, AcmeClient, problem
 from starlette.testclient import TestClient
 
-from lancert.acme import EabKeys, nonce_secret
-from lancert.acme.app import create_acme_app
-from lancert.acme.nonces import NonceBook
-from lancert.acme.protocol import AcmeServer
-from lancert.acme.store import AcmeStore
 from lancert.pki import SubjectNames, create_csr, generate_private_key
+from lancert.service.acmeserver.app import create_acme_app
+from lancert.service.acmeserver.build import nonce_secret
+from lancert.service.acmeserver.eab import EabKeys
+from lancert.service.acmeserver.nonces import NonceBook
+from lancert.service.acmeserver.protocol import AcmeServer
+from lancert.service.acmeserver.store import AcmeStore
 from lancert.service.config import ServiceConfig
 from lancert.service.registry import Registry
 from lancert.service.server import build_service

@@ -25,7 +25,7 @@ from collections import OrderedDict
 
 from sqlalchemy import Connection, delete, text
 
-from lancert.acme.models import AcmeUsedNonce
+from lancert.service.acmeserver.models import AcmeUsedNonce
 
 NONCE_LIFETIME = 3600  # seconds: clients fetch a nonce right before using it
 _PRUNE_EVERY = 500  # uses between two prunes of expired rows

@@ -9,7 +9,7 @@ from typing import Any
 
 import josepy as jose
 
-from lancert.acme.store import Account, Order
+from lancert.service.acmeserver.store import Account, Order
 
 PREFIX = "/acme"
 # Every authorization is valid from its creation: the names are under the database's own label, and

@@ -106,7 +106,7 @@ class AcmeService:
         if cli:
             return json.loads(lancert("service", "acme-eab", "--uuid", uuid, "--json",
                                       "--data-dir", str(self.data_dir)).stdout)
-        from lancert.acme import EabKeys
+        from lancert.service.acmeserver.eab import EabKeys
         from lancert.service.authority import box_label
         from lancert.service.database import Database
         from lancert.service.issuer import load_service_identity

@@ -17,10 +17,10 @@ from typing import Any
 import josepy as jose
 from sqlalchemy import Connection, insert, select, update
 
-from lancert.acme.jws import parse_document, thumbprint
-from lancert.acme.models import AcmeEabKey
-from lancert.acme.problems import AcmeProblem, malformed, unauthorized
 from lancert.errors import LancertError
+from lancert.service.acmeserver.jws import parse_document, thumbprint
+from lancert.service.acmeserver.models import AcmeEabKey
+from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
 from lancert.service.database import Database
 from lancert.service.registry import Registry
 

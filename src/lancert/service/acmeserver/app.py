@@ -1,4 +1,4 @@
-"""HTTP transport of the ACME server (FastAPI): thin routes over :class:`~lancert.acme.protocol.AcmeServer`.
+"""HTTP transport of the ACME server (FastAPI): thin routes over :class:`~.protocol.AcmeServer`.
 
 Every answer, problems included, carries a fresh ``Replay-Nonce`` and the directory as
 ``Link: rel="index"`` (RFC 8555 6.5, 7.1); problems go out as ``application/problem+json`` without a
@@ -16,9 +16,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lancert.acme.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
-from lancert.acme.protocol import AcmeServer, Reply
-from lancert.acme.resources import PREFIX, Urls
+from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
+from lancert.service.acmeserver.protocol import AcmeServer, Reply
+from lancert.service.acmeserver.resources import PREFIX, Urls
 from lancert.service.app import BodyLimit
 
 log = logging.getLogger("lancert.acme")

@@ -24,7 +24,7 @@ from lancert.pki import (
     public_key_matches,
     read_certificates,
 )
-from lancert.storage import Credential, CredentialFiles
+from lancert.storage.files import Credential, CredentialFiles
 
 ENDPOINT_LIFETIME = timedelta(days=90)
 

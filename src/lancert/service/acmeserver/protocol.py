@@ -1,7 +1,7 @@
 """The ACME server's behaviour (RFC 8555, RFC 9773 renewal information), apart from HTTP.
 
 :class:`AcmeServer` takes what a request is (endpoint, URL, body) and gives a :class:`Reply` or raises
-:class:`~lancert.acme.problems.AcmeProblem`; :mod:`lancert.acme.app` only moves bytes. Decisions are
+:class:`~.problems.AcmeProblem`; :mod:`.app` only moves bytes. Decisions are
 not made here: eligibility and the names a database may have come from the service's
 :class:`~lancert.service.authority.Authority` (the same rules as for boxes); certificates come from the
 service's one issuance step (:meth:`~lancert.service.provisioning.Provisioner.issue`: order desk,
@@ -39,15 +39,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Connection
 
-from lancert.acme import jws, resources
-from lancert.acme.eab import EabKeys, eab_problem_required
-from lancert.acme.nonces import NonceBook
-from lancert.acme.problems import AcmeProblem, malformed, unauthorized
-from lancert.acme.resources import Urls
-from lancert.acme.store import Account, AcmeStore, Order, new_id, now
 from lancert.pki import InvalidName, PKIError, SubjectNames, csr_names, load_csr, pem
 from lancert.pki.names import common_name
 from lancert.service import requestlog
+from lancert.service.acmeserver import jws, resources
+from lancert.service.acmeserver.eab import EabKeys, eab_problem_required
+from lancert.service.acmeserver.nonces import NonceBook
+from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
+from lancert.service.acmeserver.resources import Urls
+from lancert.service.acmeserver.store import Account, AcmeStore, Order, new_id, now
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, NameNotAllowed, NotEligible, UpstreamFailed

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lancert.up import DEFAULT_DATA_DIR, Verdict, padlock, running
 from lancert.up.lock import data_dir_lock
+from lancert.up.system import DEFAULT_DATA_DIR, Verdict, padlock, running
 
 
 def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> None:

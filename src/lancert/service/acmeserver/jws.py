@@ -4,7 +4,7 @@ What is checked here, before any handler runs: the JSON shape (flattened seriali
 header protected), the algorithm (asymmetric only: an HMAC-signed request would let anyone holding
 the MAC key pose as the account), the key's type and strength against that algorithm, and the
 signature. Which of ``jwk``/``kid`` an endpoint needs, the nonce and the ``url`` are the protocol's
-business (:mod:`lancert.acme.protocol`), because their answers need the account store.
+business (:mod:`lancert.service.acmeserver.protocol`), because their answers need the account store.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import josepy as jose
 from acme import jws as acme_jws
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from lancert.acme.problems import AcmeProblem, malformed
 from lancert.pki import WeakKey
 from lancert.pki.keys import check_key_strength
+from lancert.service.acmeserver.problems import AcmeProblem, malformed
 
 # RFC 8555 requires ES256 and RS256 at least (clients: certbot RS256/ES256, lego ES256/RS256, Caddy
 # ES256); ES384 and PS256 cost nothing more with josepy. No HS* (see above), no "none".

@@ -14,7 +14,7 @@ import typer
 from lancert.errors import LancertError
 from lancert.logs import LogLevel, LogLevelOption, configure_logging
 from lancert.pki import fingerprint_sha256
-from lancert.storage import read_json
+from lancert.storage.files import read_json
 from lancert.terminal.device import DEFAULT_NAME, TerminalState
 from lancert.terminal.registry import check_pos_id
 from lancert.terminal.screen import SCREEN_FILE
@@ -104,8 +104,6 @@ def code(
         return
     typer.echo(f"code:      {state['code']}")
     typer.echo(f"refreshes: in {state['seconds_left']} s")
-    if state.get("cooldown_seconds"):
-        typer.echo(f"usable:    in {state['cooldown_seconds']} s (too many wrong codes)")
     typer.echo(f"HTTPS:     {state['https']}")
     typer.echo(f"WSS:       {state['wss']}")
     typer.echo(f"port:      {state['port']}")

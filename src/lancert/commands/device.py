@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lancert.device import apple_validity_warning, create_device_certificate
+from lancert.device.certificate import apple_validity_warning, create_device_certificate
 from lancert.pki import KeyKind, summarize
 
 app = typer.Typer(help="Certificates for devices such as receipt printers: self-signed, or the shop CA's.",

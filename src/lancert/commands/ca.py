@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.ca.issue import csr_requested_names, issue_device_certificate
-from lancert.device import apple_validity_warning, validity_for_years
+from lancert.device.certificate import apple_validity_warning, validity_for_years
 from lancert.errors import LancertError, UsageError
 from lancert.pki import KeyKind, SubjectNames, fingerprint_sha256, generate_private_key, load_csr, summarize
 from lancert.pki.issuing import MAX_COMMON_NAME
-from lancert.storage import Credential, CredentialFiles, write_certificates
+from lancert.storage.files import Credential, CredentialFiles, write_certificates
 
 app = typer.Typer(help="A local certificate authority.", no_args_is_help=True)
 

@@ -17,7 +17,7 @@ from lancert.pki import (
     read_certificates,
     summarize,
 )
-from lancert.storage import KEY_MODE, PUBLIC_MODE, atomic_write, check_output_file
+from lancert.storage.files import KEY_MODE, PUBLIC_MODE, atomic_write, check_output_file
 
 app = typer.Typer(help="Show and export certificates.", no_args_is_help=True)
 

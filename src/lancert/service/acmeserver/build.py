@@ -14,10 +14,10 @@ import secrets
 
 from sqlalchemy import select
 
-from lancert.acme.eab import EabKeys, EabPair
-from lancert.acme.nonces import NonceBook
-from lancert.acme.protocol import AcmeServer
-from lancert.acme.store import AcmeStore
+from lancert.service.acmeserver.eab import EabKeys
+from lancert.service.acmeserver.nonces import NonceBook
+from lancert.service.acmeserver.protocol import AcmeServer
+from lancert.service.acmeserver.store import AcmeStore
 from lancert.service.authority import Authority
 from lancert.service.database import Database
 from lancert.service.models import ServiceState
@@ -25,8 +25,6 @@ from lancert.service.provisioning import Provisioner
 
 STATE_NONCE_SECRET = "acme_nonce_secret"  # noqa: S105 - a row name, not a secret
 LOCK_ACME_STATE = 0x6C616E11
-
-__all__ = ["AcmeServer", "EabKeys", "EabPair", "build_acme_server", "nonce_secret"]
 
 
 def nonce_secret(database: Database) -> bytes:
