@@ -17,9 +17,9 @@ scheduler's accounting (a refusal counts as a limit hit, which must stay 0):
 - The first CA is unreachable for one day from ``--outage-day`` (default 100, while both onboarding and
   renewals run).
 
-Time jumps from event to event (a renewal falls due, a slot frees, the outage begins or ends; at least
-1 s, at most ``--step`` seconds): due renewals are queued, then the scheduler hands out what the limits
-allow.
+Time jumps from event to event (a minute in which renewals fall due, a slot frees, the outage begins
+or ends; at least 1 s, at most ``--step`` seconds): due renewals ask the scheduler as a box would, then
+it hands out to the queue what the limits allow.
 
 Reports: days until every database had its first certificate (or how many did by the end), the peak of
 orders in any 3 hours at each CA (counted against the limit, and all), limit hits, the fewest days a
@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
+import math
 import random
 import sys
 import time
@@ -52,6 +54,7 @@ LIFETIME = 90 * DAY
 ARI_START = LIFETIME * 2 / 3
 ARI_LENGTH = 2 * DAY
 ZONE = "iot.example.net"
+MINUTE = 60.0  # renewals fall due on the minute (the renewal moment rounded up)
 QUEUE_TOPUP = 1000  # databases waiting for their first certificate in the queue at once (> 2 x 300)
 
 
@@ -87,27 +90,27 @@ class SimCA:
             return "unreachable", 0.0
         self.orders += 1
         renewal = self.last_issued[db] >= 0
-        ari = renewal and self.ari and now >= self.window_start[db]
-        names = _window(self._names.get(db), now - 7 * DAY)
-        domains = _window(self._domains.get(domain), now - 7 * DAY)
-        _window(self._counted, now - 3 * HOUR)
-        if not ari:
+        if not (renewal and self.ari and now >= self.window_start[db]):  # an ARI renewal counts nowhere
+            week_ago = now - 7 * DAY
+            names = _window(self._names.get(db), week_ago)
             if names is not None and len(names) >= self.limits.duplicates_per_week:
                 return self._refuse()
             if not renewal:
-                if len(self._counted) >= self.limits.new_orders_per_3h:
+                counted = _window(self._counted, now - 3 * HOUR)
+                domains = _window(self._domains.get(domain), week_ago)
+                if len(counted) >= self.limits.new_orders_per_3h:
                     return self._refuse()
                 if domains is not None and len(domains) >= self.limits.certs_per_domain_per_week:
                     return self._refuse()
-        if not ari:
-            self._names.setdefault(db, deque()).append(now)
-            if not renewal:
-                self._counted.append(now)
+                counted.append(now)
                 self._domains.setdefault(domain, deque()).append(now)
-        self._all.append(now)
-        _window(self._all, now - 3 * HOUR)
-        self.peak_counted_3h = max(self.peak_counted_3h, len(self._counted))
-        self.peak_all_3h = max(self.peak_all_3h, len(self._all))
+                self.peak_counted_3h = max(self.peak_counted_3h, len(counted))
+            self._names.setdefault(db, deque()).append(now)
+        everything = self._all
+        everything.append(now)
+        _window(everything, now - 3 * HOUR)
+        if len(everything) > self.peak_all_3h:
+            self.peak_all_3h = len(everything)
         self.issued += 1
         self.last_issued[db] = now
         if self.issued % 100_000 == 0:  # forget what left the 7-day windows (memory, at a million names)
@@ -143,7 +146,10 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
     ledger = MemoryLedger()
     scheduler = Scheduler([Budget(ca.name, limits, ledger) for ca in cas])
     not_after = array("d", [0.0]) * databases
-    renewals: list[tuple[float, int]] = []  # (when, database)
+    # Renewals due, by the minute they fall in (a calendar queue: a heap of a million (time, database)
+    # pairs cost more than the scheduler itself); ``minutes`` is the heap of the minutes that have some.
+    renewals: dict[int, list[int]] = {}
+    minutes: list[int] = []
     onboarded = 0
     next_new = 0  # databases 0..next_new-1 have been queued for their first certificate
     onboard_done: float | None = None
@@ -167,20 +173,30 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
     now = 0.0
     issued_by = bytearray(databases)  # 0: none, 1: first, 2: second
     names = [ca.name for ca in cas]
+    number = {ca.name: i + 1 for i, ca in enumerate(cas)}
     while now < end:
         in_outage = outage_day is not None and cas[0].down[0] <= now < cas[0].down[1]
-        while renewals and renewals[0][0] <= now:
-            _when, db = heapq.heappop(renewals)
-            ca = names[issued_by[db] - 1]
-            due = request(db, Priority.DUE, ca, ari=by_name[ca].ari)
-            scheduler.enqueue(f"b{db}", due, now)
+        # Due renewals ask as a box would (Scheduler.ask): one that takes nobody's slot (a renewal
+        # the CA exempts) goes at once; any other joins the queue and waits its turn.
+        due: list[tuple[str, Request, Budget]] = []
+        while minutes and minutes[0] * MINUTE <= now:
+            for db in renewals.pop(heapq.heappop(minutes)):
+                ca = names[issued_by[db] - 1]
+                key, req = f"b{db}", request(db, Priority.DUE, ca, ari=by_name[ca].ari)
+                choice = scheduler.ask(key, req, now)
+                if choice.budget is None:
+                    scheduler.enqueue(key, req, now)
+                else:
+                    scheduler.admitted(key)
+                    choice.budget.spend(req, now)
+                    due.append((key, req, choice.budget))
         while next_new < databases and scheduler.waiting() < QUEUE_TOPUP:
             scheduler.enqueue(f"b{next_new}", request(next_new, Priority.NO_CERTIFICATE), now)
             next_new += 1
         if in_outage:
             outage["renewals_waiting_max"] = max(outage["renewals_waiting_max"], scheduler.waiting())
         retry: list[tuple[str, Request]] = []
-        for key, req, budget in scheduler.drain(now):
+        for key, req, budget in itertools.chain(due, scheduler.drain(now)):
             db = int(key[1:])
             ca = by_name[budget.name]
             outcome, renew_at = ca.order(db, req.domain, now)
@@ -206,16 +222,21 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
                     outage["min_days_left"] = min(outage["min_days_left"], left)
                 if left < 0:
                     expired += 1
-            issued_by[db] = names.index(ca.name) + 1
+            issued_by[db] = number[ca.name]
             not_after[db] = now + LIFETIME
-            heapq.heappush(renewals, (renew_at, db))
+            minute = math.ceil(renew_at / MINUTE)
+            bucket = renewals.get(minute)
+            if bucket is None:
+                renewals[minute] = bucket = []
+                heapq.heappush(minutes, minute)
+            bucket.append(db)
         for key, req in retry:
             scheduler.enqueue(key, req, now)
         # The next moment anything can happen: a renewal falls due, a slot frees, the outage begins or
         # ends; at most ``step`` ahead (the queue is topped up then).
         upcoming = [now + step, scheduler.next_slot(now)]
-        if renewals:
-            upcoming.append(renewals[0][0])
+        if minutes:
+            upcoming.append(minutes[0] * MINUTE)
         if outage_day is not None:
             upcoming += [t for t in cas[0].down if t > now]
         now = max(now + 1.0, min(upcoming))

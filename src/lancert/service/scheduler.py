@@ -175,8 +175,11 @@ class Budget:
         ``healthy_only=False``: a CA found down still counts (the last resort when none is up)."""
         if healthy_only and now < self.down_until:
             return Verdict(False, self.down_until, self.down_reason, "down")
+        counters = self._counters(request)
+        if not counters:  # an ARI renewal at the CA that asked for it (the fleet's most common case)
+            return Verdict(True, now)
         worst = Verdict(True, now)
-        for counter, key, limit in self._counters(request):
+        for counter, key, limit in counters:
             window = WINDOWS[counter]
             allowed = self._allowed(counter, limit, request.priority)
             since = now - window
@@ -278,10 +281,10 @@ class _Waiting:
     key: str
     request: Request
     seen: float = 0.0
+    kind: Kind = (0, None, False)
 
-    @property
-    def kind(self) -> Kind:
-        return (int(self.request.priority), self.request.previous_ca, self.request.ari)
+    def __post_init__(self) -> None:
+        self.kind = (int(self.request.priority), self.request.previous_ca, self.request.ari)
 
     def before(self, other: _Waiting) -> bool:
         return (self.request.priority, self.seq) < (other.request.priority, other.seq)
@@ -297,6 +300,7 @@ class Scheduler:
         self._waiting: dict[str, _Waiting] = {}
         self._queues: dict[Kind, deque[_Waiting]] = {}
         self._seq = itertools.count()
+        self._swept = -math.inf
 
     def choose(self, request: Request, now: float, exclude: frozenset[str] = frozenset()) -> Choice:
         """The first CA, in order, that is up and within its limits for this request."""
@@ -334,12 +338,15 @@ class Scheduler:
     def ask(self, key: str, request: Request, now: float) -> Choice:
         """A request asked about (again): a CA for it now if one has a slot that nobody ahead of it in
         the queue needs, else its place in the queue and a truthful estimate of when it gets its turn."""
+        choice = self.choose(request, now)
+        if choice.budget is not None and not choice.budget.competes(request):
+            self.admitted(key)  # takes nobody's slot (a renewal the CA exempts): no queue at all
+            return choice
         entry = self._waiting.get(key)
         if entry is None or entry.request != request:
             entry = self._add(key, request, now)
         entry.seen = now
         self._forget_stale(now)
-        choice = self.choose(request, now)
         # Those ahead that want the same shared slots: a renewal the CA exempts takes none of theirs.
         first = choice.budget or self.budgets[0]
         ahead = 0
@@ -381,6 +388,9 @@ class Scheduler:
         return sum(1 for at in itertools.islice(merged, most) if at <= until)
 
     def _forget_stale(self, now: float) -> None:
+        if now - self._swept < 60.0:
+            return
+        self._swept = now
         for key in [k for k, w in self._waiting.items() if now - w.seen > WAITING_TTL]:
             self.admitted(key)
 
