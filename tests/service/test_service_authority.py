@@ -1,6 +1,6 @@
 """The authority in-process, over a real SQLite registry: who is eligible, which label, which names.
 
-The rule (DESIGN.md, "provisioned"): a certificate only for a production database whose subscription is
+The rule (docs/service.md, eligibility): a certificate only for a production database whose subscription is
 "in progress" with an IoT box line. Every kind and every subscription status is tried, so a rule written as
 "refuse closed" instead of "allow only in progress" fails here. The end-to-end answers (HTTP status, the
 compatible call's shape) are in test_service_eligibility.py.

@@ -1,7 +1,7 @@
 """What a box keeps in its state directory, besides the certificate pair of ``lancert.storage``.
 
 ``settings.json`` (mode 0600: it holds the enterprise code) is what the user configured; ``state.json``
-is what the box learned (DESIGN.md, "Files on a device"). Both are written atomically, so a crash leaves
+is what the box learned (docs/box.md, "Files"). Both are written atomically, so a crash leaves
 the old file or the new one.
 """
 

@@ -16,8 +16,8 @@ from lancert.logs import LogLevel, LogLevelOption, configure_logging
 from lancert.pki import fingerprint_sha256
 from lancert.storage.files import read_json
 from lancert.terminal.device import DEFAULT_NAME, TerminalState
-from lancert.terminal.registry import check_pos_id
 from lancert.terminal.screen import SCREEN_FILE
+from lancert.wire.pairing import check_pos_id
 
 app = typer.Typer(help="The payment-terminal side of paired mutual TLS.", no_args_is_help=True)
 

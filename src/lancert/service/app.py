@@ -32,7 +32,7 @@ from lancert.service.errors import (
 from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
-from lancert.service.schemas import (
+from lancert.wire.provisioning import (
     MAX_BODY_BYTES,
     CertificateRequest,
     CertificateResponse,

@@ -50,7 +50,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from lancert.service.errors import ServiceError, http_status
-from lancert.service.schemas import CompatibleResponse
+from lancert.wire.provisioning import CompatibleResponse
 
 COMPATIBLE_PATH = "/odoo-enterprise/iot/x509"
 

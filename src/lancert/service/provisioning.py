@@ -40,7 +40,7 @@ from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
 from lancert.service.orders import AlsoRecord, OrderDesk
-from lancert.service.schemas import (
+from lancert.wire.provisioning import (
     CertificateRequest,
     CertificateResponse,
     CompatibleCertificate,

@@ -34,7 +34,8 @@ from lancert.pki import (
 from lancert.storage.files import Credential, CredentialFiles, read_json, write_json
 from lancert.terminal.codes import LOCAL_SOURCE, CodeView, SetupCodes
 from lancert.terminal.keypool import RsaKeyPool
-from lancert.terminal.registry import PosRegistry, check_pos_id, pos_uri
+from lancert.terminal.registry import PosRegistry
+from lancert.wire.pairing import check_pos_id, pos_uri
 
 log = logging.getLogger("lancert.terminal")
 

@@ -1,6 +1,6 @@
-"""Wire format of the service's HTTP APIs, in one place (the box agent imports these too).
+"""Wire format of the certificate service's HTTP APIs: the service answers in it, the box agent reads it.
 
-Native API: ``POST /api/v1/certificates`` (see /work/brief/NATIVE_API.md, the contract with the box).
+Native API: ``POST /api/v1/certificates`` (docs/service.md, the contract with the box).
 Compatible API: the JSON-RPC call that existing Odoo IoT boxes make to ``/odoo-enterprise/iot/x509``.
 Strings are strict (no number silently becomes a string) and bounded, because every byte is hostile.
 """
