@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from cryptography import x509
 
-from lancert.errors import LancertError
+from lancert.box.names import WILDCARD_HOSTS, outbound_ip
+from lancert.errors import LancertError, UsageError
+from lancert.loopback import listen_tcp
 from lancert.pki import fingerprint_sha256, read_certificate, summarize
 from lancert.pki.formats import crt
 from lancert.storage.files import atomic_write
@@ -26,7 +31,8 @@ from lancert.trust.nss import (
     nss_databases,
     trust_flags,
 )
-from lancert.trust.store import TrustStore
+from lancert.trust.page import BETTER_WITH_A_ROOT, PageServer, TrustPage, qr_text
+from lancert.trust.store import TrustStore, is_ca
 from lancert.trust.system import SystemStore
 
 app = typer.Typer(help="Fetch device certificates and install them into trust stores.", no_args_is_help=True)
@@ -250,3 +256,56 @@ def guide(
         typer.echo(f"  {number}. {step}")
     for warning in g.warnings:
         typer.echo(f"  warning: {warning}")
+
+
+DEFAULT_SERVE_PORT = 8090
+
+
+def page_url(host: str, port: int, url: str | None) -> str:
+    """``--url`` checked, else ``http://HOST:PORT/``; listening on every address (``0.0.0.0``, ``::``)
+    the URL carries the address this machine reaches the LAN from."""
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--url {url}: expected the page's address as the devices open it, such as "
+                             "http://192.168.1.10:8090/")
+        return url
+    shown = outbound_ip() if host in WILDCARD_HOSTS else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/"
+
+
+@app.command("serve")
+def serve(
+    files: Annotated[list[Path], typer.Argument(help="The certificates to offer (a shop root, ideally).")],
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to listen on; 0.0.0.0 (every address) for the shop's tablets.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: any free port).")] = DEFAULT_SERVE_PORT,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="The page's address as devices open it, for the QR code (default: http://HOST:PORT/).")
+    ] = None,
+) -> None:
+    """Serve a page from which each device gets the right file and steps (plain HTTP, on purpose).
+
+    The page recognises iPhone/iPad, Android, Windows, macOS and Linux from the browser's User-Agent and
+    offers that platform's file (a .mobileconfig profile, a CA certificate, a DER .cer, ...) with the steps
+    of 'trust guide'; every other platform is one link away. It shows each certificate's SHA-256 to compare,
+    and a QR code of the page's URL (also at /qr.png) for tablets and phones. Runs until Ctrl-C.
+    """
+    certificates = [(file, read_certificate(file)) for file in files]
+    listener = listen_tcp(host, port)
+    shown = page_url(host, listener.getsockname()[1], url)
+    server = PageServer(TrustPage(certificates, shown), listener)
+    for file, cert in certificates:
+        if not is_ca(cert):
+            typer.echo(f"lancert: warning: {file} {BETTER_WITH_A_ROOT}", err=True)
+
+    def ready() -> None:
+        typer.echo(f"lancert trust serve: {shown} (plain HTTP on purpose; QR code "
+                   f"{shown.rstrip('/')}/qr.png; listening on {host}:{server.port})")
+        typer.echo(qr_text(shown), nl=False)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop())
+    asyncio.run(server.serve(ready))

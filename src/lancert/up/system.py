@@ -82,6 +82,24 @@ def padlock(device: Device, timeout: float = 10.0) -> Verdict:
     return Verdict(device, False, "; ".join(r.message for r in verdict.reasons))
 
 
+def start_trust_page(stack: Stack) -> str:
+    """``trust serve`` for the files the devices' summaries name, on loopback; the summary's note.
+
+    A tablet cannot open a loopback URL: the note says how to serve the same page to the LAN.
+    """
+    from lancert.loopback import listen_tcp
+    from lancert.pki import read_certificate
+    from lancert.trust.page import PageServer, TrustPage
+
+    files = list(dict.fromkeys(d.trust_file for d in stack.devices))
+    listener = listen_tcp("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    server = PageServer(TrustPage([(f, read_certificate(f)) for f in files], url), listener).start_in_thread()
+    stack.on_stop(server.stop)
+    return (f"trust page (each device's file and steps): {url}  (QR code {url}qr.png; for the shop's "
+            f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
+
+
 @contextlib.contextmanager
 def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
@@ -136,6 +154,8 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
             facts["client_cert_serial"] = pos.serial
         stack.devices.append(Device("payment terminal (paired mTLS)", term.url, term.root,
                                     verified=(pos.answered, pos.detail), facts=facts))
+        progress("trust page: every device's file and steps for tablets and phones")
+        stack.notes.append(start_trust_page(stack))
         yield stack
     finally:
         stack.stop()

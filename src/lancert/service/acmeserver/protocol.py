@@ -481,12 +481,18 @@ class AcmeServer:
             self.store.complete_order(connection, order.id, certificate)
             completed[:] = [replace(order, status="valid", certificate_id=certificate["id"])]
 
+        # An issuer that signs at once (the internal CA) records in this thread: it queues on the
+        # process's SQLite writer lock as the requests do (see __init__); an upstream order records
+        # from the order desk's thread, and nothing may hold that lock while the CA works.
+        queue = nullcontext() if self.provisioner.issuer.places_orders else self._writer
+
         def run() -> None:
             try:
-                self.provisioner.issue(
-                    grant, csr, front="acme", names=SubjectNames(dns=order.names), source_ip=source_ip,
-                    deadline=time.monotonic() + ISSUANCE_DEADLINE, also_record=complete,
-                )
+                with queue:
+                    self.provisioner.issue(
+                        grant, csr, front="acme", names=SubjectNames(dns=order.names), source_ip=source_ip,
+                        deadline=time.monotonic() + ISSUANCE_DEADLINE, also_record=complete,
+                    )
                 done.set_result(completed[-1])
                 return
             except (UpstreamFailed, IssuancePending) as refusal:

@@ -87,7 +87,9 @@ def identifier(name: str) -> dict[str, str]:
 
 def order(urls: Urls, value: Order) -> dict[str, Any]:
     # An order not finalized before it expires is invalid (RFC 8555 7.1.6); nothing needs to write that.
-    expired = value.status == "ready" and value.expires <= datetime.now(UTC)
+    # So is one still processing then: its issuance ended with the instance that ran it (stopped mid-order;
+    # an issuance lasts minutes at most, an order a day).
+    expired = value.status in ("ready", "processing") and value.expires <= datetime.now(UTC)
     body: dict[str, Any] = {
         "status": "invalid" if expired else value.status,
         "expires": rfc3339(value.expires),

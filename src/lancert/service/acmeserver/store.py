@@ -66,11 +66,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite gives naive datetimes back (stored as UTC); PostgreSQL aware ones.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @functools.lru_cache(maxsize=4096)
 def _jwk(text: str) -> jose.JWK:
     """Parsed account keys, by their stored JSON: parsing one (a point decompression for EC) cost more
@@ -108,8 +103,8 @@ class Order:
 
     @classmethod
     def of(cls, row: Any) -> Order:
-        return cls(row.id, row.account_id, row.status, tuple(json.loads(row.identifiers)), _utc(row.expires),
-                   _utc(row.created_at), row.certificate_id, json.loads(row.error) if row.error else None)
+        return cls(row.id, row.account_id, row.status, tuple(json.loads(row.identifiers)), row.expires,
+                   row.created_at, row.certificate_id, json.loads(row.error) if row.error else None)
 
 
 @dataclass(frozen=True)
@@ -127,8 +122,8 @@ class Certificate:
     @classmethod
     def of(cls, row: Any) -> Certificate:
         return cls(row.id, row.order_id, row.account_id, row.db_uuid, row.serial, row.chain_pem,
-                   _utc(row.not_before), _utc(row.not_after),
-                   _utc(row.revoked_at) if row.revoked_at else None)
+                   row.not_before, row.not_after,
+                   row.revoked_at)
 
 
 class _Row:
