@@ -112,6 +112,7 @@ def test_certbot_gets_a_certificate_from_the_upstream_ca_for_a_host_and_the_wild
     issued = [ln for ln in upstream.log().splitlines() if f"serial {serial}" in ln]
     assert len(issued) == 1, upstream.log()[-3000:]
     assert f"for database {uuid}" in issued[0] and "acme call from 127.0.0.1" in issued[0], issued
+    assert all(name in issued[0].split(" for database ")[0] for name in names), issued
 
 
 def test_finalize_answers_processing_while_the_upstream_order_runs_and_nothing_waits_for_it(

@@ -29,6 +29,7 @@ from lancert.pki import (
     generate_private_key,
     pem,
     private_key_pem,
+    served_chain,
     utcnow,
 )
 from lancert.storage.files import Credential, CredentialFiles, read_json, write_json
@@ -117,7 +118,7 @@ class TerminalState:
         key = generate_private_key(KeyKind.EC)
         cert = ca.issue(key.public_key(), TLS_SERVER, names=wanted, common_name=name,
                         validity=SERVER_VALIDITY)
-        credential = Credential((cert, ca.certificate), key)
+        credential = Credential(served_chain(cert, ca.chain), key)
         self.server_files.write(credential)
         return credential
 
@@ -190,7 +191,7 @@ class PairingDesk:
         with self._issue_lock:
             self.state.registry.record(pos_id, cert)
         # The seed's order: PKCS#1 RSA key, then client, intermediate and root certificates.
-        bundle = private_key_pem(key, pkcs1=True) + pem([cert, self.ca.certificate, self.ca.root])
+        bundle = private_key_pem(key, pkcs1=True) + pem([*served_chain(cert, self.ca.chain), self.ca.root])
         log.info("paired posId %s (certificate serial %x)", pos_id, cert.serial_number)
         if self._on_paired is not None:
             self._on_paired(pos_id)

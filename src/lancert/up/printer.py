@@ -144,7 +144,7 @@ def start_pos_demo(data_dir: Path, printer: RunningPrinter, *, host: str = PRINT
     """Serve the POS demo page over HTTPS with a certificate from the shop CA (``data_dir/shop-ca``)."""
     from lancert.ca.directory import CADirectory
     from lancert.ca.issue import issue_device_certificate
-    from lancert.pki import SubjectNames, generate_private_key, utcnow
+    from lancert.pki import SubjectNames, generate_private_key, served_chain, utcnow
 
     shop = CADirectory(data_dir / "shop-ca")
     authority = shop.load_or_create("lancert shop")
@@ -154,7 +154,7 @@ def start_pos_demo(data_dir: Path, printer: RunningPrinter, *, host: str = PRINT
         current = files.read().chain
     except StorageError:
         current = ()
-    if not current or current[1:] != authority.chain[:-1] or (
+    if not current or current != served_chain(current[0], authority.chain) or (
             current[0].not_valid_after_utc - utcnow() < POS_RENEW_BEFORE):
         key = generate_private_key()
         names = SubjectNames.parse(dns=["localhost"], ips=[host])

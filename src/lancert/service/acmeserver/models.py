@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from lancert.service.models import Base, _now
+from lancert.service.models import Base, UTCDateTime, _now
 
 
 class AcmeEabKey(Base):
@@ -28,8 +28,8 @@ class AcmeEabKey(Base):
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     db_uuid: Mapped[str] = mapped_column(String(128))
     hmac_key: Mapped[str] = mapped_column(String(128))  # base64url, no padding
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AcmeAccount(Base):
@@ -43,23 +43,27 @@ class AcmeAccount(Base):
     contact: Mapped[str] = mapped_column(Text)  # JSON list of mailto: URLs
     db_uuid: Mapped[str] = mapped_column(String(128))
     eab_kid: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
 
 
 class AcmeOrder(Base):
     """An order and its authorizations (one per identifier, stored in ``identifiers`` order)."""
 
     __tablename__ = "acme_orders"
-    __table_args__ = (Index("ix_acme_orders_account_id", "account_id"),)
+    __table_args__ = (
+        Index("ix_acme_orders_account_id", "account_id"),
+        Index("ix_acme_orders_replaces", "replaces"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # ready | processing | valid | invalid
     identifiers: Mapped[str] = mapped_column(Text)  # JSON list of DNS names as ordered (wildcards with *.)
-    expires: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires: Mapped[datetime] = mapped_column(UTCDateTime())
     certificate_id: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)  # JSON problem document when invalid
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    replaces: Mapped[str | None] = mapped_column(String(256))  # RFC 9773 certID the order replaces
 
 
 class AcmeCertificate(Base):
@@ -74,9 +78,9 @@ class AcmeCertificate(Base):
     db_uuid: Mapped[str] = mapped_column(String(128))
     serial: Mapped[str] = mapped_column(String(64))  # lower-case hex, as issued_certificates.serial
     chain_pem: Mapped[str] = mapped_column(Text)
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revocation_reason: Mapped[int | None] = mapped_column(Integer)
 
 

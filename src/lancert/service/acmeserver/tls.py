@@ -23,6 +23,7 @@ from lancert.pki import (
     load_private_key_pem,
     public_key_matches,
     read_certificates,
+    served_chain,
 )
 from lancert.storage.files import Credential, CredentialFiles
 
@@ -39,7 +40,7 @@ def endpoint_credential(ca: CertificateAuthority, name: str, directory: Path) ->
     leaf = ca.issue(key.public_key(), TLS_SERVER, names=SubjectNames.parse(dns=[name]),
                     validity=ENDPOINT_LIFETIME)
     files = CredentialFiles(directory)
-    files.write(Credential((leaf, *ca.chain[:-1]), key))
+    files.write(Credential(served_chain(leaf, ca.chain), key))
     return files
 
 
