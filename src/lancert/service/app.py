@@ -2,8 +2,7 @@
 
 Hostile-input rules live here once: the 413 of the port's 64 KiB body cap (counted on the raw stream by
 the serving layer, not trusting Content-Length), every error as ``{"error": {...}}`` with the status
-from :data:`lancert.service.errors.HTTP_STATUS`, and
-a catch-all that answers 500 without a traceback.
+from :data:`lancert.service.errors.HTTP_STATUS`, and a catch-all that answers 500 without a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,6 +30,7 @@ from lancert.service.errors import (
     http_status,
 )
 from lancert.service.issuer import Issuer
+from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
 from lancert.serving.docs import serve_docs_locally
 from lancert.wire.provisioning import (
@@ -142,6 +143,16 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     @app.get("/healthz", response_model=HealthResponse)
     def healthz() -> HealthResponse:
         return HealthResponse()
+
+    endpoint = MetricsEndpoint(
+        provisioner.database, queue_length=getattr(getattr(issuer, "scheduler", None), "waiting", None)
+    )
+    app.state.metrics = endpoint  # the server adds the DNS workers' counts once they run
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format (lancert.service.metrics says what and why)."""
+        return Response(endpoint.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(
         "/api/v1/root",

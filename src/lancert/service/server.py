@@ -24,6 +24,7 @@ from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.loopback import listen_tcp
+from lancert.service import metrics
 from lancert.service.app import create_app, service_too_large
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
@@ -91,6 +92,7 @@ def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIden
         zone=identity.zone,
         on_public_suffix_list=config.zone_on_public_suffix_list,
         down_backoff=config.orders.upstream_down_backoff,
+        observe=metrics.upstream_order,
     )
 
 
@@ -148,7 +150,10 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
         tls.load_cert_chain(cert_path, key_path)
     except (OSError, ssl.SSLError) as exc:
         raise LancertError(f"cannot use the ACME TLS certificate {cert_path}: {exc}") from None
-    app = create_acme_app(build_acme_server(service.database, service.authority, service.provisioner))
+    meta = {"termsOfService": config.acme_terms_of_service, "website": config.acme_website}
+    acme = build_acme_server(service.database, service.authority, service.provisioner,
+                             meta={k: v for k, v in meta.items() if v})
+    app = create_acme_app(acme)
     listener = listen_tcp(config.host, config.acme_port or 0)
     return _AcmeEndpoint(Port("acme", app, listener, ACME_MAX_BODY, acme_too_large, tls=tls), name)
 
@@ -227,6 +232,7 @@ def _serve(
     if config.dns_port:
         caa = config.caa_issuers or tuple(caa_issuers(service.database))
         dns = start_dns(config, service.identity.zone, caa)
+        service.app.state.metrics.set_dns(dns.rcode_counts)
         print(
             f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp, "
             f"{dns.workers} workers)",
