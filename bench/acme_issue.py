@@ -85,7 +85,7 @@ def start_lancert(work: Path) -> tuple[subprocess.Popen[str], str, Path, dict[st
             directory = line.split("acme directory ", 1)[1].split()[0]
         if "listening on http://" in line:
             break
-    from lancert.acme import EabKeys
+    from lancert.service.acmeserver.eab import EabKeys
     from lancert.service.authority import box_label
     from lancert.service.database import Database
     from lancert.service.issuer import load_service_identity

@@ -6,7 +6,8 @@ has been provisioned once (so its label, hence its name, is known) is started ag
 directory holding only its ``box_id`` and settings: no certificate. The clock starts just before
 ``Popen`` and stops at the first ``GET /`` answered 200 over a TLS connection verified against the
 service's root for the name ``127-0-0-1.<label>.<zone>`` (connections go to 127.0.0.1). Also reported:
-the time to the box's "ready" line, and the start-up of the ``lancert`` CLI alone (``import lancert.cli``)
+the time to the box's "ready" line, and the start-up of the ``lancert`` CLI alone
+(``import lancert.commands.main``)
 so the box's own share is visible. Target: under 1 s.
 
 Handshakes: ``openssl s_time -new`` (a new full handshake per connection, no resumption, no request)
@@ -115,11 +116,13 @@ def box_work(log: Path) -> float:
 
 
 def cli_startup(runs: int) -> list[float]:
-    """Wall time of ``python -c 'import lancert.cli'``: interpreter and CLI imports, before any box work."""
+    """Wall time of ``python -c 'import lancert.commands.main'``: interpreter and CLI imports, before any
+    box work."""
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import lancert.cli"], capture_output=True, check=True)
+        subprocess.run([sys.executable, "-c", "import lancert.commands.main"], capture_output=True,
+                       check=True)
         times.append(time.perf_counter() - t0)
     return times
 
@@ -199,7 +202,8 @@ def main() -> None:
     print(f"first padlock after `lancert box run`: median {statistics.median(padlock):.3f} s "
           f"(min {min(padlock):.3f}, max {max(padlock):.3f}, {len(padlock)} runs); "
           f"ready line median {statistics.median(ready):.3f} s")
-    print(f"of which CLI start-up (`import lancert.cli`): median {statistics.median(startup):.3f} s; "
+    print("of which CLI start-up (`import lancert.commands.main`): "
+          f"median {statistics.median(startup):.3f} s; "
           f"box work (log: start check to serving HTTPS): median {statistics.median(own):.3f} s")
     b, n = statistics.median(box_rates), statistics.median(nginx_rates)
     print(f"new TLS handshakes/s (openssl s_time -new, {opts.seconds} s x {opts.rounds} rounds, medians): "

@@ -106,9 +106,11 @@ def screenshot(url: str, out_png: Path, *, home: Path, resolve: Mapping[str, str
 
 
 def run_script(url: str, script: str, *, home: Path, resolve: Mapping[str, str] | None = None,
-               screenshot_png: Path | None = None, timeout: float = 60.0) -> str:
+               screenshot_png: Path | None = None, timeout: float = 60.0,
+               user_agent: str | None = None) -> str:
     """Open ``url``, evaluate ``script`` (an expression; a promise is awaited) over the DevTools protocol,
-    and return its value as a string; optionally save a PNG of the page afterwards.
+    and return its value as a string; optionally save a PNG of the page afterwards. ``user_agent``: the
+    User-Agent Chromium sends (and ``navigator.userAgent`` says), to be another device.
 
     This is how a test presses a button and reads what the page shows. Chromium writes the DevTools port
     to ``<user-data-dir>/DevToolsActivePort`` when started with ``--remote-debugging-port=0``.
@@ -124,7 +126,7 @@ def run_script(url: str, script: str, *, home: Path, resolve: Mapping[str, str] 
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=home))
     cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
            "--remote-debugging-address=127.0.0.1", f"--host-resolver-rules={resolver_rules(resolve)}",
-           "--window-size=1100,800", url]
+           "--window-size=1100,800", *([f"--user-agent={user_agent}"] if user_agent else []), url]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "HOME": str(home)}, start_new_session=True)
     try:

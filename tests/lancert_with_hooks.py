@@ -2,7 +2,7 @@
 
     python tests/lancert_with_hooks.py [--clock-offset-file FILE] [--kill-at POINT[,POINT]] -- ARGS...
 
-runs ``lancert ARGS`` (the real :func:`lancert.cli.main`) after binding, in this process only:
+runs ``lancert ARGS`` (the real :func:`lancert.commands.main.main`) after binding, in this process only:
 
 - ``--clock-offset-file FILE``: the terminal's setup-code clock is the monotonic clock plus the seconds
   written in FILE (read at every use), so tests move time instead of sleeping 300 s;
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
         import lancert.box.server as box_server
 
         _bind(box_server, "CertificateKeeper", checkpoint=kill_at(set(hooks.kill_at.split(","))))
-    from lancert.cli import main as lancert_main
+    from lancert.commands.main import main as lancert_main
 
     lancert_main(argv[split + 1:])
 

@@ -13,7 +13,7 @@ import lancert
 
 USER_INPUTS = {
     "LANCERT_P12_PASSWORD",  # cert export --format p12: the password, kept out of the process list
-    "LANCERT_ACME_EAB_HMAC",  # service run --issuer acme: the upstream's EAB key (DESIGN.md)
+    "LANCERT_ACME_EAB_HMAC",  # service run --issuer acme: the upstream's EAB key (docs/service.md)
     # _LANCERT_COMPLETE: click's shell-completion protocol; the script --install-completion writes sets it.
     "LANCERT_COMPLETE",
 }

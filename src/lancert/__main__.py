@@ -1,3 +1,3 @@
-from lancert.cli import main
+from lancert.commands.main import main
 
 main()

@@ -9,7 +9,7 @@ import ssl
 import pytest
 from box_harness import CODE, Service, wait_for
 
-from lancert.check import TrustSource, check_target
+from lancert.check.verdict import TrustSource, check_target
 from lancert.trust.fetch import Target
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)

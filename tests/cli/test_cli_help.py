@@ -13,7 +13,7 @@ import click
 import pytest
 import typer
 
-from lancert import cli
+from lancert.commands import main as cli
 from lancert_cli import lancert
 
 
@@ -84,7 +84,8 @@ def test_top_level_help_imports_no_component() -> None:
 
 def test_the_listing_shows_each_component_as_its_own_help_says() -> None:
     for name, module, attr, _ in cli.COMPONENTS:
-        assert name in cli.SUMMARIES, f"add {name!r} to lancert.cli.SUMMARIES: 'lancert --help' imports it"
+        assert name in cli.SUMMARIES, (
+            f"add {name!r} to lancert.commands.main.SUMMARIES: 'lancert --help' imports it")
         target = getattr(importlib.import_module(module), attr)
         own = target.info.help if isinstance(target, typer.Typer) else target.__doc__
         assert own.strip().splitlines()[0] == cli.SUMMARIES[name], name

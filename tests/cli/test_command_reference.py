@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from lancert.cli import build_app
+from lancert.commands.main import build_app
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
 

@@ -82,3 +82,14 @@ def test_terminal_log_has_the_pairing_without_secrets(race: Race) -> None:
     serial = json.loads(race.winner.out.split("POS cert: serial ")[1].split()[0].join('""'))
     assert f"INFO lancert.terminal: paired posId demo-pos (certificate serial {serial})" in log
     assert "PRIVATE KEY" not in log
+
+
+def test_summary_names_the_trust_page_with_its_qr_code_and_the_lan_command(race: Race) -> None:
+    """Issue 20: the page every tablet gets its file from, in up's summary (on loopback while up runs)."""
+    line = next(line for line in race.winner.out.splitlines() if line.startswith("trust page "))
+    url = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+    assert url, line
+    assert f"QR code {url[1]}qr.png" in line
+    assert "lancert trust serve " in line and line.endswith(" --host 0.0.0.0)")
+    for name in ("printer/cert.pem", "shop-ca/root.pem"):  # the printer's own file and the shop root
+        assert str(race.data_dir / name) in line

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from device_cli_helpers import assert_one_line_failure, lancert, openssl, snapshot
 
 from capabilities import require
-from lancert.device import create_device_certificate
+from lancert.device.certificate import create_device_certificate
 from lancert.pki import fingerprint_sha256, read_certificates
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)

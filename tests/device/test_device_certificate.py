@@ -14,8 +14,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-import lancert.device as device
-from lancert.device import (
+import lancert.device.certificate as device
+from lancert.device.certificate import (
     CertificateExists,
     apple_validity_warning,
     create_device_certificate,
@@ -23,7 +23,7 @@ from lancert.device import (
 )
 from lancert.errors import UsageError
 from lancert.pki import fingerprint_sha256
-from lancert.storage import CredentialFiles
+from lancert.storage.files import CredentialFiles
 
 
 def test_create_stores_a_self_signed_pair_for_the_ip(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from device_cli_helpers import assert_one_line_failure, lancert, openssl, snapshot
 
-from lancert.device import apple_validity_warning, validity_for_years
+from lancert.device.certificate import apple_validity_warning, validity_for_years
 from lancert.pki import load_private_key_pem, read_certificates, verify_server_chain
 from lancert.pki.keys import public_key_matches
 

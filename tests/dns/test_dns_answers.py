@@ -197,6 +197,30 @@ def test_txt_added_through_the_service_is_served_by_every_worker_within_the_boun
         assert ask(zone_dns.port, name, "TXT").rcode() == dns.rcode.NXDOMAIN
 
 
+def test_the_challenge_of_a_host_of_a_box_subdomain_is_served(zone_dns: RunningDNS) -> None:
+    """An ACME client of the service may order web.<label>.<zone> through it from a public CA, which then
+    asks for _acme-challenge.web.<label>.<zone> (RFC 8555 8.4): that TXT is served as the wildcard's is,
+    and web.<label>.<zone> exists (NODATA, not NXDOMAIN: RFC 8020) while a name lies below it."""
+    host = f"web.k7m2q9xd4a1b.{ZONE}"
+    name = f"_acme-challenge.{host}"
+    assert ask(zone_dns.port, name, "TXT").rcode() == dns.rcode.NXDOMAIN
+    assert ask(zone_dns.port, host, "A").rcode() == dns.rcode.NXDOMAIN
+    add_txt_record(zone_dns.database, name, "host-token")
+    wait_until_visible()
+    try:
+        for _ in range(20):  # both workers
+            assert answers(ask(zone_dns.port, name, "TXT")) == ['"host-token"']
+            empty = ask(zone_dns.port, host, "A")
+            assert empty.rcode() == dns.rcode.NOERROR and empty.answer == []
+    finally:
+        remove_txt_records(zone_dns.database, name)
+    wait_until_visible()
+    assert ask(zone_dns.port, name, "TXT").rcode() == dns.rcode.NXDOMAIN
+    assert ask(zone_dns.port, host, "A").rcode() == dns.rcode.NXDOMAIN
+    # Deeper names stay outside the zone's data.
+    assert ask(zone_dns.port, f"_acme-challenge.a.{host}", "TXT").rcode() == dns.rcode.NXDOMAIN
+
+
 def test_txt_from_a_stale_snapshot_is_servfail_not_old_data(tmp_path: Path) -> None:
     """If the database cannot be read, TXT answers stop after the bound rather than serve old values
     (a CA would otherwise validate a challenge already withdrawn, or the issuer's wait would lie)."""

@@ -121,3 +121,21 @@ def test_txt_added_through_the_service_is_served_by_powerdns_within_the_bound(
     remove_txt_records(embedded.database, name)
     wait_until_visible()
     assert ask(powerdns.port, name, "TXT").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_the_challenge_of_a_host_of_a_box_subdomain_is_served_by_powerdns(
+    servers: tuple[PowerDNS, RunningDNS],
+) -> None:
+    """_acme-challenge.web.<label>.<zone>: the DNS-01 name of a host an ACME client ordered through the
+    service from an upstream CA; PowerDNS serves it as the embedded server does."""
+    powerdns, embedded = servers
+    name = f"_acme-challenge.web.k7m2q9xd4a1b.{ZONE}"
+    add_txt_record(embedded.database, name, "host-digest")
+    wait_until_visible()
+    try:
+        for port in (powerdns.port, embedded.port):
+            reply = ask(port, name, "TXT")
+            assert [r.to_text() for r in reply.answer[0]] == ['"host-digest"']
+        assert _summary(ask(powerdns.port, name, "TXT")) == _summary(ask(embedded.port, name, "TXT"))
+    finally:
+        remove_txt_records(embedded.database, name)

@@ -10,7 +10,14 @@ import pytest
 from cryptography.x509.oid import NameOID
 from pki_test_helpers import ZONE
 
-from lancert.ca import INTERMEDIATE_CERT, INTERMEDIATE_KEY, ROOT_CERT, ROOT_KEY, CADirectory, CAExists
+from lancert.ca.directory import (
+    INTERMEDIATE_CERT,
+    INTERMEDIATE_KEY,
+    ROOT_CERT,
+    ROOT_KEY,
+    CADirectory,
+    CAExists,
+)
 from lancert.errors import LancertError
 from lancert.pki import (
     TLS_SERVER,

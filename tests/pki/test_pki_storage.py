@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 
 from lancert.pki import SubjectNames, generate_private_key, pem, private_key_pem, self_signed_certificate
 from lancert.pki.keys import public_key_matches
-from lancert.storage import (
+from lancert.storage.files import (
     KEY_MODE,
     Credential,
     CredentialFiles,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from box.box_harness import CODE, Box, Service
-from lancert.check import TrustSource
+from lancert.check.verdict import TrustSource
 from lancert.loopback import free_port
 from lancert.pki import (
     SELF_SIGNED_DEVICE,

@@ -15,7 +15,7 @@ import time
 from cryptography import x509
 
 import lancert.service.server as server
-from lancert.cli import main
+from lancert.commands.main import main
 from lancert.pki import SubjectNames
 from lancert.service.issuer import IssuedChain, Issuer
 

@@ -1,6 +1,6 @@
 """The authority in-process, over a real SQLite registry: who is eligible, which label, which names.
 
-The rule (DESIGN.md, "provisioned"): a certificate only for a production database whose subscription is
+The rule (docs/service.md, eligibility): a certificate only for a production database whose subscription is
 "in progress" with an IoT box line. Every kind and every subscription status is tried, so a rule written as
 "refuse closed" instead of "allow only in progress" fails here. The end-to-end answers (HTTP status, the
 compatible call's shape) are in test_service_eligibility.py.
@@ -190,14 +190,29 @@ def test_box_labels_do_not_change_between_versions(registry: Registry) -> None:
 def test_failed_credentials_are_counted_until_the_limit_refuses(registry: Registry) -> None:
     limited = authority_over(registry, failures_per_ip=1000, failures_per_database=3)
     uuid = new_database(registry)
-    for _ in range(3):
-        assert refusal(limited, uuid, code="guess", box_id=None) == "unknown_database_or_code"
+    for guess in range(3):
+        assert refusal(limited, uuid, code=f"guess {guess}", box_id=None) == "unknown_database_or_code"
     with pytest.raises(RateLimited):
         limited.authorize(uuid, CODE, box_id=None, source_ip="127.0.0.1")
     # A right code is not a failure: another database's eligible box is not slowed down.
     fine = new_database(registry)
     for _ in range(4):
         assert refusal(limited, fine) is None
+
+
+def test_one_wrong_code_sent_again_is_one_failure(registry: Registry) -> None:
+    """The newest Odoo boxes send a refused call 6 times in a row, and a shop's boxes share one stale code:
+    repeats of one guess count once, so they cannot lock the database out by themselves (limit 3 here)."""
+    limited = authority_over(registry, failures_per_ip=1000, failures_per_database=3)
+    uuid = new_database(registry)
+    for _ in range(3 * 6):
+        assert refusal(limited, uuid, code="stale code", box_id=None) == "unknown_database_or_code"
+    assert refusal(limited, uuid, box_id=None) is None
+    # A second and a third different guess still count: the guesser pays for every new code.
+    for guess in ("guess 2", "guess 3"):
+        assert refusal(limited, uuid, code=guess, box_id=None) == "unknown_database_or_code"
+    with pytest.raises(RateLimited):
+        limited.authorize(uuid, CODE, box_id=None, source_ip="127.0.0.1")
 
 
 def grant_for(authority: Authority, registry: Registry) -> Grant:

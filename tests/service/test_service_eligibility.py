@@ -91,7 +91,7 @@ def test_non_production_database_is_refused(service: ServiceProcess, registry: R
     response = native(service, uuid)
     assert response.status_code == 403
     assert response.json()["error"]["reason"] == "not_production"
-    assert compatible(service, uuid).json()["result"]["reason"] == "not_production"
+    assert compatible(service, uuid).json()["error"]["reason"] == "not_production"
 
 
 @pytest.mark.parametrize("status", ["draft", "paused", "closed", "cancelled"])
@@ -104,7 +104,7 @@ def test_subscription_not_in_progress_is_refused(
     response = native(service, uuid)
     assert response.status_code == 403
     assert response.json()["error"]["reason"] == "subscription_not_in_progress"
-    assert compatible(service, uuid).json()["result"]["reason"] == "subscription_not_in_progress"
+    assert compatible(service, uuid).json()["error"]["reason"] == "subscription_not_in_progress"
 
 
 def test_iot_box_line_added_later_makes_the_next_request_succeed(
@@ -114,7 +114,7 @@ def test_iot_box_line_added_later_makes_the_next_request_succeed(
     refused = native(service, uuid)
     assert refused.status_code == 403
     assert refused.json()["error"]["reason"] == "no_iot_box_line"
-    assert compatible(service, uuid).json()["result"]["reason"] == "no_iot_box_line"
+    assert compatible(service, uuid).json()["error"]["reason"] == "no_iot_box_line"
     assert registry.set(uuid, "--iot-line")["iot_box_line"] is True
     assert native(service, uuid).status_code == 200
     assert "x509_pem" in compatible(service, uuid).json()["result"]
@@ -151,12 +151,15 @@ def test_compatible_call_answers_in_the_odoo_shape(service: ServiceProcess, regi
     assert again == result
 
 
-def test_compatible_refusal_goes_in_result_error(service: ServiceProcess) -> None:
+def test_compatible_refusal_is_the_native_status_with_a_null_result(service: ServiceProcess) -> None:
+    """No 200 refusal suits every Odoo box in the field (tests/service/test_field_boxes.py): a 403, the
+    native API's error object, and ``result`` null for the boxes that read only it."""
     response = compatible(service, "no-such-database", code="")
-    assert response.status_code == 200  # current boxes retry on non-2xx; a refusal is an answer
+    assert response.status_code == 403
     body = response.json()
-    assert "error" not in body
-    assert body["result"] == {
-        "error": "unknown database or wrong enterprise code",
+    assert body["result"] is None
+    assert body["error"] == {
+        "code": "not_eligible",
+        "message": "unknown database or wrong enterprise code",
         "reason": "unknown_database_or_code",
     }

@@ -209,9 +209,9 @@ def test_repeated_wrong_codes_for_one_database_get_429_with_retry_after(
     strict_service: ServiceProcess,
 ) -> None:
     uuid = Registry(strict_service.data_dir).add()
-    for _ in range(2):
-        assert post(strict_service, request(uuid, enterprise_code="guess")).status_code == 403
-    limited = post(strict_service, request(uuid, enterprise_code="guess"))
+    for guess in range(2):
+        assert post(strict_service, request(uuid, enterprise_code=f"guess {guess}")).status_code == 403
+    limited = post(strict_service, request(uuid, enterprise_code="another guess"))
     error = assert_error(limited, 429, "rate_limited")
     assert "this database" in error["message"]  # 2 failures: the database's limit, not the address's (3)
     assert 1 <= int(limited.headers["Retry-After"]) <= 600
@@ -226,15 +226,16 @@ def test_repeated_failures_from_one_address_get_429(strict_service: ServiceProce
     limited = post(strict_service, request("another-unknown"))
     assert int(limited.headers["Retry-After"]) > 0
     assert "this address" in assert_error(limited, 429, "rate_limited")["message"]
-    # The compatible call is slowed down the same way: a 429, its refusal in ``result`` where boxes read it
-    # (tests/service/test_field_boxes.py holds what each box generation makes of it).
+    # The compatible call is slowed down the same way: a 429, the error beside a null ``result``
+    # (tests/service/test_field_boxes.py holds what each box code shape makes of it).
     compatible = post(
         strict_service, {"params": {"db_uuid": "x", "enterprise_code": "y"}}, path="/odoo-enterprise/iot/x509"
     )
     assert compatible.status_code == 429
     assert int(compatible.headers["Retry-After"]) > 0
-    refusal = compatible.json()["result"]
-    assert refusal["reason"] == "rate_limited" and "this address" in refusal["error"]
+    assert compatible.json()["result"] is None
+    refusal = compatible.json()["error"]
+    assert refusal["code"] == "rate_limited" and "this address" in refusal["message"]
     assert refusal["retry_after"] == int(compatible.headers["Retry-After"])
 
 

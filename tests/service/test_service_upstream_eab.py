@@ -18,6 +18,7 @@ from upstream_testlib import (
     Pebble,
     certs_json,
     compatible_call,
+    compatible_result,
     compatible_until_issued,
     upstream_service,
 )
@@ -86,7 +87,7 @@ def test_a_wrong_eab_key_is_a_clear_error_at_start_and_for_the_box(
     )
     try:
         uuid = Registry(service.data_dir).add()
-        result = compatible_call(service, uuid).json()["result"]
+        result = compatible_result(compatible_call(service, uuid))
         assert "x509_pem" not in result
         assert "the CA refused" in result["error"] and "xternal account" in result["error"], result
         row = next(r for r in certs_json(service.data_dir) if r["db_uuid"] == uuid)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from service_testlib import Registry, ServiceProcess, make_csr, write_config
-from upstream_testlib import certs_json, compatible_call, native_call
+from upstream_testlib import certs_json, compatible_call, compatible_result, native_call
 
 from lancert.pki import load_certificates
 
@@ -52,7 +52,7 @@ def registry(slow_service: ServiceProcess) -> Registry:
 
 def timed_call(service: ServiceProcess, uuid: str) -> tuple[float, dict[str, str]]:
     start = time.monotonic()
-    result = compatible_call(service, uuid, timeout=FIELD_BOX_TIMEOUT).json()["result"]
+    result = compatible_result(compatible_call(service, uuid, timeout=FIELD_BOX_TIMEOUT))
     return time.monotonic() - start, result
 
 

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from service_testlib import CODE, ServiceProcess
@@ -70,6 +71,18 @@ def compatible_call(
         )
 
 
+def compatible_result(response: httpx.Response) -> dict[str, Any]:
+    """The certificate of a 200 answer, or the refusal as ``{"error": message, "reason", ...}``: a
+    refusal is non-2xx with the error object beside a null ``result`` (lancert.service.compatible); its
+    reason is the error's ``reason``, or its code where it has none (``issuance_pending``)."""
+    body = response.json()
+    if response.status_code == 200:
+        return body["result"]
+    assert body["result"] is None and response.status_code in (403, 424, 429), response.text
+    error = dict(body["error"])
+    return {**error, "error": error.pop("message"), "reason": error.get("reason", error["code"])}
+
+
 def native_call(
     service: ServiceProcess, uuid: str, box_id: str, csr: str, code: str = CODE
 ) -> httpx.Response:
@@ -104,8 +117,7 @@ def compatible_until_issued(service: ServiceProcess, uuid: str, give_up: float =
         response = compatible_call(service, uuid, timeout=FIELD_BOX_TIMEOUT)
         seconds.append(time.monotonic() - start)
         assert seconds[-1] < FIELD_BOX_TIMEOUT, seconds
-        assert response.status_code == 200, response.text
-        result = response.json()["result"]
+        result = compatible_result(response)
         if "x509_pem" in result:
             return Delivery(result, pending, seconds)
         assert result.get("reason") == "issuance_pending", (result, pending)

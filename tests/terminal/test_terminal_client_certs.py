@@ -15,7 +15,7 @@ import pytest
 from terminal_harness import RunningTerminal
 from websockets.sync.client import connect
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.pki import (
     TLS_CLIENT,
     CertificateAuthority,

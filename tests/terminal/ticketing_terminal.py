@@ -12,7 +12,7 @@ import ssl
 import sys
 from typing import Any
 
-from lancert.cli import main
+from lancert.commands.main import main
 from lancert.terminal import server
 from lancert.terminal.tls import server_ssl_context
 

@@ -22,7 +22,7 @@ from trust_helpers import (
     tls_server,
 )
 
-from lancert.check import TrustSource, evaluate
+from lancert.check.verdict import TrustSource, evaluate
 from lancert.pki import (
     TLS_CLIENT,
     TLS_SERVER,
@@ -34,7 +34,7 @@ from lancert.pki import (
     self_signed_certificate,
     utcnow,
 )
-from lancert.storage import write_certificates, write_private_key
+from lancert.storage.files import write_certificates, write_private_key
 
 NAMES = SubjectNames.parse(dns=[DEVICE_NAME], ips=[DEVICE_IP])
 

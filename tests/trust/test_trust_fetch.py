@@ -25,7 +25,7 @@ from trust_helpers import (
 
 from lancert.pki import TLS_SERVER, CertificateAuthority, SubjectNames, generate_private_key
 from lancert.pki.formats import crt
-from lancert.storage import write_certificates, write_private_key
+from lancert.storage.files import write_certificates, write_private_key
 
 
 def served_der(port: int, sni: str | None = None) -> bytes:

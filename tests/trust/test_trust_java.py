@@ -211,6 +211,7 @@ def test_without_a_jdk_the_error_says_what_to_install(tmp_path: Path, work: Path
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_options_of_another_store_are_refused(work: Path, tmp_path: Path) -> None:
     result = lancert("trust", "list", "--store", "nss", "--keystore", str(tmp_path / "ks"), check=False)
     assert result.returncode == 1

@@ -22,7 +22,7 @@ from lancert.pki import (
     make_name,
     pem,
 )
-from lancert.storage import write_certificates, write_private_key
+from lancert.storage.files import write_certificates, write_private_key
 from lancert.up.printer import serve_page
 
 DEVICE_IP = "192.168.1.25"
@@ -40,11 +40,11 @@ def run_lancert_process(
 
 
 def run_lancert(*args: str | Path, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The real entry point, :func:`lancert.cli.main`, in this process (a child's start-up costs seconds on
-    a busy machine): its own error handling turns failures into the one ``lancert: ...`` line and the exit
-    status, so a test sees exactly what a user sees. ``home``: ``$HOME`` for the run (where NSS databases
-    and Firefox profiles are looked for)."""
-    from lancert.cli import main
+    """The real entry point, :func:`lancert.commands.main.main`, in this process (a child's start-up costs
+    seconds on a busy machine): its own error handling turns failures into the one ``lancert: ...`` line
+    and the exit status, so a test sees exactly what a user sees. ``home``: ``$HOME`` for the run (where
+    NSS databases and Firefox profiles are looked for)."""
+    from lancert.commands.main import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
     saved_home = os.environ.get("HOME")

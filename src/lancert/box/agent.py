@@ -38,8 +38,8 @@ from lancert.pki import (
 )
 from lancert.pki.keys import public_key_matches
 from lancert.pki.names import normalize_dns_name
-from lancert.service.schemas import CertificateResponse
-from lancert.storage import Credential, CredentialFiles, StorageError
+from lancert.storage.files import Credential, CredentialFiles, StorageError
+from lancert.wire.provisioning import CertificateResponse
 
 log = logging.getLogger("lancert.box")
 

@@ -1,4 +1,4 @@
-"""The box's error codes: exactly the strings of DESIGN.md, each with what it means and how to fix it.
+"""The box's error codes: exactly the strings of docs/box.md, each with what it means and how to fix it.
 
 Support staff know these codes from the IoT box documentation, so their spelling is a contract; the
 meaning and the fix are what the homepage, ``lancert box status`` and the log show next to them.

@@ -1,7 +1,7 @@
 """What a box keeps in its state directory, besides the certificate pair of ``lancert.storage``.
 
 ``settings.json`` (mode 0600: it holds the enterprise code) is what the user configured; ``state.json``
-is what the box learned (DESIGN.md, "Files on a device"). Both are written atomically, so a crash leaves
+is what the box learned (docs/box.md, "Files"). Both are written atomically, so a crash leaves
 the old file or the new one.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lancert.errors import UsageError
-from lancert.storage import KEY_MODE, read_json, write_json
+from lancert.storage.files import KEY_MODE, read_json, write_json
 
 SETTINGS_FILE = "settings.json"
 STATE_FILE = "state.json"

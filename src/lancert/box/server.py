@@ -28,7 +28,7 @@ from lancert.box.web import create_app
 from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
-from lancert.storage import Credential
+from lancert.storage.files import Credential
 
 log = logging.getLogger("lancert.box")
 

@@ -21,6 +21,7 @@ from lancert.pki import (
     common_name,
     csr_names,
     parse_ip,
+    served_chain,
 )
 
 
@@ -54,4 +55,4 @@ def issue_device_certificate(
         raise LancertError("a device certificate needs an IP address or a DNS name")
     cn = str(names.ips[0]) if names.ips else None
     leaf = ca.issue(public_key, CA_ISSUED_DEVICE, names=names, common_name=cn, validity=validity)
-    return (leaf, *ca.chain[:-1])
+    return served_chain(leaf, ca.chain)

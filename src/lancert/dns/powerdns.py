@@ -52,7 +52,7 @@ from sqlalchemy import make_url
 
 from lancert.dns.zone import ANSWER_TTL, NEGATIVE_TTL, SOA_TIMERS, TXT_TTL
 from lancert.errors import LancertError
-from lancert.storage import KEY_MODE, atomic_write
+from lancert.storage.files import KEY_MODE, atomic_write
 
 # Lua of the LUA records: ``qname`` is the name asked; an empty table means "no record of this type".
 # No "#" anywhere (Lua's length operator): PowerDNS's configuration parser starts a comment there.

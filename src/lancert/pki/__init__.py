@@ -23,6 +23,7 @@ from lancert.pki.issuing import (
     default_common_name,
     make_name,
     self_signed_certificate,
+    served_chain,
     utcnow,
     zone_name_constraints,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "fingerprint_sha256", "generate_private_key", "is_self_issued", "load_certificates", "load_csr",
     "load_pkcs12",
     "load_private_key_pem", "make_name", "normalize_dns_name", "parse_ip", "pem", "private_key_pem",
-    "public_key_matches", "read_certificate", "read_certificates", "self_signed_certificate", "summarize",
+    "public_key_matches", "read_certificate", "read_certificates", "self_signed_certificate", "served_chain",
+    "summarize",
     "utcnow", "validity_status", "verify_client_chain", "verify_server_chain", "zone_name_constraints",
 ]

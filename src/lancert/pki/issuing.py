@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +33,20 @@ def utcnow() -> datetime:
 
 
 # RFC 5280 ub-common-name: a longer CN does not encode (cryptography refuses it).
+def served_chain(leaf: x509.Certificate, issuers: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """What a TLS server sends, and what every lancert flow stores and hands out as a certificate chain:
+    ``leaf``, then the CA certificates above it nearest first, without the root.
+
+    ``issuers``: a CA's :attr:`CertificateAuthority.chain` (itself, its parents, the root last), or what
+    an ACME CA sent after the leaf. A self-issued certificate (subject equal to issuer: RFC 5280's
+    definition, 6.1) is a root, left out: a client must already hold it as its trust anchor, and one
+    sent with the chain only costs bytes in every handshake (RFC 8446 4.4.2 lets a server omit it). A
+    cross-signed CA (subject differs from its issuer) is kept. The one place chains are assembled, for
+    the service's issuers, ``ca issue``, the ACME endpoint, the terminal and ``up``.
+    """
+    return (leaf, *(c for c in issuers if c.subject != c.issuer))
+
+
 MAX_COMMON_NAME = 64
 
 

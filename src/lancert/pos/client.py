@@ -45,8 +45,8 @@ from lancert.pki import (
 )
 from lancert.pki.keys import public_key_matches
 from lancert.pos.websocket import PosWebSocket
-from lancert.storage import Credential, CredentialFiles, read_json, write_certificates, write_json
-from lancert.terminal.registry import check_pos_id, pos_id_of
+from lancert.storage.files import Credential, CredentialFiles, read_json, write_certificates, write_json
+from lancert.wire.pairing import check_pos_id, pos_id_of
 
 POS_FILE = "pos.json"
 CA_FILE = "ca.pem"

@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from lancert.device import create_device_certificate
+from lancert.device.certificate import create_device_certificate
 from lancert.errors import LancertError
 from lancert.pki import (
     InvalidName,
@@ -45,7 +45,7 @@ from lancert.pki import (
 )
 from lancert.printer.epos import ASB_PRINT_SUCCESS, DEVICE_NOT_FOUND, SCHEMA_ERROR, Response, SchemaError
 from lancert.printer.epos import parse_print_request as parse_epos
-from lancert.storage import (
+from lancert.storage.files import (
     KEY_MODE,
     Credential,
     CredentialFiles,

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from lancert.device import MAX_YEARS, MIN_YEARS, apple_validity_warning
+from lancert.device.certificate import MAX_YEARS, MIN_YEARS, apple_validity_warning
 from lancert.devicepages import FORM_PAGE_HEADERS
 from lancert.errors import LancertError
 from lancert.pki import summarize

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from lancert.check import TrustSource, evaluate
+from lancert.check.verdict import TrustSource, evaluate
 from lancert.errors import LancertError
 from lancert.pki import is_self_issued, summarize, utcnow
 from lancert.scan.probe import Found, browser_name, probe

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lancert.pki import pem
 from lancert.service import requestlog
-from lancert.service.compatible import BoxGeneration, compatible_answer
+from lancert.service.compatible import COMPATIBLE_PATH, compatible_certificate, compatible_refusal
 from lancert.service.errors import (
     InternalError,
     InvalidRequest,
@@ -30,10 +30,11 @@ from lancert.service.errors import (
 )
 from lancert.service.issuer import Issuer
 from lancert.service.provisioning import Provisioner
-from lancert.service.schemas import (
+from lancert.wire.provisioning import (
     MAX_BODY_BYTES,
     CertificateRequest,
     CertificateResponse,
+    CompatibleRefusal,
     CompatibleRequest,
     CompatibleResponse,
     ErrorResponse,
@@ -47,14 +48,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-# The compatible call answers a rate limit in its own shape (a refusal in ``result``), not as an error.
+# Every refusal of the compatible call carries ``"result": null`` beside the error (service.compatible).
 COMPATIBLE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERROR_RESPONSES,
-    429: {"model": CompatibleResponse, "description": "rate limited: the refusal in result, Retry-After"},
+    status: {"model": CompatibleRefusal} for status in (400, 403, 413, 424, 429, 500)
 }
 
 
-def error_response(exc: ServiceError) -> JSONResponse:
+def error_response(exc: ServiceError, path: str = "") -> JSONResponse:
+    """The error answer; on the compatible path in the form every field box reads."""
+    if path == COMPATIBLE_PATH:
+        return compatible_refusal(exc)
     return JSONResponse(exc.body(), status_code=http_status(exc), headers=exc.headers())
 
 
@@ -69,9 +72,9 @@ class BodyLimit:
         self.app = app
         self.limit = limit
 
-    def _too_large(self) -> JSONResponse:
+    def _too_large(self, scope: Scope) -> JSONResponse:
         # Built only when refusing: every request passes here, few are too large.
-        return error_response(TooLarge(f"request body exceeds {self.limit} bytes"))
+        return error_response(TooLarge(f"request body exceeds {self.limit} bytes"), scope.get("path", ""))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,7 +82,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._too_large()(scope, receive, send)
+            await self._too_large(scope)(scope, receive, send)
             return
         chunks: list[bytes] = []
         size = 0
@@ -90,7 +93,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await self._too_large()(scope, receive, send)
+                await self._too_large(scope)(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -143,23 +146,23 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         requestlog.refused(exc, path=request.url.path, source_ip=_source_ip(request))
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         error = _validation_error(exc)
         requestlog.refused(error, path=request.url.path, source_ip=_source_ip(request))
-        return error_response(error)
+        return error_response(error, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error_response(NotFound("no such endpoint"))
         if exc.status_code == 405:  # Starlette's router names the allowed methods in Allow (RFC 9110)
             allowed = MethodNotAllowed("method not allowed on this endpoint")
             return JSONResponse(allowed.body(), status_code=405, headers=dict(exc.headers or {}))
         if exc.status_code == 400:  # e.g. Starlette refusing a body it cannot decode
-            return error_response(InvalidRequest("malformed request", field="body"))
+            return error_response(InvalidRequest("malformed request", field="body"), request.url.path)
         return JSONResponse(
             {"error": {"code": "http_error", "message": str(exc.detail)[:200]}}, status_code=exc.status_code
         )
@@ -167,7 +170,7 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
-        return error_response(InternalError("internal error"))
+        return error_response(InternalError("internal error"), request.url.path)
 
     @app.get("/healthz", response_model=HealthResponse)
     def healthz() -> HealthResponse:
@@ -190,15 +193,22 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         """Issue ``*.<box-label>.<zone>`` for the box's CSR, if its database is eligible."""
         return provisioner.native(body, _source_ip(request))
 
-    @app.post("/odoo-enterprise/iot/x509", response_model=CompatibleResponse, responses=COMPATIBLE_RESPONSES)
+    @app.post(COMPATIBLE_PATH, response_model=CompatibleResponse, responses=COMPATIBLE_RESPONSES)
     def odoo_iot_x509(body: CompatibleRequest, request: Request) -> Response:
         """The call existing Odoo IoT boxes make; the answer carries a key made by the service.
 
-        A refusal is a 200 answer whose form depends on the box generation that asked (urllib3 boxes
-        get ``"result": null``, others ``result.error``); a rate limit is a 429 with the same body forms.
+        A refusal is the native API's status (403, 429 with Retry-After, 424) with ``"result": null``
+        beside the error: the one form that no Odoo box generation in the field crashes on.
         """
-        answer = provisioner.compatible(body, _source_ip(request))
-        return compatible_answer(answer, BoxGeneration.of(request.headers))
+        source_ip = _source_ip(request)
+        try:
+            answer = provisioner.compatible(body, source_ip)
+        except ServiceError as refusal:
+            requestlog.refused(
+                refusal, path=COMPATIBLE_PATH, source_ip=source_ip, db_uuid=body.params.db_uuid
+            )
+            return compatible_refusal(refusal, body.id)
+        return compatible_certificate(answer)
 
     app.add_middleware(BodyLimit)
     return app

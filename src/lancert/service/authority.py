@@ -1,6 +1,6 @@
 """The one place that decides whether a box may have a certificate, and for which names.
 
-The native API, the compatible JSON-RPC endpoint and the ACME server (:mod:`lancert.acme`) all ask
+The native API, the compatible JSON-RPC endpoint and the ACME server (:mod:`.acmeserver`) all ask
 :class:`Authority`: credentials (with failed-credential rate limits), eligibility of the database, the
 box's label, and whether the names a CSR asks for lie inside the box's own subdomain.
 """
@@ -83,6 +83,11 @@ class Authority:
     def box_label(self, db_uuid: str, box_id: str | None) -> str:
         return box_label(self._label_secret, db_uuid, box_id)
 
+    def _guess(self, db_uuid: str, enterprise_code: str) -> str:
+        """What identifies one guess for the rate limit, keyed so the stored digest reveals no code."""
+        message = f"guess\0{db_uuid}\0{enterprise_code}".encode()
+        return hmac.new(self._label_secret, message, hashlib.sha256).hexdigest()
+
     def authorize(self, db_uuid: str, enterprise_code: str, *, box_id: str | None, source_ip: str) -> Grant:
         """A grant, or :class:`NotEligible` / :class:`RateLimited` (the API's answers, as types)."""
         # One read snapshot for the failure counters and the registry row (fresh on every request: a
@@ -92,7 +97,7 @@ class Authority:
             found = self.registry.find(db_uuid, connection=connection)
         database = self.registry.check_code(found, db_uuid, enterprise_code)
         if database is None:
-            self.limiter.record_failure(source_ip, db_uuid)
+            self.limiter.record_failure(source_ip, db_uuid, self._guess(db_uuid, enterprise_code))
             raise refuse(Refusal.UNKNOWN_DATABASE_OR_CODE)
         self.check_eligible(database)
         return Grant(database, box_id, self.box_label(database.uuid, box_id), self.zone)

@@ -1,66 +1,66 @@
-"""The compatible call's dialects: which generation of field IoT box asked, and the answer it can read.
+"""The compatible call's answers: one form per case that every Odoo IoT box in the field reads cleanly.
 
-Three generations of Odoo IoT box code call ``POST /odoo-enterprise/iot/x509`` and read the same answer
-differently (``tests/service/field_boxes.py`` holds each one's logic, the compatibility contract):
+Odoo's box-side code (``load_certificate`` in ``addons/hw_drivers/tools/helpers.py`` from 13.0, later
+``download_odoo_certificate`` and ``get_certificate_status``, and ``tools/certificate.py``) calls
+``POST /odoo-enterprise/iot/x509`` and reads the answer in at least eight ways. On a box the call runs
+unguarded before devices and drivers load: an exception there kills the box's main thread. The reader
+shapes (``tests/service/field_boxes.py`` runs each one with real urllib3 1.26 and 2.x, and requests):
 
-- the **oldest** (urllib3, ``Content-type: application/json``, ``Accept: text/plain``, 4 retries, no
-  timeout) does ``result = body['result']``; ``if not result`` it shows
-  ``ERR_IOT_HTTPS_LOAD_REQUEST_NO_RESULT``, otherwise it reads ``subject_cn``, ``x509_pem`` and
-  ``private_key_pem`` at once;
-- the **middle** one (requests, 5 s timeout) does ``result = body.get('result', {})`` and gives up on
-  ``result.get('error')``, otherwise reads the three fields;
-- the **newest** (requests, 10-95 s timeout, up to 5 retries) first gives up on a top-level ``error``,
-  then reads ``result`` as the middle one does.
+=================================  =========================================  ===========================
+shape (where)                      reads                                      HTTP status
+=================================  =========================================  ===========================
+13.0 first (urllib3, no timeout)   ``body['result']``; installs ``if result``  never checked
+13.0-16.0 (urllib3, Retry(4))      ``body['result']``; ``if not result``       ``!= 200``: shows it
+                                   refuses
+16.0 as of 2025, 18.0 (urllib3)    ``body.get('error')``, then                 ``!= 200``: shows it
+                                   ``body.get('result', {}).get('error')``
+18.0 variant (urllib3)             ``body.get('result', {}).get('error')``    ``!= 200``: shows it
+18.0 later (urllib3)               ``body.get('error') or not result``        ``!= 200``: shows it
+17/18 at 02ece93 (requests, 5 s)   ``response.json()['result']['subject_cn']`` ``raise_for_status()``
+                                   with no error check at all
+17.0+ (requests, 5/10 s)           ``.get('result', {}).get('error')``,        ``raise_for_status()``
+                                   some first ``body.get('error')``
+newest (requests, 95 s)            as above; retries 5 times on any request   ``raise_for_status()``
+                                   exception, a non-2xx status included
+=================================  =========================================  ===========================
 
-No single refusal satisfies the oldest and the middle one: ``{"error": ...}`` as the result is non-empty,
-so the oldest reads ``result['subject_cn']`` and dies of a KeyError; an empty ``{}`` result makes the
-middle one do the same, and ``null`` makes it call ``None.get``. So the refusal depends on who asks:
-``"result": null`` for the oldest, ``"result": {"error", "reason"}`` for the others.
+No 200 refusal suits them all: the first 13.0 code needs a falsy ``result`` (``{"error": ...}`` there
+is a ``KeyError: 'subject_cn'``), the urllib3 16.0/18.0 code then calls ``None.get`` (an
+``AttributeError``), and 02ece93 reads ``subject_cn`` of whatever ``result`` is. A non-2xx status is the
+one signal every shape but the first checks before the body, and the first reads only ``result``. So:
 
-Telling them apart: only the oldest sends urllib3's ``User-Agent: python-urllib3/...`` and asks for
-``Accept: text/plain``; requests sends ``python-requests/...`` and ``Accept: */*``. Either sign makes a
-caller the oldest generation. Anything else (curl, httpx, a future box) gets the current, documented form.
+- a certificate: 200, ``{"jsonrpc", "id", "result": {subject_cn, x509_pem, private_key_pem}}``;
+- every refusal (unknown database or wrong code, not production, subscription not in progress, no IoT
+  box line; a rate limit; a certificate still being ordered): the status of the same refusal on the
+  native API (403, 429 with ``Retry-After``, 424), and the body
+  ``{"jsonrpc", "id", "result": null, "error": {"code", "message", "reason", "retry_after"?}}``: the
+  native API's error object, beside a ``result`` that is null because the first 13.0 code indexes
+  ``body['result']`` unguarded (JSON-RPC 2.0 would leave it out). Every answer of this path carries it,
+  a malformed request's 400 included.
 
-The HTTP status: every generation checks it before reading the body (the oldest shows
-``ERR_IOT_HTTPS_LOAD_REQUEST_STATUS <status>``, the others ``raise_for_status()``), so a refusal is a 200
-answer. A rate limit is 429 with ``Retry-After``, and its body is in the asking generation's refusal form
-too, so that even a client that skipped the status check ends in its refusal, never in a crash.
+urllib3's own ``Retry`` never re-sends a POST on a status (POST is not an idempotent method), so only the
+newest box repeats a refusal: 6 requests in a row, counted as one failed guess by the rate limit
+(:mod:`lancert.service.ratelimit`), so its retries never lock the database out by themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from enum import StrEnum
+from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from lancert.service.schemas import CompatibleRefusal, CompatibleResponse
+from lancert.service.errors import ServiceError, http_status
+from lancert.wire.provisioning import CompatibleResponse
+
+COMPATIBLE_PATH = "/odoo-enterprise/iot/x509"
 
 
-class BoxGeneration(StrEnum):
-    """Which refusal form a caller of the compatible endpoint can read."""
-
-    OLDEST = "oldest"  # urllib3: tests ``result`` for emptiness only
-    CURRENT = "current"  # requests (middle and newest): reads ``result.error``
-
-    @classmethod
-    def of(cls, headers: Mapping[str, str]) -> BoxGeneration:
-        """Judge by what the oldest generation, and only it, sends (see the module docstring)."""
-        user_agent = headers.get("user-agent", "").strip().lower()
-        accepted = {
-            part.split(";", 1)[0].strip().lower() for part in headers.get("accept", "").split(",")
-        } - {""}
-        if user_agent.startswith("python-urllib3/") or accepted == {"text/plain"}:
-            return cls.OLDEST
-        return cls.CURRENT
+def compatible_certificate(answer: CompatibleResponse) -> JSONResponse:
+    """The 200 answer with the certificate, its chain and its key."""
+    return JSONResponse(answer.model_dump(mode="json"))
 
 
-def compatible_answer(answer: CompatibleResponse, generation: BoxGeneration) -> JSONResponse:
-    """The HTTP answer for ``generation``: 200 for a certificate or a refusal, 429 for a rate limit."""
-    refusal = answer.result if isinstance(answer.result, CompatibleRefusal) else None
-    if refusal is not None and generation is BoxGeneration.OLDEST:
-        answer = answer.model_copy(update={"result": None})
-    status, headers = 200, {}
-    if refusal is not None and refusal.retry_after is not None:
-        status, headers = 429, {"Retry-After": str(refusal.retry_after)}
-    return JSONResponse(answer.model_dump(mode="json"), status_code=status, headers=headers)
+def compatible_refusal(error: ServiceError, request_id: Any = None) -> JSONResponse:
+    """Any refusal of the compatible path, in the one form every box shape reads (see above)."""
+    body = {"jsonrpc": "2.0", "id": request_id, "result": None, **error.body()}
+    return JSONResponse(body, status_code=http_status(error), headers=error.headers())

@@ -11,17 +11,12 @@ role's credentials guard it. The key is handed out by design (the compatible cal
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from lancert.pki import PrivateKey, private_key_pem
 from lancert.service.database import Database
 from lancert.service.issuer import IssuedChain
 from lancert.service.models import CompatibleCredential
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite gives back naive datetimes for ``DateTime(timezone=True)``; every stored time is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -55,9 +50,9 @@ def load(database: Database, db_uuid: str) -> CachedCredential | None:
             row.issuer,
             row.chain_pem,
             row.private_key_pem,
-            aware(row.not_before),
-            aware(row.not_after),
-            aware(row.renew_after),
+            row.not_before,
+            row.not_after,
+            row.renew_after,
         )
 
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -22,8 +22,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lancert.errors import LancertError
 
-if TYPE_CHECKING:
-    from lancert.service.config import ServiceConfig
+
+class DatabaseSettings(Protocol):
+    """What :func:`open_database` reads of the service's settings (``ServiceConfig`` has both). A protocol,
+    not an import: the settings module imports this one (for :func:`default_url`), and two modules that
+    import each other are a circle the import contract (pyproject.toml) refuses."""
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def db_url(self) -> str: ...
+
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DB_FILE = "service.db"
@@ -185,7 +195,7 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(config: ServiceConfig) -> Database:
+def open_database(config: DatabaseSettings) -> Database:
     """The service's database, migrated to the newest schema (``service run`` and the registry and
     root commands). Here, not beside the server, so ``service db add`` does not import FastAPI."""
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

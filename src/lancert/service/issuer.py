@@ -20,7 +20,7 @@ from typing import Protocol
 from cryptography import x509
 from sqlalchemy import select
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.errors import LancertError
 from lancert.pki import (
     TLS_SERVER,
@@ -30,6 +30,7 @@ from lancert.pki import (
     load_private_key_pem,
     pem,
     private_key_pem,
+    served_chain,
     zone_name_constraints,
 )
 from lancert.service.database import LOCK_SERVICE_STATE, Database
@@ -148,7 +149,7 @@ class InternalCAIssuer:
         self, csr: x509.CertificateSigningRequest, names: SubjectNames
     ) -> IssuedChain:
         leaf = self.ca.issue_for_csr(csr, TLS_SERVER, names=names, validity=self.lifetime)
-        return IssuedChain((leaf, *self.ca.chain[:-1]))
+        return IssuedChain(served_chain(leaf, self.ca.chain))
 
 
 class ZoneMismatch(LancertError):

@@ -7,13 +7,43 @@ registry, the CA in use, the secret that derives box labels, failed-credential c
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Dialect, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """The one column type for moments: stored as UTC, given back aware in UTC, on every database.
+
+    Why: SQLite has no time zones. SQLAlchemy's ``DateTime(timezone=True)`` writes an aware value's
+    wall-clock fields there without its offset and reads back a naive value, where PostgreSQL's
+    ``timestamptz`` gives an aware one; code that compared a read value with ``utcnow()`` had to patch
+    each read, and an aware value in another zone would have been stored hours off. Here a value is
+    converted to UTC when written (a naive one is refused: its zone is unknown) and marked UTC when
+    read, so the same code runs on both. The database column is unchanged (``DateTime(timezone=True)``:
+    the migrations and the stored rows stay as they are).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("a naive datetime cannot be stored: give it a time zone (UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -32,8 +62,8 @@ class RegisteredDatabase(Base):
     kind: Mapped[str] = mapped_column(String(32))
     subscription: Mapped[str] = mapped_column(String(32))
     iot_box_line: Mapped[bool]
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now, onupdate=_now)
 
 
 class IssuedCertificate(Base):
@@ -52,10 +82,10 @@ class IssuedCertificate(Base):
     box_label: Mapped[str] = mapped_column(String(63))
     style: Mapped[str] = mapped_column(String(16))  # "native" | "compatible"
     issuer: Mapped[str] = mapped_column(String(32))
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
     certificate_pem: Mapped[str] = mapped_column(Text)
-    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
 
 
 class ServiceState(Base):
@@ -91,7 +121,7 @@ class DnsTxtRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(253))  # lower-case, no trailing dot
     value: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
 
 
 class CertificateOrder(Base):
@@ -111,21 +141,21 @@ class CertificateOrder(Base):
     style: Mapped[str] = mapped_column(String(16))  # "native" | "compatible"
     issuer: Mapped[str | None] = mapped_column(String(255))  # "internal" or the ACME directory URL
     owner: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     orders: Mapped[int] = mapped_column(Integer, default=0)  # upstream orders started, ever
-    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
     failures: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts in the current window
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
-    retry_not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retry_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
-    last_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     serial: Mapped[str | None] = mapped_column(String(64))
-    not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    renew_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    renew_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Why earlier upstream CAs did not issue the last certificate ("<directory>: <reason>", one a line).
     skipped: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now, onupdate=_now)
 
 
 class UpstreamSpend(Base):
@@ -174,7 +204,7 @@ class CompatibleCredential(Base):
     issuer: Mapped[str] = mapped_column(String(255))
     chain_pem: Mapped[str] = mapped_column(Text)
     private_key_pem: Mapped[str] = mapped_column(Text)
-    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    renew_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, onupdate=_now)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    renew_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now, onupdate=_now)

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from lancert.pki import SubjectNames, create_csr, generate_private_key, utcnow
 from lancert.service import compatible_cache
 from lancert.service.authority import Grant
-from lancert.service.compatible_cache import CachedCredential, aware
+from lancert.service.compatible_cache import CachedCredential
 from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, UpstreamFailed
@@ -296,12 +296,12 @@ class OrderDesk:
                     consecutive_failures=0,
                 )
                 session.add(row)
-            elif row.owner is not None and row.lease_until is not None and aware(row.lease_until) > now:
+            elif row.owner is not None and row.lease_until is not None and row.lease_until > now:
                 return _Busy()
-            if row.window_start is None or now - aware(row.window_start) >= WINDOW:
+            if row.window_start is None or now - row.window_start >= WINDOW:
                 row.window_start, row.failures = now, 0
             if row.failures >= self.policy.failures_per_hour:
-                until = aware(row.window_start) + WINDOW
+                until = row.window_start + WINDOW
                 return _BackedOff(
                     until,
                     f"{row.failures} failed orders in the last hour "
@@ -309,8 +309,8 @@ class OrderDesk:
                     f"last: {row.last_error or 'unknown'}",
                     "too_many_failures",
                 )
-            if row.retry_not_before is not None and aware(row.retry_not_before) > now:
-                return _BackedOff(aware(row.retry_not_before), row.last_error or "backing off", "backing_off")
+            if row.retry_not_before is not None and row.retry_not_before > now:
+                return _BackedOff(row.retry_not_before, row.last_error or "backing off", "backing_off")
             row.owner, row.lease_until = self.instance, now + timedelta(seconds=self.policy.lease)
             row.started_at, row.orders = now, (row.orders or 0) + 1
             row.db_uuid, row.style, row.issuer = grant.database.uuid, style, self.issuer.description
@@ -361,7 +361,7 @@ class OrderDesk:
             row.failures = (row.failures or 0) + 1
             until = now + self._backoff(row.consecutive_failures, failure)
             if row.failures >= self.policy.failures_per_hour and row.window_start is not None:
-                until = max(until, aware(row.window_start) + WINDOW)
+                until = max(until, row.window_start + WINDOW)
             row.retry_not_before = until
             failure.retry_after = max(1, int((until - now).total_seconds()))
             row.last_error = f"{failure.reason}: {failure.message}"[:2000]
@@ -440,7 +440,7 @@ def certificate_statuses(database: Database) -> list[CertificateStatus]:
     statuses: dict[str, CertificateStatus] = {}
     with database.reading() as session:
         for cert in session.scalars(select(IssuedCertificate).order_by(IssuedCertificate.id)):
-            nb, na = aware(cert.not_before), aware(cert.not_after)
+            nb, na = cert.not_before, cert.not_after
             statuses[cert.box_label] = CertificateStatus(
                 cert.db_uuid,
                 cert.box_label,
@@ -460,11 +460,11 @@ def certificate_statuses(database: Database) -> list[CertificateStatus]:
                 row.box_label,
                 row.style,
                 row.issuer or (known.issuer if known else "?"),
-                aware(row.not_after) if row.not_after else (known.not_after if known else None),
-                aware(row.renew_after) if row.renew_after else (known.renew_after if known else None),
+                row.not_after or (known.not_after if known else None),
+                row.renew_after or (known.renew_after if known else None),
                 row.last_error,
-                aware(row.last_error_at) if row.last_error_at else None,
-                row.owner is not None and row.lease_until is not None and aware(row.lease_until) > now,
+                row.last_error_at,
+                row.owner is not None and row.lease_until is not None and row.lease_until > now,
                 row.orders or 0,
                 tuple(row.skipped.splitlines()) if row.skipped else (),
             )

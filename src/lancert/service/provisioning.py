@@ -3,7 +3,7 @@ record it, log it, answer.
 
 Every front issues through :meth:`Provisioner.issue`, the service's one issuance step: the native API
 (the box's CSR), the compatible call (through :meth:`OrderDesk.compatible`, which makes the key and
-caches the pair, then records and logs here too) and the ACME server (:mod:`lancert.acme`). Each front
+caches the pair, then records and logs here too) and the ACME server (:mod:`.acmeserver`). Each front
 makes its own authority decision first (a code, an ACME account bound to a database) and frames its own
 answer; the step between is the same for all. Every issued certificate is recorded in the same
 transaction that checks its serial's uniqueness, so a failed request leaves nothing behind and no two
@@ -36,21 +36,19 @@ from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
-from lancert.service.errors import InvalidCSRError, IssuancePending, NotEligible, RateLimited, UpstreamFailed
+from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
 from lancert.service.orders import AlsoRecord, OrderDesk
-from lancert.service.schemas import (
+from lancert.wire.provisioning import (
     CertificateRequest,
     CertificateResponse,
     CompatibleCertificate,
-    CompatibleRefusal,
     CompatibleRequest,
     CompatibleResponse,
 )
 
 SERIAL_ATTEMPTS = 3
-COMPATIBLE_PATH = "/odoo-enterprise/iot/x509"  # for the log: its refusals are answers, not HTTP errors
 # Built once; a Core INSERT in its own short write transaction (on SQLite the only BEGIN IMMEDIATE of a
 # successful request). The reads (counters, registry) stay in a separate deferred snapshot before it:
 # one transaction around both would make every request queue for SQLite's single writer lock during the
@@ -126,38 +124,18 @@ class Provisioner:
         )
 
     def compatible(self, request: CompatibleRequest, source_ip: str) -> CompatibleResponse:
-        """What unmodified Odoo boxes expect: the service makes the key, refusals go in ``result``.
+        """What unmodified Odoo boxes expect: the service makes the key and hands it out.
 
-        A rate limit is a refusal too (with ``retry_after``): a box that found ``{"error": ...}`` where
-        it reads ``result`` would crash instead of showing its refusal code. The HTTP front turns the
-        answer into the form of the box generation that asked (:mod:`lancert.service.compatible`).
+        A refusal (not eligible, rate limited, still being ordered, the upstream CA failed) is raised as
+        the same :class:`~lancert.service.errors.ServiceError` the native call raises; the HTTP front
+        frames it in the one form every box generation reads (:mod:`lancert.service.compatible`).
         """
         arrived = time.monotonic()
         params = request.params
-        try:
-            grant = self.authority.authorize(
-                params.db_uuid, params.enterprise_code, box_id=None, source_ip=source_ip
-            )
-        except NotEligible as refusal:
-            requestlog.refused(refusal, path=COMPATIBLE_PATH, source_ip=source_ip, db_uuid=params.db_uuid)
-            return CompatibleResponse(
-                id=request.id, result=CompatibleRefusal(error=refusal.message, reason=refusal.reason)
-            )
-        except RateLimited as limited:
-            return CompatibleResponse(
-                id=request.id,
-                result=CompatibleRefusal(
-                    error=limited.message, reason=limited.code, retry_after=limited.retry_after
-                ),
-            )
-        try:
-            cached = self.orders.compatible(grant, arrived=arrived, source_ip=source_ip)
-        except (IssuancePending, UpstreamFailed) as refusal:
-            # Boxes retry on their own schedule; a refusal in ``result`` is what they log and show.
-            reason = refusal.reason if isinstance(refusal, UpstreamFailed) else refusal.code
-            return CompatibleResponse(
-                id=request.id, result=CompatibleRefusal(error=refusal.message, reason=reason)
-            )
+        grant = self.authority.authorize(
+            params.db_uuid, params.enterprise_code, box_id=None, source_ip=source_ip
+        )
+        cached = self.orders.compatible(grant, arrived=arrived, source_ip=source_ip)
         return CompatibleResponse(
             id=request.id,
             result=CompatibleCertificate(

@@ -3,6 +3,11 @@
 Counters live in SQL (table ``credential_failures``), not in process memory: several instances behind
 one load balancer must slow a guesser down together. Fixed windows keep it one row per key and window;
 a burst of at most twice the limit across a window boundary is accepted for that simplicity.
+
+A failure counts once per distinct guess (database and code) in a window: the newest Odoo boxes retry a
+refused call 5 times at once, and several boxes of one shop send the same stale code, so counting every
+request would let a shop's own boxes lock its database out. A guesser still pays for every new code.
+The guess is kept as a keyed digest (``scope = "guess"`` rows), never the code itself.
 """
 
 from __future__ import annotations
@@ -73,19 +78,31 @@ class FailedCredentialLimiter:
                     retry_after=retry_after,
                 )
 
-    def record_failure(self, ip: str, db_uuid: str) -> None:
+    def record_failure(self, ip: str, db_uuid: str, guess: str | None = None) -> None:
+        """Count a failed credential for ``ip`` and ``db_uuid``, unless ``guess`` (a digest of the
+        database and the code tried) was already counted in this window."""
         window = self._window(time.time())
         for attempt in range(3):
             try:
-                self._increment(window, ip, db_uuid)
+                self._increment(window, ip, db_uuid, guess)
                 return
             except IntegrityError:
                 # Another instance inserted the same counter row first: now the UPDATE will find it.
                 if attempt == 2:
                     raise
 
-    def _increment(self, window: int, ip: str, db_uuid: str) -> None:
+    def _increment(self, window: int, ip: str, db_uuid: str, guess: str | None) -> None:
         with self.database.transaction() as session:
+            if guess is not None:
+                seen = CredentialFailure.scope == "guess", CredentialFailure.subject == guess[:128]
+                if session.execute(
+                    select(CredentialFailure.count).where(*seen, CredentialFailure.window_start == window)
+                ).first():
+                    return
+                # A concurrent first of the same guess makes this INSERT fail: the retry finds it.
+                session.add(
+                    CredentialFailure(scope="guess", subject=guess[:128], window_start=window, count=1)
+                )
             for scope, subject, _limit in self._subjects(ip, db_uuid):
                 where = (
                     CredentialFailure.scope == scope,

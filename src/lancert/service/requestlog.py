@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from lancert.pki import certificate_names
 from lancert.service.authority import Grant
 from lancert.service.errors import ServiceError
 from lancert.service.issuer import IssuedChain
@@ -25,8 +26,10 @@ def _clean(text: str) -> str:
 
 
 def issued(grant: Grant, chain: IssuedChain, *, style: str, source_ip: str) -> None:
+    """The names are the certificate's own (an ACME client may order hosts of its label, not the wildcard)."""
+    names = ", ".join(certificate_names(chain.leaf).dns[:5]) or grant.hostname_pattern
     log.info("issued %s for database %s, label %s (%s call from %s): serial %s, not_after %s",
-             grant.hostname_pattern, grant.database.uuid, grant.box_label, style, source_ip,
+             names, grant.database.uuid, grant.box_label, style, source_ip,
              chain.serial_hex, chain.not_after.isoformat(timespec="seconds"))
 
 

@@ -159,9 +159,9 @@ class _AcmeEndpoint(uvicorn.Server):
 
 
 def _acme_endpoint(service: Service) -> _AcmeEndpoint:
-    from lancert.acme import build_acme_server
-    from lancert.acme.app import create_acme_app
-    from lancert.acme.tls import default_endpoint_name, endpoint_credential, given_credential
+    from lancert.service.acmeserver.app import create_acme_app
+    from lancert.service.acmeserver.build import build_acme_server
+    from lancert.service.acmeserver.tls import default_endpoint_name, endpoint_credential, given_credential
 
     config = service.config
     zone = service.identity.zone

@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from lancert.errors import LancertError, UsageError
-from lancert.pki import csr_names, is_self_issued, load_certificates, load_private_key_pem, private_key_pem
+from lancert.pki import csr_names, load_certificates, load_private_key_pem, private_key_pem, served_chain
 from lancert.service.database import LOCK_SERVICE_STATE, Database
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 from lancert.service.issuer import IssuanceFailed, IssuedChain
@@ -319,13 +319,14 @@ class AcmeIssuer:
         finally:
             for record in published:
                 remove_txt_records(self.database, record)
-        chain = [c for c in load_certificates(order.fullchain_pem.encode()) if not is_self_issued(c)]
-        if not chain:
+        sent = load_certificates(order.fullchain_pem.encode())
+        if not sent:
             raise IssuanceFailed("the CA sent no certificate", reason="upstream_error")
+        chain = served_chain(sent[0], sent[1:])
         renew_at = self._renewal_time(acme, order.fullchain_pem)
         if renew_at is not None and renew_at >= chain[0].not_valid_after_utc:
             renew_at = None  # a window after expiry is no advice: two thirds of the lifetime instead
-        return IssuedChain(tuple(chain), renew_at=renew_at)
+        return IssuedChain(chain, renew_at=renew_at)
 
     def _renewal_time(self, acme: client.ClientV2, fullchain_pem: str) -> dt.datetime | None:
         """The CA's suggested renewal time (ACME Renewal Information, RFC 9773) when it offers one."""

@@ -12,8 +12,6 @@ intermediate and root certificates; from then on the POS calls the API with that
 
 from lancert.terminal.codes import SetupCodes
 from lancert.terminal.device import PairingDesk, TerminalState
-from lancert.terminal.registry import PosRegistry, check_pos_id, pos_id_of, pos_uri
+from lancert.terminal.registry import PosRegistry
 
-__all__ = [
-    "PairingDesk", "PosRegistry", "SetupCodes", "TerminalState", "check_pos_id", "pos_id_of", "pos_uri",
-]
+__all__ = ["PairingDesk", "PosRegistry", "SetupCodes", "TerminalState"]

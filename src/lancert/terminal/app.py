@@ -25,7 +25,6 @@ from starlette.requests import ClientDisconnect
 from lancert.errors import LancertError
 from lancert.pki import utcnow
 from lancert.terminal.device import CodeRefused, PairingDesk
-from lancert.terminal.registry import InvalidPosId
 from lancert.terminal.schemas import (
     API_BODY_LIMIT,
     CERT_NOT_CURRENT,
@@ -40,6 +39,7 @@ from lancert.terminal.schemas import (
     parse_model,
 )
 from lancert.terminal.tls import client_certificate
+from lancert.wire.pairing import InvalidPosId
 
 log = logging.getLogger("lancert.terminal")
 

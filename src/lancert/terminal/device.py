@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from lancert.ca import CADirectory
+from lancert.ca.directory import CADirectory
 from lancert.errors import LancertError
 from lancert.pki import (
     TLS_CLIENT,
@@ -29,12 +29,14 @@ from lancert.pki import (
     generate_private_key,
     pem,
     private_key_pem,
+    served_chain,
     utcnow,
 )
-from lancert.storage import Credential, CredentialFiles, read_json, write_json
+from lancert.storage.files import Credential, CredentialFiles, read_json, write_json
 from lancert.terminal.codes import LOCAL_SOURCE, CodeView, SetupCodes
 from lancert.terminal.keypool import RsaKeyPool
-from lancert.terminal.registry import PosRegistry, check_pos_id, pos_uri
+from lancert.terminal.registry import PosRegistry
+from lancert.wire.pairing import check_pos_id, pos_uri
 
 log = logging.getLogger("lancert.terminal")
 
@@ -116,7 +118,7 @@ class TerminalState:
         key = generate_private_key(KeyKind.EC)
         cert = ca.issue(key.public_key(), TLS_SERVER, names=wanted, common_name=name,
                         validity=SERVER_VALIDITY)
-        credential = Credential((cert, ca.certificate), key)
+        credential = Credential(served_chain(cert, ca.chain), key)
         self.server_files.write(credential)
         return credential
 
@@ -189,7 +191,7 @@ class PairingDesk:
         with self._issue_lock:
             self.state.registry.record(pos_id, cert)
         # The seed's order: PKCS#1 RSA key, then client, intermediate and root certificates.
-        bundle = private_key_pem(key, pkcs1=True) + pem([cert, self.ca.certificate, self.ca.root])
+        bundle = private_key_pem(key, pkcs1=True) + pem([*served_chain(cert, self.ca.chain), self.ca.root])
         log.info("paired posId %s (certificate serial %x)", pos_id, cert.serial_number)
         if self._on_paired is not None:
             self._on_paired(pos_id)

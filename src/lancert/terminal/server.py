@@ -16,7 +16,7 @@ import uvicorn
 from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
-from lancert.storage import write_json
+from lancert.storage.files import write_json
 from lancert.terminal.app import create_app
 from lancert.terminal.codes import SetupCodes
 from lancert.terminal.device import DEFAULT_NAME, SERVER_CERT, SERVER_KEY, PairingDesk, TerminalState

@@ -13,6 +13,14 @@ linux      ``<stem>.pem``         PEM; Debian copies it in as ``.crt``, Fedora r
 android    ``<stem>.cer``         DER, the most widely accepted by the "CA certificate" installer
 ios        ``<stem>.mobileconfig``  a profile with a ``com.apple.security.root`` payload
 =========  =====================  ==============================================================
+
+``lancert trust serve`` offers the same steps on a LAN page (:mod:`lancert.trust.page`), worded for a
+file downloaded on the device itself (``on_device``), with the file and content type each platform's
+browser hands to its certificate installer (:data:`PAGE_FILES`): Windows gets a DER ``.cer``
+(``application/pkix-cert``, which Windows opens in its certificate dialog) rather than the Base64
+export, Android a DER ``.cer`` as ``application/x-x509-ca-cert`` (the type Android's browser hands to
+the CA installer; Android 11 and later save it to Downloads instead, and Settings installs it from
+there), iOS the profile as ``application/x-apple-aspen-config`` (what Safari offers to install).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from cryptography import x509
 
 from lancert.pki import CertFormat, common_name, export_certificate, fingerprint_sha256, is_self_issued
 from lancert.pki.names import certificate_names
-from lancert.storage import atomic_write
+from lancert.storage.files import atomic_write
 from lancert.trust.nss import trust_flags
 from lancert.trust.store import is_ca
 
@@ -49,6 +57,16 @@ _FORMATS: dict[Platform, tuple[CertFormat, str]] = {
     Platform.LINUX: (CertFormat.PEM, ".pem"),
     Platform.ANDROID: (CertFormat.DER, ".cer"),
     Platform.IOS: (CertFormat.MOBILECONFIG, ".mobileconfig"),
+}
+
+
+# What the LAN page offers each platform: (format, extension, the Content-Type its browser acts on).
+PAGE_FILES: dict[Platform, tuple[CertFormat, str, str]] = {
+    Platform.IOS: (CertFormat.MOBILECONFIG, ".mobileconfig", "application/x-apple-aspen-config"),
+    Platform.ANDROID: (CertFormat.DER, ".cer", "application/x-x509-ca-cert"),
+    Platform.WINDOWS: (CertFormat.DER, ".cer", "application/pkix-cert"),
+    Platform.MACOS: (CertFormat.DER, ".cer", "application/pkix-cert"),
+    Platform.LINUX: (CertFormat.PEM, ".pem", "application/x-pem-file"),
 }
 
 
@@ -75,7 +93,27 @@ def guide_file(source: Path, platform: Platform, out_dir: Path | None) -> Path:
     return target
 
 
-def _steps(platform: Platform, cert: x509.Certificate, f: str, label: str) -> list[str]:
+def _download_step(platform: Platform, f: str) -> str:
+    """The first step when the file was downloaded on the device itself (``trust serve``'s page)."""
+    if platform is Platform.IOS:
+        return (f"Tap the download button for {f}; Safari asks \"This website is trying to download a "
+                "configuration profile\": Allow. iOS then says \"Profile Downloaded\".")
+    if platform is Platform.ANDROID:
+        return (f"Tap the download button for {f}: Android saves it in Downloads (Android 11 and later "
+                "install a CA certificate from Settings only, as below).")
+    return f"Download {f} with the button on this page (your browser saves it in Downloads)."
+
+
+def _steps(platform: Platform, cert: x509.Certificate, f: str, label: str, on_device: bool) -> list[str]:
+    steps = _platform_steps(platform, cert, f, label)
+    if on_device and platform is not Platform.LINUX:
+        steps[0] = _download_step(platform, f)  # instead of "copy it to the device"
+    elif on_device:
+        steps.insert(0, _download_step(platform, f))
+    return steps
+
+
+def _platform_steps(platform: Platform, cert: x509.Certificate, f: str, label: str) -> list[str]:
     flags = trust_flags(cert)
     if platform is Platform.WINDOWS:
         return [
@@ -162,6 +200,25 @@ def _warnings(platform: Platform, cert: x509.Certificate) -> list[str]:
     return warnings
 
 
+def certificate_label(cert: x509.Certificate) -> str:
+    """How certificate managers list ``cert``: its CN, else its first name, else its fingerprint."""
+    names = certificate_names(cert).as_strings()
+    return common_name(cert.subject) or (names[0] if names else fingerprint_sha256(cert)[:23])
+
+
+def guide_for(cert: x509.Certificate, platform: Platform | str, file: Path, fmt: CertFormat, *,
+              on_device: bool = False) -> Guide:
+    """The steps (and warnings) to trust ``cert`` on ``platform`` from ``file``; nothing is written.
+
+    ``on_device``: the file is downloaded on the device itself (``trust serve``), not copied to it.
+    """
+    platform = Platform(platform)
+    steps = _steps(platform, cert, file.name, certificate_label(cert), on_device)
+    if is_self_issued(cert) and not is_ca(cert) and not on_device:
+        steps.append(MODEL_CHOICE)  # the page says it once per certificate (page.BETTER_WITH_A_ROOT)
+    return Guide(platform, file, fmt, steps, _warnings(platform, cert))
+
+
 def write_guide(
     cert: x509.Certificate, source: Path, platform: Platform | str, out_dir: Path | None = None
 ) -> Guide:
@@ -170,9 +227,4 @@ def write_guide(
     fmt, _ = _FORMATS[platform]
     target = guide_file(source, platform, out_dir)
     atomic_write(target, export_certificate(cert, fmt))
-    names = certificate_names(cert).as_strings()
-    label = common_name(cert.subject) or (names[0] if names else fingerprint_sha256(cert)[:23])
-    steps = _steps(platform, cert, target.name, label)
-    if is_self_issued(cert) and not is_ca(cert):
-        steps.append(MODEL_CHOICE)
-    return Guide(platform, target, fmt, steps, _warnings(platform, cert))
+    return guide_for(cert, platform, target, fmt)

@@ -34,7 +34,7 @@ from pathlib import Path
 from cryptography import x509
 
 from lancert.pki import pem
-from lancert.storage import StorageError, atomic_write
+from lancert.storage.files import StorageError, atomic_write
 from lancert.trust.store import LABEL_PREFIX, TrustEntry, TrustStoreError, nickname
 from lancert.trust.system import bundle_certificates
 

@@ -31,7 +31,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from lancert.errors import LancertError
 from lancert.pki import load_certificates, pem
 from lancert.pki.formats import der
-from lancert.storage import StorageError, atomic_write
+from lancert.storage.files import StorageError, atomic_write
 from lancert.trust.store import LABEL_PREFIX, TrustEntry, TrustStoreError, anchor_file_name
 
 UPDATE_TIMEOUT = 120

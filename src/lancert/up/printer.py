@@ -19,10 +19,10 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from lancert.device import create_device_certificate
+from lancert.device.certificate import create_device_certificate
 from lancert.printer.device import Printer
 from lancert.printer.server import PrinterServer
-from lancert.storage import Credential, CredentialFiles, StorageError
+from lancert.storage.files import Credential, CredentialFiles, StorageError
 
 PRINTER_IP = "127.0.0.1"
 
@@ -142,9 +142,9 @@ class RunningPosPage:
 
 def start_pos_demo(data_dir: Path, printer: RunningPrinter, *, host: str = PRINTER_IP) -> RunningPosPage:
     """Serve the POS demo page over HTTPS with a certificate from the shop CA (``data_dir/shop-ca``)."""
-    from lancert.ca import CADirectory
+    from lancert.ca.directory import CADirectory
     from lancert.ca.issue import issue_device_certificate
-    from lancert.pki import SubjectNames, generate_private_key, utcnow
+    from lancert.pki import SubjectNames, generate_private_key, served_chain, utcnow
 
     shop = CADirectory(data_dir / "shop-ca")
     authority = shop.load_or_create("lancert shop")
@@ -154,7 +154,7 @@ def start_pos_demo(data_dir: Path, printer: RunningPrinter, *, host: str = PRINT
         current = files.read().chain
     except StorageError:
         current = ()
-    if not current or current[1:] != authority.chain[:-1] or (
+    if not current or current != served_chain(current[0], authority.chain) or (
             current[0].not_valid_after_utc - utcnow() < POS_RENEW_BEFORE):
         key = generate_private_key()
         names = SubjectNames.parse(dns=["localhost"], ips=[host])

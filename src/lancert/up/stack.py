@@ -22,7 +22,7 @@ import httpx
 
 from lancert.errors import LancertError
 from lancert.loopback import free_port
-from lancert.storage import KEY_MODE, atomic_write, read_json, write_json
+from lancert.storage.files import KEY_MODE, atomic_write, read_json, write_json
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

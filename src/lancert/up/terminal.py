@@ -18,7 +18,7 @@ from lancert.errors import LancertError
 from lancert.loopback import free_port
 from lancert.pos import PosClient
 from lancert.pos.client import POS_FILE
-from lancert.storage import CredentialFiles, read_json, write_json
+from lancert.storage.files import CredentialFiles, read_json, write_json
 from lancert.terminal.device import TerminalState
 from lancert.up.stack import Child, lancert_command
 

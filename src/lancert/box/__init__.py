@@ -1,0 +1,1 @@
+"""The IoT box agent (``lancert box``): obtains, renews and serves its HTTPS certificate."""

@@ -1,0 +1,87 @@
+"""``lancert up``: the README's main command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from lancert.up.lock import data_dir_lock
+from lancert.up.system import DEFAULT_DATA_DIR, Verdict, padlock, running
+
+
+def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> None:
+    """One block per device, full paths and URLs unwrapped so they can be copied."""
+    for note in notes:
+        console.print(note, soft_wrap=True, highlight=False)
+    for v in verdicts:
+        console.print(f"[bold]{v.device.name}[/bold]", soft_wrap=True)
+        console.print(f"  URL:      {v.device.url}", soft_wrap=True, highlight=False)
+        if v.device.connect_ip:
+            console.print(f"  address:  {v.device.connect_ip} (the name resolves through lancert's DNS)",
+                          soft_wrap=True, highlight=False)
+        console.print(f"  trust:    {v.device.trust_file}", soft_wrap=True, highlight=False)
+        if "pairing" in v.device.facts:
+            console.print(f"  pairing:  {v.device.facts['pairing']}", soft_wrap=True, highlight=False)
+        if "prints_to" in v.device.facts:
+            console.print(f"  prints:   'Print test receipt' posts to {v.device.facts['prints_to']}"
+                          " (works once the printer's certificate is trusted)", soft_wrap=True,
+                          highlight=False)
+        if "receipts" in v.device.facts:
+            console.print(f"  receipts: {v.device.facts['receipts']}", soft_wrap=True, highlight=False)
+        if "client_cert_serial" in v.device.facts:
+            console.print(f"  POS cert: serial {v.device.facts['client_cert_serial']}", soft_wrap=True,
+                          highlight=False)
+        if v.device.connect_ip and not v.device.problem:
+            host = v.device.url.split("/")[2].rsplit(":", 1)[0]
+            console.print(f"  browser:  chromium --host-resolver-rules='MAP {host} {v.device.connect_ip}' "
+                          f"{v.device.url}", soft_wrap=True, highlight=False)
+        verdict = "[green]yes[/green]" if v.padlock else "[red]NO[/red]"
+        console.print(f"  padlock:  {verdict} ({v.detail})", soft_wrap=True, highlight=False)
+    console.print("To trust a file in Chrome/Firefox on Linux: lancert trust install FILE --store nss",
+                  soft_wrap=True, highlight=False)
+
+
+def up(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where every device keeps its state.")
+    ] = DEFAULT_DATA_DIR,
+    check: Annotated[
+        bool, typer.Option("--check", help="Start, verify, print the summary, exit 0 or 1.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The summary as JSON (with --check).")] = False,
+) -> None:
+    """Run the whole system on this machine (loopback only) and show which device has a padlock.
+
+    Runs until Ctrl-C; with --check it exits after the summary: 0 when every device shows a padlock.
+    """
+    console = Console(stderr=as_json)
+    # The lock comes first: nothing under data_dir is touched while another up holds it.
+    with data_dir_lock(data_dir), console.status("starting…") as status, \
+            running(data_dir, lambda msg: status.update(msg)) as stack:
+        status.update("checking padlocks…")
+        verdicts = [padlock(d) for d in stack.devices]
+        status.stop()
+        if as_json:
+            typer.echo(json.dumps([{"device": v.device.name, "url": v.device.url,
+                                    "trust_file": str(v.device.trust_file), "padlock": v.padlock,
+                                    "detail": v.detail, **v.device.facts} for v in verdicts], indent=2))
+        else:
+            _summary(console, verdicts, stack.notes)
+        ok = all(v.padlock for v in verdicts)
+        if check:
+            raise typer.Exit(0 if ok else 1)
+        console.print("running; Ctrl-C to stop")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        # A timed wait: Python runs signal handlers only when the main thread runs again, and an untimed
+        # wait could sleep through the one wake-up (CI saw up ignore Ctrl-C for 30 s, its children alive).
+        while not stop.wait(0.5):
+            pass
+        console.print("stopped")

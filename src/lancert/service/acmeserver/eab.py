@@ -1,0 +1,119 @@
+"""External Account Binding (RFC 8555 section 7.3.4): the only way to open an ACME account here.
+
+``lancert service acme-eab --uuid U`` makes a key id and an HMAC key bound to one registered database;
+an ACME client that presents a binding signed with them gets an account of that database, whose orders
+the authority judges by that database's eligibility. Keys are rotatable (make a new one any time, every
+one works until revoked) and revocable (``--revoke KID``: no new account with it, and the accounts
+it opened are refused from then on, so a leaked pair leaves nothing behind).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import josepy as jose
+from sqlalchemy import Connection, insert, select, update
+
+from lancert.errors import LancertError
+from lancert.service.acmeserver.jws import parse_document, thumbprint
+from lancert.service.acmeserver.models import AcmeEabKey
+from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
+from lancert.service.database import Database
+from lancert.service.registry import Registry
+
+MAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+HMAC_KEY_BYTES = 32  # 256 bits: what HS256 wants (RFC 7518 3.2)
+
+
+class EabError(LancertError):
+    pass
+
+
+@dataclass(frozen=True)
+class EabPair:
+    kid: str
+    hmac_key: str  # base64url without padding, as certbot, lego, Caddy, uacme and dehydrated read it
+    db_uuid: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"kid": self.kid, "hmac_key": self.hmac_key, "db_uuid": self.db_uuid}
+
+
+class EabKeys:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def create(self, db_uuid: str) -> EabPair:
+        if Registry(self.database).find(db_uuid) is None:
+            raise EabError(f"database {db_uuid} is not registered; use 'lancert service db add'")
+        pair = EabPair(
+            f"eab_{secrets.token_urlsafe(15)}",
+            jose.b64encode(secrets.token_bytes(HMAC_KEY_BYTES)).decode(),
+            db_uuid,
+        )
+        with self.database.writing_connection() as connection:
+            connection.execute(
+                insert(AcmeEabKey.__table__),
+                {"kid": pair.kid, "db_uuid": db_uuid, "hmac_key": pair.hmac_key,
+                 "created_at": datetime.now(UTC), "revoked_at": None},
+            )
+        return pair
+
+    def revoke(self, kid: str, db_uuid: str) -> None:
+        """Revoke ``kid`` of database ``db_uuid`` (naming the database guards against a typo's damage)."""
+        with self.database.writing_connection() as connection:
+            row = connection.execute(select(AcmeEabKey.db_uuid).where(AcmeEabKey.kid == kid)).first()
+            if row is None or row.db_uuid != db_uuid:
+                raise EabError(f"database {db_uuid} has no EAB key {kid!r}")
+            connection.execute(
+                update(AcmeEabKey.__table__)
+                .where(AcmeEabKey.kid == kid, AcmeEabKey.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+
+    def verify(
+        self, c: Connection, binding: Any, account_key: jose.JWK, new_account_url: str
+    ) -> tuple[str, str]:
+        """The (kid, db_uuid) a binding proves, or the problem RFC 8555 7.3.4 prescribes."""
+        try:
+            signed = parse_document(binding, "externalAccountBinding", dict.fromkeys(MAC_ALGORITHMS))
+        except AcmeProblem as problem:
+            if problem.code != "badSignatureAlgorithm":
+                raise
+            raise malformed(
+                f"externalAccountBinding must be MACed with one of {', '.join(MAC_ALGORITHMS)}") from None
+        header = signed.header
+        if header.nonce is not None or header.jwk is not None or not header.kid:
+            raise malformed("externalAccountBinding's header must have kid and no nonce or jwk")
+        if header.url != new_account_url:
+            raise malformed("externalAccountBinding's url must be the newAccount URL")
+        row = c.execute(select(AcmeEabKey.__table__).where(AcmeEabKey.kid == header.kid)).first()
+        if row is None:
+            raise unauthorized("unknown external account key id")
+        if row.revoked_at is not None:
+            raise unauthorized("this external account key was revoked; ask for a new one")
+        try:
+            valid = signed.jws.verify(jose.JWKOct(key=jose.b64decode(row.hmac_key)))
+        except Exception:
+            valid = False
+        if not valid:
+            raise malformed("externalAccountBinding's MAC does not verify")
+        payload = signed.payload_json()
+        try:
+            bound = jose.JWK.from_json(payload)
+        except Exception:  # josepy's decoders raise more than DeserializationError on odd members
+            raise malformed("externalAccountBinding's payload is not a JWK") from None
+        if thumbprint(bound) != thumbprint(account_key.public_key()):
+            raise malformed("externalAccountBinding binds another key than the account's")
+        return row.kid, row.db_uuid
+
+
+def eab_problem_required() -> AcmeProblem:
+    return AcmeProblem(
+        "externalAccountRequired",
+        "this CA needs an external account binding: get a key id and HMAC key with "
+        "'lancert service acme-eab --uuid <database>'",
+    )

@@ -1,0 +1,161 @@
+"""``lancert up``: the whole system on this machine, on loopback, with embedded defaults.
+
+It starts every flow's device (the self-signed receipt printer; the certificate service with its DNS
+and an IoT box that provisions itself; a payment terminal with a paired demo POS), checks each one's
+padlock the way a browser that trusts the right root would (for the terminal: the way its POS does, one
+mutual-TLS call), and prints one summary: URL, the file to trust, verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lancert.errors import LancertError
+
+DEFAULT_DATA_DIR = Path("~/.local/share/lancert/up").expanduser()
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device ``up`` runs: where a browser reaches it and what it must trust to get a padlock."""
+
+    name: str
+    url: str
+    trust_file: Path
+    # Names under a managed zone are not in any resolver on a fresh machine: connect here instead.
+    connect_ip: str | None = None
+    # Why the device cannot be checked at all (a box that holds no certificate): the verdict as is.
+    problem: str | None = None
+    # A verdict reached while starting, for a device a browser check cannot judge: the payment terminal
+    # serves its POS over mutual TLS, so its verdict is whether the paired call answered.
+    verified: tuple[bool, str] | None = None
+    # Device-specific facts for the summary and the JSON (the terminal's pairing), label -> value.
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    device: Device
+    padlock: bool
+    detail: str
+
+
+@dataclass
+class Stack:
+    """What ``up`` started, stopped in reverse order."""
+
+    devices: list[Device] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_stop(self, stop: Callable[[], None]) -> None:
+        self._stops.append(stop)
+
+    def stop(self) -> None:
+        while self._stops:
+            with contextlib.suppress(Exception):
+                self._stops.pop()()
+
+
+def padlock(device: Device, timeout: float = 10.0) -> Verdict:
+    """``lancert check``'s verdict for the device, trusting only ``device.trust_file``."""
+    if device.problem:
+        return Verdict(device, False, device.problem)
+    if device.verified is not None:
+        return Verdict(device, *device.verified)
+    from lancert.check.verdict import TrustSource, check_target
+    from lancert.trust.fetch import Target
+
+    parts = urlsplit(device.url)
+    host = parts.hostname or ""
+    target = Target(host, parts.port or 443, device.connect_ip or host)
+    try:
+        verdict = check_target(target, TrustSource.from_ca_file(device.trust_file), timeout=timeout)
+    except LancertError as exc:
+        return Verdict(device, False, str(exc))
+    if verdict.secure:
+        return Verdict(device, True, "secure connection")
+    return Verdict(device, False, "; ".join(r.message for r in verdict.reasons))
+
+
+def start_trust_page(stack: Stack) -> str:
+    """``trust serve`` for the files the devices' summaries name, on loopback; the summary's note.
+
+    A tablet cannot open a loopback URL: the note says how to serve the same page to the LAN.
+    """
+    from lancert.loopback import listen_tcp
+    from lancert.pki import read_certificate
+    from lancert.trust.page import PageServer, TrustPage
+
+    files = list(dict.fromkeys(d.trust_file for d in stack.devices))
+    listener = listen_tcp("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    server = PageServer(TrustPage([(f, read_certificate(f)) for f in files], url), listener).start_in_thread()
+    stack.on_stop(server.stop)
+    return (f"trust page (each device's file and steps): {url}  (QR code {url}qr.png; for the shop's "
+            f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
+
+
+@contextlib.contextmanager
+def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
+    """Start every device of the demo under ``data_dir``; stop them all on exit."""
+    from lancert.up.printer import start_pos_demo, start_printer
+
+    stack = Stack()
+    stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
+    try:
+        progress("receipt printer: ePOS simulator, self-signed certificate, HTTPS on 127.0.0.1")
+        printer = start_printer(data_dir / "printer")
+        stack.on_stop(printer.stop)
+        stack.devices.append(Device("receipt printer (self-signed)", printer.url, printer.cert_path,
+                                    facts={"epos_url": printer.epos_url,
+                                           "receipts": str(data_dir / "printer" / "receipts")}))
+        pos_page = start_pos_demo(data_dir, printer)
+        stack.on_stop(pos_page.stop)
+        stack.devices.append(Device("POS demo page (shop CA)", pos_page.url, pos_page.trust_file,
+                                    facts={"prints_to": printer.epos_url}))
+
+        from lancert.up import stack as provisioned
+        from lancert.up import terminal as payment
+
+        children: list[provisioned.Child] = []
+        stack.on_stop(lambda: provisioned.stop_all(children))
+        terminal_child = payment.launch_terminal(data_dir, children)  # comes up while the service starts
+        progress("certificate service: SQLite, internal CA, DNS on 127.0.0.1")
+        service = provisioned.start_service(data_dir, children)
+        stack.notes.append(f"certificate service: {service.url}  (DNS for {service.zone} on "
+                           f"127.0.0.1:{service.dns_port})")
+        progress("registering the demo database")
+        uuid, code = provisioned.demo_database(data_dir)
+        if service.acme_directory:
+            eab = provisioned.demo_acme_eab(data_dir, uuid)
+            stack.notes.append(f"ACME directory: {service.acme_directory}  (EAB kid {eab['kid']}, hmac_key "
+                               f"{eab['hmac_key']}; names {', '.join(eab.get('names', []))}; map the host to "
+                               f"127.0.0.1, trust {service.root})")
+        progress("IoT box: obtaining its certificate from the service")
+        box = provisioned.start_box(data_dir, service, uuid, code, children)
+        status = str(box.get("status", "?"))
+        url = str(box.get("https_url") or f"http://127.0.0.1:{box.get('http_port', '?')}/")
+        stack.notes.append(f"IoT box status: {status}; homepage also on http://127.0.0.1:{box.get('http_port')}/")
+        problem = None if box.get("https_url") else f"the box has no certificate: {status}"
+        stack.devices.append(Device("IoT box (provisioned)", url, service.root, connect_ip="127.0.0.1",
+                                    problem=problem))
+
+        progress("payment terminal: its own CA, pairing and mutual-TLS API on 127.0.0.1")
+        term = payment.start_terminal(data_dir, children, terminal_child)
+        progress("payment terminal: checking the demo POS's pairing (pairing it on the first run)")
+        pos = payment.pair_demo_pos(data_dir, term)
+        facts = {"pairing": pos.state, "pos_id": pos.pos_id, "pos_dir": str(pos.directory)}
+        if pos.serial:
+            facts["client_cert_serial"] = pos.serial
+        stack.devices.append(Device("payment terminal (paired mTLS)", term.url, term.root,
+                                    verified=(pos.answered, pos.detail), facts=facts))
+        progress("trust page: every device's file and steps for tablets and phones")
+        stack.notes.append(start_trust_page(stack))
+        yield stack
+    finally:
+        stack.stop()
