@@ -1,5 +1,6 @@
-"""Helpers of the ACME server tests: the real ``lancert service run --acme-port 0`` as a subprocess,
-a small JWS client (josepy, httpx) for the protocol tests, and a way to run unmodified ACME clients.
+"""Helpers of the ACME server tests: the real ``lancert service run --acme-port 0`` as a subprocess
+(:class:`service_process.ServiceProcess`), a small JWS client (josepy, httpx) for the protocol tests, and
+a way to run unmodified ACME clients.
 
 The service's root is name-constrained to the zone and excludes IP addresses, so the endpoint is
 ``acme.<zone>`` and never 127.0.0.1. The Python client connects to 127.0.0.1 and sends that name as
@@ -31,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from lancert.pki import SubjectNames, create_csr, generate_private_key, verify_server_chain
 from lancert.up.stack import Child
 from lancert_cli import lancert
+from service_process import ServiceProcess
 
 ZONE = "iot.lancert.test"
 ACME_HOST = f"acme.{ZONE}"
@@ -57,18 +59,12 @@ class AcmeService:
         return f"https://{ACME_HOST}:{self.port}/acme/directory"
 
     def start(self) -> AcmeService:
-        self.child = Child.start(
-            "the service",
-            ["service", "run", "--data-dir", str(self.data_dir), "--port", "0", "--dns-port", "0",
-             "--acme-port", "0", "--zone", ZONE, *(["--db", self.db] if self.db else []), *self.extra],
-            self.data_dir.parent / f"{self.data_dir.name}.stderr.log",
-        )
-        self.child.wait_for("listening on http://", 60)
-        line = next(ln for ln in self.child.lines if "acme directory" in ln)
-        self.port = int(line.split("acme directory ", 1)[1].split("/")[2].rsplit(":", 1)[1])
-        self.root_pem = self.data_dir.parent / f"{self.data_dir.name}-root.pem"
-        self.root_pem.write_text(lancert("service", "root", "--data-dir", str(self.data_dir),
-                                         *(["--db", self.db] if self.db else [])).stdout)
+        process = ServiceProcess(self.data_dir, ["--dns-port", "0", "--acme-port", "0", "--zone", ZONE,
+                                                 *(["--db", self.db] if self.db else []), *self.extra])
+        process.start(timeout=60)
+        self.child, self.port = process.child, process.acme_port
+        assert self.port, "the service printed no acme directory line"
+        self.root_pem = process.root_pem(self.db)
         self.hosts = self.data_dir.parent / f"{self.data_dir.name}-hosts"
         self.hosts.write_text(f"127.0.0.1 localhost {ACME_HOST}\n::1 localhost\n")
         return self

@@ -24,6 +24,7 @@ from lancert.loopback import free_port
 from lancert.up.stack import Child
 from lancert_cli import lancert
 from lancert_with_hooks import program
+from service_process import ServiceProcess
 
 ZONE = "iot.lancert.test"
 CODE = "box-test enterprise code 7f3a"
@@ -37,6 +38,7 @@ class Service:
     port: int = 0
     dns_port: int = 0
     child: Child | None = None
+    process: ServiceProcess | None = None
 
     @property
     def url(self) -> str:
@@ -50,11 +52,12 @@ class Service:
         config = self.data_dir.parent / f"{self.data_dir.name}.toml"
         config.write_text(f'zone = "{ZONE}"\n[rate_limit]\nfailures_per_ip = 100000\n'
                           "failures_per_database = 100000\n")
-        self.child = Child.start("the service", [
-            "service", "run", "--data-dir", str(self.data_dir), "--config", str(config), "--port",
-            str(self.port), "--dns-port", str(self.dns_port), "--cert-lifetime", LIFETIME,
-        ], self.data_dir.parent / f"{self.data_dir.name}.log")
-        self.child.wait_for("listening on http://", 30)
+        self.process = ServiceProcess(
+            self.data_dir,
+            ["--config", str(config), "--dns-port", str(self.dns_port), "--cert-lifetime", LIFETIME],
+            port=self.port, log_path=self.data_dir.parent / f"{self.data_dir.name}.log",
+        ).start(timeout=30)
+        self.child = self.process.child
         return self
 
     def stop(self) -> None:
@@ -73,10 +76,7 @@ class Service:
 
     @property
     def root(self) -> Path:
-        path = self.data_dir.parent / f"{self.data_dir.name}-root.pem"
-        if not path.exists():
-            path.write_text(lancert("service", "root", "--data-dir", str(self.data_dir)).stdout)
-        return path
+        return (self.process or ServiceProcess(self.data_dir, [])).root_pem()
 
 
 class MappedHTTPSConnection(http.client.HTTPSConnection):

@@ -10,6 +10,7 @@ import pytest
 
 from lancert.up.stack import Child
 from lancert_cli import lancert
+from service_process import ServiceProcess
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
@@ -17,13 +18,11 @@ pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.p
 def test_ready_line_shows_the_working_name_and_its_url_passes_check(tmp_path: Path) -> None:
     data = tmp_path / "service"
     lancert("service", "db", "add", "--uuid", "shop-db", "--code", "c0de-1", "--data-dir", str(data))
-    service = Child.start("service", ["service", "run", "--data-dir", str(data), "--port", "0",
-                                      "--dns-port", "0"], tmp_path / "service.log")
+    service = ServiceProcess(data, ["--dns-port", "0"], log_path=tmp_path / "service.log")
     box = None
     try:
-        url = service.wait_for("listening on http://", 60).rsplit(" ", 1)[-1]
-        root = tmp_path / "root.pem"
-        root.write_text(lancert("service", "root", "--data-dir", str(data)).stdout)
+        url = service.start(timeout=60).url
+        root = service.root_pem()
         box = Child.start("box", ["box", "run", "--state-dir", str(tmp_path / "box"), "--server", url,
                                   "--db-uuid", "shop-db", "--enterprise-code", "c0de-1", "--http-port", "0",
                                   "--https-port", "0"], tmp_path / "box.log")

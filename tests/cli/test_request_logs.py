@@ -12,6 +12,7 @@ import pytest
 
 from lancert.up.stack import Child
 from lancert_cli import lancert
+from service_process import ServiceProcess
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
@@ -19,10 +20,10 @@ CODE = "M-12345-XYZ-secret"
 
 
 def _service(tmp_path: Path, *extra: str) -> tuple[Child, str]:
-    child = Child.start("service", ["service", "run", "--data-dir", str(tmp_path / "service"), "--port", "0",
-                                    "--dns-port", "0", *extra], tmp_path / "service.stderr")
-    url = child.wait_for("listening on http://", 60).rsplit(" ", 1)[-1]
-    return child, url
+    process = ServiceProcess(tmp_path / "service", ["--dns-port", "0", *extra],
+                             log_path=tmp_path / "service.stderr").start(timeout=60)
+    assert process.child is not None
+    return process.child, process.url
 
 
 def test_service_logs_issued_and_refused_requests_with_reason_and_no_code(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Helpers of the certificate-service tests: the real ``lancert service run`` as a subprocess on
-127.0.0.1, driven over HTTP (httpx), DNS (dnspython) and its CLI.
+127.0.0.1 (:class:`service_process.ServiceProcess`, shared by every test directory), driven over HTTP
+(httpx), DNS (dnspython) and its CLI.
 
 A uniquely named module, not ``conftest``: every test directory has a conftest, and ``from conftest
 import`` would get whichever one was imported first.
@@ -9,20 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from cryptography.hazmat.primitives import serialization
 
 from lancert.pki import SubjectNames, create_csr, generate_private_key
-from lancert.up.stack import Child
 from lancert_cli import lancert
 from postgres_server import PG_INITDB, PostgresServer  # noqa: F401  (re-exported for the service tests)
+from service_process import ServiceProcess  # noqa: F401  (re-exported for the service tests)
 
 ZONE = "iot.lancert.test"
 CODE = "correct horse battery staple"
@@ -32,48 +28,6 @@ def make_csr(names: list[str] | None = None, key: object = None) -> str:
     key = key or generate_private_key()
     csr = create_csr(key, SubjectNames.parse(dns=names or []))  # type: ignore[arg-type]
     return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
-@dataclass
-class ServiceProcess:
-    data_dir: Path
-    args: list[str]
-    env: dict[str, str] | None = None
-    entry: Path | None = None
-    child: Child | None = None
-    url: str = ""
-    dns_port: int = 0
-
-    @property
-    def output(self) -> list[str]:
-        return self.child.lines if self.child else []
-
-    def start(self, timeout: float = 30) -> ServiceProcess:
-        args = ["--data-dir", str(self.data_dir), "--port", "0", *self.args]
-        log = self.data_dir.parent / f"{self.data_dir.name}.stderr.log"
-        if self.entry is None:
-            self.child = Child.start("the service", ["service", "run", *args], log, env=self.env)
-        else:  # a test-only entry point that wraps ``service run`` (e.g. slow_issuer_service.py)
-            with log.open("a") as stderr:
-                proc = subprocess.Popen([sys.executable, str(self.entry), *args], stdout=subprocess.PIPE,
-                                        stderr=stderr, text=True, start_new_session=True, env=self.env)
-            self.child = Child("the service", proc, log, [])
-            threading.Thread(target=self.child._drain, daemon=True).start()
-        self.url = self.child.wait_for("listening on http://", timeout).strip().rsplit(" ", 1)[-1]
-        dns = next((line for line in self.child.lines if " dns for " in line), None)
-        if dns:
-            self.dns_port = int(dns.split(" on ", 1)[1].split()[0].rsplit(":", 1)[1])
-        return self
-
-    def stop(self) -> str:
-        """Stop the service; return its stderr (for asserting that no traceback leaked elsewhere)."""
-        if self.child is None:
-            return ""
-        self.child.stop()
-        return self.child.log_text()
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
 
 
 def write_config(path: Path, **rate_limit: int) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -29,6 +30,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
+from lancert.box import metrics as box_metrics
 from lancert.box.agent import CertificateKeeper
 from lancert.box.diagnose import Address, diagnose
 from lancert.box.files import (
@@ -205,6 +207,10 @@ def create_app(
     async def status_json(request: Request) -> Response:
         return JSONResponse(keeper.state.as_dict(), headers={"Cache-Control": "no-store"})
 
+    async def metrics(request: Request) -> Response:
+        return Response(box_metrics.render(keeper.state), media_type=CONTENT_TYPE_LATEST,
+                        headers={"Cache-Control": "no-store"})
+
     app = Starlette(routes=[
         Route("/", homepage, methods=["GET"]),
         Route("/settings", save_settings, methods=["POST"]),
@@ -212,6 +218,7 @@ def create_app(
         Route("/check", check_now, methods=["POST"]),
         Route("/diagnose", run_diagnosis, methods=["POST"]),
         Route("/status.json", status_json, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ])
 
     async def plain_http_redirects(
@@ -225,7 +232,8 @@ def create_app(
         if _host_name(request.headers.get("host", "")) not in own_hosts():
             return _refuse(400, "refused: this box does not answer to that Host name")
         state = keeper.state
-        if request.url.scheme == "http" and state.status == "OK" and state.https_url:
+        if (request.url.scheme == "http" and state.status == "OK" and state.https_url
+                and request.url.path != "/metrics"):  # a scraper need not trust the certificate
             target = state.https_url.rstrip("/") + request.url.path
             if request.method not in ("GET", "HEAD"):
                 return _refuse(403, f"refused: this box takes its settings over HTTPS only: {target}")

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
 from lancert.dns import wire
 from lancert.dns.ratelimit import DROP, SEND, RateLimit, ResponseRateLimiter
@@ -165,11 +166,19 @@ def _truncated(reply: bytes) -> bytes:
     return reply[:2] + wire.HEADER.pack(0, flags, 1, 0, 0, 0)[2:] + reply[12 : pos + 5]
 
 
-class Worker:
-    """One worker's three loops over one zone."""
+RCODES = 16  # the header's 4-bit rcode: one answer counter each, per worker
 
-    def __init__(self, spec: ServerSpec, udp: socket.socket, tcp: socket.socket) -> None:
+
+class Worker:
+    """One worker's three loops over one zone. ``counts``: this worker's answers by rcode, in memory
+    shared with the parent (which sums the workers' for ``/metrics``); unlocked, as each worker writes
+    only its own slice and a reader may see a count one behind."""
+
+    def __init__(
+        self, spec: ServerSpec, udp: socket.socket, tcp: socket.socket, counts: Any = None
+    ) -> None:
         self.spec = spec
+        self.counts = counts if counts is not None else [0] * RCODES
         self.udp = udp
         self.tcp = tcp
         self.zone = ZoneAnswers(spec.zone)
@@ -215,6 +224,7 @@ class Worker:
         own = self.own
         port = self.port
         rrl = self.rrl
+        counts = self.counts
         while True:
             try:
                 packet, source = recvfrom(65535)
@@ -239,7 +249,8 @@ class Worker:
             try:
                 sendto(reply, source)
             except OSError:
-                pass  # unreachable source, full buffer: UDP makes no promise
+                continue  # unreachable source, full buffer: UDP makes no promise
+            counts[reply[3] & 15] += 1
 
     @staticmethod
     def _reply(
@@ -307,6 +318,7 @@ class Worker:
                         return  # not even a header: this is no DNS client
                     continue
                 writer.write(len(reply).to_bytes(2, "big") + reply)
+                self.counts[reply[3] & 15] += 1
                 try:
                     await asyncio.wait_for(writer.drain(), timeout)
                 except (TimeoutError, ConnectionError, OSError):
@@ -317,13 +329,18 @@ class Worker:
 
 
 def _worker_main(
-    spec: ServerSpec, udp: socket.socket, tcp: socket.socket, ready: Connection, parent: int
+    spec: ServerSpec,
+    udp: socket.socket,
+    tcp: socket.socket,
+    ready: Connection,
+    parent: int,
+    counts: Any = None,
 ) -> None:
     """Entry point of a worker process (spawned: it shares nothing with the parent but ``spec`` and
     the port's two sockets)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
-    worker = Worker(spec, udp, tcp)
+    worker = Worker(spec, udp, tcp, counts)
     snapshot: TxtSnapshot | None = None
     if spec.txt_source is not None:
         snapshot = spec.txt_source()
@@ -350,21 +367,38 @@ class DNSService:
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
+        # Answers by rcode, one slice per worker process, summed by rcode_counts().
+        self._counts = [self._context.RawArray("Q", RCODES) for _ in range(workers)]
+        self._owners: list[multiprocessing.process.BaseProcess | None] = [None] * workers
 
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes if p.pid is not None]
+
+    def rcode_counts(self) -> dict[int, int]:
+        """Answers sent so far by rcode, over every worker (``/metrics``)."""
+        totals = [sum(column) for column in zip(*self._counts, strict=True)]
+        return {rcode: count for rcode, count in enumerate(totals) if count}
+
+    def _free_slot(self) -> int:
+        """A counter slice no live worker writes (a restarted worker continues the dead one's)."""
+        for slot, owner in enumerate(self._owners):
+            if owner is None or not owner.is_alive():
+                return slot
+        return 0
 
     def _launch(self) -> tuple[multiprocessing.process.BaseProcess, Connection]:
         if self._sockets is None:
             raise OSError("DNS service stopped")
         udp, tcp = self._sockets
         receive, send = self._context.Pipe(duplex=False)
+        slot = self._free_slot()
         process = self._context.Process(  # the sockets cross as descriptors (multiprocessing.reduction)
-            target=_worker_main, args=(self.spec, udp, tcp, send, os.getpid()), daemon=True,
-            name="lancert-dns-worker",
+            target=_worker_main, args=(self.spec, udp, tcp, send, os.getpid(), self._counts[slot]),
+            daemon=True, name="lancert-dns-worker",
         )
         process.start()
+        self._owners[slot] = process
         send.close()
         return process, receive
 

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +30,7 @@ from lancert.service.errors import (
     http_status,
 )
 from lancert.service.issuer import Issuer
+from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
 from lancert.wire.provisioning import (
     MAX_BODY_BYTES,
@@ -175,6 +177,16 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     @app.get("/healthz", response_model=HealthResponse)
     def healthz() -> HealthResponse:
         return HealthResponse()
+
+    endpoint = MetricsEndpoint(
+        provisioner.database, queue_length=getattr(getattr(issuer, "scheduler", None), "waiting", None)
+    )
+    app.state.metrics = endpoint  # the server adds the DNS workers' counts once they run
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format (lancert.service.metrics says what and why)."""
+        return Response(endpoint.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(
         "/api/v1/root",

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 from cryptography import x509
 from sqlalchemy import delete, select
@@ -74,7 +74,7 @@ class SqlLedger:
                         UpstreamSpend.ca == ca,
                         UpstreamSpend.counter == counter,
                         UpstreamSpend.key == key,
-                        UpstreamSpend.at >= since,
+                        UpstreamSpend.at > since,
                     )
                     .order_by(UpstreamSpend.at)
                 )
@@ -103,17 +103,13 @@ def registered_domain(names: SubjectNames, zone: str, on_public_suffix_list: boo
     return zone
 
 
-def renewal_window(chain: IssuedChain) -> tuple[datetime, datetime]:
-    """Where a renewal falls without ARI: :data:`SPREAD` of the lifetime."""
-    start, lifetime = chain.not_before, chain.not_after - chain.not_before
-    return start + lifetime * SPREAD[0], start + lifetime * SPREAD[1]
-
-
-def spread_renewal(window: tuple[datetime, datetime], rng: random.Random | None = None) -> datetime:
-    """A uniformly random moment of the window, so a cohort of certificates issued the same hour does
-    not come back the same hour."""
-    seconds = (window[1] - window[0]).total_seconds()
-    return window[0] + timedelta(seconds=(rng or random).uniform(0, seconds))
+def renewal_moment(not_before: float, not_after: float, rng: random.Random | None = None) -> float:
+    """When a certificate without ARI advice renews (Unix seconds): a uniformly random moment of
+    :data:`SPREAD` of its lifetime, so a cohort issued the same hour does not come back the same hour.
+    (With ARI, the acme library already picks a uniformly random moment of the suggested window, as
+    RFC 9773 section 4.2 asks.) The fleet simulator calls this very function."""
+    lifetime = not_after - not_before
+    return not_before + lifetime * (rng or random).uniform(*SPREAD)
 
 
 class UpstreamChoice:
@@ -268,11 +264,10 @@ class UpstreamChoice:
 
     def _issued(self, issued: IssuedChain, key: str, ca: str, skipped: dict[str, str]) -> IssuedChain:
         """The chain as the desk records it: who issued it, why earlier CAs did not, and its renewal
-        moment, spread: the CA's ARI answer (the acme library already picks a uniformly random moment of
-        the suggested window, as RFC 9773 section 4.2 asks) or a random moment of :data:`SPREAD`."""
+        moment, spread: the CA's ARI answer, else :func:`renewal_moment`."""
         ari = issued.renew_at is not None
-        window = renewal_window(issued)
-        renew_at = issued.renew_at if issued.renew_at is not None else spread_renewal(window)
+        nb, na = issued.not_before.timestamp(), issued.not_after.timestamp()
+        renew_at = issued.renew_at or datetime.fromtimestamp(renewal_moment(nb, na), UTC)
         with self.database.transaction() as session:
             row = session.get(UpstreamCertificate, key)
             if row is None:
@@ -280,7 +275,7 @@ class UpstreamChoice:
                 session.add(row)
             row.ca, row.not_after, row.ari = ca, issued.not_after.timestamp(), ari
             row.window_start = renew_at.timestamp()
-            row.window_end = issued.not_after.timestamp() if ari else window[1].timestamp()
+            row.window_end = na if ari else nb + (na - nb) * SPREAD[1]
         return replace(
             issued,
             renew_at=renew_at,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from lancert.pki import certificate_names
+from lancert.service import metrics
 from lancert.service.authority import Grant
 from lancert.service.errors import ServiceError
 from lancert.service.issuer import IssuedChain
@@ -27,6 +28,7 @@ def _clean(text: str) -> str:
 
 def issued(grant: Grant, chain: IssuedChain, *, style: str, source_ip: str) -> None:
     """The names are the certificate's own (an ACME client may order hosts of its label, not the wildcard)."""
+    metrics.issued(style)
     names = ", ".join(certificate_names(chain.leaf).dns[:5]) or grant.hostname_pattern
     log.info("issued %s for database %s, label %s (%s call from %s): serial %s, not_after %s",
              names, grant.database.uuid, grant.box_label, style, source_ip,
@@ -35,7 +37,10 @@ def issued(grant: Grant, chain: IssuedChain, *, style: str, source_ip: str) -> N
 
 def refused(error: ServiceError, *, path: str, source_ip: str, db_uuid: str | None = None) -> None:
     why = str(error.details.get("reason") or error.details.get("field") or "")
-    refused_as(error.code, error.message, path=path, source_ip=source_ip, db_uuid=db_uuid, why=why)
+    # The metric's reason: the service's own reason word or the error code, never a field name (a
+    # client chooses those: one label value per invented field would grow the scrape without end).
+    metrics.refused(metrics.front_of(path), str(error.details.get("reason") or error.code))
+    _line(error.code, error.message, path=path, source_ip=source_ip, db_uuid=db_uuid, why=why)
 
 
 def refused_as(
@@ -43,6 +48,13 @@ def refused_as(
 ) -> None:
     """A refusal by its code (an ACME problem type such as ``rateLimited``): the same line as
     :func:`refused`, for fronts whose errors are not :class:`ServiceError`."""
+    metrics.refused(metrics.front_of(path), code.rsplit(":", 1)[-1])
+    _line(code, message, path=path, source_ip=source_ip, db_uuid=db_uuid, why=why)
+
+
+def _line(
+    code: str, message: str, *, path: str, source_ip: str, db_uuid: str | None = None, why: str = ""
+) -> None:
     log.info("refused %s from %s%s: %s%s (%s)", _clean(path), source_ip,
              f" for database {_clean(db_uuid)}" if db_uuid else "", _clean(code),
              f" {_clean(why)}" if why else "", _clean(message))

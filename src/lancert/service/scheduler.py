@@ -37,7 +37,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -65,8 +65,9 @@ class Priority(IntEnum):
 class Ledger(Protocol):
     """Where the counters live: timestamps of what was spent, per CA, counter and key."""
 
-    def times(self, ca: str, counter: str, key: str, since: float) -> list[float]:
-        """The timestamps at or after ``since``, oldest first."""
+    def times(self, ca: str, counter: str, key: str, since: float) -> Sequence[float]:
+        """The timestamps after ``since`` (the window's start, which is no longer in it), oldest first
+        (read only)."""
         ...
 
     def add(self, ca: str, counter: str, key: str, at: float) -> None: ...
@@ -82,19 +83,19 @@ class MemoryLedger:
         self._entries: dict[tuple[str, str, str], deque[float]] = {}
         self._adds = 0
 
-    def times(self, ca: str, counter: str, key: str, since: float) -> list[float]:
+    def times(self, ca: str, counter: str, key: str, since: float) -> Sequence[float]:
         entries = self._entries.get((ca, counter, key))
         if not entries:
-            return []
-        while entries and entries[0] < since:
+            return ()
+        while entries and entries[0] <= since:
             entries.popleft()
-        return list(entries)
+        return entries  # the deque itself: no copy of up to a window's worth per question
 
     def count(self, ca: str, counter: str, key: str, since: float) -> int:
         entries = self._entries.get((ca, counter, key))
         if not entries:
             return 0
-        while entries and entries[0] < since:
+        while entries and entries[0] <= since:
             entries.popleft()
         return len(entries)
 
@@ -103,7 +104,7 @@ class MemoryLedger:
         self._adds += 1
         if self._adds % self.SWEEP_EVERY == 0:
             longest = max(WINDOWS.values())
-            self._entries = {k: v for k, v in self._entries.items() if v and v[-1] >= at - longest}
+            self._entries = {k: v for k, v in self._entries.items() if v and v[-1] > at - longest}
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class Verdict:
     ok: bool
     at: float
     reason: str = ""
+    counter: str = ""  # what blocks it: a counter's name, or "down"
 
 
 class Budget:
@@ -144,6 +146,7 @@ class Budget:
         self.down_until = 0.0
         self.down_reason = ""
         self._down_streak = 0
+        self._count = getattr(ledger, "count", None)
 
     # -- limits -------------------------------------------------------------------------------------------
 
@@ -171,22 +174,33 @@ class Budget:
         """Within the limits now? Else when the first slot this request may use frees.
         ``healthy_only=False``: a CA found down still counts (the last resort when none is up)."""
         if healthy_only and now < self.down_until:
-            return Verdict(False, self.down_until, self.down_reason)
+            return Verdict(False, self.down_until, self.down_reason, "down")
+        counters = self._counters(request)
+        if not counters:  # an ARI renewal at the CA that asked for it (the fleet's most common case)
+            return Verdict(True, now)
         worst = Verdict(True, now)
-        for counter, key, limit in self._counters(request):
+        for counter, key, limit in counters:
             window = WINDOWS[counter]
             allowed = self._allowed(counter, limit, request.priority)
-            count = _count(self.ledger, self.name, counter, key, now - window)
+            since = now - window
+            if self._count is not None:
+                count = self._count(self.name, counter, key, since)
+            else:
+                count = len(self.ledger.times(self.name, counter, key, since))
             if count < allowed:
                 continue
             if allowed <= 0:
-                return Verdict(False, math.inf, f"{counter} limit is 0")
-            times = self.ledger.times(self.name, counter, key, now - window)
+                return Verdict(False, math.inf, f"{counter} limit is 0", counter)
+            times = self.ledger.times(self.name, counter, key, since)
             frees = times[len(times) - allowed] + window
             if not worst.ok and worst.at >= frees:
                 continue
-            worst = Verdict(False, frees, _limit_text(counter, limit))
+            worst = Verdict(False, frees, _limit_text(counter, limit), counter)
         return worst
+
+    def competes(self, request: Request) -> bool:
+        """Whether this request spends the CA's shared new-order budget (else only its own counters)."""
+        return any(counter == "orders" for counter, _key, _limit in self._counters(request))
 
     def spend(self, request: Request, now: float) -> None:
         for counter, key, _limit in self._counters(request):
@@ -223,26 +237,18 @@ class Budget:
         if allowed <= 0:
             return
         start = max(now, self.down_until)
-        spent = self.ledger.times(self.name, "orders", "", now - window)
+        spent = list(self.ledger.times(self.name, "orders", "", now - window))
         free_now = max(0, allowed - len(spent))
         for _ in range(free_now):
             yield start
-        # Each spent slot frees one window after it was spent, then again one window later, and so on.
-        recent = spent[len(spent) - min(len(spent), allowed) :]
-        cycle = 0
+        # Each slot frees one window after it was spent, then again one window later, and so on: the
+        # ``allowed`` most recent spends (those free now being taken at ``start``) repeat every window.
+        cycle = sorted(spent[len(spent) - min(len(spent), allowed) :] + [start] * free_now)
+        k = 1
         while True:
-            for at in recent:
-                yield max(start, at + window * (cycle + 1))
-            if not recent:
-                recent = [start] * allowed
-            cycle += 1
-
-
-def _count(ledger: Ledger, ca: str, counter: str, key: str, since: float) -> int:
-    count = getattr(ledger, "count", None)
-    if count is not None:
-        return int(count(ca, counter, key, since))
-    return len(ledger.times(ca, counter, key, since))
+            for at in cycle:
+                yield max(start, at + window * k)
+            k += 1
 
 
 def _limit_text(counter: str, limit: int) -> str:
@@ -263,30 +269,44 @@ class Choice:
     estimate: float
     skipped: dict[str, str] = field(default_factory=dict)
     position: int = 0
+    shared_block: bool = False  # every CA refused on a budget all such requests share (orders, down)
 
 
-@dataclass(order=True)
+Kind = tuple[int, str | None, bool]  # (priority, previous CA, ARI): requests the CAs count alike
+
+
+@dataclass
 class _Waiting:
-    priority: int
     seq: int
-    key: str = field(compare=False)
-    request: Request = field(compare=False)
-    seen: float = field(compare=False, default=0.0)
+    key: str
+    request: Request
+    seen: float = 0.0
+    kind: Kind = (0, None, False)
+
+    def __post_init__(self) -> None:
+        self.kind = (int(self.request.priority), self.request.previous_ca, self.request.ari)
+
+    def before(self, other: _Waiting) -> bool:
+        return (self.request.priority, self.seq) < (other.request.priority, other.seq)
 
 
 class Scheduler:
-    """The CAs in order of preference, and the requests waiting for a slot."""
+    """The CAs in order of preference, and the requests waiting for a slot: first in, first out within
+    a priority, one queue per kind (priority, previous CA, ARI) so that a kind the CAs refuse on a shared
+    budget waits as a whole while another kind (a renewal the CA exempts) still goes."""
 
     def __init__(self, budgets: list[Budget]) -> None:
         self.budgets = budgets
         self._waiting: dict[str, _Waiting] = {}
-        self._heap: list[_Waiting] = []
+        self._queues: dict[Kind, deque[_Waiting]] = {}
         self._seq = itertools.count()
+        self._swept = -math.inf
 
     def choose(self, request: Request, now: float, exclude: frozenset[str] = frozenset()) -> Choice:
         """The first CA, in order, that is up and within its limits for this request."""
         skipped: dict[str, str] = {}
         soonest = math.inf
+        shared = True
         for budget in self.budgets:
             if budget.name in exclude:
                 continue
@@ -295,29 +315,47 @@ class Scheduler:
                 return Choice(budget, now, skipped)
             skipped[budget.name] = verdict.reason
             soonest = min(soonest, verdict.at)
-        # None is up: the first one within its limits is tried all the same (a CA is found down by
-        # trying it, and found up again the same way; the order desk backs the name off meanwhile).
-        for budget in self.budgets:
-            if budget.name not in exclude and budget.check(request, now, healthy_only=False).ok:
-                return Choice(budget, now, skipped)
-        return Choice(None, soonest, skipped)
+            shared = shared and verdict.counter in ("orders", "down")
+        # One CA alone has nothing to fall back to: found down, it is tried all the same while within
+        # its limits (the order desk's per-name back-off paces that). Several: the next is tried once
+        # the back-off of one found down has passed.
+        if len(self.budgets) == 1 and not exclude:
+            if self.budgets[0].check(request, now, healthy_only=False).ok:
+                return Choice(self.budgets[0], now, skipped)
+        return Choice(None, soonest, skipped, shared_block=shared)
 
     # -- the queue ----------------------------------------------------------------------------------------
+
+    def _add(self, key: str, request: Request, seen: float) -> _Waiting:
+        old = self._waiting.get(key)
+        if old is not None:
+            old.key = ""  # dropped from its queue lazily
+        entry = _Waiting(next(self._seq), key, request, seen)
+        self._waiting[key] = entry
+        self._queues.setdefault(entry.kind, deque()).append(entry)
+        return entry
 
     def ask(self, key: str, request: Request, now: float) -> Choice:
         """A request asked about (again): a CA for it now if one has a slot that nobody ahead of it in
         the queue needs, else its place in the queue and a truthful estimate of when it gets its turn."""
+        choice = self.choose(request, now)
+        if choice.budget is not None and not choice.budget.competes(request):
+            self.admitted(key)  # takes nobody's slot (a renewal the CA exempts): no queue at all
+            return choice
         entry = self._waiting.get(key)
-        if entry is None or entry.priority != request.priority:
-            if entry is not None:
-                entry.key = ""  # dropped from the heap lazily
-            entry = _Waiting(int(request.priority), next(self._seq), key, request, now)
-            self._waiting[key] = entry
-            heapq.heappush(self._heap, entry)
+        if entry is None or entry.request != request:
+            entry = self._add(key, request, now)
         entry.seen = now
         self._forget_stale(now)
-        ahead = sum(1 for w in self._waiting.values() if w is not entry and w < entry)
-        choice = self.choose(request, now)
+        # Those ahead that want the same shared slots: a renewal the CA exempts takes none of theirs.
+        first = choice.budget or self.budgets[0]
+        ahead = 0
+        if first.competes(request):
+            ahead = sum(
+                1
+                for w in self._waiting.values()
+                if w is not entry and w.before(entry) and first.competes(w.request)
+            )
         if choice.budget is not None and ahead:
             # Free slots go to those ahead first: take one only if there are more than they need.
             spare = self._slots_before(request.priority, now, now, ahead + 1)
@@ -340,8 +378,7 @@ class Scheduler:
 
     def estimate(self, priority: Priority, now: float, ahead: int) -> float:
         """When the request behind ``ahead`` others gets a new-order slot at one of the CAs."""
-        streams = [b.free_slots(priority, now) for b in self.budgets]
-        merged = heapq.merge(*streams)
+        merged = heapq.merge(*(b.free_slots(priority, now) for b in self.budgets))
         for at in itertools.islice(merged, ahead, ahead + 1):
             return at
         return math.inf
@@ -351,47 +388,61 @@ class Scheduler:
         return sum(1 for at in itertools.islice(merged, most) if at <= until)
 
     def _forget_stale(self, now: float) -> None:
-        if len(self._waiting) < 64 and not self._heap:
+        if now - self._swept < 60.0:
             return
+        self._swept = now
         for key in [k for k, w in self._waiting.items() if now - w.seen > WAITING_TTL]:
             self.admitted(key)
-        while self._heap and not self._heap[0].key:
-            heapq.heappop(self._heap)
 
     # -- the fleet view (the simulator; a background renewer) ------------------------------------------------
 
     def enqueue(self, key: str, request: Request, now: float) -> None:
         """A request that waits without a box asking (a renewal the service runs itself)."""
-        entry = _Waiting(int(request.priority), next(self._seq), key, request, now)
-        entry.seen = math.inf  # never stale: nobody has to ask again
-        old = self._waiting.get(key)
-        if old is not None:
-            old.key = ""
-        self._waiting[key] = entry
-        heapq.heappush(self._heap, entry)
+        self._add(key, request, math.inf)  # never stale: nobody has to ask again
+
+    def _head(self, queue: deque[_Waiting]) -> _Waiting | None:
+        while queue and not queue[0].key:
+            queue.popleft()
+        return queue[0] if queue else None
 
     def drain(self, now: float) -> Iterator[tuple[str, Request, Budget]]:
         """Hand out slots in priority order while a CA has one: each yielded request is out of the queue
-        and its budget spent once the caller moves on (the caller orders it). A request that cannot go
-        ends the round; so does one whose priority no CA serves now (lower ones would be refused too)."""
-        while self._heap:
-            entry = self._heap[0]
-            if not entry.key:
-                heapq.heappop(self._heap)
-                continue
-            choice = self.choose(entry.request, now)
+        and its budget spent (the caller orders it). A request that cannot go waits; once one is refused
+        on a budget that all requests of its kind share (the new orders, a CA down), the rest of that kind
+        waits unasked, while others (a renewal the CA exempts) still go."""
+        deferred: dict[Kind, list[_Waiting]] = {}
+        blocked: set[Kind] = set()
+        while True:
+            best: _Waiting | None = None
+            for kind, queue in self._queues.items():
+                if kind in blocked:
+                    continue
+                head = self._head(queue)
+                if head is not None and (best is None or head.before(best)):
+                    best = head
+            if best is None:
+                break
+            kind = best.kind
+            queue = self._queues[kind]
+            queue.popleft()
+            choice = self.choose(best.request, now)
             if choice.budget is None:
-                return
-            heapq.heappop(self._heap)
-            del self._waiting[entry.key]
-            entry.key, key = "", entry.key
-            choice.budget.spend(entry.request, now)
-            yield key, entry.request, choice.budget
+                deferred.setdefault(kind, []).append(best)
+                if choice.shared_block:
+                    blocked.add(kind)
+                continue
+            del self._waiting[best.key]
+            key, best.key = best.key, ""
+            choice.budget.spend(best.request, now)
+            yield key, best.request, choice.budget
+        for kind, entries in deferred.items():
+            self._queues[kind].extendleft(reversed(entries))
 
     def next_slot(self, now: float) -> float:
-        """When the head of the queue could go (inf with an empty queue)."""
-        while self._heap and not self._heap[0].key:
-            heapq.heappop(self._heap)
-        if not self._heap:
-            return math.inf
-        return self.choose(self._heap[0].request, now).estimate
+        """When the first waiting request could go (inf with an empty queue)."""
+        soonest = math.inf
+        for queue in self._queues.values():
+            head = self._head(queue)
+            if head is not None:
+                soonest = min(soonest, self.choose(head.request, now).estimate)
+        return soonest

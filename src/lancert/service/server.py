@@ -25,6 +25,7 @@ from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.loopback import listen_tcp
+from lancert.service import metrics
 from lancert.service.app import create_app
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
@@ -90,6 +91,7 @@ def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIden
         zone=identity.zone,
         on_public_suffix_list=config.zone_on_public_suffix_list,
         down_backoff=config.orders.upstream_down_backoff,
+        observe=metrics.upstream_order,
     )
 
 
@@ -175,7 +177,10 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
             raise LancertError(f"--acme-name must be under the zone {zone} (or give --acme-tls-cert/-key)")
         files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
         cert_path, key_path = files.cert_path, files.key_path
-    app = create_acme_app(build_acme_server(service.database, service.authority, service.provisioner))
+    meta = {"termsOfService": config.acme_terms_of_service, "website": config.acme_website}
+    acme = build_acme_server(service.database, service.authority, service.provisioner,
+                             meta={k: v for k, v in meta.items() if v})
+    app = create_acme_app(acme)
     return _AcmeEndpoint(
         uvicorn.Config(
             app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,
@@ -260,6 +265,7 @@ def _serve(
     if config.dns_port:
         caa = config.caa_issuers or tuple(caa_issuers(service.database))
         dns = start_dns(config, service.identity.zone, caa)
+        service.app.state.metrics.set_dns(dns.rcode_counts)
         print(
             f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp, "
             f"{dns.workers} workers)",

@@ -1,0 +1,173 @@
+"""``/metrics`` (issue 23 point 5): the service's counters in Prometheus' text format, scraped by a real
+Prometheus (Debian ``prometheus``, on loopback, with its own configuration and storage in a temporary
+directory), which is then asked for the issued-certificates counter through its HTTP query API.
+
+Also: refusals by front and reason, DNS answers by rcode, the soonest expiry, and no label holding a
+database UUID, a box label or an enterprise code.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dns.message
+import dns.query
+import httpx
+import pytest
+from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr
+
+from capabilities import required_for_module
+from lancert.box.files import BoxState
+from lancert.box.metrics import render as box_metrics
+from lancert.loopback import free_port
+
+PROMETHEUS = shutil.which("prometheus")
+_capability = required_for_module(PROMETHEUS is not None, "Debian package 'prometheus' is not installed")
+
+
+def _value(text: str, metric: str, **labels: str) -> float | None:
+    """The sample of ``metric`` with exactly ``labels`` in a text exposition, or None."""
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(metric):
+            continue
+        name, _, rest = line.partition("{") if "{" in line.split(" ")[0] else (line.split(" ")[0], "", "")
+        if name != metric:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', rest.partition("}")[0])) if rest else {}
+        if found == labels:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    base = tmp_path_factory.mktemp("metrics")
+    config = base / "service.toml"
+    config.write_text(
+        f'zone = "{ZONE}"\n[rate_limit]\nfailures_per_ip = 1000\nfailures_per_database = 1000\n'
+    )
+    process = ServiceProcess(base / "data", ["--config", str(config), "--dns-port", str(free_port())]).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.mark.slow
+def test_metrics_count_issued_and_refused_by_front_and_dns_by_rcode(service: ServiceProcess) -> None:
+    registry = Registry(service.data_dir)
+    uuid = registry.add()
+    with service.client() as client:
+        before = client.get("/metrics").text
+        ok = client.post("/api/v1/certificates", json={
+            "db_uuid": uuid, "enterprise_code": CODE, "box_id": "kitchen", "csr": make_csr()})
+        assert ok.status_code == 200, ok.text
+        wrong = client.post("/api/v1/certificates", json={
+            "db_uuid": uuid, "enterprise_code": "not the code", "box_id": "kitchen", "csr": make_csr()})
+        assert wrong.status_code == 403
+        compatible = client.post(
+            "/odoo-enterprise/iot/x509", json={"params": {"db_uuid": uuid, "enterprise_code": CODE}}
+        )
+        assert compatible.status_code == 200 and "x509_pem" in compatible.json()["result"]
+        label = ok.json()["box_label"]
+        for name in (f"x.{label}.{ZONE}", f"nothing.{ZONE}"):
+            dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=service.dns_port, timeout=5)
+        time.sleep(0.2)
+        response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+
+    def grew(metric: str, **labels: str) -> float:
+        return (_value(text, metric, **labels) or 0) - (_value(before, metric, **labels) or 0)
+
+    assert grew("lancert_certificates_issued_total", front="native") == 1
+    assert grew("lancert_certificates_issued_total", front="compatible") == 1
+    refused = [
+        (dict(re.findall(r'(\w+)="([^"]*)"', line)), line) for line in text.splitlines()
+        if line.startswith("lancert_certificates_refused_total{")
+    ]
+    assert any(labels.get("front") == "native" for labels, _ in refused), refused
+    assert (_value(text, "lancert_dns_queries_total", rcode="NOERROR") or 0) >= 1
+    assert (_value(text, "lancert_dns_queries_total", rcode="NXDOMAIN") or 0) >= 1
+    soonest = _value(text, "lancert_certificate_soonest_expiry_days")
+    assert soonest is not None and 89 < soonest <= 90  # the internal CA's 90 days
+    assert _value(text, "lancert_upstream_queue_length") == 0
+    # Nothing an operator does not already see in 'service certs', and no secret: no database UUID,
+    # no box label, no enterprise code in any label.
+    for secret in (uuid, label, CODE, "not the code"):
+        assert secret not in text
+
+
+@pytest.mark.slow
+def test_a_real_prometheus_scrapes_the_issued_certificates_counter(
+    service: ServiceProcess, tmp_path: Path
+) -> None:
+    assert PROMETHEUS is not None
+    registry = Registry(service.data_dir)
+    uuid = registry.add()
+    with service.client() as client:
+        response = client.post("/api/v1/certificates", json={
+            "db_uuid": uuid, "enterprise_code": CODE, "box_id": "hall", "csr": make_csr()})
+        assert response.status_code == 200
+        expected = _value(client.get("/metrics").text, "lancert_certificates_issued_total", front="native")
+    assert expected is not None and expected >= 1
+    target = service.url.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: lancert\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+         "--storage.tsdb.retention.time=1h"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    try:
+        deadline = time.monotonic() + 60
+        value = None
+        while time.monotonic() < deadline and value != expected:
+            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/query",
+                    params={"query": 'lancert_certificates_issued_total{front="native",job="lancert"}'},
+                    timeout=5,
+                ).json()
+                results = answer.get("data", {}).get("result", [])
+                value = float(results[0]["value"][1]) if results else None
+            except (httpx.HTTPError, ValueError):
+                value = None
+            time.sleep(0.5)
+        assert value == expected, (tmp_path / "prometheus.log").read_text()[-2000:]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_box_metrics_say_days_left_and_the_current_error_code() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    state = BoxState(not_after=(now + timedelta(days=12, hours=12)).isoformat(), status="OK",
+                     last_check=now.isoformat())
+    text = box_metrics(state, now).decode()
+    assert _value(text, "lancert_box_certificate_days_left") == 12.5
+    assert _value(text, "lancert_box_certificate_valid") == 1
+    failing = BoxState(status="ERR_IOT_HTTPS_LOAD_REQUEST_STATUS",
+                       problems=[{"code": "ERR_IOT_HTTPS_LOAD_REQUEST_STATUS", "detail": "424"}])
+    text = box_metrics(failing, now).decode()
+    assert _value(text, "lancert_box_certificate_valid") == 0
+    assert _value(text, "lancert_box_last_error", code="ERR_IOT_HTTPS_LOAD_REQUEST_STATUS") == 1
+    odd = BoxState(problems=[{"code": "anything a file could hold"}])
+    assert _value(box_metrics(odd, now).decode(), "lancert_box_last_error", code="other") == 1
