@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import typer
 
 from lancert.errors import UsageError
+from lancert.logs import configure_logging
 from lancert.printer.device import DEFAULT_DEVICE_ID, Printer
 from lancert.printer.server import PrinterServer
 
@@ -54,4 +55,5 @@ def run(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
+    configure_logging()  # the port's own lines (refusals, errors) in lancert's format on stderr
     asyncio.run(server.serve(ready))

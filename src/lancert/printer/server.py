@@ -2,33 +2,24 @@
 
 A reset (the admin page's button, as on the real printers) restarts the web server on the same listening
 socket with the certificate stored now: uvicorn is given a duplicate of the socket each time, so its
-shutdown closes only the duplicate and connections arriving meanwhile wait in the backlog.
+shutdown closes only the duplicate and connections arriving meanwhile wait in the backlog. The port is
+served by the one serving layer (:mod:`lancert.serving.ports`): connection cap, timeouts, body cap
+(:data:`~lancert.printer.web.MAX_EPOS_BODY`), one log format.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
-
-import uvicorn
 
 from lancert.errors import LancertError
 from lancert.loopback import listen_tcp
 from lancert.printer.device import Printer
-from lancert.printer.web import EPOS_PATH, Origins, create_app
+from lancert.printer.web import EPOS_PATH, MAX_EPOS_BODY, Origins, create_app, too_large
+from lancert.serving.ports import Port, PortServer
 
 START_TIMEOUT = 30.0
-
-
-class _Server(uvicorn.Server):
-    """Signals are the caller's: ``printer run`` and ``up`` stop the printer themselves."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class PrinterServer:
@@ -40,10 +31,11 @@ class PrinterServer:
         self.host = host
         self.sock = listen_tcp(host, port)
         self.port: int = self.sock.getsockname()[1]
-        self.app = create_app(printer, origins=Origins(allow_origins), on_reset=self.reset)
+        self.origins = Origins(allow_origins)
+        self.app = create_app(printer, origins=self.origins, on_reset=self.reset)
         self.scheme = "http"
         self.resets = 0
-        self._server: _Server | None = None
+        self._server: PortServer | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -71,14 +63,12 @@ class PrinterServer:
                 raise LancertError(f"{where}: cannot use the stored certificate ({exc})") from None
             self.printer.served = self.printer.stored_certificate() if context else None
             self.scheme = "https" if context else "http"
-            config = uvicorn.Config(
-                self.app, ssl_context_factory=(lambda _c, _d: context) if context else None,  # noqa: B023
-                http="h11", loop="asyncio", lifespan="off", access_log=False, log_level="warning",
-                server_header=False, timeout_keep_alive=5, timeout_graceful_shutdown=2,
-            )
-            server = _Server(config)
+            port = Port("printer", self.app, self.sock, MAX_EPOS_BODY, too_large(self.origins), tls=context,
+                        keep_alive=5, graceful_shutdown=2)
+            self.sock = port.listener  # taken over by the connection guard; served through dups
+            server = PortServer(port)
             self._server = server
-            task = asyncio.create_task(server.serve(sockets=[self.sock.dup()]))
+            task = asyncio.create_task(server.serve_port(self.sock.dup()))
             while not server.started and not task.done():
                 await asyncio.sleep(0.02)
             if server.started and callable(on_ready):

@@ -9,86 +9,69 @@ the page shows what a shop sees: printing fails until the printer's certificate 
 
 from __future__ import annotations
 
-import socket
 import ssl
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lancert.device.certificate import create_device_certificate
+from lancert.loopback import listen_tcp
 from lancert.printer.device import Printer
 from lancert.printer.server import PrinterServer
+from lancert.serving.ports import BackgroundPorts, Port
 from lancert.storage.files import Credential, CredentialFiles, StorageError
 
 PRINTER_IP = "127.0.0.1"
 
-class _HTTPSServer(ThreadingHTTPServer):
-    """HTTPS with the handshake in each connection's own thread, so one silent client blocks no other."""
+def _page_app(page: bytes) -> ASGIApp:
+    """``page`` for every GET (and HEAD), whatever the path: a device with one fixed web page."""
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            answer: Response = PlainTextResponse("method not allowed\n", status_code=405,
+                                                 headers={"Allow": "GET, HEAD"})
+        else:
+            answer = HTMLResponse(page)
+        await answer(scope, receive, send)
 
-    daemon_threads = True
-    context: ssl.SSLContext
-
-    def finish_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
-        request.settimeout(10)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return  # a client that does not trust the printer closes the handshake: expected, not an error
-        super().finish_request(tls, client_address)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
-def _page_handler(page: bytes) -> type[BaseHTTPRequestHandler]:
-    class Page(BaseHTTPRequestHandler):
-        server_version = "lancert-printer"
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Page
+    return app
 
 
 @dataclass
 class RunningServer:
-    """A page served over HTTPS in background threads; ``port`` is the one the system chose for 0."""
+    """A page served over HTTPS by a thread of its own; ``port`` is the one the system chose for 0."""
 
     host: str
     port: int
-    server: _HTTPSServer
+    server: BackgroundPorts
 
     def url(self, host: str | None = None) -> str:
         return f"https://{host or self.host}:{self.port}/"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+
+# The page takes no body: a GET's.
+PAGE_BODY_LIMIT = 1024
 
 
 def serve_page(cert_file: Path, key_file: Path, page: bytes, *, host: str = PRINTER_IP,
                port: int = 0) -> RunningServer:
-    """Serve ``page`` for every GET over HTTPS with this certificate chain (leaf first) and key.
+    """Serve ``page`` for every GET over HTTPS with this certificate chain (leaf first) and key, on the
+    one serving layer (connection cap, timeouts, one log format), from a background thread.
 
     What a device with a fixed web page does; the demo printer and the browser tests use it.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server = _HTTPSServer((host, port), _page_handler(page))
-    server.context = context
-    threading.Thread(target=server.serve_forever, name="https-page", daemon=True).start()
-    return RunningServer(host, server.server_address[1], server)
+    served = Port("page", _page_app(page), listen_tcp(host, port), PAGE_BODY_LIMIT, tls=context)
+    return RunningServer(host, served.port, BackgroundPorts([served], "https-page").start())
 
 
 @dataclass
