@@ -152,7 +152,9 @@ def test_readme_sh_examples_stay_on_this_machine() -> None:
 # What each server prints once it answers: the line a user waits for before typing the next command.
 READY = {"service": "lancert service: listening on", "dns": "lancert dns: serving",
          "terminal": "Details: HTTPS", "box": "lancert box:", "printer": "lancert printer:",
-         "pdns_server": "ready to distribute questions"}  # PowerDNS says it on stderr
+         # PowerDNS says it on stderr; with one backend per receiver thread (distributor-threads=1, as
+         # `lancert dns powerdns` configures it) its last start line is this one, once per thread.
+         "pdns_server": "operating unthreaded"}
 
 
 def _wait_ready(proc: subprocess.Popen[str], marker: str, line: str, timeout: float = 60) -> None:

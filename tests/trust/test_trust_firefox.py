@@ -12,6 +12,8 @@ certificate on 127.0.0.1).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +177,39 @@ def test_self_signed_server_certificate_marked_ca_is_refused_by_firefox_and_lanc
     assert _pages(pages) == [(False, "MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY")]
     with tls_server(tmp_path / "cert.pem", tmp_path / "key.pem") as server:
         assert _check(server, profile) == (2, ["ca-certificate-as-end-entity"])
+
+
+def test_a_profile_made_by_firefox_esr_in_the_xdg_folder_gets_the_certificate(
+    device_dir: Path, device_server: TLSServer, tmp_path: Path
+) -> None:
+    """Firefox ESR 153 (Debian) makes new profiles under ``~/.config/mozilla/firefox`` (XDG), named in
+    the profiles.ini there, without a cert9.db until Firefox first runs in them: ``trust install --store
+    nss`` must find the profile there and give it the certificate, and ``check --nssdb`` on the profile
+    must then say secure (and, before, advise the command that works)."""
+    require(shutil.which("firefox-esr") is not None, "firefox-esr (Debian package) is not installed")
+    home = tmp_path / "home"
+    home.mkdir()
+    made = subprocess.run(
+        ["unshare", "--net", "firefox-esr", "--headless", "-CreateProfile", "shop"],
+        env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    profiles = sorted((home / ".config/mozilla/firefox").glob("*.shop"))
+    assert len(profiles) == 1, sorted(p.relative_to(home) for p in home.rglob("*"))
+    profile = profiles[0]
+    assert "shop" in (home / ".config/mozilla/firefox/profiles.ini").read_text()
+    assert not (home / ".mozilla").exists()  # the legacy folder is not used: only XDG holds it
+
+    installed = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", home=home)
+    assert installed.returncode == 0, installed.stderr
+    assert f"trusted in NSS database {profile}" in installed.stdout
+    assert [t for _, t in nss_entries(profile)] == ["CP,,"]
+    assert _check(device_server, profile) == (0, [])
+
+    removed = run_lancert("trust", "remove", device_dir / "cert.pem", "--store", "nss", home=home)
+    assert removed.returncode == 0, removed.stderr
+    status, reasons = _check(device_server, profile)
+    assert (status, reasons) == (2, ["self-signed-untrusted"])
+    advice = json.loads(run_lancert("check", device_server.url(), *resolve_args(), "--nssdb", profile,
+                                    "--json").stdout)["reasons"][0]["message"]
+    assert "lancert trust install FILE --store nss" in advice

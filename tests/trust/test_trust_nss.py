@@ -26,7 +26,7 @@ from lancert.pki import (
 )
 from lancert.trust import NssStore, nickname, nss_databases
 from lancert.trust.nss import (
-    firefox_profiles_without_database,
+    firefox_profiles,
     firefox_refuses,
     has_trust,
     is_firefox_profile,
@@ -134,12 +134,17 @@ def test_default_stores_are_chrome_created_if_missing_and_every_firefox_profile(
 
 
 @pytest.mark.slow
-def test_install_names_firefox_profiles_that_have_no_database_yet(device_dir: Path, tmp_path: Path) -> None:
+def test_install_makes_the_database_of_profiles_firefox_never_ran_in(
+    device_dir: Path, tmp_path: Path
+) -> None:
+    """A profile named in profiles.ini without a cert9.db (made by ``-CreateProfile`` or the profile
+    manager, never started) gets one, with the certificate: Firefox reads it at its first start."""
     home = tmp_path / "home"
     base = home / ".mozilla/firefox"
     make_nssdb(base / "abcd1234.default-release")
     (base / "fresh.default").mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere-profile"
+    elsewhere.mkdir()
     (base / "profiles.ini").write_text(
         "[Install4F96D1932A9F858E]\nDefault=abcd1234.default-release\n\n"
         "[Profile0]\nName=default-release\nIsRelative=1\nPath=abcd1234.default-release\n\n"
@@ -148,15 +153,9 @@ def test_install_names_firefox_profiles_that_have_no_database_yet(device_dir: Pa
     )
     result = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss", home=home)
     assert result.returncode == 0, result.stderr
-    notes = [line for line in result.stderr.splitlines() if line.startswith("note: Firefox profile")]
-    assert notes == [
-        f"note: Firefox profile {path} has no certificate database yet; start Firefox with it once, then run "
-        "this install again" for path in (base / "fresh.default", elsewhere)
-    ]
-    assert [t for _, t in nss_entries(base / "abcd1234.default-release")] == ["CP,,"]
-    with_nssdb = run_lancert("trust", "install", device_dir / "cert.pem", "--store", "nss",
-                             "--nssdb", base / "abcd1234.default-release", home=home)
-    assert "note:" not in with_nssdb.stderr
+    for profile in (base / "abcd1234.default-release", base / "fresh.default", elsewhere):
+        assert [t for _, t in nss_entries(profile)] == ["CP,,"], profile
+        assert f"trusted in NSS database {profile}" in result.stdout
 
 
 def test_a_profile_directory_without_a_database_is_not_created_by_check(
@@ -450,20 +449,27 @@ def test_the_databases_a_user_s_browsers_read(tmp_path: Path) -> None:
     assert [(s.directory, s.create) for s in nss_databases(home)] == [
         (home / ".pki/nssdb", True),
         (home / "snap/chromium/current/.pki/nssdb", False),
-        (home / ".mozilla/firefox/a.default-release", False),
-        (home / ".mozilla/firefox/b.default", False),
-        (home / "snap/firefox/common/.mozilla/firefox/s.default", False),
-        (home / ".var/app/org.mozilla.firefox/.mozilla/firefox/f.default", False),
+        (home / ".mozilla/firefox/a.default-release", True),
+        (home / ".mozilla/firefox/b.default", True),
+        (home / "snap/firefox/common/.mozilla/firefox/s.default", True),
+        (home / ".var/app/org.mozilla.firefox/.mozilla/firefox/f.default", True),
     ]
 
 
 @pytest.mark.slow
-def test_profiles_without_a_database_from_every_profiles_ini(tmp_path: Path) -> None:
+def test_profiles_from_every_profiles_ini_and_installs_ini_in_both_folders(tmp_path: Path) -> None:
     home = tmp_path / "home"
     deb = home / ".mozilla/firefox"
+    xdg = home / ".config/mozilla/firefox"
     flatpak = home / ".var/app/org.mozilla.firefox/.mozilla/firefox"
     make_nssdb(deb / "ready.default")
     moved = tmp_path / "moved"
+    for profile in (deb / "fresh.default", moved, flatpak / "flat.default", xdg / "new.default-release",
+                    xdg / "Profiles/inst.default", tmp_path / "absolute-install"):
+        profile.mkdir(parents=True)
+    (xdg / "profiles.ini").write_text("[Profile0]\nName=new\nIsRelative=1\nPath=new.default-release\n")
+    (xdg / "installs.ini").write_text(f"[4F96D1932A9F858E]\nDefault=Profiles/inst.default\nLocked=1\n\n"
+                                      f"[AB12]\nDefault={tmp_path / 'absolute-install'}\n")
     deb.mkdir(parents=True, exist_ok=True)
     (deb / "profiles.ini").write_text(
         "[General]\nPath=not-a-profile\n\n"
@@ -473,11 +479,21 @@ def test_profiles_without_a_database_from_every_profiles_ini(tmp_path: Path) -> 
         "[Profile3]\nName=no path\n\n"
         "[InstallABC]\nDefault=fresh.default\n"
     )
-    flatpak.mkdir(parents=True)
+    flatpak.mkdir(parents=True, exist_ok=True)
     (flatpak / "profiles.ini").write_text("[Profile0]\nPath=flat.default\n")
     (home / "snap/firefox/common/.mozilla/firefox").mkdir(parents=True)
     (home / "snap/firefox/common/.mozilla/firefox/profiles.ini").write_bytes(b"[Profile0\n\xff\xfe")
-    assert firefox_profiles_without_database(home) == [deb / "fresh.default", moved, flatpak / "flat.default"]
+    assert firefox_profiles(home, environ={}) == [
+        xdg / "new.default-release", xdg / "Profiles/inst.default", tmp_path / "absolute-install",
+        deb / "ready.default", deb / "fresh.default", moved, flatpak / "flat.default",
+    ]
+    # $XDG_CONFIG_HOME moves the XDG folder (an absolute one only, as Firefox reads it).
+    other = tmp_path / "xdg-config"
+    (other / "mozilla/firefox/x.default").mkdir(parents=True)
+    (other / "mozilla/firefox/profiles.ini").write_text("[Profile0]\nPath=x.default\n")
+    moved_xdg = other / "mozilla/firefox/x.default"
+    assert firefox_profiles(home, environ={"XDG_CONFIG_HOME": str(other)})[0] == moved_xdg
+    assert moved_xdg not in firefox_profiles(home, environ={"XDG_CONFIG_HOME": "relative"})
 
 
 def fake_certutil(tmp_path: Path, body: str) -> str:

@@ -34,7 +34,7 @@ from lancert.pki import (
 )
 from lancert.trust.fetch import HandshakeError, Target, served_chain
 from lancert.trust.java import JavaStore
-from lancert.trust.nss import NssStore, is_firefox_profile
+from lancert.trust.nss import NssStore, is_firefox_profile, nss_databases
 from lancert.trust.store import is_ca
 from lancert.trust.system import bundle_certificates
 
@@ -60,6 +60,8 @@ class TrustSource:
     anchors: tuple[x509.Certificate, ...] = ()
     trusted_leaves: tuple[x509.Certificate, ...] = ()
     firefox: bool = False
+    # The command that puts a certificate where this source reads it (the advice of a refusal).
+    install_hint: str = "lancert trust install FILE --store nss"
 
     @classmethod
     def from_ca_file(cls, path: Path) -> TrustSource:
@@ -81,9 +83,16 @@ class TrustSource:
         if not store.exists():
             raise LancertError(f"{directory}: not an NSS database (no cert9.db)")
         anchors, leaves = store.trusted()
+        # `trust install --store nss` covers the databases it finds (Chrome's, every Firefox profile in a
+        # profiles.ini); any other directory needs naming.
+        found = {s.directory.resolve() for s in nss_databases(Path.home())}
+        hint = "lancert trust install FILE --store nss"
+        if directory.resolve() not in found:
+            hint += f" --nssdb {directory}"
         if is_firefox_profile(directory):
-            return cls(f"Firefox profile {directory}", tuple(anchors), tuple(leaves), firefox=True)
-        return cls(f"NSS database {directory}", tuple(anchors), tuple(leaves))
+            return cls(f"Firefox profile {directory}", tuple(anchors), tuple(leaves), firefox=True,
+                       install_hint=hint)
+        return cls(f"NSS database {directory}", tuple(anchors), tuple(leaves), install_hint=hint)
 
     @classmethod
     def from_keystore(cls, keystore: Path, storepass: str) -> TrustSource:
@@ -94,7 +103,8 @@ class TrustSource:
             raise LancertError(f"{keystore}: no such keystore")
         certs = JavaStore(keystore, storepass).trusted_certificates()
         return cls(f"Java keystore {keystore}", tuple(c for c in certs if is_ca(c)),
-                   tuple(c for c in certs if not is_ca(c)))
+                   tuple(c for c in certs if not is_ca(c)),
+                   install_hint=f"lancert trust install FILE --store java --keystore {keystore}")
 
     @classmethod
     def system(cls) -> TrustSource:
@@ -104,7 +114,8 @@ class TrustSource:
             if candidate and Path(candidate).is_file():
                 certs = bundle_certificates(Path(candidate).read_bytes())
                 return cls(f"system trust {candidate}", tuple(c for c in certs if is_ca(c)),
-                           tuple(c for c in certs if not is_ca(c)))
+                           tuple(c for c in certs if not is_ca(c)),
+                           install_hint="lancert trust install FILE --store system")
         raise LancertError("no system CA bundle found; pass --ca FILE or --nssdb DIR")
 
 
@@ -211,7 +222,7 @@ def _chromium_leaf_trust(leaf: x509.Certificate, trust: TrustSource) -> tuple[li
     if leaf in trust.anchors:
         # Chromium 156 answers ERR_CERT_INVALID for a CA:FALSE certificate given NSS "C" trust.
         message = (f"the certificate is trusted as a CA by {trust.description} but is not one (CA:FALSE), "
-                   "which Chromium rejects; reinstall it: lancert trust install FILE --store nss")
+                   f"which Chromium rejects; reinstall it: {trust.install_hint}")
         return [Reason("end-entity-trusted-as-ca", message)], False
     return None
 
@@ -227,8 +238,7 @@ def _firefox_leaf_trust(leaf: x509.Certificate, trust: TrustSource) -> tuple[lis
         return [], True
     if leaf in trust.trusted_leaves and is_self_issued(leaf):
         message = (f"the certificate is trusted only as a peer (NSS P) by {trust.description}, which Firefox "
-                   "ignores (MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT); reinstall it: "
-                   "lancert trust install FILE --store nss")
+                   f"ignores (MOZILLA_PKIX_ERROR_SELF_SIGNED_CERT); reinstall it: {trust.install_hint}")
         return [Reason("peer-trust-only", message)], False
     return None
 
@@ -245,7 +255,7 @@ def trust_reasons(chain: list[x509.Certificate], trust: TrustSource) -> tuple[li
     if len(path) == 1 and is_self_issued(leaf):
         return [Reason("self-signed-untrusted",
                        f"the certificate is self-signed and not trusted by {trust.description}; "
-                       "install it with: lancert trust install FILE --store nss")], False
+                       f"install it with: {trust.install_hint}")], False
     top = path[-1]
     issuer = _label(top) if is_self_issued(top) else top.issuer.rfc4514_string()
     return [Reason("untrusted-issuer", f"the issuer {issuer} is not trusted by {trust.description}")], False

@@ -91,8 +91,9 @@ def powerdns(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Write DIR/pdns.conf so that `pdns_server --config-dir=DIR` serves the zone from lancert's database
-    (IP names by LUA records, SOA/NS/CAA, challenge TXT read live). See README, "DNS in production"."""
+    """Write DIR/pdns.conf and DIR/lancert-zone.lua so that `pdns_server --config-dir=DIR` serves the zone
+    from lancert's database (lua2 backend: names computed in PowerDNS, challenge TXT and CAA read live;
+    needs pdns-backend-lua2 and lua-sql-postgres or lua-sql-sqlite3). See README, "DNS in production"."""
     import ipaddress
     import json
 
@@ -120,4 +121,4 @@ def powerdns(
     if as_json:
         typer.echo(json.dumps({"config": str(path), "zone": zone}))
     else:
-        typer.echo(f"lancert dns: wrote {path}; run: pdns_server --config-dir={out}")
+        typer.echo(f"lancert dns: wrote {path}; run: pdns_server --config-dir={out.resolve()}")

@@ -226,6 +226,14 @@ def acme_eab(
     revoke: Annotated[
         str | None, typer.Option("--revoke", help="Revoke this key id instead of making a new pair.")
     ] = None,
+    bind_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--bind-key",
+            help="Instead of a pair: give this existing ACME account key (PEM, e.g. acme-tiny's "
+            "account.key) an account of the database, for clients that send no EAB.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     db: DbUrl = None,
     config_file: ConfigFile = None,
@@ -234,7 +242,11 @@ def acme_eab(
     """Make an External Account Binding pair for ACME clients (kid + base64url HMAC key), bound to a
     database: its accounts get names under that database's label while it stays eligible. Every call
     makes a new pair (rotation); --revoke KID stops a pair and the accounts it opened. Keep the HMAC key
-    secret: it is printed once, here."""
+    secret: it is printed once, here. A database that may not order (not registered, not production, no
+    IoT box line, subscription not in progress) gets no pair: the command says why and fails.
+
+    --bind-key FILE: clients without EAB support (acme-tiny, acmetool, simp_le) register with their
+    own account key; bound here once, their registration finds the account by that key."""
     from lancert.service.acmeserver.eab import EabKeys
     from lancert.service.authority import box_label
     from lancert.service.database import open_database
@@ -246,6 +258,17 @@ def acme_eab(
         if revoke is not None:
             keys.revoke(revoke, uuid)
             typer.echo(json.dumps({"kid": revoke, "revoked": True}) if as_json else f"revoked {revoke}")
+            return
+        if bind_key is not None:
+            try:
+                key_pem = bind_key.read_bytes()
+            except OSError as exc:
+                raise LancertError(f"--bind-key {bind_key}: {exc.strerror}") from None
+            account, kid, created = keys.bind_key(uuid, key_pem)
+            bound = {"account": account, "kid": kid, "db_uuid": uuid, "created": created}
+            typer.echo(json.dumps(bound) if as_json else
+                       f"{'bound' if created else 'already bound'}: account {account} of database {uuid} "
+                       f"(revoke it with --revoke {kid})")
             return
         pair = keys.create(uuid)
         identity = load_service_identity(database)

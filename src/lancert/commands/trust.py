@@ -26,7 +26,6 @@ from lancert.trust.guide import Platform, write_guide
 from lancert.trust.java import JavaStore, read_storepass
 from lancert.trust.nss import (
     NssStore,
-    firefox_profiles_without_database,
     firefox_refuses,
     nss_databases,
     trust_flags,
@@ -155,10 +154,6 @@ def install(
         typer.echo("restart the Java applications that were running so they see the change")
     else:
         typer.echo("restart the browsers that were open so they see the change")
-    if store is StoreKind.NSS and nssdb is None:
-        for profile in firefox_profiles_without_database(Path.home()):
-            typer.echo(f"note: Firefox profile {profile} has no certificate database yet; start Firefox "
-                       "with it once, then run this install again", err=True)
     if store is StoreKind.NSS and firefox_refuses(cert):
         typer.echo("warning: this is a CA certificate naming hosts (a device serving its own CA:TRUE "
                    "certificate?): Chromium accepts it, Firefox refuses it whatever the trust "
@@ -277,7 +272,8 @@ def page_url(host: str, port: int, url: str | None) -> str:
 
 @app.command("serve")
 def serve(
-    files: Annotated[list[Path], typer.Argument(help="The certificates to offer (a shop root, ideally).")],
+    files: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help="The certificates to offer (a shop root, ideally).")],
     host: Annotated[str, typer.Option(
         "--host", help="Address to listen on; 0.0.0.0 (every address) for the shop's tablets.")
     ] = "127.0.0.1",

@@ -1,68 +1,69 @@
 """``lancert dns powerdns``: a PowerDNS Authoritative configuration that serves the zone from lancert's
 own database, answering what the embedded server answers.
 
-Choice: PowerDNS's generic SQL backend (gsqlite3 for the service's SQLite file, gpgsql for its
-PostgreSQL), with the backend's lookup queries replaced by queries over a derived table of lancert's
-records; no copy of the data, no table of PowerDNS's own, no push. Why not the HTTP API driven by the
-service: every TXT change would have to reach every PowerDNS instance (and be retried when one is down),
-and the zone would exist in two places that can disagree; over SQL each PowerDNS reads what the service
-committed, like every embedded worker does. Why not a view created by a migration: the zone's constants
-(SOA, NS address, CAA issuers) are configuration of the DNS deployment, not rows of the service, and
-PowerDNS's queries get ``:qname`` so names that exist only by computation (``<ip>.<label>.<zone>``,
-``<label>.<zone>``) can be produced for exactly the name asked.
+Choice: PowerDNS's ``lua2`` backend (Debian ``pdns-backend-lua2``) alone, with a script written here
+(``lancert-zone.lua``) that computes every answer inside PowerDNS, as :mod:`lancert.dns.zone` does,
+and keeps the database's challenge TXT records (and the CAA issuers the service stored) in memory,
+re-read at most every :data:`TXT_REFRESH_INTERVAL` while queries come in (LuaSQL, Debian
+``lua-sql-postgres`` / ``lua-sql-sqlite3``). So no query costs an SQL round trip: a box name the caches
+miss costs one call into a Lua state that each PowerDNS thread keeps for its life, about what a plain
+zone's in-memory lookup costs; the database stays the one source of truth, each PowerDNS node reads it
+over PostgreSQL (two SELECTs of a table of challenges in flight, twice a second per thread while it
+answers), and nothing pushes to PowerDNS.
 
-The derived table (one ``WITH`` query, the parameter used once so that gpgsql's positional binding
-works) holds:
+Measured against the alternatives, with dnsperf on this 2-core machine (``bench/dns_qps.py``, figures
+as a fraction of plain-zone PowerDNS in the same run, 100,000 distinct names; README's table):
 
-- SOA, NS, CAA at the apex and ``ns.<zone>`` A/AAAA: literals written here;
-- ``_acme-challenge.<label>.<zone>`` TXT: ``dns_txt_records``, read live;
-- ``<a-b-c-d>.<label>.<zone>``: an A record computed in SQL, the octets checked as the embedded server
-  checks them (decimal, at most 255, no leading zero). Not a LUA record with ``createForward()``, as the
-  issue suggested: PowerDNS does not packet-cache answers made by LUA records and builds a Lua state for
-  each (791 queries/s against 46,299 for a plain zone in one dnsperf run), and ``createForward()``
-  answers ``0.0.0.0`` for a label that is no address (``300-1-1-1``);
-- ``<x>.<label>.<zone>`` whose first label could be a dashed IPv6 address (``0-9a-f-``, two dashes or
-  more, not four decimal groups): a LUA AAAA record, a short Lua chunk that parses the label as lancert
-  does (``createForward6()`` reads another form) and returns nothing when it is no address. IPv6 LAN
-  names are rare; IPv4 queries never run Lua;
-- ``<label>.<zone>`` for a valid box label: an empty non-terminal row (type NULL), so PowerDNS answers
-  NODATA, not NXDOMAIN, as the embedded server does (RFC 8020).
+- the generic SQL backend with every name computed by one SQL query (the previous configuration):
+  0.14-0.27x, one lookup of 66-104 µs of CPU each, because the 1-second caches that TXT freshness
+  needs make almost every box name a miss;
+- LUA records (``createForward()``) behind the SQL backend: PowerDNS builds a Lua state per query and
+  never packet-caches them, 791 q/s (0.02x), and a flood of IPv6-style names took PowerDNS down;
+- ``lua2`` for the computed names beside the SQL backend for TXT: PowerDNS asks the next backend
+  only about lookups the earlier ones answer with nothing (seen with a second backend that logs its
+  lookups), so an address name costs no SQL; but every name that does not exist costs three SQL queries
+  (the name, then the wildcards ``*.<label>.<zone>`` and ``*.<zone>``), so a flood of made-up names
+  is a flood of SQL round trips to the shared PostgreSQL, and a host name while its challenge is
+  published (an empty non-terminal) needs the TXT table in the first backend anyway;
+- a CNAME'd challenge zone with a short TTL, or longer caches with TXT outside them: the zone
+  split only moves which caches TXT sits behind; it is the miss, not the cache hit, that costs, and at
+  a million names a miss is the common case whatever the cache TTL;
+- the remote backend (JSON over a socket to a lancert process): one process round trip and two JSON
+  encodings per miss, more than the Python embedded server spends answering the query itself.
 
-Differences that remain (documented in the README): a first label of ``0-9a-f-`` with two dashes or more
-that is no address (``1-2-3``) gets NODATA from PowerDNS and NXDOMAIN from the embedded server; ANY over
-UDP gets TC=1 (PowerDNS's ``any-to-tcp``) instead of one RRset.
+The ``lua2`` script alone is what bench/README.md measures against a plain zone, and it does what the
+embedded server does name by name (tests/dns/test_dns_powerdns.py compares the two for every name class).
 
-Caches: PowerDNS's packet and query caches live 1 s here (20 s and 60 s by default), so a TXT record
-is served within :data:`lancert.dns.TXT_MAX_STALENESS` of its commit, as from the embedded server. They
-cannot be longer for the other names alone (one setting for all), so a name not asked within the last
-second costs one SQL lookup; the zone cache spares the SOA lookups up the name.
+Differences that remain: ANY over UDP gets TC=1 (PowerDNS's ``any-to-tcp``) where the embedded server
+gives one RRset; PowerDNS adds ``ns.<zone>``'s address as glue to NS answers; while the database cannot
+be read for longer than :data:`lancert.dns.TXT_MAX_STALENESS`, both answer challenge names SERVFAIL
+and PowerDNS logs it once a query. Response rate limiting: PowerDNS Authoritative has none; the
+configuration keeps a flood from taking PowerDNS down (no Lua state per query, IPv6 names cost what
+IPv4 names cost, each receiver thread answers itself so no queue can overflow, the guardian restarts a
+crashed server, docs/powerdns.service restarts the guardian), and docs/dns.md shows where a per-source
+limit goes (dnsdist in front, or the host's firewall).
+
+Caches: PowerDNS's packet cache lives 1 s here (20 s by default) and its query cache is off: a TXT
+record is in every answer within 0.5 s (refresh) + 1 s (packet cache) of its commit, inside
+:data:`lancert.dns.TXT_MAX_STALENESS`.
 """
-
-# S608: the SQL here is configuration text for PowerDNS, built from the zone's own validated names and
-# constants (quoted by _sql_string); the only runtime input, the name asked, is PowerDNS's bound :qname.
-# ruff: noqa: S608
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import make_url
+from sqlalchemy.engine import URL
 
-from lancert.dns.zone import ANSWER_TTL, NEGATIVE_TTL, SOA_TIMERS, TXT_TTL
+from lancert.dns.zone import ANSWER_TTL, NEGATIVE_TTL, SOA_TIMERS, TXT_MAX_STALENESS, TXT_TTL
 from lancert.errors import LancertError
 from lancert.storage.files import KEY_MODE, atomic_write
 
-# Lua of the LUA records: ``qname`` is the name asked; an empty table means "no record of this type".
-# No "#" anywhere (Lua's length operator): PowerDNS's configuration parser starts a comment there.
-_LUA_AAAA = (
-    "local l=qname:getRawLabels()[1] "
-    "if select(2,l:gsub('-',''))<2 or not l:match('^[0-9a-f-]+$') then return {} end "
-    "local ok,a=pcall(newCA,(l:gsub('-',':'))) "
-    "if not ok or not a:isIPv6() then return {} end "
-    "return a:toString()"
-)
+TXT_REFRESH_INTERVAL = 0.5  # seconds between two reads of the TXT table by one PowerDNS thread
 
 
 @dataclass(frozen=True)
@@ -70,224 +71,338 @@ class PowerDNSLayout:
     zone: str
     database: str  # the service's SQLAlchemy URL
     ns_address: str = "127.0.0.1"
-    caa_issuers: tuple[str, ...] = ()
+    caa_issuers: tuple[str, ...] = ()  # empty: the issuers the service stored (read live)
     address: str = "127.0.0.1"
     port: int = 53
+    threads: int = 0  # receiver threads; 0: the cores of the machine that writes the configuration
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _lua_string(value: str) -> str:
+    """A Lua string literal for any text: printable ASCII as is, everything else as decimal escapes."""
+    out = []
+    for byte in value.encode("utf-8"):
+        char = chr(byte)
+        if char in '"\\' or not 32 <= byte < 127:
+            out.append(f"\\{byte:03d}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
-def _row(name: str, rtype: str, content: str, ttl: int) -> str:
-    return (
-        f"SELECT {_sql_string(content)} AS content, {ttl} AS ttl, 0 AS prio, {_sql_string(rtype)} AS type,"
-        f" 1 AS domain_id, 0 AS disabled, {_sql_string(name)} AS name, 1 AS auth"
+def _conninfo(url: URL) -> str:
+    """A libpq connection string for the service's PostgreSQL URL (LuaSQL passes it to libpq)."""
+    host = url.host or url.query.get("host")
+    if isinstance(host, tuple):
+        host = host[0]
+    fields = {"dbname": url.database, "user": url.username, "password": url.password, "host": host,
+              "port": str(url.port) if url.port else None}
+    return " ".join(
+        f"{key}='" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        for key, value in fields.items() if value
     )
 
 
-_V4_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_LUA = r"""-- Written by `lancert dns powerdns` for the zone ZONE_TEXT (see lancert.dns.powerdns): every
+-- answer is computed here as lancert's embedded server computes it; challenge TXT records and the CAA
+-- issuers come from lancert's database, re-read at most every REFRESH seconds while queries come in.
+local ffi = require("ffi")
+local driver = require(DRIVER)
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } lancert_timespec;
+int clock_gettime(int clock, lancert_timespec *now);
+]]
+local clock = ffi.new("lancert_timespec")
+local function monotonic()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) + tonumber(clock.tv_nsec) / 1e9
+end
+
+local ZONE = ZONE_STRING
+local ZONE_DN = newDN(ZONE .. ".")
+local ZONE_LABELS = {}
+for label in ZONE:gmatch("[^.]+") do ZONE_LABELS[#ZONE_LABELS + 1] = label end
+local DEPTH = #ZONE_LABELS
+local ANSWER_TTL, TXT_TTL, NEGATIVE_TTL = ANSWER_TTL_VALUE, TXT_TTL_VALUE, NEGATIVE_TTL_VALUE
+local REFRESH, MAX_STALENESS = REFRESH_VALUE, MAX_STALENESS_VALUE
+local SOA = SOA_STRING
+local NS_TYPE, NS_ADDRESS = NS_TYPE_STRING, NS_ADDRESS_STRING
+local FIXED_CAA = FIXED_CAA_TABLE  -- nil: the issuers the service stored
+local CHALLENGE = "_acme-challenge"
+local ANY, ENT = 255, 0
+local CODES = { A = 1, NS = 2, SOA = 6, TXT = 16, AAAA = 28, CAA = 257 }
+
+-- The database ------------------------------------------------------------------------------------
+local env = driver[DRIVER_NAME]()
+local conn = nil
+local txt, caa = {}, {}
+local read_at, tried_at, failures = -1e9, -1e9, 0
+
+local function query_rows(sql)
+  local cursor = assert(conn:execute(sql))
+  local rows = {}
+  local row = cursor:fetch({}, "n")
+  while row do
+    rows[#rows + 1] = { row[1], row[2] }
+    row = cursor:fetch({}, "n")
+  end
+  cursor:close()
+  return rows
+end
+
+local function read_snapshot()
+  if conn == nil then conn = assert(CONNECT) end
+  local records = {}
+  for _, row in ipairs(query_rows("SELECT name, value FROM dns_txt_records ORDER BY id")) do
+    local name = row[1]:lower()
+    local values = records[name]
+    if values == nil then values = {}; records[name] = values end
+    values[#values + 1] = row[2]
+  end
+  local issuers = {}
+  if FIXED_CAA == nil then
+    for _, row in ipairs(query_rows("SELECT value, name FROM service_state WHERE name = 'caa_issuers'")) do
+      for issuer in row[1]:gmatch('"([a-z0-9.-]+)"') do issuers[#issuers + 1] = issuer end
+    end
+  end
+  return records, issuers
+end
+
+local function refresh()
+  local now = monotonic()
+  if now - tried_at < REFRESH then return end
+  tried_at = now
+  local ok, records, issuers = pcall(read_snapshot)
+  if ok then
+    txt, caa, read_at, failures = records, issuers, now, 0
+    return
+  end
+  failures = failures + 1
+  if failures == 1 or failures % 120 == 0 then
+    pdnslog("lancert: cannot read TXT records (" .. failures .. " time(s)): " .. tostring(records),
+            pdns.loglevels.Warning)
+  end
+  if conn ~= nil then pcall(function() conn:close() end) end
+  conn = nil
+end
+
+-- Names ---------------------------------------------------------------------------------------------
+local function box_label(label)
+  return #label <= 63 and label:find("^[a-z0-9]") ~= nil and label:find("[a-z0-9]$") ~= nil
+    and label:find("[^a-z0-9-]") == nil
+end
+
+local function octet(text)
+  return text:find("^%d%d?%d?$") ~= nil and (text == "0" or text:sub(1, 1) ~= "0") and tonumber(text) <= 255
+end
+
+local function hextets(part)  -- groups of 1-4 hex digits separated by ":", or nil
+  if part == "" then return 0 end
+  local count = 0
+  for group in (part .. ":"):gmatch("(.-):") do
+    if group:find("^%x%x?%x?%x?$") == nil then return nil end
+    count = count + 1
+  end
+  return count
+end
+
+-- The address a first label spells (lancert.dns.names.address_from_label): type and text, or nil.
+local function address_of(label)
+  local _, dashes = label:gsub("-", "")
+  if dashes == 3 and label:find("^[0-9-]+$") then
+    local a, b, c, d = label:match("^(%d*)-(%d*)-(%d*)-(%d*)$")
+    if octet(a) and octet(b) and octet(c) and octet(d) then
+      return "A", a .. "." .. b .. "." .. c .. "." .. d
+    end
+    return nil
+  end
+  if dashes < 2 or label:find("[^0-9a-f-]") then return nil end
+  local text = label:gsub("-", ":")
+  local head, tail = text:match("^(.-)::(.*)$")
+  if head == nil then
+    if hextets(text) ~= 8 then return nil end
+  else
+    if tail:find("::", 1, true) then return nil end
+    local before, after = hextets(head), hextets(tail)
+    if before == nil or after == nil or before + after > 7 then return nil end
+  end
+  return "AAAA", text
+end
+
+local function record(qname, rtype, ttl, content)
+  return { type = rtype, name = qname, ttl = ttl, content = content, auth = true, domain_id = 1 }
+end
+
+local function texts(qname, values)
+  local out = {}
+  for _, value in ipairs(values) do
+    out[#out + 1] = record(qname, "TXT", TXT_TTL, '"' .. value:gsub('([\\"])', "\\%1") .. '"')
+  end
+  return out
+end
+
+local function challenge(name)  -- TXT values of a challenge name; an error (SERVFAIL) when stale
+  refresh()
+  if monotonic() - read_at > MAX_STALENESS then error("lancert: TXT records unreadable") end
+  return txt[name]
+end
+
+-- Every record of the name (labels below the apex, lower-case), or nil if it does not exist.
+local function records_of(qname, labels, name)
+  local depth = #labels
+  if depth == 0 then
+    local apex = {
+      record(qname, "SOA", NEGATIVE_TTL, SOA), record(qname, "NS", ANSWER_TTL, "ns." .. ZONE .. "."),
+    }
+    local issuers = FIXED_CAA
+    if issuers == nil then refresh(); issuers = caa end
+    for _, issuer in ipairs(issuers) do
+      apex[#apex + 1] = record(qname, "CAA", ANSWER_TTL, '0 issue "' .. issuer .. '"')
+    end
+    return apex
+  end
+  if depth == 1 then
+    if labels[1] == "ns" then return { record(qname, NS_TYPE, ANSWER_TTL, NS_ADDRESS) } end
+    if box_label(labels[1]) then return { { type = ENT, name = qname, auth = true, domain_id = 1 } } end
+    return nil
+  end
+  if depth == 3 and labels[1] == CHALLENGE and box_label(labels[3]) then
+    local values = challenge(name)
+    return values and texts(qname, values)
+  end
+  if depth ~= 2 or not box_label(labels[2]) then return nil end
+  if labels[1] == CHALLENGE then
+    local values = challenge(name)
+    return values and texts(qname, values)
+  end
+  local rtype, address = address_of(labels[1])
+  if rtype ~= nil then return { record(qname, rtype, ANSWER_TTL, address) } end
+  refresh()
+  if txt[CHALLENGE .. "." .. name] ~= nil then  -- <host>.<label>.<zone> while its challenge is published
+    return { { type = ENT, name = qname, auth = true, domain_id = 1 } }
+  end
+  return nil
+end
+
+-- The lua2 backend's API (version 2) ----------------------------------------------------------------
+function dns_get_all_domains()
+  return { [ZONE_DN] = { id = 1, kind = "native", serial = 1 } }
+end
+
+function dns_get_domaininfo(domain)
+  if domain == ZONE_DN then return { id = 1, kind = "native", serial = 1 } end
+  return false
+end
+
+function dns_lookup(qtype, qname, domain_id, ctx)
+  local raw = qname:getRawLabels()
+  local depth = #raw - DEPTH
+  if depth < 0 then return {} end
+  for i = 1, DEPTH do
+    if raw[depth + i]:lower() ~= ZONE_LABELS[i] then return {} end
+  end
+  local labels = {}
+  for i = 1, depth do labels[i] = raw[i]:lower() end
+  local name = table.concat(labels, ".", 1, depth)
+  name = depth > 0 and (name .. "." .. ZONE) or ZONE
+  local records = records_of(qname, labels, name)
+  if records == nil then return {} end
+  local code = qtype:getCode()
+  if code == ANY then return records end
+  local wanted = {}
+  for _, one in ipairs(records) do
+    if CODES[one.type] == code then wanted[#wanted + 1] = one end
+  end
+  return wanted
+end
+"""
 
 
-def _name_ctes(zone: str, postgres: bool) -> str:
-    """CTEs after ``q`` (the name asked, lower-case) that take it apart, each MATERIALIZED (inlined,
-    every column reference re-expands the CTEs below it: 1.3 ms a lookup instead of 60 µs): ``rel`` (the
-    name without ``.<zone>``, '' outside the zone), ``dots`` in it, its ``first`` and ``second`` labels, the
-    ``dashes`` in the first, and ``v4``: the first label spells an IPv4 address as lancert writes it
-    (four decimal octets without leading zeros)."""
-    suffix = "." + zone
-    under = f"q.n LIKE {_sql_string('%' + suffix)} AND length(q.n) > {len(suffix)}"
-    ctes = [
-        f"l AS MATERIALIZED (SELECT q.n AS n, CASE WHEN {under}"
-        f" THEN substr(q.n, 1, length(q.n) - {len(suffix)}) ELSE '' END AS rel FROM q)",
-    ]
-    if postgres:
-        ctes.append(
-            "m AS MATERIALIZED (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
-            " split_part(rel, '.', 1) AS first, split_part(rel, '.', 2) AS second FROM l)"
-        )
-        ctes.append(
-            "v AS MATERIALIZED (SELECT m.*, length(first) - length(replace(first, '-', '')) AS dashes,"
-            f" first ~ '^{_V4_OCTET}(-{_V4_OCTET}){{3}}$' AS v4,"
-            " first ~ '^[0-9]+(-[0-9]+){3}$' AS v4_shape FROM m)"
-        )
-        return ", ".join(ctes)
-    ctes.append(
-        "m AS MATERIALIZED (SELECT n, rel, length(rel) - length(replace(rel, '.', '')) AS dots,"
-        " substr(rel, 1, instr(rel, '.') - 1) AS first, substr(rel, instr(rel, '.') + 1) AS second FROM l)"
-    )
-    # SQLite has no regular expressions: split the first label at its dashes and check each octet.
-    ctes.append("o1 AS MATERIALIZED (SELECT m.*, substr(first, 1, instr(first, '-') - 1) AS a,"
-                " substr(first, instr(first, '-') + 1) AS r1 FROM m)")
-    ctes.append("o2 AS MATERIALIZED (SELECT o1.*, substr(r1, 1, instr(r1, '-') - 1) AS b,"
-                " substr(r1, instr(r1, '-') + 1) AS r2 FROM o1)")
-    ctes.append("o3 AS MATERIALIZED (SELECT o2.*, substr(r2, 1, instr(r2, '-') - 1) AS c,"
-                " substr(r2, instr(r2, '-') + 1) AS d FROM o2)")
-    octet = ("(length({0}) BETWEEN 1 AND 3 AND ({0} = '0' OR {0} NOT GLOB '0*')"
-             " AND CAST({0} AS INTEGER) <= 255)")
-    shape = ("(first <> '' AND first NOT GLOB '*[^0-9-]*'"
-             " AND length(first) - length(replace(first, '-', '')) = 3)")
-    ctes.append(
-        "v AS MATERIALIZED (SELECT o3.*, length(first) - length(replace(first, '-', '')) AS dashes,"
-        f" ({shape} AND {' AND '.join(octet.format(x) for x in 'abcd')}) AS v4, {shape} AS v4_shape FROM o3)"
-    )
-    return ", ".join(ctes)
-
-
-def _records_sql(layout: PowerDNSLayout, postgres: bool) -> str:
-    """A derived table (content, ttl, prio, type, domain_id, disabled, name, auth) for the name asked,
-    over the CTEs of :func:`_name_ctes`; rows of other names may be in it, the lookup filters by name."""
+def _lua_script(layout: PowerDNSLayout, postgres: bool, sqlite_path: str | None, url: URL) -> str:
     zone = layout.zone
     ns = ipaddress.ip_address(layout.ns_address)
-    soa = f"ns.{zone} hostmaster.{zone} " + " ".join(str(t) for t in SOA_TIMERS)
-    rows = [
-        _row(zone, "SOA", soa, NEGATIVE_TTL),
-        _row(zone, "NS", f"ns.{zone}", ANSWER_TTL),
-        _row(f"ns.{zone}", "A" if ns.version == 4 else "AAAA", str(ns), ANSWER_TTL),
-    ]
-    rows += [_row(zone, "CAA", f'0 issue "{issuer}"', ANSWER_TTL) for issuer in layout.caa_issuers]
+    soa = f"ns.{zone}. hostmaster.{zone}. " + " ".join(str(t) for t in SOA_TIMERS)
     if postgres:
-        box_ok = "{} ~ '^[a-z0-9]([a-z0-9-]{{0,61}}[a-z0-9])?$'"
-        hex_dash = "first ~ '^[0-9a-f-]+$'"
+        connect = f"env:connect({_lua_string(_conninfo(url))})"
     else:
-        box_ok = ("({0} GLOB '[a-z0-9]*' AND {0} GLOB '*[a-z0-9]' AND {0} NOT GLOB '*[^a-z0-9-]*'"
-                  " AND length({0}) <= 63)")
-        hex_dash = "(first <> '' AND first NOT GLOB '*[^0-9a-f-]*')"
-    ip_name = f"dots = 1 AND {box_ok.format('second')}"
-    ipv4 = f"SELECT replace(first, '-', '.'), {ANSWER_TTL}, 0, 'A', 1, 0, n, 1 FROM v WHERE {ip_name} AND v4"
-    ipv6 = (
-        f"SELECT {_sql_string('AAAA ' + chr(34) + ';' + _LUA_AAAA + chr(34))}, {ANSWER_TTL}, 0, 'LUA', 1, 0,"
-        f" n, 1 FROM v WHERE {ip_name} AND {hex_dash} AND dashes >= 2 AND NOT v4_shape"
-    )
-    ent = (
-        "SELECT NULL, NULL, NULL, NULL, 1, 0, n, 1 FROM v"
-        f" WHERE dots = 0 AND {box_ok.format('rel')} AND rel <> 'ns'"
-    )
-    txt = (
-        f"SELECT '\"' || replace(value, '\"', '\\\"') || '\"', {TXT_TTL}, 0, 'TXT', 1, 0, name, 1"
-        " FROM dns_txt_records, q WHERE name = q.n"
-    )
-    return " UNION ALL ".join([*rows, ipv4, ipv6, ent, txt])
+        connect = f"env:connect({_lua_string(sqlite_path or '')}, 1000)"
+    fixed = "{" + ", ".join(_lua_string(i) for i in layout.caa_issuers) + "}" if layout.caa_issuers else "nil"
+    values = {
+        "ZONE_TEXT": zone,
+        "DRIVER_NAME": _lua_string("postgres" if postgres else "sqlite3"),
+        "DRIVER": _lua_string("luasql.postgres" if postgres else "luasql.sqlite3"),
+        "CONNECT": connect,
+        "ZONE_STRING": _lua_string(zone),
+        "ANSWER_TTL_VALUE": str(ANSWER_TTL),
+        "TXT_TTL_VALUE": str(TXT_TTL),
+        "NEGATIVE_TTL_VALUE": str(NEGATIVE_TTL),
+        "REFRESH_VALUE": str(TXT_REFRESH_INTERVAL),
+        "MAX_STALENESS_VALUE": str(TXT_MAX_STALENESS),
+        "SOA_STRING": _lua_string(soa),
+        "NS_TYPE_STRING": _lua_string("A" if ns.version == 4 else "AAAA"),
+        "NS_ADDRESS_STRING": _lua_string(str(ns)),
+        "FIXED_CAA_TABLE": fixed,
+    }
+    # One pass over the template: a value (a password...) is never scanned again for placeholders.
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, values)) + r")\b")
+    return pattern.sub(lambda match: values[match.group(1)], _LUA)
 
 
-_PARAM_TYPES = {"domain_id": "integer"}
-
-
-def _params(names: list[str], postgres: bool) -> list[str]:
-    """Placeholders in the order PowerDNS binds them: gsqlite3 binds ``:name``, gpgsql binds by
-    position (``$1``...; typed, since PostgreSQL cannot infer the type of a bare ``SELECT $1``)."""
-    if not postgres:
-        return [f":{name}" for name in names]
-    return [f"${i}::{_PARAM_TYPES.get(name, 'text')}" for i, name in enumerate(names, 1)]
-
-
-def _lookup(ctes: str, records: str, params: list[str], where: str, postgres: bool) -> str:
-    """One lookup query; each parameter appears once, in a CTE, whatever the dialect."""
-    selects = ", ".join(f"{ph} AS {name}" for ph, name in zip(_params(params, postgres), params, strict=True))
-    return (
-        f"WITH p AS MATERIALIZED (SELECT {selects}), q AS MATERIALIZED (SELECT lower(p.qname) AS n FROM p),"
-        f" {ctes} "
-        "SELECT r.content, r.ttl, r.prio, r.type, r.domain_id, r.disabled, r.name, r.auth "
-        # Scalar subqueries, not a join with p and q: the join made SQLite build an automatic index on
-        # the derived table at every lookup (1.4 ms instead of 0.1 ms).
-        f"FROM ({records}) r WHERE r.name = (SELECT n FROM q) {where}"
-    )
-
-
-def render(layout: PowerDNSLayout) -> str:
-    """``pdns.conf`` for ``layout``."""
+def render(layout: PowerDNSLayout, config_dir: Path) -> tuple[str, str]:
+    """``pdns.conf`` and ``lancert-zone.lua`` for ``layout``, the configuration living in ``config_dir``."""
     url = make_url(layout.database)
     backend = url.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise LancertError(f"PowerDNS cannot read a {backend} database: use SQLite or PostgreSQL")
     postgres = backend == "postgresql"
-    prefix = "gpgsql" if postgres else "gsqlite3"
-    records = _records_sql(layout, postgres)
-    ctes = _name_ctes(layout.zone, postgres)
-    domain, kind = _params(["domain", "kind"], postgres)
-    (include_disabled,) = _params(["include_disabled"], postgres)
-    zone = layout.zone
-    soa = f"ns.{zone} hostmaster.{zone} " + " ".join(str(t) for t in SOA_TIMERS)
+    script = _lua_script(layout, postgres, None if postgres else url.database, url)
+    threads = layout.threads or os.cpu_count() or 1
+    directory = config_dir.resolve()
     lines = [
-        f"# Written by `lancert dns powerdns` for the zone {zone}: serve it with",
-        "#   pdns_server --config-dir=<this directory>",
-        "# Records come from lancert's database through the queries below (see lancert.dns.powerdns).",
-        f"launch={prefix}",
+        f"# Written by `lancert dns powerdns` for the zone {layout.zone}: serve it with",
+        f"#   pdns_server --config-dir={directory}",
+        "# Answers are computed by lancert-zone.lua (the lua2 backend); see lancert.dns.powerdns.",
+        "launch=lua2",
+        f"lua2-filename={directory / 'lancert-zone.lua'}",
+        "lua2-api=2",
         f"local-address={layout.address}",
         f"local-port={layout.port}",
+        f"socket-dir={directory}",
         "daemon=no",
-        "guardian=no",
+        # The guardian restarts a server that dies (an exception, an overfull queue); a systemd unit
+        # (docs/powerdns.service) restarts the guardian itself.
+        "guardian=yes",
         "write-pid=no",
         "disable-syslog=yes",
-        "enable-lua-records=yes",
         # No query of this server ever leaves it: no security polling, no resolver, no notifies.
         "security-poll-suffix=",
         "resolver=no",
         "primary=no",
         "secondary=no",
         "version-string=anonymous",
-        # TXT records must show within 2 s of their commit (lancert.dns.TXT_MAX_STALENESS).
-        "cache-ttl=1",
-        "query-cache-ttl=1",
-        "negquery-cache-ttl=1",
-        # The zone cache (from get-all-domains-query below) finds the zone without walking up the name
-        # with SOA lookups: one SQL query per uncached DNS query instead of four or five.
-        "zone-cache-refresh-interval=60",
-        "consistent-backends=yes",
+        # Sized for the machine: one receiver thread per core, each with its own socket and its own Lua
+        # state, answering itself ("operating unthreaded": the answers are CPU work, not waits on a
+        # database). So there is no queue between receiving and answering that a flood could fill up to
+        # max-queue-length, where PowerDNS exits: the socket's buffer sheds what a thread cannot take.
+        f"receiver-threads={threads}",
+        "distributor-threads=1",
         "reuseport=yes",
-        f"{prefix}-dnssec=no",
-        f"{prefix}-basic-query="
-        + _lookup(ctes, records, ["qtype", "qname"], "AND r.type = (SELECT qtype FROM p)", postgres),
-        f"{prefix}-id-query="
-        + _lookup(
-            ctes,
-            records,
-            ["qtype", "qname", "domain_id"],
-            "AND r.type = (SELECT qtype FROM p) AND r.domain_id = (SELECT domain_id FROM p)",
-            postgres,
-        ),
-        f"{prefix}-any-query=" + _lookup(ctes, records, ["qname"], "", postgres),
-        f"{prefix}-any-id-query="
-        + _lookup(
-            ctes, records, ["qname", "domain_id"], "AND r.domain_id = (SELECT domain_id FROM p)", postgres
-        ),
-        f"{prefix}-info-zone-query=SELECT 1, {_sql_string(zone)}, '', 0, 0, 'NATIVE', '', '', '' "
-        f"WHERE {domain} = {_sql_string(zone)}",
-        f"{prefix}-get-all-domains-query=SELECT 1, {_sql_string(zone)}, {_sql_string(soa)}, 'NATIVE', '',"
-        f" 0, 0, '' WHERE {include_disabled} IS NULL OR 1 = 1",
-        # No metadata, no DNSSEC keys: lancert's zone has neither (and no tables of PowerDNS exist).
-        f"{prefix}-get-all-domain-metadata-query=SELECT '', '' WHERE 1 = 0 AND {domain} = ''",
-        f"{prefix}-get-domain-metadata-query=SELECT '' WHERE 1 = 0 AND {domain} = '' AND {kind} = ''",
-        f"{prefix}-list-domain-keys-query=SELECT 0, 0, 0, 0, '' WHERE 1 = 0 AND {domain} = ''",
+        # A TXT record must show within 2 s of its commit (lancert.dns.TXT_MAX_STALENESS): 0.5 s of
+        # snapshot, 1 s of packet cache, no query cache (the backend is in-process anyway).
+        "cache-ttl=1",
+        "query-cache-ttl=0",
+        "negquery-cache-ttl=0",
+        # The zone cache finds the zone without SOA lookups up the name (dns_get_all_domains).
+        "zone-cache-refresh-interval=300",
+        "consistent-backends=yes",
     ]
-    if postgres:
-        lines += _postgres_connection(url)
-    else:
-        lines.append(f"gsqlite3-database={url.database}")
-        lines.append("gsqlite3-pragma-journal-mode=WAL")
-    return "\n".join(lines) + "\n"
-
-
-def _postgres_connection(url: object) -> list[str]:
-    from sqlalchemy.engine import URL
-
-    assert isinstance(url, URL)
-    lines = [f"gpgsql-dbname={url.database or ''}", f"gpgsql-user={url.username or ''}"]
-    host = url.host or url.query.get("host")
-    if isinstance(host, tuple):
-        host = host[0]
-    if host:
-        lines.append(f"gpgsql-host={host}")
-    if url.port:
-        lines.append(f"gpgsql-port={url.port}")
-    if url.password:
-        lines.append(f"gpgsql-password={url.password}")
-    return lines
+    return "\n".join(lines) + "\n", script
 
 
 def write_config(out: Path, layout: PowerDNSLayout) -> Path:
-    """``out/pdns.conf`` (0600: it may hold the database password)."""
+    """``out/pdns.conf`` and ``out/lancert-zone.lua`` (0600: the script may hold the database password)."""
     out.mkdir(parents=True, exist_ok=True)
+    conf, script = render(layout, out)
+    atomic_write(out / "lancert-zone.lua", script.encode(), mode=KEY_MODE)
     path = out / "pdns.conf"
-    atomic_write(path, render(layout).encode(), mode=KEY_MODE)
+    atomic_write(path, conf.encode(), mode=KEY_MODE)
     return path

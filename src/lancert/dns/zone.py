@@ -230,8 +230,6 @@ class ZoneAnswers:
         if labels[0] == ACME_CHALLENGE:
             values = self.txt.get(lname)
             return tuple((wire.TYPE_TXT, TXT_TTL, v) for v in values) if values else None
-        if ACME_CHALLENGE_WIRE + lname in self.txt:
-            return ()  # <host>.<label>.<zone> while its challenge is published: an empty non-terminal
         first = labels[0]
         if first.count(b"-") == 3 and first.replace(b"-", b"").isdigit():
             # IPv4, the common case: inet_pton is strict as ipaddress is (four decimal octets of at most
@@ -239,12 +237,18 @@ class ZoneAnswers:
             try:
                 packed = socket.inet_pton(socket.AF_INET, first.replace(b"-", b".").decode())
             except OSError:
-                return None
+                return self._challenge_parent(lname)
             return ((wire.TYPE_A, ANSWER_TTL, packed),)
         address = address_from_label(first.decode("latin-1"))
         if address is None:
-            return None
+            return self._challenge_parent(lname)
         return ((wire.TYPE_A if address.version == 4 else wire.TYPE_AAAA, ANSWER_TTL, address.packed),)
+
+    def _challenge_parent(self, lname: bytes) -> tuple[()] | None:
+        """``<host>.<label>.<zone>`` that is no address: an empty non-terminal while its challenge is
+        published, else nothing. (An address name keeps its A/AAAA with a challenge below it: the name
+        exists either way, and PowerDNS as configured by lancert answers the same.)"""
+        return () if ACME_CHALLENGE_WIRE + lname in self.txt else None
 
     def _reply(
         self,

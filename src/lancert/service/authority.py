@@ -43,6 +43,16 @@ def refuse(reason: Refusal) -> NotEligible:
     return NotEligible(_MESSAGES[reason], reason=reason.value)
 
 
+def check_eligible(database: DatabaseRecord) -> None:
+    """The registry's rules for a database already identified: :class:`NotEligible` with the reason."""
+    if database.kind is not DatabaseKind.PRODUCTION:
+        raise refuse(Refusal.NOT_PRODUCTION)
+    if database.subscription is not SubscriptionStatus.IN_PROGRESS:
+        raise refuse(Refusal.SUBSCRIPTION_NOT_IN_PROGRESS)
+    if not database.iot_box_line:
+        raise refuse(Refusal.NO_IOT_BOX_LINE)
+
+
 @dataclass(frozen=True)
 class Grant:
     """Permission for one box (or, for the compatible call, one database) to get one certificate."""
@@ -105,12 +115,7 @@ class Authority:
     def check_eligible(self, database: DatabaseRecord) -> None:
         """The registry's rules, for a database already identified (by its code, or by the ACME
         account it was bound to): :class:`NotEligible` with the reason, else nothing."""
-        if database.kind is not DatabaseKind.PRODUCTION:
-            raise refuse(Refusal.NOT_PRODUCTION)
-        if database.subscription is not SubscriptionStatus.IN_PROGRESS:
-            raise refuse(Refusal.SUBSCRIPTION_NOT_IN_PROGRESS)
-        if not database.iot_box_line:
-            raise refuse(Refusal.NO_IOT_BOX_LINE)
+        check_eligible(database)
 
     def database_grant(self, database: DatabaseRecord) -> Grant:
         """The grant of a whole database (its own label, as for the compatible call): what an ACME

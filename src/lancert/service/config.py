@@ -30,6 +30,8 @@ Example config (every key optional)::
     acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
     acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
     acme_tls_key = "/etc/lancert/acme-key.pem"
+    acme_terms_of_service = "https://iot.example.net/acme-terms"   # the directory's meta (clients show it)
+    acme_website = "https://iot.example.net/"
     [orders]                       # orders placed with the issuer (see lancert.service.orders)
     compatible_deadline = 3.5      # seconds a compatible call waits before answering "pending"
     native_deadline = 8.0
@@ -190,6 +192,8 @@ class ServiceConfig:
     acme_name: str | None = None
     acme_tls_cert: Path | None = None  # a chain (leaf first) for the ACME endpoint instead of one made here
     acme_tls_key: Path | None = None
+    acme_terms_of_service: str | None = None  # RFC 8555 7.1.1 directory meta; some clients need one
+    acme_website: str | None = None
     rate_limit: RateLimits = field(default_factory=RateLimits)
     issuer: str = "internal"
     acme_directory: tuple[str, ...] = ()  # --acme-directory, repeatable: CAs in order of preference
@@ -277,6 +281,9 @@ class ServiceConfig:
                 changes[path] = Path(changes[path]).expanduser()
         if "acme_name" in changes:
             changes["acme_name"] = normalize_zone(changes["acme_name"])
+        for url in ("acme_terms_of_service", "acme_website"):
+            if url in changes and not (isinstance(changes[url], str) and changes[url].startswith("https://")):
+                raise UsageError(f"{url} must be an https:// URL")
         for port in ("port", "dns_port", "acme_port"):
             if port in changes and not 0 <= int(changes[port]) <= 65535:
                 raise UsageError(f"--{port.replace('_', '-')} must be 0 to 65535")

@@ -8,8 +8,8 @@ Visibility contract, for the flows that ask a CA to validate: a record is served
 worker of every instance, and by PowerDNS as configured by lancert, at the latest ``TXT_VISIBLE_WITHIN``
 seconds after :func:`add_txt_record` returns (its transaction is committed then). Embedded workers read
 the whole table every 0.5 s and answer SERVFAIL rather than from a snapshot older than that bound;
-PowerDNS reads the table on every query that its 1-second caches miss. So: add, then
-:func:`wait_until_visible`, then tell the CA.
+PowerDNS as configured by lancert re-reads it at most every 0.5 s per thread and caches answers 1 s.
+So: add, then :func:`wait_until_visible`, then tell the CA.
 """
 
 from __future__ import annotations

@@ -177,7 +177,10 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
             raise LancertError(f"--acme-name must be under the zone {zone} (or give --acme-tls-cert/-key)")
         files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
         cert_path, key_path = files.cert_path, files.key_path
-    app = create_acme_app(build_acme_server(service.database, service.authority, service.provisioner))
+    meta = {"termsOfService": config.acme_terms_of_service, "website": config.acme_website}
+    acme = build_acme_server(service.database, service.authority, service.provisioner,
+                             meta={k: v for k, v in meta.items() if v})
+    app = create_acme_app(acme)
     return _AcmeEndpoint(
         uvicorn.Config(
             app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,

@@ -41,8 +41,10 @@ restart. ``tests/trust`` re-checks these cases with both browsers on every run.
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,10 +106,11 @@ def ssl_trust(flags: str) -> str:
 def is_firefox_profile(directory: Path) -> bool:
     """Whether ``directory`` is a Firefox profile, whose database Firefox reads by its own rules.
 
-    A profile lives in a ``.mozilla/firefox`` directory (deb, snap and flatpak alike) or holds the files
-    Firefox writes at start; Chrome's ``~/.pki/nssdb`` has neither.
+    A profile lives in a ``.mozilla/firefox`` directory (deb, snap and flatpak alike) or the XDG
+    ``mozilla/firefox`` one, or holds the files Firefox writes when it makes or starts a profile;
+    Chrome's ``~/.pki/nssdb`` has none of them.
     """
-    if directory.parent.name == "firefox" and directory.parent.parent.name == ".mozilla":
+    if directory.parent.name == "firefox" and directory.parent.parent.name in (".mozilla", "mozilla"):
         return True
     return any((directory / name).is_file() for name in ("prefs.js", "times.json", "compatibility.ini"))
 
@@ -248,50 +251,71 @@ class NssStore:
         return anchors, leaves
 
 
-def nss_databases(home: Path) -> list[NssStore]:
-    """The NSS databases a user's browsers read: Chrome's (created if missing) and every Firefox profile.
+def nss_databases(home: Path, environ: Mapping[str, str] | None = None) -> list[NssStore]:
+    """The NSS databases a user's browsers read: Chrome's and every Firefox profile (each created if
+    missing: certutil makes the same empty-password ``cert9.db`` Firefox makes at its first start, and
+    Firefox then reads it, so a profile Firefox never ran in is covered too).
 
-    Covers the places mkcert knows: ``~/.pki/nssdb`` (Chrome, Chromium), the snap Chromium profile, and
-    Firefox profiles from the deb, snap and flatpak packages. Only SQL databases (``cert9.db``) count:
-    Firefox has not used the old ``cert8.db`` since version 58.
+    Covers ``~/.pki/nssdb`` (Chrome, Chromium), the snap Chromium profile, and the Firefox profiles of
+    :func:`firefox_profiles`. Only SQL databases (``cert9.db``) count: Firefox has not used the old
+    ``cert8.db`` since version 58.
     """
     stores = [NssStore(home / ".pki" / "nssdb", create=True)]
     snap_chromium = home / "snap" / "chromium" / "current" / ".pki" / "nssdb"
     if (snap_chromium / "cert9.db").is_file():
         stores.append(NssStore(snap_chromium))
-    for base in _firefox_roots(home):
-        for db in sorted(base.glob("*/cert9.db")):
-            stores.append(NssStore(db.parent))
+    stores.extend(NssStore(profile, create=True) for profile in firefox_profiles(home, environ))
     return stores
 
 
-def _firefox_roots(home: Path) -> tuple[Path, ...]:
-    return (
+def _firefox_roots(home: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where Firefox keeps ``profiles.ini``: the XDG folder new profiles go to in recent releases
+    (``$XDG_CONFIG_HOME/mozilla/firefox``, by default ``~/.config/mozilla/firefox``: Debian's
+    firefox-esr 153 makes them there), the legacy ``~/.mozilla/firefox`` older installs keep using, and
+    the snap and flatpak packages' own."""
+    env = os.environ if environ is None else environ
+    roots = [home / ".config" / "mozilla" / "firefox"]
+    xdg = env.get("XDG_CONFIG_HOME", "")
+    if xdg and Path(xdg).is_absolute():  # Firefox ignores a relative one, as the XDG spec says
+        roots.insert(0, Path(xdg) / "mozilla" / "firefox")
+    roots += [
         home / ".mozilla" / "firefox",
         home / "snap" / "firefox" / "common" / ".mozilla" / "firefox",
         home / ".var" / "app" / "org.mozilla.firefox" / ".mozilla" / "firefox",
-    )
+    ]
+    return list(dict.fromkeys(roots))
 
 
-def firefox_profiles_without_database(home: Path) -> list[Path]:
-    """Profiles named in a ``profiles.ini`` that have no ``cert9.db`` yet (Firefox never ran in them).
-
-    :func:`nss_databases` cannot trust anything there; Firefox makes the database at its first start
-    in the profile, so the user is told to start it once and install again rather than left to wonder.
-    """
-    missing = []
-    for base in _firefox_roots(home):
-        ini = configparser.ConfigParser(interpolation=None)
+def _ini_profiles(root: Path) -> list[Path]:
+    """Profiles a root's ``profiles.ini`` names (``[ProfileN]`` Path/IsRelative, ``[Install…]``
+    Default), and the defaults of its ``installs.ini``: relative to the root, or absolute."""
+    found: list[Path] = []
+    for name in ("profiles.ini", "installs.ini"):
+        ini = configparser.ConfigParser(interpolation=None, strict=False)
         try:
-            ini.read(base / "profiles.ini", encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
+            ini.read(root / name, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError, OSError):
             continue
         for section in ini.sections():
-            path = ini.get(section, "Path", fallback=None)
-            if not section.startswith("Profile") or not path:
+            if section.startswith("Profile"):
+                path = ini.get(section, "Path", fallback="")
+                relative = ini.get(section, "IsRelative", fallback="1").strip() == "1"
+            elif section.startswith("Install") or name == "installs.ini":
+                path, relative = ini.get(section, "Default", fallback=""), True
+            else:
                 continue
-            relative = ini.get(section, "IsRelative", fallback="1") == "1"
-            profile = base / path if relative else Path(path)
-            if not (profile / "cert9.db").is_file():
-                missing.append(profile)
-    return missing
+            if path:
+                found.append(root / path if relative and not Path(path).is_absolute() else Path(path))
+    return found
+
+
+def firefox_profiles(home: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Every Firefox profile directory of the user: those every ``profiles.ini`` and ``installs.ini``
+    name, in both the XDG and the legacy folder (and snap, flatpak), and any directory beside them that
+    already holds a ``cert9.db``; existing directories only, each once."""
+    profiles: dict[Path, None] = {}
+    for root in _firefox_roots(home, environ):
+        for profile in [*_ini_profiles(root), *(db.parent for db in sorted(root.glob("*/cert9.db")))]:
+            if profile.is_dir():
+                profiles.setdefault(profile.resolve(), None)
+    return list(profiles)

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
 from lancert.service.acmeserver.protocol import AcmeServer, Reply
@@ -27,7 +28,7 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 class AcmeBodyLimit(BodyLimit):
-    def _too_large(self) -> Response:  # type: ignore[override]
+    def _too_large(self, scope: Scope) -> Response:
         problem = malformed(f"request body exceeds {self.limit} bytes", status=413)
         return _problem_response(problem, None, None)
 

@@ -42,6 +42,8 @@ def nonce_secret(database: Database) -> bytes:
     return bytes.fromhex(value)
 
 
-def build_acme_server(database: Database, authority: Authority, provisioner: Provisioner) -> AcmeServer:
+def build_acme_server(
+    database: Database, authority: Authority, provisioner: Provisioner, meta: dict[str, str] | None = None
+) -> AcmeServer:
     return AcmeServer(database, AcmeStore(), EabKeys(database), NonceBook(nonce_secret(database)),
-                      authority, provisioner)
+                      authority, provisioner, meta=meta)

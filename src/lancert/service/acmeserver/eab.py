@@ -21,7 +21,9 @@ from lancert.errors import LancertError
 from lancert.service.acmeserver.jws import parse_document, thumbprint
 from lancert.service.acmeserver.models import AcmeEabKey
 from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
+from lancert.service.authority import check_eligible
 from lancert.service.database import Database
+from lancert.service.errors import NotEligible
 from lancert.service.registry import Registry
 
 MAC_ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -46,9 +48,20 @@ class EabKeys:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def create(self, db_uuid: str) -> EabPair:
-        if Registry(self.database).find(db_uuid) is None:
+    def _eligible(self, db_uuid: str) -> None:
+        """A pair for a database that may not order would open accounts that can never order: say so."""
+        found = Registry(self.database).find(db_uuid)
+        if found is None:
             raise EabError(f"database {db_uuid} is not registered; use 'lancert service db add'")
+        try:
+            check_eligible(found.record)
+        except NotEligible as refusal:
+            raise EabError(f"database {db_uuid} may not order certificates: {refusal.message} "
+                           "('lancert service db set' changes it)") from None
+
+    def create(self, db_uuid: str) -> EabPair:
+        """A new pair for an eligible database."""
+        self._eligible(db_uuid)
         pair = EabPair(
             f"eab_{secrets.token_urlsafe(15)}",
             jose.b64encode(secrets.token_bytes(HMAC_KEY_BYTES)).decode(),
@@ -61,6 +74,35 @@ class EabKeys:
                  "created_at": datetime.now(UTC), "revoked_at": None},
             )
         return pair
+
+    def bind_key(self, db_uuid: str, key_pem: bytes) -> tuple[str, str, bool]:
+        """Give an existing ACME account key an account of ``db_uuid`` in one step, for clients that
+        cannot send an External Account Binding (acme-tiny, acmetool, simp_le): their newAccount then
+        finds the account by its key (RFC 8555 7.3.1) and needs no binding. ``key_pem`` is the account's
+        private or public key (PEM); only its public part is kept. Answers (account id, the key id
+        that revokes it with ``--revoke``, created). The account's binding is a pair made for it whose
+        HMAC key is never shown, so nobody opens another account with it."""
+        from lancert.service.acmeserver.store import AcmeStore
+
+        try:
+            key = jose.JWK.load(key_pem).public_key()
+        except (ValueError, TypeError, jose.errors.Error) as exc:
+            raise EabError(f"--bind-key: not a PEM key ({exc})") from None
+        store = AcmeStore()
+        with self.database.reading_connection() as connection:
+            existing = store.account_by_thumbprint(connection, thumbprint(key))
+        if existing is not None:
+            if existing.db_uuid != db_uuid:
+                raise EabError(f"this key already has an account of another database ({existing.db_uuid})")
+            return existing.id, existing.eab_kid, False
+        pair = self.create(db_uuid)
+        with self.database.writing_connection() as connection:
+            account = store.create_account(connection, key, thumbprint(key), [], db_uuid, pair.kid)
+            if account is None:  # bound concurrently
+                account = store.account_by_thumbprint(connection, thumbprint(key))
+                assert account is not None
+                return account.id, account.eab_kid, False
+        return account.id, pair.kid, True
 
     def revoke(self, kid: str, db_uuid: str) -> None:
         """Revoke ``kid`` of database ``db_uuid`` (naming the database guards against a typo's damage)."""
@@ -115,5 +157,6 @@ def eab_problem_required() -> AcmeProblem:
     return AcmeProblem(
         "externalAccountRequired",
         "this CA needs an external account binding: get a key id and HMAC key with "
-        "'lancert service acme-eab --uuid <database>'",
+        "'lancert service acme-eab --uuid <database>'; a client that sends no binding registers once its "
+        "account key is bound: 'lancert service acme-eab --uuid <database> --bind-key <account key PEM>'",
     )

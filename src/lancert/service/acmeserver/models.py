@@ -50,7 +50,10 @@ class AcmeOrder(Base):
     """An order and its authorizations (one per identifier, stored in ``identifiers`` order)."""
 
     __tablename__ = "acme_orders"
-    __table_args__ = (Index("ix_acme_orders_account_id", "account_id"),)
+    __table_args__ = (
+        Index("ix_acme_orders_account_id", "account_id"),
+        Index("ix_acme_orders_replaces", "replaces"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32))
@@ -60,6 +63,7 @@ class AcmeOrder(Base):
     certificate_id: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)  # JSON problem document when invalid
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_now)
+    replaces: Mapped[str | None] = mapped_column(String(256))  # RFC 9773 certID the order replaces
 
 
 class AcmeCertificate(Base):

@@ -47,7 +47,10 @@ class AcmeProblem(Exception):
         self.extra = extra or {}
 
     def to_json(self) -> dict[str, Any]:
-        body = messages.Error.with_code(self.code, detail=self.detail).to_partial_json()
+        if self.code in messages.ERROR_CODES:
+            body = messages.Error.with_code(self.code, detail=self.detail).to_partial_json()
+        else:  # registered after the library's table (RFC 9773 alreadyReplaced)
+            body = messages.Error(typ=messages.ERROR_PREFIX + self.code, detail=self.detail).to_partial_json()
         if self.identifier:
             body["identifier"] = {"type": "dns", "value": self.identifier}
         if self.subproblems:

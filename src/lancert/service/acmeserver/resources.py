@@ -4,7 +4,7 @@ authorization, challenge. Pure functions of the stored values; no HTTP, no SQL."
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import josepy as jose
@@ -65,7 +65,9 @@ class Urls:
         return rest if rest and "/" not in rest and len(rest) <= 32 else None
 
 
-def directory(urls: Urls) -> dict[str, Any]:
+def directory(urls: Urls, meta: dict[str, str] | None = None) -> dict[str, Any]:
+    """RFC 8555 7.1.1; ``meta`` adds ``termsOfService`` and ``website`` when configured: some clients
+    (acme.sh, acmetool) read ``termsOfService`` unguarded and stop without one."""
     return {
         "newNonce": urls.endpoint("new-nonce"),
         "newAccount": urls.endpoint("new-account"),
@@ -73,7 +75,7 @@ def directory(urls: Urls) -> dict[str, Any]:
         "revokeCert": urls.endpoint("revoke-cert"),
         "keyChange": urls.endpoint("key-change"),
         "renewalInfo": urls.endpoint("renewal-info"),
-        "meta": {"externalAccountRequired": True},
+        "meta": {**(meta or {}), "externalAccountRequired": True},
     }
 
 
@@ -86,12 +88,8 @@ def identifier(name: str) -> dict[str, str]:
 
 
 def order(urls: Urls, value: Order) -> dict[str, Any]:
-    # An order not finalized before it expires is invalid (RFC 8555 7.1.6); nothing needs to write that.
-    # So is one still processing then: its issuance ended with the instance that ran it (stopped mid-order;
-    # an issuance lasts minutes at most, an order a day).
-    expired = value.status in ("ready", "processing") and value.expires <= datetime.now(UTC)
     body: dict[str, Any] = {
-        "status": "invalid" if expired else value.status,
+        "status": value.current_status,
         "expires": rfc3339(value.expires),
         "identifiers": [identifier(n) for n in value.names],
         "authorizations": [urls.authorization(value.id, i) for i in range(len(value.names))],
@@ -101,6 +99,8 @@ def order(urls: Urls, value: Order) -> dict[str, Any]:
         body["certificate"] = urls.certificate(value.certificate_id)
     if value.error:
         body["error"] = value.error
+    if value.replaces:
+        body["replaces"] = value.replaces  # RFC 9773 section 5: echoed as sent
     return body
 
 

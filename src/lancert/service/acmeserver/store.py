@@ -41,6 +41,7 @@ _INSERT_ACCOUNT = insert(ACCOUNTS)
 _KEY_TAKEN = select(exists().where(ACCOUNTS.c.thumbprint == bindparam("thumbprint")))
 _ORDER_BY_ID = select(ORDERS).where(ORDERS.c.id == bindparam("id"))
 _INSERT_ORDER = insert(ORDERS)
+_REPLACING = select(ORDERS).where(ORDERS.c.replaces == bindparam("replaces"), ORDERS.c.status != "invalid")
 _ORDER_IDS = (select(ORDERS.c.id)
               .where(ORDERS.c.account_id == bindparam("account_id"), ORDERS.c.status != "invalid")
               .order_by(ORDERS.c.created_at.desc()).limit(MAX_LISTED_ORDERS))
@@ -100,11 +101,21 @@ class Order:
     created_at: datetime
     certificate_id: str | None
     error: dict[str, Any] | None
+    replaces: str | None = None
+
+    @property
+    def current_status(self) -> str:
+        """An order not finalized before it expires is invalid (RFC 8555 7.1.6); nothing needs to write
+        that. So is one still processing then: its issuance ended with the instance that ran it (stopped
+        mid-order; an issuance lasts minutes at most, an order a day)."""
+        expired = self.status in ("ready", "processing") and self.expires <= datetime.now(UTC)
+        return "invalid" if expired else self.status
 
     @classmethod
     def of(cls, row: Any) -> Order:
         return cls(row.id, row.account_id, row.status, tuple(json.loads(row.identifiers)), row.expires,
-                   row.created_at, row.certificate_id, json.loads(row.error) if row.error else None)
+                   row.created_at, row.certificate_id, json.loads(row.error) if row.error else None,
+                   row.replaces)
 
 
 @dataclass(frozen=True)
@@ -175,16 +186,25 @@ class AcmeStore:
         return True
 
     # orders
-    def create_order(self, c: Connection, account_id: str, names: list[str], expires: datetime) -> Order:
+    def create_order(self, c: Connection, account_id: str, names: list[str], expires: datetime,
+                     replaces: str | None = None) -> Order:
         values = {"id": new_id(), "account_id": account_id, "status": "ready",
                   "identifiers": json.dumps(names), "expires": expires, "certificate_id": None,
-                  "error": None, "created_at": now()}
+                  "error": None, "created_at": now(), "replaces": replaces}
         c.execute(_INSERT_ORDER, values)
         return Order.of(_Row(values))
 
     def order(self, c: Connection, order_id: str) -> Order | None:
         row = c.execute(_ORDER_BY_ID, {"id": order_id}).first()
         return Order.of(row) if row else None
+
+    def replaced_by(self, c: Connection, cert_id: str) -> str | None:
+        """The order, not invalid, that already replaces the certificate ``cert_id`` (RFC 9773), if any."""
+        for row in c.execute(_REPLACING, {"replaces": cert_id}):
+            order = Order.of(row)
+            if order.current_status != "invalid":
+                return order.id
+        return None
 
     def order_ids(self, c: Connection, account_id: str) -> list[str]:
         """The account's orders that are not invalid, newest first (RFC 8555 7.1.2.1)."""
