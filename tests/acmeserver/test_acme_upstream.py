@@ -185,3 +185,52 @@ def test_the_per_name_back_off_applies_to_acme_orders_and_refusals_are_logged(up
     lines = [ln for ln in upstream.log().splitlines() if f"refused {finalize_path} " in ln]
     assert len(lines) == 1, upstream.log()[-3000:]
     assert f"from 127.0.0.1 for database {uuid}: rateLimited" in lines[0], lines
+
+
+def test_two_instances_order_one_name_upstream_one_at_a_time(upstream: Upstream) -> None:
+    """Two instances on one database, one ACME account: finalizes of the same label's names at both
+    instances at once make one upstream order at a time (the order desk's lock on the label, across
+    instances); the second starts once the first ended, and both orders become valid."""
+    first = upstream.service
+    second = AcmeService(first.data_dir.parent / "second", db=first.db_url, extra=[
+        "--issuer", "acme", "--acme-directory", upstream.relay.directory,
+        "--acme-ca-bundle", str(upstream.pebble.ca_bundle)]).start()
+    try:
+        client = AcmeClient(first)
+        eab = first.eab(first.database())
+        assert client.new_account(eab).status_code == 201
+        label = first.label_of(eab)
+        orders = []
+        for host in ("one", "two"):
+            order = client.new_order([f"{host}.{label}.{ZONE}"])
+            assert order.status_code == 201, order.text
+            orders.append(order)
+        before = upstream.relay.new_orders
+        upstream.relay.hold()
+        try:
+            client.backends = [first.port]
+            names = [f"one.{label}.{ZONE}"]
+            one = client.finalize(orders[0].json(), create_csr(generate_private_key(),
+                                                               SubjectNames.parse(dns=names)))
+            assert one.json()["status"] == "processing", one.text
+            assert upstream.relay.held.wait(30)
+            client.backends = [second.port]
+            names = [f"two.{label}.{ZONE}"]
+            two = client.finalize(orders[1].json(), create_csr(generate_private_key(),
+                                                               SubjectNames.parse(dns=names)))
+            assert two.json()["status"] == "processing", two.text
+            time.sleep(2)  # the second instance's desk sees the label's order held by the first
+            assert upstream.relay.new_orders == before + 1
+        finally:
+            upstream.relay.release()
+        client.backends = []
+        deadline = time.monotonic() + 90
+        states = ["processing", "processing"]
+        while "processing" in states and time.monotonic() < deadline:
+            time.sleep(0.5)
+            states = [client.post(o.headers["location"]).json()["status"] for o in orders]
+        assert states == ["valid", "valid"]
+        assert upstream.relay.new_orders == before + 2
+    finally:
+        log = second.stop()
+    assert "Traceback" not in log, log

@@ -167,7 +167,7 @@ def test_an_expired_certificate_is_exit_2_even_when_trusted() -> None:
                              profile=SELF_SIGNED_DEVICE, names=SubjectNames.parse(ips=["127.0.0.9"]),
                              validity=timedelta(days=30), not_before=utcnow() - timedelta(days=31))
     trust = TrustSource("test", trusted_leaves=(cert,))
-    service = judge(Found("127.0.0.9", 9, (cert,)), [trust], 30, 0.5)
+    service = judge(Found("127.0.0.9", 9, (cert,)), [trust], 30)
     assert service.status == "expired"
     assert pem(cert)  # a real certificate, not a stand-in
 

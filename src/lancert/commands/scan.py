@@ -36,8 +36,9 @@ def _table(result: ScanResult) -> Table:
     for column in ("address", "device", "certificate", "issuer", "expires", "trusted", "status"):
         table.add_column(column)
     for s in result.services:
-        if not s.tls:
-            table.add_row(f"{s.address}:{s.port}", s.kind, "no TLS", "", "", "", s.status)
+        if not s.certificate:  # not TLS, a stalled handshake, a certificate that cannot be parsed
+            what = "no TLS" if s.status == "no-tls" else s.error.split(": ", 1)[-1]
+            table.add_row(f"{s.address}:{s.port}", s.kind, what, "", "", "", s.status)
             continue
         c = s.certificate
         names = ", ".join(map(str, c.get("names", []))) or str(c.get("subject"))  # type: ignore[call-overload]

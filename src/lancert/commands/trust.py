@@ -272,7 +272,8 @@ def page_url(host: str, port: int, url: str | None) -> str:
 
 @app.command("serve")
 def serve(
-    files: Annotated[list[Path], typer.Argument(help="The certificates to offer (a shop root, ideally).")],
+    files: Annotated[list[Path], typer.Argument(
+        metavar="FILE", help="The certificates to offer (a shop root, ideally).")],
     host: Annotated[str, typer.Option(
         "--host", help="Address to listen on; 0.0.0.0 (every address) for the shop's tablets.")
     ] = "127.0.0.1",

@@ -207,13 +207,23 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     except ValueError:
         raise InvalidPEM("not a valid certificate (garbage or truncated PEM/DER)") from None
     for cert in certs:
-        # cryptography parses extensions lazily; a duplicate or malformed one (RFC 5280 4.2 forbids both)
-        # would otherwise surface as a traceback wherever the certificate is first looked at.
-        try:
-            cert.extensions  # noqa: B018 - parsed for validation
-        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-            raise InvalidPEM(f"certificate has malformed extensions ({exc})") from None
+        check_extensions(cert)
     return certs
+
+
+def check_extensions(cert: x509.Certificate) -> None:
+    """Parse every extension now, or raise :class:`InvalidPEM` saying they are malformed.
+
+    cryptography parses extensions lazily; a duplicate or malformed one (RFC 5280 4.2 forbids both)
+    would otherwise surface as a traceback wherever the certificate is first looked at. It raises
+    ValueError, DuplicateExtension, UnsupportedGeneralNameType, and KeyError for a TLS Feature whose
+    DER is of another type (seen from a hostile server in tests/fuzz).
+    """
+    try:
+        cert.extensions  # noqa: B018 - parsed for validation
+    except (ValueError, KeyError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise InvalidPEM(f"certificate has malformed extensions ({str(exc)[:160] or type(exc).__name__})"
+                         ) from None
 
 
 def read_certificates(path: Path | str, *, pkcs12_password: str | None = None,

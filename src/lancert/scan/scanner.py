@@ -11,7 +11,7 @@ from pathlib import Path
 from lancert.check.verdict import TrustSource, evaluate
 from lancert.errors import LancertError
 from lancert.pki import is_self_issued, summarize, utcnow
-from lancert.scan.probe import Found, browser_name, device_kind, probe
+from lancert.scan.probe import Found, browser_name, probe
 from lancert.trust.nss import nss_databases
 
 EXIT_OK, EXIT_EXPIRING, EXIT_UNTRUSTED = 0, 1, 2
@@ -44,7 +44,7 @@ class Service:
     trust: list[dict[str, object]] = field(default_factory=list)
     tls: bool = True
     error: str = ""
-    status: str = "ok"  # ok | expiring | untrusted | expired | no-tls
+    status: str = "ok"  # ok | expiring | untrusted | expired | no-tls | no-answer
 
     @property
     def trusted_by(self) -> list[str]:
@@ -77,11 +77,15 @@ class ScanResult:
                 "exit_status": self.exit_status, "services": [s.as_dict() for s in self.services]}
 
 
-def judge(found: Found, sources: Sequence[TrustSource], warn_days: int, timeout: float) -> Service:
-    """The verdict on one service: each trust source as ``check`` sees it, then expiry."""
-    kind = device_kind(found, timeout)
+def judge(found: Found, sources: Sequence[TrustSource], warn_days: int) -> Service:
+    """The verdict on one service: each trust source as ``check`` sees it, then expiry.
+
+    Without a chain: a certificate that cannot be parsed is ``untrusted`` (no browser can judge it
+    either), a handshake never finished is ``no-answer``, anything else that is not TLS ``no-tls``."""
+    kind = found.kind
     if not found.chain:
-        return Service(found.address, found.port, kind, tls=False, error=found.error, status="no-tls")
+        status = "untrusted" if found.tls else "no-answer" if found.stalled else "no-tls"
+        return Service(found.address, found.port, kind, tls=found.tls, error=found.error, status=status)
     leaf = found.chain[0]
     host = browser_name(found.address, leaf)
     summary = summarize(leaf).as_dict()
@@ -91,7 +95,7 @@ def judge(found: Found, sources: Sequence[TrustSource], warn_days: int, timeout:
         reasons = evaluate(list(found.chain), host, source)
         trust.append({"source": source.description, "secure": not reasons,
                       "reasons": [r.code for r in reasons]})
-    service = Service(found.address, found.port, kind, host, summary, trust)
+    service = Service(found.address, found.port, kind, host, summary, trust, error=found.error)
     now = utcnow()
     if now > leaf.not_valid_after_utc:
         service.status = "expired"
@@ -115,5 +119,5 @@ def run_scan(
             if result is not None:
                 found.append(result)
             progress(done, len(pairs))
-        services = list(pool.map(lambda f: judge(f, sources, warn_days, timeout), found))
+        services = list(pool.map(lambda f: judge(f, sources, warn_days), found))
     return ScanResult(network, tuple(ports), warn_days, services)

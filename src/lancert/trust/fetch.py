@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from lancert.errors import LancertError, UsageError
+from lancert.pki.formats import InvalidPEM, check_extensions
 
 DEFAULT_TIMEOUT = 10.0
 # A real chain has 2-4 certificates; more is a hostile or broken peer.
@@ -31,6 +34,73 @@ class UnreachableError(LancertError):
 
 class HandshakeError(LancertError):
     """Something answered but no TLS session could be set up (not TLS, no common version or cipher)."""
+
+
+class HandshakeStalled(UnreachableError):
+    """The peer took the TCP connection but never finished a TLS handshake: something is there (a scan
+    reports it), though nothing can be said about its certificate (``check``'s exit 1, as unreachable)."""
+
+
+class UnreadableCertificate(HandshakeError):
+    """The handshake worked, but the certificate has a part ``cryptography`` refuses to parse (a
+    malformed or duplicated extension): it cannot be judged, so it is reported as such, not a crash."""
+
+
+class Deadline:
+    """A limit on a whole exchange with a peer, not on each read: socket timeouts (and httpx's) are per
+    operation, so a peer answering one byte every 1.5 s kept a 2 s timeout happy forever and a scan never
+    ended. When the time is up, every socket handed to :meth:`guard` is shut down, which wakes whatever
+    read or handshake blocks on it; :attr:`expired` then tells a timeout from a peer's own close."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._end = time.monotonic() + seconds
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self, at_most: float) -> float:
+        """Seconds left, capped at ``at_most``; a small positive number once expired (never 0, which
+        would make a socket non-blocking)."""
+        return max(0.001, min(at_most, self._end - time.monotonic()))
+
+    def __enter__(self) -> Deadline:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def guard(self, sock: socket.socket) -> None:
+        """Shut ``sock`` down when the time is up (at once if it is up already)."""
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _stalled(target: Target, seconds: float) -> HandshakeStalled:
+    return HandshakeStalled(f"{target.display}: TLS handshake timed out after {seconds:g} s (the port takes "
+                            "connections but does not finish a handshake)")
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also on an SSLSocket: SSLSocket.shutdown() drops the TLS object
+    # under the thread reading it, which then fails with ValueError instead of seeing the end of input.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already, or detached into the SSLSocket that is guarded too
 
 
 def _is_ip(host: str) -> bool:
@@ -124,17 +194,24 @@ def _context(legacy: bool) -> ssl.SSLContext:
 
 
 def served_chain(
-    target: Target, *, timeout: float = DEFAULT_TIMEOUT, legacy: bool = False
+    target: Target, *, timeout: float = DEFAULT_TIMEOUT, legacy: bool = False,
+    deadline: Deadline | None = None,
 ) -> list[x509.Certificate]:
-    """The certificates the server sends, leaf first, unverified.
+    """The certificates the server sends, leaf first, unverified, each one's extensions parsed.
 
     ``legacy`` accepts TLS 1.0/1.1 and weak ciphers (for ``fetch``); without it the handshake is what
     a current browser would accept, so a server only old clients can reach fails with HandshakeError.
+    ``timeout`` bounds the connection and the handshake as a whole (a :class:`Deadline` of its own
+    unless the caller's ``deadline`` bounds more than this exchange).
     """
     if not timeout > 0:  # 0 would make the socket non-blocking: "Operation now in progress"
         raise UsageError(f"--timeout must be more than 0 seconds, not {timeout:g}")
+    if deadline is None:
+        with Deadline(timeout) as own:
+            return served_chain(target, timeout=timeout, legacy=legacy, deadline=own)
     try:
-        raw = socket.create_connection((target.connect_host, target.port), timeout=timeout)
+        raw = socket.create_connection((target.connect_host, target.port),
+                                       timeout=deadline.remaining(timeout))
     except ConnectionRefusedError:
         raise UnreachableError(f"{target.display}: connection refused (nothing listens there)") from None
     except TimeoutError:
@@ -143,22 +220,32 @@ def served_chain(
         raise UnreachableError(f"{target.display}: cannot resolve {target.connect_host}") from None
     except OSError as exc:
         raise UnreachableError(f"{target.display}: cannot connect ({exc.strerror or exc})") from None
+    deadline.guard(raw)
     try:
-        with _context(legacy).wrap_socket(raw, server_hostname=target.sni) as tls:
+        raw.settimeout(deadline.remaining(timeout))
+        # wrap_socket moves the descriptor into a new object: that one is what the deadline must shut.
+        with _context(legacy).wrap_socket(raw, server_hostname=target.sni,
+                                          do_handshake_on_connect=False) as tls:
+            deadline.guard(tls)
+            tls.do_handshake()
             items = tls._sslobj.get_unverified_chain() or []  # public in Python 3.13, present since 3.10
             ders = [i if isinstance(i, bytes) else i.public_bytes(ssl._ssl.ENCODING_DER) for i in items]
             if not ders:
                 leaf = tls.getpeercert(binary_form=True)
                 ders = [leaf] if leaf else []
     except ssl.SSLError as exc:
+        if deadline.expired:
+            raise _stalled(target, deadline.seconds) from None
         if exc.reason == "WRONG_VERSION_NUMBER":
             # OpenSSL read something that is not a TLS record: the server answered in clear.
             raise HandshakeError(f"{target.display}: TLS handshake failed: this port speaks plain HTTP (or "
                                  "another protocol without TLS), not HTTPS (WRONG_VERSION_NUMBER)") from None
         raise HandshakeError(f"{target.display}: TLS handshake failed ({exc.reason or exc})") from None
     except TimeoutError:
-        raise UnreachableError(f"{target.display}: TLS handshake timed out after {timeout:g} s") from None
+        raise _stalled(target, deadline.seconds if deadline.expired else timeout) from None
     except OSError as exc:
+        if deadline.expired:
+            raise _stalled(target, deadline.seconds) from None
         raise UnreachableError(f"{target.display}: connection lost during the handshake ({exc})") from None
     finally:
         raw.close()
@@ -167,7 +254,14 @@ def served_chain(
     certs = []
     for der_bytes in ders[:MAX_CHAIN]:
         try:
-            certs.append(x509.load_der_x509_certificate(der_bytes))
+            cert = x509.load_der_x509_certificate(der_bytes)
         except ValueError:
             raise HandshakeError(f"{target.display}: the server sent an unparsable certificate") from None
+        try:
+            check_extensions(cert)  # a traceback deep in check or scan otherwise (it aborted whole scans)
+        except InvalidPEM as exc:
+            raise UnreadableCertificate(
+                f"{target.display}: the server's certificate cannot be parsed: {exc}; it cannot be judged"
+            ) from None
+        certs.append(cert)
     return certs

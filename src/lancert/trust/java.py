@@ -10,7 +10,10 @@ a root or a device's own certificate, with these lessons built in:
   (``java -XshowSettings:properties -version``), with ``lib/security/cacerts`` (Java 9+) or
   ``jre/lib/security/cacerts`` (Java 8) under it. On Debian that is a symlink to
   ``/etc/ssl/certs/java/cacerts``, which ``update-ca-certificates`` rebuilds from the OS anchors: the
-  file behind the link is what gets changed.
+  file behind the link is what gets changed. That rebuild (ca-certificates-java's hook, ``--fresh``
+  included) removes only its own ``debian:*`` aliases, so lancert's entries survive it; and an OS anchor
+  (``--store system``) reaches this cacerts under a ``debian:`` alias, which ``remove
+  --store java`` names but leaves to ``remove --store system``.
 - **a device's own certificate works**: the JDK's PKIX validator accepts a server whose certificate is
   itself a trusted entry, CA or not (checked with the real JDK in ``tests/trust/test_trust_java.py``).
 - **keytool rewrites the keystore in place**: an interrupted keytool would leave half a ``cacerts`` and no
@@ -41,7 +44,7 @@ from lancert.trust.system import bundle_certificates
 DEFAULT_STOREPASS = "changeit"  # every JDK's cacerts, and what mkcert uses
 KEYTOOL_TIMEOUT = 60
 JDK_HINT = "install a JDK (Debian/Ubuntu: apt install default-jdk-headless; Fedora: dnf install java-devel)"
-_PASS_VARIABLE = "LANCERT_KEYTOOL_STOREPASS"  # noqa: S105 - a variable's name, set for keytool only
+_PASS_VARIABLE = "KEYTOOL_STOREPASS"  # noqa: S105 - a variable's name, set for keytool only
 _JAVA_HOME = re.compile(r"^\s*java\.home = (?P<home>.+?)\s*$", re.MULTILINE)
 _ALIAS = re.compile(r"^Alias name: (?P<alias>.*)$")
 _ENTRY_TYPE = re.compile(r"^Entry type: (?P<type>\w+)")
