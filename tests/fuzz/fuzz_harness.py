@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lancert.loopback import free_port
 from lancert_cli import lancert
 
 # The descriptor limit the components run with: low enough that a few hundred idle connections would
@@ -74,18 +73,23 @@ class Component:
             self.proc.wait(5)
 
 
-def start_service(directory: Path, *, rate_limits: bool = True) -> tuple[Component, str]:
+def start_service(directory: Path, *, rate_limits: bool = True, acme: bool = False) -> tuple[Component, str]:
     """The service (no DNS: another suite fuzzes it); ``rate_limits=False`` raises the failed-credential
-    limits out of reach, so that fuzzed requests reach the code behind them instead of a 429."""
-    port = free_port()
+    limits out of reach, so that fuzzed requests reach the code behind them instead of a 429; ``acme``
+    adds its ACME port (``info["acme"]``). Port 0: the service binds and tells (no pick-then-bind race)."""
     data = directory / "service-data"
     config = directory / "service.toml"
     config.write_text('zone = "iot.lancert.test"\n' + ("" if rate_limits else
                       "[rate_limit]\nfailures_per_ip = 1000000\nfailures_per_database = 1000000\n"))
-    service = Component.start("service", ["service", "run", "--data-dir", str(data), "--port", str(port),
-                                          "--dns-port", "0", "--config", str(config)], directory)
-    service.wait_for("listening on http://")
-    service.info = {"http": port}
+    service = Component.start("service", ["service", "run", "--data-dir", str(data), "--port", "0",
+                                          "--dns-port", "0", "--config", str(config),
+                                          *(["--acme-port", "0"] if acme else [])], directory)
+    line = service.wait_for("listening on http://")
+    service.info = {"http": int(line.strip().rsplit(":", 1)[1])}
+    if acme:
+        directory_line = service.wait_for("acme directory https://")
+        listening = directory_line.split("(listening on ", 1)[1].split(";")[0]
+        service.info["acme"] = int(listening.rsplit(":", 1)[1])
     return service, str(data)
 
 
@@ -99,6 +103,16 @@ def start_box(directory: Path, service_url: str, data_dir: str) -> Component:
     box.info = {"http": int(urls[0].rstrip("/").rsplit(":", 1)[1]),
                 "https": int(urls[1].rstrip("/").rsplit(":", 1)[1])}
     return box
+
+
+def start_printer(directory: Path) -> Component:
+    """The ePOS printer simulator over HTTPS: a self-signed certificate made first, as a user would."""
+    state = directory / "printer"
+    lancert("device", "create", "--ip", "127.0.0.1", "--dir", str(state))
+    printer = Component.start("printer", ["printer", "run", "--dir", str(state), "--port", "0"], directory)
+    url = printer.wait_for("lancert printer: https://").split()[2]
+    printer.info = {"https": int(url.rstrip("/").rsplit(":", 1)[1])}
+    return printer
 
 
 def start_terminal(directory: Path) -> Component:

@@ -8,26 +8,22 @@ the new certificate while open connections keep theirs. No restart, no dropped c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import logging.handlers
 import signal
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import uvicorn
 
 from lancert.box.agent import CertificateKeeper, parse_time
 from lancert.box.diagnose import Address
 from lancert.box.files import LOG_FILE, BoxSettings
 from lancert.box.names import ready_line
-from lancert.box.web import create_app
-from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
+from lancert.box.web import MAX_FORM_BYTES, box_too_large, create_app
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
+from lancert.serving.ports import Port, PortServer
 from lancert.storage.files import Credential
 
 log = logging.getLogger("lancert.box")
@@ -66,16 +62,6 @@ def configure_logging(state_dir: Path) -> None:
         logger.addHandler(handler)
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the box (two servers share one process)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-
-
 def new_tls_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -104,27 +90,22 @@ class BoxServer:
         self.app = create_app(self.keeper, resolver=resolver, zone_server=zone_server, listen_host=host)
         self.tls = new_tls_context()
         self._https_socket: socket.socket | None = None
-        self._https: _Server | None = None
+        self._https: PortServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _config(self, tls: bool) -> uvicorn.Config:
-        return uvicorn.Config(
-            self.app, lifespan="off", log_config=None, access_log=False, server_header=False,
-            # The box is reached directly, never through a proxy: X-Forwarded-* from anyone (even
-            # 127.0.0.1, uvicorn's default trusted proxy) must not turn plain HTTP into "https".
-            proxy_headers=False,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=2, http=GuardedH11Protocol,
-            loop="asyncio",
-            ssl_context_factory=(lambda _config, _default: self.tls) if tls else None,
-        )
+    def _port(self, listener: socket.socket, tls: bool) -> PortServer:
+        # The box is reached directly, never through a proxy: the serving layer ignores X-Forwarded-*
+        # from anyone (even 127.0.0.1, uvicorn's default trusted proxy), which must not turn plain HTTP
+        # into "https".
+        return PortServer(Port("box https" if tls else "box http", self.app, listener, MAX_FORM_BYTES,
+                               box_too_large, tls=self.tls if tls else None, keep_alive=KEEP_ALIVE_SECONDS))
 
     def _install(self, credential: Credential) -> None:
         """Serve ``credential`` for every handshake from now on (see the module docstring)."""
         self.tls.load_cert_chain(self.keeper.files.cert_path, self.keeper.files.key_path)
         if self._https is None and self._https_socket is not None:
-            self._https = _Server(self._config(tls=True))
-            self._tasks.append(asyncio.get_running_loop().create_task(
-                self._https.serve(sockets=[self._https_socket])))
+            self._https = self._port(self._https_socket, tls=True)
+            self._tasks.append(asyncio.get_running_loop().create_task(self._https.serve_port()))
             log.info("serving HTTPS on %s:%d", self.host, self.keeper.state.https_port)
 
     async def _timer(self) -> None:
@@ -150,16 +131,14 @@ class BoxServer:
 
     async def run(self) -> None:
         self.keeper.recover()
-        http_socket = guarded_listener(listen_tcp(self.host, self.http_port))
-        self._https_socket = guarded_listener(listen_tcp(self.host, self.https_port))
-        self.keeper.set_ports(http_socket.getsockname()[1], self._https_socket.getsockname()[1])
-        http = _Server(self._config(tls=False))
+        http = self._port(listen_tcp(self.host, self.http_port), tls=False)
+        self._https_socket = listen_tcp(self.host, self.https_port)
+        self.keeper.set_ports(http.port.port, self._https_socket.getsockname()[1])
         loop = asyncio.get_running_loop()
-        one_line_refusals(loop)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        self._tasks.append(loop.create_task(http.serve(sockets=[http_socket])))
+        self._tasks.append(loop.create_task(http.serve_port()))
         await self.keeper.check("start")
         for server in (http, self._https):
             while server is not None and not server.started:  # "ready" means answering on both ports

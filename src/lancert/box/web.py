@@ -19,7 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
@@ -42,6 +42,7 @@ from lancert.box.files import (
     check_service_url,
 )
 from lancert.devicepages import FORM_PAGE_HEADERS
+from lancert.serving.ports import BodyIncomplete, BodyTooLarge, read_body
 
 log = logging.getLogger("lancert.box")
 
@@ -80,6 +81,11 @@ def _same_origin(request: Request) -> bool:
         origin = f"{parts.scheme}://{parts.netloc}"
     host = request.headers.get("host", "")
     return bool(host) and origin.lower() == f"{request.url.scheme}://{host}".lower()
+
+
+def box_too_large(limit: int) -> Response:
+    """The box ports' 413 beyond their cap (the serving layer's): the settings form is the largest body."""
+    return PlainTextResponse("form too large\n", status_code=413)
 
 
 def create_app(
@@ -126,13 +132,11 @@ def create_app(
     async def save_settings(request: Request) -> Response:
         if not _same_origin(request):
             return _refuse(403, "refused: the form must be sent from this box's own page")
-        body = bytearray()
         try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_FORM_BYTES:
-                    return PlainTextResponse("form too large\n", status_code=413)
-        except ClientDisconnect:  # gone mid-body (or closed by the body timeout): nobody to answer
+            body = await read_body(request, MAX_FORM_BYTES)
+        except BodyTooLarge:
+            return PlainTextResponse("form too large\n", status_code=413)
+        except BodyIncomplete:  # gone mid-body (or closed by the body timeout): nobody to answer
             return PlainTextResponse("incomplete form\n", status_code=400)
         try:
             form = parse_qs(body.decode(), max_num_fields=10, strict_parsing=False)

@@ -22,15 +22,19 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lancert.device.certificate import MAX_YEARS, MIN_YEARS, apple_validity_warning
 from lancert.devicepages import FORM_PAGE_HEADERS
 from lancert.errors import LancertError
 from lancert.pki import summarize
 from lancert.printer.device import Printer
+from lancert.serving.ports import BodyIncomplete, BodyTooLarge, Refusal
+from lancert.serving.ports import read_body as serving_read_body
 
 EPOS_PATH = "/cgi-bin/epos/service.cgi"
 # An ePOS-Print job is text and commands; raster images make the biggest ones, well under this.
@@ -60,16 +64,28 @@ class Origins:
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it passes ``limit`` bytes (declared or counted on the stream)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and not (declared.isascii() and declared.isdigit() and int(declared) <= limit):
+    """The body, or ``None`` as soon as it passes ``limit`` bytes (declared or counted on the stream) or
+    the client leaves mid-body."""
+    try:
+        return await serving_read_body(request, limit)
+    except (BodyTooLarge, BodyIncomplete):
         return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
+
+
+def too_large(origins: Origins) -> Refusal:
+    """The printer port's 413 beyond its cap (the serving layer's), with the CORS headers a browser POS
+    needs to read it."""
+
+    def refuse(limit: int) -> ASGIApp:
+        async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+            origin = Headers(scope=scope).get("origin")
+            cors = origins.headers(origin) if origin is None or origins.allows(origin) else {}
+            response = PlainTextResponse(f"body larger than {limit} bytes\n", status_code=413, headers=cors)
+            await response(scope, receive, send)
+
+        return answer
+
+    return refuse
 
 
 def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], None]) -> Starlette:

@@ -1,8 +1,8 @@
 """The HTTP fronts (FastAPI): thin handlers over :class:`~lancert.service.provisioning.Provisioner`.
 
-Hostile-input rules live here once: a 64 KiB cap on the raw body stream (not trusting Content-Length),
-every error as ``{"error": {...}}`` with the status from :data:`lancert.service.errors.HTTP_STATUS`, and
-a catch-all that answers 500 without a traceback.
+Hostile-input rules live here once: the 413 of the port's 64 KiB body cap (counted on the raw stream by
+the serving layer, not trusting Content-Length), every error as ``{"error": {...}}`` with the status
+from :data:`lancert.service.errors.HTTP_STATUS`, and a catch-all that answers 500 without a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lancert.pki import pem
 from lancert.service import requestlog
@@ -32,8 +32,8 @@ from lancert.service.errors import (
 from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
+from lancert.serving.docs import serve_docs_locally
 from lancert.wire.provisioning import (
-    MAX_BODY_BYTES,
     CertificateRequest,
     CertificateResponse,
     CompatibleRefusal,
@@ -63,54 +63,15 @@ def error_response(exc: ServiceError, path: str = "") -> JSONResponse:
     return JSONResponse(exc.body(), status_code=http_status(exc), headers=exc.headers())
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, counting what actually arrives.
+def service_too_large(limit: int) -> ASGIApp:
+    """The service port's 413, in the form of the path asked (the compatible call's own form there); the
+    cap itself is the serving layer's :class:`lancert.serving.ports.BodyLimit`."""
 
-    The whole (small) body is read here and replayed to the app, so a lying or absent Content-Length
-    (chunked transfer) cannot get more than ``limit`` bytes past this point.
-    """
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = error_response(TooLarge(f"request body exceeds {limit} bytes"), scope.get("path", ""))
+        await refusal(scope, receive, send)
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.limit = limit
-
-    def _too_large(self, scope: Scope) -> JSONResponse:
-        # Built only when refusing: every request passes here, few are too large.
-        return error_response(TooLarge(f"request body exceeds {self.limit} bytes"), scope.get("path", ""))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._too_large(scope)(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._too_large(scope)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+    return answer
 
 
 def _field_of(error: dict[str, Any]) -> str:
@@ -140,6 +101,9 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         version="1",
         description="Certificates for IoT boxes under a managed zone. See /docs.",
         debug=False,
+        # /docs with Swagger UI's files from this port (serve_docs_locally), never from a CDN; no ReDoc.
+        docs_url=None,
+        redoc_url=None,
         # Starlette's trailing-slash redirect builds its Location from the client's Host header
         # (Host: evil.example -> Location: http://evil.example/...): an unknown path is a 404 instead.
         redirect_slashes=False,
@@ -173,6 +137,8 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
         return error_response(InternalError("internal error"), request.url.path)
+
+    serve_docs_locally(app)
 
     @app.get("/healthz", response_model=HealthResponse)
     def healthz() -> HealthResponse:
@@ -222,7 +188,6 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
             return compatible_refusal(refusal, body.id)
         return compatible_certificate(answer)
 
-    app.add_middleware(BodyLimit)
     return app
 
 

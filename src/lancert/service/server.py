@@ -1,5 +1,6 @@
 """Wiring of ``lancert service run``: database, shared identity (CA, label secret), authority, issuer
-(the internal CA, or an upstream ACME CA with ``--issuer acme``), HTTP app on uvicorn, and the DNS
+(the internal CA, or an upstream ACME CA with ``--issuer acme``), the HTTP and ACME ports on the one
+serving layer (:mod:`lancert.serving.ports`, one event loop), and the DNS
 server in the same process unless ``--dns-port 0``.
 
 ``wrap_issuer`` is for tests only, passed by a test's own entry point (never read from the environment):
@@ -12,22 +13,20 @@ import asyncio
 import os
 import shutil
 import socket
+import ssl
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-import uvicorn
 from fastapi import FastAPI
 
-from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.loopback import listen_tcp
 from lancert.service import metrics
-from lancert.service.app import create_app
+from lancert.service.app import create_app, service_too_large
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database, open_database
@@ -42,7 +41,9 @@ from lancert.service.issuer import (
 from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry
+from lancert.serving.ports import Port, serve_ports
 from lancert.storage.locks import directory_lock
+from lancert.wire.provisioning import MAX_BODY_BYTES
 
 
 @dataclass
@@ -114,56 +115,22 @@ def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = Non
     return Service(config, database, identity, issuer, provisioner, app, authority)
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """Prints the ready line once the socket listens, so a parent process can wait for it."""
+@dataclass
+class _AcmeEndpoint:
+    """The ACME port (HTTPS), served in the service's loop beside the HTTP port, and the name that its
+    directory URL shows."""
 
-    listened: list[bool]
+    port: Port
+    name: str
 
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        # uvicorn announces itself only for sockets it bound; run_service binds its own (see there).
-        one_line_refusals(asyncio.get_running_loop())
-        await super().startup(sockets)
-        if self.started and sockets and not self.should_exit:
-            self._announce(sockets)
-
-    def _announce(self, listeners: Sequence[socket.SocketType]) -> None:
-        self.listened.append(True)
-        host, port = listeners[0].getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        print(f"lancert service: listening on http://{shown}:{port}", flush=True)
-
-
-class _AcmeEndpoint(uvicorn.Server):
-    """The ACME server (HTTPS) beside the main one, in a thread of its own: uvicorn installs signal
-    handlers only in the main thread, so Ctrl-C stops the main server, which then stops this one."""
-
-    def __init__(self, config: uvicorn.Config, name: str) -> None:
-        super().__init__(config)
-        self.name = name
-        self.thread = threading.Thread(target=self.run, name="acme-server", daemon=True)
-
-    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
-        host, port = listeners[0].getsockname()[:2]
-        print(
-            f"lancert service: acme directory https://{self.name}:{port}/acme/directory "
-            f"(listening on {host}:{port}; trust 'lancert service root')",
-            flush=True,
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-        while not self.started and self.thread.is_alive():
-            self.thread.join(0.01)
-        if not self.started:
-            raise LancertError(f"cannot listen for ACME on {self.config.host}:{self.config.port}")
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self.thread.join(10)
+    def ready_line(self) -> str:
+        return (f"lancert service: acme directory https://{self.name}:{self.port.port}/acme/directory "
+                f"(listening on {self.port.host}:{self.port.port}; trust 'lancert service root')")
 
 
 def _acme_endpoint(service: Service) -> _AcmeEndpoint:
-    from lancert.service.acmeserver.app import create_acme_app
+    from lancert.service.acmeserver.app import MAX_BODY_BYTES as ACME_MAX_BODY
+    from lancert.service.acmeserver.app import acme_too_large, create_acme_app
     from lancert.service.acmeserver.build import build_acme_server
     from lancert.service.acmeserver.tls import default_endpoint_name, endpoint_credential, given_credential
 
@@ -179,18 +146,18 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
             raise LancertError(f"--acme-name must be under the zone {zone} (or give --acme-tls-cert/-key)")
         files = endpoint_credential(service.identity.ca, name, config.data_dir / "acme-tls")
         cert_path, key_path = files.cert_path, files.key_path
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        tls.load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise LancertError(f"cannot use the ACME TLS certificate {cert_path}: {exc}") from None
     meta = {"termsOfService": config.acme_terms_of_service, "website": config.acme_website}
     acme = build_acme_server(service.database, service.authority, service.provisioner,
                              meta={k: v for k, v in meta.items() if v})
     app = create_acme_app(acme)
-    return _AcmeEndpoint(
-        uvicorn.Config(
-            app, host=config.host, port=config.acme_port or 0, log_level="warning", access_log=False,
-            server_header=False, proxy_headers=False, timeout_keep_alive=5, timeout_graceful_shutdown=5,
-            ssl_certfile=str(cert_path), ssl_keyfile=str(key_path),
-        ),
-        name,
-    )
+    listener = listen_tcp(config.host, config.acme_port or 0)
+    return _AcmeEndpoint(Port("acme", app, listener, ACME_MAX_BODY, acme_too_large, tls=tls), name)
 
 
 def start_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()) -> DNSService:
@@ -282,32 +249,24 @@ def _serve(
             f"{dns.workers} workers)",
             flush=True,
         )
+    ports = [Port("service", service.app, http_socket, MAX_BODY_BYTES, service_too_large)]
     if acme is not None:
-        acme.start()
-    server = _AnnouncingServer(
-        uvicorn.Config(
-            service.app,
-            http=GuardedH11Protocol,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            proxy_headers=False,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=5,  # in-flight requests finish; idle keep-alives do not hold a stop
-        )
-    )
-    server.listened = listened
+        ports.append(acme.port)
+
+    def ready() -> None:
+        listened.append(True)
+        if acme is not None:
+            print(acme.ready_line(), flush=True)
+        print(f"lancert service: listening on {ports[0].url().rstrip('/')}", flush=True)  # the last line
+
     try:
-        server.run(sockets=[guarded_listener(http_socket)])
-    except SystemExit:  # uvicorn exits when it cannot bind; say it as every lancert command does
-        if server.started:
-            raise
+        started = asyncio.run(serve_ports(ports, ready))
     finally:
         if acme is not None:
-            acme.stop()
+            acme.port.listener.close()
         if dns is not None:
             dns.stop()
         service.provisioner.close()
         service.database.dispose()
-    if not server.started:
+    if not started:
         raise LancertError(f"cannot listen on {config.host}:{config.port} (address in use or not local)")

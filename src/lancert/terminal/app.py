@@ -20,10 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from lancert.errors import LancertError
 from lancert.pki import utcnow
+from lancert.serving.ports import BodyIncomplete, BodyTooLarge
+from lancert.serving.ports import read_body as serving_read_body
 from lancert.terminal.device import CodeRefused, PairingDesk
 from lancert.terminal.schemas import (
     API_BODY_LIMIT,
@@ -50,18 +51,17 @@ WS_PAIR_TIMEOUT = 30.0
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` (never read whole first)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise TerminalError(413, f"body: larger than {limit} bytes")
-    body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise TerminalError(413, f"body: larger than {limit} bytes")
-    except ClientDisconnect:  # gone mid-body (or closed by the body timeout): nobody to answer
+        return await serving_read_body(request, limit)
+    except BodyTooLarge:
+        raise TerminalError(413, f"body: larger than {limit} bytes") from None
+    except BodyIncomplete:  # gone mid-body (or closed by the body timeout): nobody to answer
         raise TerminalError(400, "body: incomplete") from None
-    return bytes(body)
+
+
+def terminal_too_large(limit: int) -> JSONResponse:
+    """The terminal port's 413 beyond its cap (the serving layer's), in the terminal's error shape."""
+    return JSONResponse(TerminalError(413, f"body: larger than {limit} bytes").body(), status_code=413)
 
 
 def create_app(desk: PairingDesk, *, name: str) -> FastAPI:

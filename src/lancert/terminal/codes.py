@@ -49,7 +49,7 @@ Clock = Callable[[], float]
 def source_key(address: str) -> str:
     """The unit wrong codes are counted by: the address itself, IPv4 or IPv6 (an IPv4-mapped IPv6
     address counts as the IPv4 one; a zone index is dropped). Not an IPv6 /64, as the connection caps
-    count (:func:`lancert.connections.client_key`): a shop LAN is one /64, so a guesser anywhere in it
+    count (:func:`lancert.serving.connections.client_key`): a shop LAN is one /64, so a guesser anywhere in it
     would block the POS beside it; spreading guesses over addresses is bounded by the code's total
     instead (see the module's docstring)."""
     try:

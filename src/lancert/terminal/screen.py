@@ -23,6 +23,8 @@ from lancert.terminal.codes import CodeView
 from lancert.terminal.device import PairingDesk
 
 SCREEN_FILE = "screen.json"
+# The largest body the screen port takes (its only form holds the token): the serving layer's cap.
+SCREEN_BODY_LIMIT = 4 * 1024
 SUCCESS_MESSAGE = "POS Activation Successful"
 
 

@@ -7,22 +7,18 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import uvicorn
-
-from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
+from lancert.serving.ports import Port, serve_ports
 from lancert.storage.files import write_json
-from lancert.terminal.app import create_app
+from lancert.terminal.app import create_app, terminal_too_large
 from lancert.terminal.codes import SetupCodes
 from lancert.terminal.device import DEFAULT_NAME, SERVER_CERT, SERVER_KEY, PairingDesk, TerminalState
 from lancert.terminal.keypool import RsaKeyPool
-from lancert.terminal.schemas import PAIR_BODY_LIMIT
-from lancert.terminal.screen import SCREEN_FILE, Details, Screen, create_screen_app
+from lancert.terminal.schemas import API_BODY_LIMIT, PAIR_BODY_LIMIT
+from lancert.terminal.screen import SCREEN_BODY_LIMIT, SCREEN_FILE, Details, Screen, create_screen_app
 from lancert.terminal.tls import (
     ClientCertH11Protocol,
     ClientCertWebSocketProtocol,
@@ -33,16 +29,6 @@ from lancert.terminal.tls import (
 log = logging.getLogger("lancert.terminal")
 
 SHUTDOWN_GRACE = 2.0
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to :func:`run_terminal`, which stops both servers together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 
 
 def _url(scheme: str, host: str, port: int) -> str:
@@ -71,8 +57,8 @@ def run_terminal(
     ctx = server_ssl_context(
         str(state.state_dir / SERVER_CERT), str(state.state_dir / SERVER_KEY), [ca.root, ca.certificate]
     )
-    tls_sock = guarded_listener(listen_tcp(host, port))
-    screen_sock = guarded_listener(listen_tcp("127.0.0.1", screen_port))
+    tls_sock = listen_tcp(host, port)
+    screen_sock = listen_tcp("127.0.0.1", screen_port)
     port = tls_sock.getsockname()[1]
     details = Details(_url("https", host, port), _url("wss", host, port), port, fingerprint_sha256(ca.root))
     screen = Screen(name, details)
@@ -81,57 +67,25 @@ def run_terminal(
                        on_guessing=screen.guessing)
     token = secrets.token_urlsafe(24)
     screen_url = f"http://127.0.0.1:{screen_sock.getsockname()[1]}/"
+    ports = [
+        Port("terminal", create_app(desk, name=name), tls_sock, API_BODY_LIMIT, terminal_too_large, tls=ctx,
+             keep_alive=30, http=ClientCertH11Protocol, ws=ClientCertWebSocketProtocol,
+             ws_max_size=PAIR_BODY_LIMIT * 4),
+        Port("terminal screen", create_screen_app(desk, screen, token), screen_sock, SCREEN_BODY_LIMIT),
+    ]
 
-    tls_config = uvicorn.Config(
-        create_app(desk, name=name), http=ClientCertH11Protocol, ws=ClientCertWebSocketProtocol,
-        ssl_context_factory=lambda _config, _default: ctx, loop="asyncio", lifespan="off",
-        access_log=False, log_level="warning", server_header=False, ws_max_size=PAIR_BODY_LIMIT * 4,
-        timeout_keep_alive=30,
-    )
-    screen_config = uvicorn.Config(
-        create_screen_app(desk, screen, token), http=GuardedH11Protocol, ws="none", loop="asyncio",
-        lifespan="off", access_log=False, log_level="warning", server_header=False,
-    )
-    servers = [_Server(tls_config), _Server(screen_config)]
-
-    async def serve() -> None:
-        def stop() -> None:
-            for s in servers:
-                s.should_exit = True
-            # uvicorn waits for open connections (an idle POS WebSocket) without end; give them a moment.
-            loop.call_later(SHUTDOWN_GRACE, force_exit)
-
-        def force_exit() -> None:
-            for s in servers:
-                s.force_exit = True
-
-        loop = asyncio.get_running_loop()
-        one_line_refusals(loop)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
-        tasks = [
-            asyncio.create_task(servers[0].serve([tls_sock])),
-            asyncio.create_task(servers[1].serve([screen_sock])),
-        ]
-        for task in tasks:  # one server ending (an error) ends the other too
-            task.add_done_callback(lambda _task: stop())
-        while not all(s.started for s in servers):
-            if any(t.done() for t in tasks):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            write_json(screen_file, {
-                "pid": os.getpid(), "screen": screen_url, "token": token, **details.as_dict(),
-            }, mode=0o600)
-            screen.say(f"Terminal {name} ready. Generate Code: lancert terminal code --state-dir {state_dir}")
-            screen.say(f"Details: HTTPS {details.https}  WSS {details.wss}  port {port}")
-            screen.say(f"Screen: {screen_url}?token={token}")
-        await asyncio.gather(*tasks, return_exceptions=True)
+    def ready() -> None:
+        write_json(screen_file, {
+            "pid": os.getpid(), "screen": screen_url, "token": token, **details.as_dict(),
+        }, mode=0o600)
+        screen.say(f"Terminal {name} ready. Generate Code: lancert terminal code --state-dir {state_dir}")
+        screen.say(f"Details: HTTPS {details.https}  WSS {details.wss}  port {port}")
+        screen.say(f"Screen: {screen_url}?token={token}")
 
     pool.start()
     try:
         with asyncio.Runner(loop_factory=TerminalEventLoop) as runner:
-            runner.run(serve())
+            runner.run(serve_ports(ports, ready, grace=SHUTDOWN_GRACE))
     finally:
         pool.stop()
         with contextlib.suppress(FileNotFoundError):

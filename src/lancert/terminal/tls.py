@@ -20,8 +20,8 @@ from typing import Any
 from cryptography import x509
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from lancert.connections import GuardedH11Protocol
 from lancert.pki import pem
+from lancert.serving.connections import GuardedH11Protocol
 
 log = logging.getLogger("lancert.terminal")
 

@@ -25,14 +25,12 @@ import contextlib
 import io
 import re
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import segno
-import uvicorn
 from cryptography import x509
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
@@ -40,9 +38,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from lancert.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
 from lancert.errors import LancertError
 from lancert.pki import export_certificate, fingerprint_sha256
+from lancert.serving.ports import BackgroundPorts, Port, serve_ports
 from lancert.trust.guide import PAGE_FILES, Guide, Platform, certificate_label, guide_for
 from lancert.trust.store import is_ca
 
@@ -213,63 +211,43 @@ def qr_text(url: str) -> str:
     return out.getvalue()
 
 
-class _Server(uvicorn.Server):
-    """Signals are the caller's (``trust serve`` stops on SIGINT/SIGTERM; ``up`` stops it itself)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 START_TIMEOUT = 30.0
+# The page takes no body (GETs only).
+PAGE_BODY_LIMIT = 1024
 
 
 class PageServer:
-    """The page on a listening socket (:func:`lancert.loopback.listen_tcp`), with the connection guard's
-    cap, eviction and timeouts; served in the caller's loop (:meth:`serve`) or a thread (``up``)."""
+    """The page on a listening socket (:func:`lancert.loopback.listen_tcp`), served by the one serving
+    layer (connection cap, eviction, timeouts, one log format); in the caller's loop (:meth:`serve`) or a
+    thread (``up``)."""
 
     def __init__(self, page: TrustPage, listener: socket.socket) -> None:
         self.page = page
-        self.listener = guarded_listener(listener)
-        self.port: int = self.listener.getsockname()[1]
-        self._server = _Server(uvicorn.Config(
-            page.app, http=GuardedH11Protocol, loop="asyncio", lifespan="off", log_config=None,
-            log_level="warning", access_log=False, server_header=False, proxy_headers=False,
-            timeout_keep_alive=5, timeout_graceful_shutdown=2,
-        ))
-        self._thread: threading.Thread | None = None
+        self.served = Port("trust page", page.app, listener, PAGE_BODY_LIMIT)
+        self.listener = self.served.listener
+        self.port: int = self.served.port
+        self._background: BackgroundPorts | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
 
     async def serve(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve until :meth:`stop`; ``on_ready()`` once the port answers."""
-        one_line_refusals(asyncio.get_running_loop())
-        task = asyncio.create_task(self._server.serve(sockets=[self.listener]))
-        while not self._server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if self._server.started and on_ready is not None:
-            on_ready()
-        await task
+        """Serve until :meth:`stop` (or SIGINT/SIGTERM); ``on_ready()`` once the port answers."""
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        await serve_ports([self.served], on_ready, stop=self._stop)
 
     def stop(self) -> None:
-        self._server.should_exit = True  # uvicorn looks at it every 0.1 s, from any thread
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(10)
+        if self._background is not None:
+            self._background.stop()
+            return
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stop.set)
 
     def start_in_thread(self) -> PageServer:
         """Serve in a background thread; returns once the port answers."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                asyncio.run(self.serve(ready.set))
-            except BaseException as exc:  # reported to the starting thread
-                errors.append(exc)
-            ready.set()
-
-        self._thread = threading.Thread(target=run, name="trust-page", daemon=True)
-        self._thread.start()
-        if not ready.wait(START_TIMEOUT):
-            raise LancertError(f"the trust page did not start within {START_TIMEOUT:g} s")
-        if errors:
-            raise errors[0]
+        try:
+            self._background = BackgroundPorts([self.served], "trust-page").start(START_TIMEOUT)
+        except TimeoutError:
+            raise LancertError(f"the trust page did not start within {START_TIMEOUT:g} s") from None
         return self

@@ -9,86 +9,75 @@ the page shows what a shop sees: printing fails until the printer's certificate 
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import ssl
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from cryptography import x509
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lancert.device.certificate import create_device_certificate
+from lancert.loopback import listen_tcp
 from lancert.printer.device import Printer
 from lancert.printer.server import PrinterServer
+from lancert.serving.ports import BackgroundPorts, Port
 from lancert.storage.files import Credential, CredentialFiles, StorageError
 
-PRINTER_IP = "127.0.0.1"
+PRINTER_IP = "127.0.0.1"  # the POS demo page
+# The printer's own loopback address (every 127/8 address is the machine on Linux): there it listens on
+# 443 as a real Epson printer, the port Odoo's POS reaches a printer entered by its IP alone on, without
+# taking 443 of 127.0.0.1 from whatever else serves HTTPS there.
+PRINTER_ADDRESS = "127.0.0.25"
 
-class _HTTPSServer(ThreadingHTTPServer):
-    """HTTPS with the handshake in each connection's own thread, so one silent client blocks no other."""
+def _page_app(page: bytes) -> ASGIApp:
+    """``page`` for every GET (and HEAD), whatever the path: a device with one fixed web page."""
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            answer: Response = PlainTextResponse("method not allowed\n", status_code=405,
+                                                 headers={"Allow": "GET, HEAD"})
+        else:
+            answer = HTMLResponse(page)
+        await answer(scope, receive, send)
 
-    daemon_threads = True
-    context: ssl.SSLContext
-
-    def finish_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:  # type: ignore[override]
-        request.settimeout(10)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return  # a client that does not trust the printer closes the handshake: expected, not an error
-        super().finish_request(tls, client_address)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass
-
-
-def _page_handler(page: bytes) -> type[BaseHTTPRequestHandler]:
-    class Page(BaseHTTPRequestHandler):
-        server_version = "lancert-printer"
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Page
+    return app
 
 
 @dataclass
 class RunningServer:
-    """A page served over HTTPS in background threads; ``port`` is the one the system chose for 0."""
+    """A page served over HTTPS by a thread of its own; ``port`` is the one the system chose for 0."""
 
     host: str
     port: int
-    server: _HTTPSServer
+    server: BackgroundPorts
 
     def url(self, host: str | None = None) -> str:
         return f"https://{host or self.host}:{self.port}/"
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+
+# The page takes no body: a GET's.
+PAGE_BODY_LIMIT = 1024
 
 
 def serve_page(cert_file: Path, key_file: Path, page: bytes, *, host: str = PRINTER_IP,
                port: int = 0) -> RunningServer:
-    """Serve ``page`` for every GET over HTTPS with this certificate chain (leaf first) and key.
+    """Serve ``page`` for every GET over HTTPS with this certificate chain (leaf first) and key, on the
+    one serving layer (connection cap, timeouts, one log format), from a background thread.
 
     What a device with a fixed web page does; the demo printer and the browser tests use it.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    server = _HTTPSServer((host, port), _page_handler(page))
-    server.context = context
-    threading.Thread(target=server.serve_forever, name="https-page", daemon=True).start()
-    return RunningServer(host, server.server_address[1], server)
+    served = Port("page", _page_app(page), listen_tcp(host, port), PAGE_BODY_LIMIT, tls=context)
+    return RunningServer(host, served.port, BackgroundPorts([served], "https-page").start())
 
 
 @dataclass
@@ -105,15 +94,24 @@ class RunningPrinter:
         self.server.stop()
 
 
-def start_printer(directory: Path, *, host: str = PRINTER_IP, port: int = 0) -> RunningPrinter:
-    """Make the printer's certificate once (kept across runs), then run the ePOS simulator there."""
+def start_printer(directory: Path, *, host: str = PRINTER_ADDRESS, port: int | None = None) -> RunningPrinter:
+    """Make the printer's certificate once (kept across runs, made again only for a new address), then run
+    the ePOS simulator there: on 443 by default, else where :class:`PrinterServer` says."""
     files = CredentialFiles(directory)
     files.recover()
-    if not files.exists():
-        create_device_certificate(directory, ip=host)
+    if not files.exists() or not _names_address(files.read().certificate, host):
+        create_device_certificate(directory, ip=host, force=files.exists())
     files.read()  # refuse to serve a pair that does not belong together
     server = PrinterServer(Printer(directory, ip=host), host=host, port=port).start_in_thread()
     return RunningPrinter(server.url, files.cert_path, server)
+
+
+def _names_address(certificate: x509.Certificate, address: str) -> bool:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return ipaddress.ip_address(address) in san.get_values_for_type(x509.IPAddress)
 
 
 _templates = Environment(loader=PackageLoader("lancert.up", "templates"), autoescape=select_autoescape())

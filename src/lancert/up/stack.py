@@ -26,6 +26,7 @@ from lancert.storage.files import KEY_MODE, atomic_write, read_json, write_json
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+PORT_ATTEMPTS = 3
 
 
 def lancert_command(*args: str) -> list[str]:
@@ -122,13 +123,29 @@ def demo_database(data_dir: Path) -> tuple[str, str]:
 
 
 def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
-    dns_port = free_port()
+    """The service on port 0 (HTTP and ACME: it binds them and names them in its ready lines) and DNS on
+    a port picked here, since the DNS port is one number for UDP and TCP that the box is told.
+
+    A picked port may be taken by another process before the child binds it a second later (about 1
+    start of 50 failed with "address already in use"): then the service is started again on a new pick,
+    up to :data:`PORT_ATTEMPTS` times.
+    """
     log_path = data_dir / "logs" / "service.log"
-    child = Child.start("the certificate service", [
-        "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
-        "--dns-port", str(dns_port), "--acme-port", "0"], log_path)
-    children.append(child)
-    line = child.wait_for("listening on http://")
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        dns_port = free_port()
+        logged_before = len(_read(log_path))
+        child = Child.start("the certificate service", [
+            "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
+            "--dns-port", str(dns_port), "--acme-port", "0"], log_path)
+        children.append(child)
+        try:
+            line = child.wait_for("listening on http://")
+            break
+        except LancertError:
+            said = _read(log_path)[logged_before:]
+            if attempt == PORT_ATTEMPTS or not _port_taken(said, dns_port):
+                raise
+            children.remove(child)
     url = line.strip().rsplit(" ", 1)[-1]
     zone = next((ln.split(" dns for ", 1)[1].split()[0] for ln in child.lines if " dns for " in ln),
                 "iot.lancert.test")
@@ -145,6 +162,18 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
     acme = next((ln.split("acme directory ", 1)[1].split()[0] for ln in child.lines
                  if "acme directory" in ln), None)
     return ServiceInfo(url, dns_port, root_path, zone, acme)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _port_taken(log: str, port: int) -> bool:
+    """Whether a child's log says it could not bind ``port`` because another socket holds it."""
+    return any(f":{port}" in line and "in use" in line.lower() for line in log.splitlines())
 
 
 def demo_acme_eab(data_dir: Path, uuid: str) -> dict[str, str]:

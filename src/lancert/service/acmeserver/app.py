@@ -2,7 +2,8 @@
 
 Every answer, problems included, carries a fresh ``Replay-Nonce`` and the directory as
 ``Link: rel="index"`` (RFC 8555 6.5, 7.1); problems go out as ``application/problem+json`` without a
-traceback; bodies over 64 KiB are refused before parsing (a JWS carrying a CSR is a few KiB).
+traceback; bodies over :data:`MAX_BODY_BYTES` (64 KiB) are refused by the port before parsing (a JWS
+carrying a CSR is a few KiB; :func:`acme_too_large` is the answer).
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Scope
 
 from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
 from lancert.service.acmeserver.protocol import AcmeServer, Reply
 from lancert.service.acmeserver.resources import PREFIX, Urls
-from lancert.service.app import BodyLimit
 
 log = logging.getLogger("lancert.acme")
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 MAX_BODY_BYTES = 64 * 1024
 
 
-class AcmeBodyLimit(BodyLimit):
-    def _too_large(self, scope: Scope) -> Response:
-        problem = malformed(f"request body exceeds {self.limit} bytes", status=413)
-        return _problem_response(problem, None, None)
+def acme_too_large(limit: int) -> Response:
+    """The ACME port's 413, as a problem document (the cap itself is the serving layer's)."""
+    return _problem_response(malformed(f"request body exceeds {limit} bytes", status=413), None, None)
 
 
 def _urls(request: Request) -> Urls:
@@ -131,5 +129,4 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
     signed("chall", "/chall/{order_id}/{index}")
     signed("cert", "/cert/{certificate_id}")
 
-    app.add_middleware(AcmeBodyLimit, limit=MAX_BODY_BYTES)
     return app

@@ -1,13 +1,17 @@
-"""Bounds on the connections of lancert's HTTP(S) servers (service, box, terminal).
+"""Bounds on the connections of every HTTP(S) port that :mod:`lancert.serving.ports` serves.
 
 uvicorn closes a connection only when it has been idle after a response (``timeout_keep_alive``): a
 client that connects and says nothing, sends half a header, stops in the middle of a body, streams an
 endless chunked body, or completes a TLS handshake and then stays silent is kept for ever. Fuzzing found
 1,100 such connections enough to make a service with a 1,024-descriptor limit stop answering, and asyncio
 then wrote a traceback for every refused ``accept()`` (58-71 MB of stderr in under a minute); 2,000 silent
-TLS connections held 380 MB of the terminal. Three bounds fix that, shared by the three servers:
+TLS connections held 380 MB of the terminal. The same bounds reached the ACME port and the printer only
+when they joined the one serving layer: before, 1,000 half-open TLS connections to the ACME port took the
+whole service down (``/healthz`` included) while asyncio logged 103 MB of tracebacks in 15 s. The bounds:
 
-- **timeouts** (:class:`GuardedH11Protocol`): a request's headers must have arrived
+- **timeouts** (:class:`GuardedH11Protocol`, :meth:`ConnectionGuard.admit`): a TLS handshake must be
+  done :data:`HANDSHAKE_TIMEOUT` seconds after ``accept()`` (asyncio's own default is 60 s); a request's
+  headers must have arrived
   :data:`HEADER_TIMEOUT` seconds after the connection is ready (after the TLS handshake) or after the
   first byte of a next request on a kept-alive connection, and its body :data:`BODY_TIMEOUT` seconds
   after the headers; otherwise the connection is closed;
@@ -18,6 +22,9 @@ TLS connections held 380 MB of the terminal. Three bounds fix that, shared by th
   idle connections from one machine evicts itself, never a POS or browser with a connection or two;
 - **one log line per burst** (:func:`one_line_refusals`) if ``accept()`` fails anyway (descriptors used
   elsewhere in the process), instead of a traceback per refusal.
+
+The guard is one per process and may be fed by event loops in several threads (``lancert up`` serves the
+printer in a thread of its own): its table is behind a lock, and a connection is closed in its own loop.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import ipaddress
 import logging
 import resource
 import socket
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -35,8 +43,9 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-log = logging.getLogger("lancert.connections")
+log = logging.getLogger("lancert.serving")
 
+HANDSHAKE_TIMEOUT = 10.0
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 # Enough for a shop's POS systems and browsers, small enough to bound memory: a TLS connection costs
@@ -44,6 +53,9 @@ BODY_TIMEOUT = 30.0
 DEFAULT_MAX_CONNECTIONS = 256
 # Descriptors kept for everything else the process opens (files, the database, DNS, log files).
 RESERVED_DESCRIPTORS = 64
+# Newcomers of other clients than a flooding one may pass the hard limit by this many while evicted
+# connections close (a loop turn): a quarter of the reserved descriptors.
+OVER_LIMIT = RESERVED_DESCRIPTORS // 4
 REFUSAL_LOG_INTERVAL = 10.0
 _ACCEPT_FAILURE = "socket.accept() out of system resource"
 
@@ -97,16 +109,29 @@ class _Entry:
     busy: bool = False
     evicted: bool = False
     protocol: weakref.ref[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
     def alive(self) -> bool:
         sock = self.sock()
         return sock is not None and sock.fileno() != -1
 
     def close(self) -> None:
-        """Close it now: abort its transport (no TLS close_notify exchange a silent peer would make
-        last 30 s), or shut the socket down when no protocol has it yet (mid-handshake: asyncio then
-        reads EOF and releases it)."""
+        """Close it now, in the loop that drives it: abort its transport (no TLS close_notify exchange a
+        silent peer would make last 30 s), or shut the socket down when no protocol has it yet
+        (mid-handshake: asyncio then reads EOF and releases it)."""
         self.evicted = True
+        if self.loop is not None and not _in_loop(self.loop):
+            with contextlib.suppress(RuntimeError):  # that loop is closed: its sockets are gone with it
+                self.loop.call_soon_threadsafe(self._close)
+            return
+        self._close()
+
+    def handshake_expired(self) -> None:
+        """Close it if no protocol has it yet: its TLS handshake is still not done."""
+        if self.protocol is None and not self.evicted and self.alive():
+            self.close()
+
+    def _close(self) -> None:
         protocol = self.protocol() if self.protocol is not None else None
         transport = getattr(protocol, "transport", None)
         if transport is not None:
@@ -124,12 +149,14 @@ class ConnectionGuard:
 
     Beyond :attr:`cap` live connections the oldest one that is not busy is closed. A descriptor stays
     counted until it is really closed (asyncio closes at its next turn, and accepts up to the listen
-    backlog in one go), so with :attr:`hard_limit` descriptors in use the listener stops accepting until
-    the evicted ones are gone, and refuses a newcomer at once only when every connection is busy.
+    backlog in one go), so with :attr:`hard_limit` descriptors in use the listener closes a newcomer at
+    once when its client holds the most connections (the flood) or every connection is busy, and lets
+    another client's newcomer in (up to :data:`OVER_LIMIT` over the limit while the evicted close).
     """
 
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     _entries: dict[int, _Entry] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def hard_limit(self) -> int:
@@ -140,20 +167,33 @@ class ConnectionGuard:
         return max(8, min(self.max_connections, self.hard_limit // 2))
 
     def full(self) -> bool:
-        self._purge()
-        return len(self._entries) >= self.hard_limit
+        with self._lock:
+            self._purge()
+            return len(self._entries) >= self.hard_limit
 
     def closing(self) -> bool:
         """Whether evicted connections still hold descriptors (they go at the loop's next turn)."""
-        return any(e.evicted for e in self._entries.values())
+        with self._lock:
+            return any(e.evicted for e in self._entries.values())
 
     def admit(self, sock: socket.socket, client: str) -> None:
         """Count ``sock``, just accepted from ``client``; beyond the cap, evict the oldest idle connection
         of the client that holds the most, so a flood from one machine evicts its own connections and
-        never those of a client with one or two."""
-        fd = sock.fileno()
+        never those of a client with one or two. Called in the accepting loop, which also gets the
+        deadline of the connection's TLS handshake (:data:`HANDSHAKE_TIMEOUT`)."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # counted outside a loop (the guard's own tests): no deadline to keep
+            loop = None
+        entry = _Entry(weakref.ref(sock), client_key(client), loop=loop)
+        if loop is not None:
+            loop.call_later(HANDSHAKE_TIMEOUT, entry.handshake_expired)
+        with self._lock:
+            self._admit(sock.fileno(), entry)
+
+    def _admit(self, fd: int, entry: _Entry) -> None:
         self._entries.pop(fd, None)  # a reused descriptor number goes to the end: the order is by age
-        self._entries[fd] = _Entry(weakref.ref(sock), client_key(client))
+        self._entries[fd] = entry
         live = [e for e in self._entries.values() if not e.evicted]
         for _ in range(len(live) - self.cap):
             idle = [e for e in live if not e.busy and not e.evicted]
@@ -169,20 +209,45 @@ class ConnectionGuard:
     def attach(self, protocol: Any, transport: asyncio.BaseTransport) -> _Entry | None:
         """The entry of ``transport``'s socket, now known to be driven by ``protocol``."""
         sock = transport.get_extra_info("socket")
-        entry = self._entries.get(sock.fileno()) if sock is not None else None
+        with self._lock:
+            entry = self._entries.get(sock.fileno()) if sock is not None else None
         if entry is not None:
             entry.protocol = weakref.ref(protocol)
             if entry.evicted:
                 transport.abort()
         return entry
 
+    def floods(self, client: str) -> bool:
+        """Whether ``client`` holds the most connections of all (ties included), not counting evicted ones."""
+        key = client_key(client)
+        with self._lock:
+            held: dict[str, int] = {}
+            for entry in self._entries.values():
+                if not entry.evicted:
+                    held[entry.client] = held.get(entry.client, 0) + 1
+        return bool(held) and held.get(key, 0) >= max(held.values())
+
+    def room_over_limit(self) -> bool:
+        """Whether a newcomer may be counted beyond :attr:`hard_limit` while evicted descriptors close:
+        at most :data:`OVER_LIMIT` more, taken from the descriptors kept for the rest of the process."""
+        with self._lock:
+            return len(self._entries) < self.hard_limit + OVER_LIMIT
+
     def open_connections(self) -> int:
-        self._purge()
-        return len(self._entries)
+        with self._lock:
+            self._purge()
+            return len(self._entries)
 
     def _purge(self) -> None:
         for fd in [fd for fd, e in self._entries.items() if not e.alive()]:
             del self._entries[fd]
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 _guard = ConnectionGuard()
@@ -199,17 +264,23 @@ class _GuardedListener(socket.socket):
 
     def accept(self) -> tuple[socket.socket, Any]:
         while True:  # ends with a connection, or BlockingIOError (asyncio: "nothing to accept now")
-            if not _guard.full():
-                conn, address = super().accept()
-                _guard.admit(conn, str(address[0]) if isinstance(address, tuple) else "local")
-                return conn, address
-            if _guard.closing():
-                # Evicted connections free their descriptors at the loop's next turn; the newcomer
-                # waits in the listen backlog until then instead of being refused.
-                raise BlockingIOError
             conn, address = super().accept()
-            conn.close()  # every descriptor is held by a busy connection: refuse, at once
-            _refused.happened("every connection slot is busy")
+            client = str(address[0]) if isinstance(address, tuple) else "local"
+            if not _guard.full():
+                _guard.admit(conn, client)
+                return conn, address
+            if _guard.closing() and _guard.room_over_limit() and not _guard.floods(client):
+                # Evicted connections free their descriptors at the loop's next turn: a newcomer of
+                # another client gets in now (a few descriptors over the limit, for a turn).
+                _guard.admit(conn, client)
+                return conn, address
+            # At the limit: the newcomer of the client holding the most connections (a flood) is closed
+            # at once, so the kernel's accept queue drains at accept() speed and a POS or browser queued
+            # behind the flood is reached within milliseconds (waiting for evictions took 1-2 s behind
+            # 1,000 half-open connections), and so is one when every slot is busy.
+            conn.close()
+            _refused.happened("the client holding the most connections" if _guard.closing()
+                              else "every connection slot is busy")
 
 
 def guarded_listener(sock: socket.socket, max_connections: int | None = None) -> socket.socket:
@@ -217,21 +288,46 @@ def guarded_listener(sock: socket.socket, max_connections: int | None = None) ->
     and capped; ``max_connections`` sets the process's cap (the smallest asked for wins)."""
     if max_connections is not None:
         _guard.max_connections = min(_guard.max_connections, max_connections)
+    if isinstance(sock, _GuardedListener):
+        return sock
     listener = _GuardedListener(sock.family, sock.type, sock.proto, fileno=sock.detach())
     listener.set_inheritable(True)
     return listener
 
 
 class _OneLineClientErrors(logging.Filter):
-    """uvicorn logs a client's malformed WebSocket text frame (invalid UTF-8) with ``logger.exception``:
-    a traceback, at ERROR, for something only the client did wrong. Keep it as one warning line."""
+    """uvicorn's lines about what only a client did wrong, kept to one line per burst.
 
-    MESSAGES = ("Invalid UTF-8 sequence received from client.",)
+    It logs a malformed WebSocket text frame (invalid UTF-8) with ``logger.exception`` (a traceback, at
+    ERROR): one warning line instead. It writes a warning per malformed request or unsupported
+    ``Upgrade``, so a fuzzer's 10,000 requests made 10,000 lines: one per :data:`REFUSAL_LOG_INTERVAL`
+    with the count instead. Its advice to "pip install" a WebSocket library, given for an ``Upgrade``
+    to a port that has WebSockets off on purpose, is dropped.
+    """
+
+    TRACEBACKS = ("Invalid UTF-8 sequence received from client.",)
+    BURSTS = ("Invalid HTTP request received.", "Unsupported upgrade request.", *TRACEBACKS)
+    DROPPED = "No supported WebSocket library detected."
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in self.MESSAGES:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith(self.DROPPED):
+            return False
+        if message in self.TRACEBACKS:
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if message in self.BURSTS:
+            self._count[message] = self._count.get(message, 0) + 1
+            now = time.monotonic()
+            if now - self._last.get(message, -REFUSAL_LOG_INTERVAL) < REFUSAL_LOG_INTERVAL:
+                return False
+            record.msg, record.args = f"{message} ({self._count[message]} since the last report)", None
+            self._last[message], self._count[message] = now, 0
         return True
 
 
