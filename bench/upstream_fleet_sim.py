@@ -157,23 +157,25 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
     expired = 0
     renewals_issued = 0
     outage = {"orders_to_second": 0, "renewals_waiting_max": 0, "min_days_left": float("inf")}
-    samples = {max(0, databases * k // 5 - 1) for k in range(1, 6)}
+    samples = {p for p in (99, 999, 4999) if p < databases} | {databases * k // 5 - 1 for k in range(1, 6)}
     estimates: dict[int, float] = {}
     estimate_errors: list[float] = []
 
     def request(db: int, priority: Priority, previous: str | None = None, ari: bool = False) -> Request:
         domain = f"b{db}.{ZONE}" if psl else ZONE
-        return Request(f"b{db}", domain, priority, previous_ca=previous, ari=ari)
+        return Request(str(db), domain, priority, previous, ari)
 
     # The scheduler's estimate for sampled databases, given when they joined the queue at t=0.
+    shared = None if psl else ZONE  # without the PSL entry every box counts against the zone's domain
     for db in sorted(samples):
-        estimates[db] = scheduler.estimate(Priority.NO_CERTIFICATE, 0.0, db)
+        estimates[db] = scheduler.estimate(Priority.NO_CERTIFICATE, 0.0, db, shared)
 
     end = days * DAY
     now = 0.0
     issued_by = bytearray(databases)  # 0: none, 1: first, 2: second
     names = [ca.name for ca in cas]
     number = {ca.name: i + 1 for i, ca in enumerate(cas)}
+    ari_of = {ca.name: ca.ari for ca in cas}
     while now < end:
         in_outage = outage_day is not None and cas[0].down[0] <= now < cas[0].down[1]
         # Due renewals ask as a box would (Scheduler.ask): one that takes nobody's slot (a renewal
@@ -182,7 +184,8 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
         while minutes and minutes[0] * MINUTE <= now:
             for db in renewals.pop(heapq.heappop(minutes)):
                 ca = names[issued_by[db] - 1]
-                key, req = f"b{db}", request(db, Priority.DUE, ca, ari=by_name[ca].ari)
+                req = request(db, Priority.DUE, ca, ari_of[ca])
+                key = req.names_key
                 choice = scheduler.ask(key, req, now)
                 if choice.budget is None:
                     scheduler.enqueue(key, req, now)
@@ -191,13 +194,13 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
                     choice.budget.spend(req, now)
                     due.append((key, req, choice.budget))
         while next_new < databases and scheduler.waiting() < QUEUE_TOPUP:
-            scheduler.enqueue(f"b{next_new}", request(next_new, Priority.NO_CERTIFICATE), now)
+            scheduler.enqueue(str(next_new), request(next_new, Priority.NO_CERTIFICATE), now)
             next_new += 1
         if in_outage:
             outage["renewals_waiting_max"] = max(outage["renewals_waiting_max"], scheduler.waiting())
         retry: list[tuple[str, Request]] = []
         for key, req, budget in itertools.chain(due, scheduler.drain(now)):
-            db = int(key[1:])
+            db = int(key)
             ca = by_name[budget.name]
             outcome, renew_at = ca.order(db, req.domain, now)
             if outcome != "issued":

@@ -21,7 +21,8 @@ from lancert_cli import lancert
     ("args", "expected"),
     [
         (("trust", "install", "x.crt"),
-         "lancert: Missing option '--store'. Choose from: nss, system (see 'lancert trust install --help')"),
+         "lancert: Missing option '--store'. Choose from: nss, system, java "
+         "(see 'lancert trust install --help')"),
         (("trust", "guide", "x.crt"),
          "lancert: Missing option '--os'. Choose from: windows, macos, linux, android, ios "
          "(see 'lancert trust guide --help')"),
@@ -111,7 +112,7 @@ def test_shell_completion_completes_commands_and_choices() -> None:
     env = {**os.environ, "_LANCERT_COMPLETE": "complete_bash", "COMP_WORDS": "lancert tr", "COMP_CWORD": "1"}
     assert lancert(env=env).stdout.split() == ["trust"]
     env.update(COMP_WORDS="lancert trust install --store ", COMP_CWORD="4")
-    assert lancert(env=env).stdout.split() == ["nss", "system"]
+    assert lancert(env=env).stdout.split() == ["nss", "system", "java"]
     script = lancert("--show-completion", "bash", env={**os.environ})
     assert "_LANCERT_COMPLETE" in script.stdout
 

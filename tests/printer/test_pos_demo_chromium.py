@@ -10,14 +10,17 @@ loopback).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from printer_helpers import PRINTER_IP, choose_and_reset, receipts, running_printer, sign_in, wait_for_scheme
 
+from capabilities import require
 from chromium import run_script
 from lancert.pki import read_certificates
+from lancert.printer.device import Printer
 from lancert.printer.server import PrinterServer
 from lancert.up.printer import RunningServer, pos_demo_page, serve_page
 from lancert_cli import lancert
@@ -136,3 +139,55 @@ def test_ca_model_root_installed_once_survives_a_new_printer_certificate(shop: P
         finally:
             page.stop()
     assert [r["text"] for r in receipts(directory)] == ["first certificate\n", "after renewal\n"]
+
+
+# The ePOS SDK's connection probe (epos-2 ePOSDevice.connect, probeWebServiceIF), as it sends it:
+# an ePOS-Print request with no print command, to the printer's local_printer device.
+SDK_PROBE = ('<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><epos-print '
+             'xmlns="http://www.epson-pos.com/schemas/2011/03/epos-print"></epos-print></s:Body></s:Envelope>')
+
+
+def test_chromium_prints_to_a_printer_entered_by_its_ip_alone_and_probes_are_not_receipts(
+    shop: Path, tmp_path: Path
+) -> None:
+    """Odoo's POS (15 and later) posts to ``https://<printer IP>/cgi-bin/epos/service.cgi``: no port, so
+    443, where a real Epson printer serves ePOS-Print. The simulator at an address of its own
+    (127.0.0.26) serves there by default; the page prints to the IP alone, and the SDK's empty probe
+    (Odoo 14 sends two per connect) is answered success but prints nothing."""
+    require(os.geteuid() == 0, "port 443 needs root (CI runs the tests as root)")
+    ip = "127.0.0.26"
+    directory = tmp_path / "printer"
+    lancert("device", "create", "--ip", ip, "--dir", str(directory))
+    printer = PrinterServer(Printer(directory, ip=ip), host=ip, port=None).start_in_thread()
+    home = tmp_path / "home"
+    nssdb = _home_trusting(shop, home)
+    cert = directory / "cert.pem"
+    lancert("trust", "install", str(cert), "--store", "nss", "--nssdb", str(nssdb))
+    epos = f"https://{ip}/cgi-bin/epos/service.cgi?devid=local_printer&timeout=10000"  # the IP alone
+    page = serve_page(shop / "pos" / "cert.pem", shop / "pos" / "key.pem", pos_demo_page(epos, cert),
+                      host="127.0.0.1")
+    text = "Table 9\nCappuccino  2.40\nTotal EUR   2.40\n"
+    script = (
+        "(async () => {"
+        " const probes = [];"
+        " for (let i = 0; i < 2; i++) {"
+        f"   const r = await fetch({json.dumps(epos)}, {{method: 'POST', body: {json.dumps(SDK_PROBE)}}});"
+        "   probes.push(r.status + ' ' + (await r.text()).includes('success=\"true\"')); }"
+        f" document.getElementById('text').value = {json.dumps(text)};"
+        " document.getElementById('print').click();"
+        " const out = document.getElementById('result');"
+        " while (out.dataset.state === 'pending') await new Promise(r => setTimeout(r, 50));"
+        " return probes.join(',') + '|' + out.dataset.state + '|' + out.textContent; })()"
+    )
+    try:
+        assert (printer.port, printer.port_note) == (443, None)
+        assert printer.url == f"https://{ip}/"
+        answer = run_script(page.url(POS_HOST), script, home=home, resolve={**RESOLVE, ip: ip})
+        probes, state, shown = answer.split("|", 2)
+        assert probes == "200 true,200 true", probes
+        assert state == "success", shown
+        (receipt,) = receipts(directory)  # the two probes left no receipt
+        assert receipt["text"] == text
+    finally:
+        page.stop()
+        printer.stop()

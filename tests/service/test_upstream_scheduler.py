@@ -195,6 +195,20 @@ def test_queued_requests_get_a_truthful_estimate() -> None:
     assert sorted(waiting, key=lambda k: (actual[k], int(k[1:]))) == waiting  # in their turn
 
 
+def test_the_estimate_counts_the_shared_domain_without_the_psl_entry() -> None:
+    scheduler = _scheduler("first")
+    estimates = []
+    for i in range(120):
+        request = _new(i, ZONE)  # every box counts against the zone's registered domain
+        choice = scheduler.ask(f"n{i}", request, 0.0)
+        if choice.budget is not None:
+            choice.budget.spend(request, 0.0)
+            scheduler.admitted(f"n{i}")
+        estimates.append(choice.estimate)
+    # 50 certificates per registered domain per 7 days: the 51st waits a week, the 101st two.
+    assert estimates[49] == 0.0 and estimates[50] == 7 * DAY and estimates[100] == 14 * DAY
+
+
 def test_a_ca_found_down_is_passed_over_and_alone_it_is_still_tried() -> None:
     scheduler = _scheduler("first", "second")
     first, second = scheduler.budgets

@@ -28,22 +28,26 @@ from lancert.box.names import https_url
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError
 from lancert.pki import (
+    PKIError,
+    PrivateKey,
     SubjectNames,
     certificate_names,
     create_csr,
     fingerprint_sha256,
     generate_private_key,
     load_certificates,
+    load_private_key_pem,
     utcnow,
 )
 from lancert.pki.keys import public_key_matches
 from lancert.pki.names import normalize_dns_name
-from lancert.storage.files import Credential, CredentialFiles, StorageError
+from lancert.storage.files import Credential, CredentialFiles, StorageError, write_private_key
 from lancert.wire.provisioning import CertificateResponse
 
 log = logging.getLogger("lancert.box")
 
 CERTIFICATES_PATH = "/api/v1/certificates"
+PENDING_KEY = "request-key.pem"  # the key of a request whose certificate has not come yet (0600)
 MAX_RESPONSE_BYTES = 1024 * 1024
 # Renew at 2/3 of the lifetime when the service did not say (a certificate recovered after a crash).
 RENEW_FRACTION = 2 / 3
@@ -253,7 +257,7 @@ class CertificateKeeper:
             missing = [n for n, v in (("database UUID", settings.db_uuid), ("enterprise code",
                        settings.enterprise_code)) if not v.strip()]
             raise BoxFailure(BoxProblem(ErrorCode.LOAD_NO_CREDENTIAL, f"missing: {' and '.join(missing)}"))
-        key = generate_private_key()
+        key = self._request_key()
         names = (SubjectNames.parse(dns=[f"*.{self.state.box_label}.{self.state.zone}"])
                  if self.state.box_label and self.state.zone else SubjectNames())
         csr = create_csr(key, names)
@@ -283,12 +287,27 @@ class CertificateKeeper:
                                         + (f": {message}" if message else ""), status))
         credential, renew_after = self._accept(payload, key, now)
         self.files.write(credential, checkpoint=self.checkpoint)
+        (self.state_dir / PENDING_KEY).unlink(missing_ok=True)
         self.checkpoint("before_state_saved")
         self._record_certificate(credential.certificate, renew_after)
         self.state.last_renewal = _iso(now)
         log.info("new certificate for %s, valid %s to %s, renewal after %s", self.state.hostname,
                  self.state.not_before, self.state.not_after, self.state.renew_after)
         return credential
+
+    def _request_key(self) -> PrivateKey:
+        """The key of the last request still without its certificate, else a new one kept until a
+        certificate for it arrives: a service still ordering (an upstream CA slower than the box's wait)
+        finishes the order for that key, and the next request with the same key gets its certificate;
+        with a new key each time, every retry would be a new order at the CA, whose duplicate limit
+        (Let's Encrypt: 5 per name set per week) a box retrying every few minutes spends in an hour."""
+        path = self.state_dir / PENDING_KEY
+        try:
+            return load_private_key_pem(path.read_bytes())
+        except (OSError, ValueError, PKIError):
+            key = generate_private_key()
+            write_private_key(path, key)  # 0600, atomic
+            return key
 
     async def _post(self, url: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """POST ``body``; the status and the JSON object answered (empty when it is not one)."""

@@ -31,8 +31,10 @@ def run(
     ip: Annotated[str | None, typer.Option("--ip", help="The printer's address (CN of its certificate); "
                                            "default: --host.")] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port for HTTP, or HTTPS once it has a certificate "
-                                      "(0: any free port).")] = 8043,
+    port: Annotated[int | None, typer.Option(
+        "--port", help="Port for HTTP, or HTTPS once it has a certificate (0: any free port). Default 443, "
+        "where Odoo's POS reaches a printer entered by its IP alone; 8043 where 443 is not allowed (not "
+        "root), said at start.")] = None,
     allow_origin: Annotated[list[str] | None, typer.Option(
         "--allow-origin", help="A POS page origin allowed to print (repeat); default: any origin.")] = None,
     device_id: Annotated[list[str] | None, typer.Option(
@@ -48,6 +50,8 @@ def run(
     origins = tuple(_origin(o) for o in allow_origin) if allow_origin else None
     printer = Printer(directory, ip=ip or host, device_ids=tuple(device_id or (DEFAULT_DEVICE_ID,)))
     server = PrinterServer(printer, host=host, port=port, allow_origins=origins)
+    if server.port_note:
+        typer.echo(f"lancert printer: {server.port_note}", err=True)
 
     def ready(s: PrinterServer) -> None:
         typer.echo(f"lancert printer: {s.url} ePOS-Print {s.epos_url} "

@@ -43,7 +43,14 @@ from lancert.pki import (
     public_key_matches,
     utcnow,
 )
-from lancert.printer.epos import ASB_PRINT_SUCCESS, DEVICE_NOT_FOUND, SCHEMA_ERROR, Response, SchemaError
+from lancert.printer.epos import (
+    ASB_IDLE,
+    ASB_PRINT_SUCCESS,
+    DEVICE_NOT_FOUND,
+    SCHEMA_ERROR,
+    Response,
+    SchemaError,
+)
 from lancert.printer.epos import parse_print_request as parse_epos
 from lancert.storage.files import (
     KEY_MODE,
@@ -139,6 +146,10 @@ class Printer:
             receipt = parse_epos(document)
         except SchemaError:
             return Response(False, SCHEMA_ERROR)
+        if not receipt.items:
+            # The ePOS SDK's connection probe (ePOSDevice.connect, probeWebServiceIF): an epos-print with
+            # no command. A printer answers its status and prints nothing; Odoo 14 sends two per connect.
+            return Response(True, "", ASB_IDLE)
         record = {**receipt.as_dict(), "device_id": device_id, "printed_at": utcnow().isoformat()}
         with self._receipt_lock:
             found = (_RECEIPT.match(p.name) for p in self.receipts_dir.glob("*.json"))

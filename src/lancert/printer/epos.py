@@ -29,6 +29,7 @@ SCHEMA_ERROR = "SchemaError"  # the request is not a valid ePOS-Print document
 DEVICE_NOT_FOUND = "DeviceNotFound"  # no printer with that device id
 # ASB status bits (the same reference): the simulator has no sensors, so a print only ever sets this.
 ASB_PRINT_SUCCESS = 0x00000002
+ASB_IDLE = 0  # online, cover closed, paper present, nothing printed: the answer to a connection probe
 
 # Print commands of an epos-print document; anything else in the namespace is a schema error.
 COMMANDS = frozenset({

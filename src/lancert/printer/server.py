@@ -5,11 +5,18 @@ socket with the certificate stored now: uvicorn is given a duplicate of the sock
 shutdown closes only the duplicate and connections arriving meanwhile wait in the backlog. The port is
 served by the one serving layer (:mod:`lancert.serving.ports`): connection cap, timeouts, body cap
 (:data:`~lancert.printer.web.MAX_EPOS_BODY`), one log format.
+
+The port: a real Epson TM printer serves ePOS-Print on 443 (HTTPS) and 80, and Odoo's POS (15 and later,
+``pos_epson_printer``) posts to ``<the page's scheme>//<printer IP>/cgi-bin/epos/service.cgi`` with no
+port, so a printer entered by its IP alone (what users do) is reached on 443 from an HTTPS POS. The
+simulator listens there by default; where it may not (443 needs root or CAP_NET_BIND_SERVICE, or another
+server holds it) it says so and takes :data:`FALLBACK_PORT`, which only a POS given the port reaches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 
@@ -20,16 +27,40 @@ from lancert.printer.web import EPOS_PATH, MAX_EPOS_BODY, Origins, create_app, t
 from lancert.serving.ports import Port, PortServer
 
 START_TIMEOUT = 30.0
+EPOS_PORT = 443  # where Odoo's POS reaches a printer entered by IP alone (HTTPS default port)
+FALLBACK_PORT = 8043  # the ePOS SDK's HTTPS port for ePOSDevice.connect (Odoo 14): where 443 is not allowed
+
+
+def _listen(host: str, port: int | None) -> tuple[socket.socket, str | None]:
+    """The listening socket; for ``port`` None, 443 or else :data:`FALLBACK_PORT` (or any free port),
+    with the sentence that says why it is not 443."""
+    if port is not None:
+        return listen_tcp(host, port), None
+    try:
+        return listen_tcp(host, EPOS_PORT), None
+    except LancertError as refused:
+        why = str(refused)
+    for fallback in (FALLBACK_PORT, 0):
+        try:
+            sock = listen_tcp(host, fallback)
+        except LancertError:
+            continue
+        taken = sock.getsockname()[1]
+        return sock, (f"{why}: ePOS-Print on port {taken} instead. Odoo's POS reaches a printer entered "
+                      f"by its IP alone on {EPOS_PORT} only (run as root, or grant CAP_NET_BIND_SERVICE); "
+                      f"give the POS {host}:{taken} meanwhile")
+    raise LancertError(f"{why}, and no other port is free on {host}")
 
 
 class PrinterServer:
-    """The printer's web server on ``host:port`` (0: a free port), restarted in place by a reset."""
+    """The printer's web server on ``host:port`` (0: a free port; None: 443, as a real printer, else
+    :data:`FALLBACK_PORT` with ``port_note`` saying why), restarted in place by a reset."""
 
-    def __init__(self, printer: Printer, *, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, printer: Printer, *, host: str = "127.0.0.1", port: int | None = 0,
                  allow_origins: tuple[str, ...] | None = None) -> None:
         self.printer = printer
         self.host = host
-        self.sock = listen_tcp(host, port)
+        self.sock, self.port_note = _listen(host, port)
         self.port: int = self.sock.getsockname()[1]
         self.origins = Origins(allow_origins)
         self.app = create_app(printer, origins=self.origins, on_reset=self.reset)
@@ -41,8 +72,10 @@ class PrinterServer:
 
     @property
     def url(self) -> str:
+        """The printer's address as a browser writes it: no port where it is the scheme's default."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}/"
+        default = {"https": 443, "http": 80}[self.scheme]
+        return f"{self.scheme}://{host}/" if self.port == default else f"{self.scheme}://{host}:{self.port}/"
 
     @property
     def epos_url(self) -> str:

@@ -18,6 +18,12 @@ Example config (every key optional)::
     acme_eab_kid = "kid-1"         # the HMAC key: LANCERT_ACME_EAB_HMAC or acme_eab_hmac_file (0600)
     acme_eab_hmac_file = "/etc/lancert/eab-hmac"
     zone_on_public_suffix_list = false   # true once the zone is a PSL entry: each box its own domain
+    acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
+    acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
+    acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
+    acme_tls_key = "/etc/lancert/acme-key.pem"
+    acme_terms_of_service = "https://iot.example.net/acme-terms"   # the directory's meta (clients show it)
+    acme_website = "https://iot.example.net/"
     [[upstream]]                   # several CAs, tried in this order (instead of acme_directory)
     directory = "https://acme-v02.api.letsencrypt.org/directory"
     [[upstream]]
@@ -26,12 +32,6 @@ Example config (every key optional)::
     eab_hmac_file = "/etc/lancert/zerossl-hmac"
     new_orders_per_3h = 300        # the CA's published limits (Let's Encrypt's by default); raise
     certs_per_domain_per_week = 50 # them to what the CA granted you (see UpstreamLimits)
-    acme_port = 8471               # ACME over HTTPS (absent: no ACME server)
-    acme_name = "acme.iot.example.net"   # the ACME endpoint's name (default acme.<zone>)
-    acme_tls_cert = "/etc/lancert/acme-chain.pem"   # with acme_tls_key: serve this instead of making one
-    acme_tls_key = "/etc/lancert/acme-key.pem"
-    acme_terms_of_service = "https://iot.example.net/acme-terms"   # the directory's meta (clients show it)
-    acme_website = "https://iot.example.net/"
     [orders]                       # orders placed with the issuer (see lancert.service.orders)
     compatible_deadline = 3.5      # seconds a compatible call waits before answering "pending"
     native_deadline = 8.0

@@ -26,6 +26,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -53,6 +54,7 @@ log = logging.getLogger("lancert.service.orders")
 T = TypeVar("T")
 WINDOW = timedelta(hours=1)
 MAX_BACKOFF = timedelta(hours=1)
+FINISHED_KEPT = 10_000  # certificates of finished own-key orders kept per instance (see OrderDesk)
 POLL_INTERVAL = 0.2  # waiting for another instance's order: how often the cache and the lease are read
 
 
@@ -88,6 +90,10 @@ class OrderDesk:
         self._running: dict[tuple[str, ...], Future[object]] = {}
         self._held: set[str] = set()
         self._lock = threading.Lock()
+        # Certificates of orders for a requester's own key, kept after the order ended (until their
+        # renewal time): a box whose wait ran out asks again with the same key and gets this one,
+        # instead of a new upstream order each retry (5 duplicate certificates per week at Let's Encrypt).
+        self._finished: OrderedDict[tuple[str, ...], IssuedChain] = OrderedDict()
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._renew_leases, name="lancert-order-lease", daemon=True)
         self._heartbeat.start()
@@ -169,6 +175,9 @@ class OrderDesk:
         while True:
             outcome: _Busy | _BackedOff | None = None
             with self._lock:
+                done = self._finished.get(key)
+                if done is not None and utcnow() < done.renew_after:
+                    return done
                 future = self._running.get(key)
                 if future is None:
                     outcome = self._acquire(grant, style)
@@ -196,7 +205,13 @@ class OrderDesk:
         def run() -> None:
             try:
                 with self._slots:
-                    future.set_result(self._run(grant, order))
+                    result = self._run(grant, order)
+                if isinstance(result, IssuedChain):
+                    with self._lock:
+                        self._finished[key] = result
+                        while len(self._finished) > FINISHED_KEPT:
+                            self._finished.popitem(last=False)
+                future.set_result(result)
             except BaseException as exc:
                 future.set_exception(exc)
             finally:

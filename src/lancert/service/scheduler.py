@@ -130,6 +130,9 @@ class Verdict:
     counter: str = ""  # what blocks it: a counter's name, or "down"
 
 
+_OK = Verdict(True, 0.0)
+
+
 class Budget:
     """One CA's limits and health."""
 
@@ -149,6 +152,10 @@ class Budget:
         self._count = getattr(ledger, "count", None)
 
     # -- limits -------------------------------------------------------------------------------------------
+
+    def exempt(self, request: Request) -> bool:
+        """A renewal inside this CA's own ARI window, where the CA exempts those from every limit."""
+        return request.ari and request.previous_ca == self.name and self.limits.ari_renewals_exempt
 
     def _counters(self, request: Request) -> list[tuple[str, str, int]]:
         """(counter, key, limit) that this request spends."""
@@ -175,9 +182,9 @@ class Budget:
         ``healthy_only=False``: a CA found down still counts (the last resort when none is up)."""
         if healthy_only and now < self.down_until:
             return Verdict(False, self.down_until, self.down_reason, "down")
+        if self.exempt(request):  # the fleet's most common case: no counter to read
+            return _OK
         counters = self._counters(request)
-        if not counters:  # an ARI renewal at the CA that asked for it (the fleet's most common case)
-            return Verdict(True, now)
         worst = Verdict(True, now)
         for counter, key, limit in counters:
             window = WINDOWS[counter]
@@ -200,9 +207,13 @@ class Budget:
 
     def competes(self, request: Request) -> bool:
         """Whether this request spends the CA's shared new-order budget (else only its own counters)."""
+        if self.exempt(request):
+            return False
         return any(counter == "orders" for counter, _key, _limit in self._counters(request))
 
     def spend(self, request: Request, now: float) -> None:
+        if self.exempt(request):
+            return
         for counter, key, _limit in self._counters(request):
             if counter != "authfail":
                 self.ledger.add(self.name, counter, key, now)
@@ -229,15 +240,26 @@ class Budget:
         self.down_until = max(self.down_until, now + delay)
         self.down_reason = reason
 
-    def free_slots(self, priority: Priority, now: float) -> Iterator[float]:
+    def free_slots(self, priority: Priority, now: float, domain: str | None = None) -> Iterator[float]:
         """When this CA's new-order slots free for ``priority``, earliest first, assuming every slot is
-        taken as soon as it frees (what the scheduler does with a queue). Endless."""
-        window = WINDOWS["orders"]
-        allowed = self._allowed("orders", self.limits.new_orders_per_3h, priority)
+        taken as soon as it frees (what the scheduler does with a queue). With ``domain`` (a registered
+        domain that the requests ahead share, a zone not on the PSL) each slot also needs one of that
+        domain's certificates. Endless, unless a limit is 0."""
+        orders = self._slots("orders", "", self.limits.new_orders_per_3h, priority, now)
+        if domain is None:
+            yield from orders
+            return
+        certificates = self._slots("domain", domain, self.limits.certs_per_domain_per_week, priority, now)
+        for at_orders, at_domain in zip(orders, certificates, strict=False):
+            yield max(at_orders, at_domain)
+
+    def _slots(self, counter: str, key: str, limit: int, priority: Priority, now: float) -> Iterator[float]:
+        window = WINDOWS[counter]
+        allowed = self._allowed(counter, limit, priority)
         if allowed <= 0:
             return
         start = max(now, self.down_until)
-        spent = list(self.ledger.times(self.name, "orders", "", now - window))
+        spent = list(self.ledger.times(self.name, counter, key, now - window))
         free_now = max(0, allowed - len(spent))
         for _ in range(free_now):
             yield start
@@ -270,6 +292,7 @@ class Choice:
     skipped: dict[str, str] = field(default_factory=dict)
     position: int = 0
     shared_block: bool = False  # every CA refused on a budget all such requests share (orders, down)
+    domain_block: bool = False  # every CA refused on the registered domain's certificates
 
 
 Kind = tuple[int, str | None, bool]  # (priority, previous CA, ARI): requests the CAs count alike
@@ -306,7 +329,7 @@ class Scheduler:
         """The first CA, in order, that is up and within its limits for this request."""
         skipped: dict[str, str] = {}
         soonest = math.inf
-        shared = True
+        shared = domain = True
         for budget in self.budgets:
             if budget.name in exclude:
                 continue
@@ -316,13 +339,14 @@ class Scheduler:
             skipped[budget.name] = verdict.reason
             soonest = min(soonest, verdict.at)
             shared = shared and verdict.counter in ("orders", "down")
+            domain = domain and verdict.counter in ("orders", "down", "domain")
         # One CA alone has nothing to fall back to: found down, it is tried all the same while within
         # its limits (the order desk's per-name back-off paces that). Several: the next is tried once
         # the back-off of one found down has passed.
         if len(self.budgets) == 1 and not exclude:
             if self.budgets[0].check(request, now, healthy_only=False).ok:
                 return Choice(self.budgets[0], now, skipped)
-        return Choice(None, soonest, skipped, shared_block=shared)
+        return Choice(None, soonest, skipped, shared_block=shared, domain_block=domain and not shared)
 
     # -- the queue ----------------------------------------------------------------------------------------
 
@@ -340,7 +364,8 @@ class Scheduler:
         the queue needs, else its place in the queue and a truthful estimate of when it gets its turn."""
         choice = self.choose(request, now)
         if choice.budget is not None and not choice.budget.competes(request):
-            self.admitted(key)  # takes nobody's slot (a renewal the CA exempts): no queue at all
+            if key in self._waiting:  # takes nobody's slot (a renewal the CA exempts): no queue at all
+                self.admitted(key)
             return choice
         entry = self._waiting.get(key)
         if entry is None or entry.request != request:
@@ -349,22 +374,24 @@ class Scheduler:
         self._forget_stale(now)
         # Those ahead that want the same shared slots: a renewal the CA exempts takes none of theirs.
         first = choice.budget or self.budgets[0]
-        ahead = 0
+        before = []
         if first.competes(request):
-            ahead = sum(
-                1
-                for w in self._waiting.values()
+            before = [
+                w for w in self._waiting.values()
                 if w is not entry and w.before(entry) and first.competes(w.request)
-            )
+            ]
+        ahead = len(before)
+        # Those ahead of the same registered domain (a zone not on the PSL) share its certificates too.
+        domain = request.domain if any(w.request.domain == request.domain for w in before) else None
         if choice.budget is not None and ahead:
             # Free slots go to those ahead first: take one only if there are more than they need.
-            spare = self._slots_before(request.priority, now, now, ahead + 1)
+            spare = self._slots_before(request.priority, now, now, ahead + 1, domain)
             if spare <= ahead:
-                choice = Choice(None, self.estimate(request.priority, now, ahead), {})
+                choice = Choice(None, self.estimate(request.priority, now, ahead, domain), {})
         if choice.budget is not None:
             return choice
         choice.position = ahead
-        choice.estimate = max(choice.estimate, self.estimate(request.priority, now, ahead))
+        choice.estimate = max(choice.estimate, self.estimate(request.priority, now, ahead, domain))
         return choice
 
     def admitted(self, key: str) -> None:
@@ -376,15 +403,18 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def estimate(self, priority: Priority, now: float, ahead: int) -> float:
-        """When the request behind ``ahead`` others gets a new-order slot at one of the CAs."""
-        merged = heapq.merge(*(b.free_slots(priority, now) for b in self.budgets))
+    def estimate(self, priority: Priority, now: float, ahead: int, domain: str | None = None) -> float:
+        """When the request behind ``ahead`` others gets a new-order slot at one of the CAs (``domain``:
+        a registered domain all of them share, see :meth:`Budget.free_slots`)."""
+        merged = heapq.merge(*(b.free_slots(priority, now, domain) for b in self.budgets))
         for at in itertools.islice(merged, ahead, ahead + 1):
             return at
         return math.inf
 
-    def _slots_before(self, priority: Priority, now: float, until: float, most: int) -> int:
-        merged = heapq.merge(*(b.free_slots(priority, now) for b in self.budgets))
+    def _slots_before(
+        self, priority: Priority, now: float, until: float, most: int, domain: str | None = None
+    ) -> int:
+        merged = heapq.merge(*(b.free_slots(priority, now, domain) for b in self.budgets))
         return sum(1 for at in itertools.islice(merged, most) if at <= until)
 
     def _forget_stale(self, now: float) -> None:
@@ -412,6 +442,8 @@ class Scheduler:
         waits unasked, while others (a renewal the CA exempts) still go."""
         deferred: dict[Kind, list[_Waiting]] = {}
         blocked: set[Kind] = set()
+        # Of a kind, those of a registered domain found full (every box of a zone not on the PSL).
+        full: set[tuple[Kind, str]] = set()
         while True:
             best: _Waiting | None = None
             for kind, queue in self._queues.items():
@@ -425,11 +457,16 @@ class Scheduler:
             kind = best.kind
             queue = self._queues[kind]
             queue.popleft()
+            if (kind, best.request.domain) in full:
+                deferred.setdefault(kind, []).append(best)
+                continue
             choice = self.choose(best.request, now)
             if choice.budget is None:
                 deferred.setdefault(kind, []).append(best)
                 if choice.shared_block:
                     blocked.add(kind)
+                elif choice.domain_block:
+                    full.add((kind, best.request.domain))
                 continue
             del self._waiting[best.key]
             key, best.key = best.key, ""

@@ -44,7 +44,7 @@ from lancert.trust.system import bundle_certificates
 DEFAULT_STOREPASS = "changeit"  # every JDK's cacerts, and what mkcert uses
 KEYTOOL_TIMEOUT = 60
 JDK_HINT = "install a JDK (Debian/Ubuntu: apt install default-jdk-headless; Fedora: dnf install java-devel)"
-_PASS_VARIABLE = "LANCERT_KEYTOOL_STOREPASS"  # noqa: S105 - a variable's name, set for keytool only
+_PASS_VARIABLE = "KEYTOOL_STOREPASS"  # noqa: S105 - a variable's name, set for keytool only
 _JAVA_HOME = re.compile(r"^\s*java\.home = (?P<home>.+?)\s*$", re.MULTILINE)
 _ALIAS = re.compile(r"^Alias name: (?P<alias>.*)$")
 _ENTRY_TYPE = re.compile(r"^Entry type: (?P<type>\w+)")

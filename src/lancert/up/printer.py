@@ -9,11 +9,13 @@ the page shows what a shop sees: printing fails until the printer's certificate 
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from cryptography import x509
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,7 +27,11 @@ from lancert.printer.server import PrinterServer
 from lancert.serving.ports import BackgroundPorts, Port
 from lancert.storage.files import Credential, CredentialFiles, StorageError
 
-PRINTER_IP = "127.0.0.1"
+PRINTER_IP = "127.0.0.1"  # the POS demo page
+# The printer's own loopback address (every 127/8 address is the machine on Linux): there it listens on
+# 443 as a real Epson printer, the port Odoo's POS reaches a printer entered by its IP alone on, without
+# taking 443 of 127.0.0.1 from whatever else serves HTTPS there.
+PRINTER_ADDRESS = "127.0.0.25"
 
 def _page_app(page: bytes) -> ASGIApp:
     """``page`` for every GET (and HEAD), whatever the path: a device with one fixed web page."""
@@ -88,15 +94,24 @@ class RunningPrinter:
         self.server.stop()
 
 
-def start_printer(directory: Path, *, host: str = PRINTER_IP, port: int = 0) -> RunningPrinter:
-    """Make the printer's certificate once (kept across runs), then run the ePOS simulator there."""
+def start_printer(directory: Path, *, host: str = PRINTER_ADDRESS, port: int | None = None) -> RunningPrinter:
+    """Make the printer's certificate once (kept across runs, made again only for a new address), then run
+    the ePOS simulator there: on 443 by default, else where :class:`PrinterServer` says."""
     files = CredentialFiles(directory)
     files.recover()
-    if not files.exists():
-        create_device_certificate(directory, ip=host)
+    if not files.exists() or not _names_address(files.read().certificate, host):
+        create_device_certificate(directory, ip=host, force=files.exists())
     files.read()  # refuse to serve a pair that does not belong together
     server = PrinterServer(Printer(directory, ip=host), host=host, port=port).start_in_thread()
     return RunningPrinter(server.url, files.cert_path, server)
+
+
+def _names_address(certificate: x509.Certificate, address: str) -> bool:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return ipaddress.ip_address(address) in san.get_values_for_type(x509.IPAddress)
 
 
 _templates = Environment(loader=PackageLoader("lancert.up", "templates"), autoescape=select_autoescape())

@@ -103,14 +103,16 @@ def start_trust_page(stack: Stack) -> str:
 @contextlib.contextmanager
 def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
-    from lancert.up.printer import start_pos_demo, start_printer
+    from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
 
     stack = Stack()
     stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
-        progress("receipt printer: ePOS simulator, self-signed certificate, HTTPS on 127.0.0.1")
+        progress(f"receipt printer: ePOS simulator, self-signed certificate, HTTPS on {PRINTER_ADDRESS}")
         printer = start_printer(data_dir / "printer")
         stack.on_stop(printer.stop)
+        if printer.server.port_note:
+            stack.notes.append(f"receipt printer: {printer.server.port_note}")
         stack.devices.append(Device("receipt printer (self-signed)", printer.url, printer.cert_path,
                                     facts={"epos_url": printer.epos_url,
                                            "receipts": str(data_dir / "printer" / "receipts")}))
