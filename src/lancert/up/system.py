@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lancert.errors import LancertError
+from lancert.storage.locks import BOX_LOCK, SERVICE_LOCK, TERMINAL_LOCK, lock_holder
 
 DEFAULT_DATA_DIR = Path("~/.local/share/lancert/up").expanduser()
 
@@ -100,11 +101,26 @@ def start_trust_page(stack: Stack) -> str:
             f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
 
 
+def refuse_leftovers(data_dir: Path) -> None:
+    """Refuse to start beside processes an earlier ``up`` on ``data_dir`` left running (an ``up`` killed
+    before its children could be told, by a version without the parent-death signal): each one still
+    holds the lock of its directory, which names its PID."""
+    owners = (("the certificate service", "service", SERVICE_LOCK), ("the IoT box", "box", BOX_LOCK),
+              ("the payment terminal", "terminal", TERMINAL_LOCK))
+    left = [(what, pid) for what, sub, lock in owners if (pid := lock_holder(data_dir / sub, lock))]
+    if left:
+        pids = " ".join(pid for _, pid in left if pid.isdigit())
+        raise LancertError(
+            f"an earlier 'lancert up' on {data_dir} left {', '.join(f'{w} (PID {p})' for w, p in left)} "
+            f"running; stop {'them' if len(left) > 1 else 'it'} (kill {pids}) and start again")
+
+
 @contextlib.contextmanager
 def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
     from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
 
+    refuse_leftovers(data_dir)
     stack = Stack()
     stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
