@@ -83,8 +83,9 @@ def padlock(device: Device, timeout: float = 10.0) -> Verdict:
     return Verdict(device, False, "; ".join(r.message for r in verdict.reasons))
 
 
-def start_trust_page(stack: Stack) -> str:
-    """``trust serve`` for the files the devices' summaries name, on loopback; the summary's note.
+def start_trust_page(stack: Stack) -> tuple[str, str]:
+    """``trust serve`` for the files the devices' summaries name, on loopback: its URL and the summary's
+    note.
 
     A tablet cannot open a loopback URL: the note says how to serve the same page to the LAN.
     """
@@ -97,8 +98,8 @@ def start_trust_page(stack: Stack) -> str:
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
     server = PageServer(TrustPage([(f, read_certificate(f)) for f in files], url), listener).start_in_thread()
     stack.on_stop(server.stop)
-    return (f"trust page (each device's file and steps): {url}  (QR code {url}qr.png; for the shop's "
-            f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
+    return url, (f"trust page (each device's file and steps): {url}  (QR code {url}qr.png; for the shop's "
+                 f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
 
 
 def refuse_leftovers(data_dir: Path) -> None:
@@ -173,7 +174,9 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         stack.devices.append(Device("payment terminal (paired mTLS)", term.url, term.root,
                                     verified=(pos.answered, pos.detail), facts=facts))
         progress("trust page: every device's file and steps for tablets and phones")
-        stack.notes.append(start_trust_page(stack))
+        trust_page, note = start_trust_page(stack)
+        stack.notes.append(note)
+        printer.server.printer.trust_page = trust_page  # the printer's admin page shows it, with its QR code
         yield stack
     finally:
         stack.stop()
