@@ -1,14 +1,18 @@
 """The zone's DNS in queries per second, with dnsperf: the embedded server (1 worker and one per core),
-a bare dnslib loop, PowerDNS fed by lancert (``lancert dns powerdns``, gsqlite3 over the service's
-SQLite) and PowerDNS serving the same names from a plain zone file (bind backend), in the same run.
+a bare dnslib loop, PowerDNS fed by lancert (``lancert dns powerdns``: the lua2 backend over the
+service's SQLite) and PowerDNS serving the same names from a plain zone file (bind backend), in the same
+run; PowerDNS fed by lancert once more with AAAA queries for as many IPv6 names (the IPv6 path).
 
 Every server gets the same query file (A queries for N distinct ``<ip>.<label>.<zone>`` names), the same
 dnsperf command, one after the other (never two at once), in rounds that rotate the order; figures are
-medians over rounds. CPU: user+system seconds of the server's processes (all threads, all worker
+medians over rounds. Both PowerDNS run one receiver thread per core, each answering itself
+(``distributor-threads=1``, as ``lancert dns powerdns`` writes it); the plain zone keeps PowerDNS's
+default caches (20 s packet cache, 60 s query cache), lancert's has the 1 s its TXT bound allows.
+CPU: user+system seconds of the server's processes (all threads, all worker
 processes) from /proc over the run, per 1,000 answered queries. dnsperf shares the machine's cores with
 the server, so qps is what one machine does with its load generator on it.
 
-    nice -n 10 .venv/bin/python bench/dns_qps.py [--names 2000 100000] [--seconds 10] [--rounds 2]
+    nice -n 10 .venv/bin/python bench/dns_qps.py [--names 100000 1000000] [--seconds 10] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -33,7 +37,13 @@ ZONE = "bench.example.net"
 
 
 def names(count: int) -> list[str]:
+    """``count`` distinct IPv4 names (unique up to 64 million: 10.a.b.c with b, c < 250)."""
     return [f"10-{i // 62500 % 256}-{i // 250 % 250}-{i % 250}.box{i % 97:03d}.{ZONE}" for i in range(count)]
+
+
+def ipv6_names(count: int) -> list[str]:
+    """``count`` distinct IPv6 names, compressed as lancert writes them (``fd00--1-2``)."""
+    return [f"fd00--{i >> 16:x}-{i & 0xFFFF:x}.box{i % 97:03d}.{ZONE}" for i in range(count)]
 
 
 def descendants(pid: int) -> list[int]:
@@ -83,6 +93,8 @@ def bare_dnslib(port: int) -> None:
 class Server:
     name: str
     start: Callable[[Path, int], subprocess.Popen[str] | Child]
+    queries: str = "queries.txt"  # the query file in the work directory
+    probe: str = "A"  # the type of the query that says the server answers
 
 
 def _pid(handle: subprocess.Popen[str] | Child) -> int:
@@ -120,7 +132,7 @@ def powerdns_lancert(work: Path, port: int) -> subprocess.Popen[str]:
     conf = work / f"pdns-lancert-{port}"
     subprocess.run([sys.executable, "-m", "lancert", "dns", "powerdns", "--out", str(conf), "--data-dir",
                     str(work / "data"), "--zone", ZONE, "--port", str(port)], check=True, capture_output=True)
-    return subprocess.Popen(["pdns_server", f"--config-dir={conf}", f"--socket-dir={conf}"],
+    return subprocess.Popen(["pdns_server", f"--config-dir={conf}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -137,6 +149,7 @@ def powerdns_plain(query_names: list[str]) -> Callable[[Path, int], subprocess.P
         (conf / "pdns.conf").write_text(
             f"launch=bind\nbind-config={conf / 'named.conf'}\nlocal-address=127.0.0.1\nlocal-port={port}\n"
             "daemon=no\nguardian=no\nwrite-pid=no\nsecurity-poll-suffix=\nresolver=no\nreuseport=yes\n"
+            f"receiver-threads={os.cpu_count() or 1}\ndistributor-threads=1\n"
         )
         return subprocess.Popen(["pdns_server", f"--config-dir={conf}", f"--socket-dir={conf}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
@@ -144,14 +157,15 @@ def powerdns_plain(query_names: list[str]) -> Callable[[Path, int], subprocess.P
     return start
 
 
-def wait_answering(port: int, name: str, timeout: float = 30) -> None:
+def wait_answering(port: int, name: str, rdtype: str = "A", timeout: float = 300) -> None:
+    """Until ``name`` has an answer (a plain zone of a million records takes a while to load)."""
     import dns.message
     import dns.query
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=1)
+            reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=1)
             if reply.answer:
                 return
         except Exception:
@@ -174,7 +188,7 @@ def dnsperf(port: int, query_file: Path, seconds: int, clients: int) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--names", type=int, nargs="+", default=[2000, 100000],
+    parser.add_argument("--names", type=int, nargs="+", default=[100000, 1000000],
                         help="one table per count: few names (caches hit) and many (caches miss)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--clients", type=int, default=4)
@@ -198,7 +212,9 @@ def run_table(count: int, args: argparse.Namespace) -> None:
         Server("embedded, 1 worker", embedded(1)),
         Server(f"embedded, {cores} workers", embedded(cores)),
         Server("bare dnslib loop", bare),
-        Server("PowerDNS fed by lancert (gsqlite3)", powerdns_lancert),
+        Server("PowerDNS fed by lancert (lua2)", powerdns_lancert),
+        Server("PowerDNS fed by lancert (lua2), AAAA for IPv6 names", powerdns_lancert, "queries6.txt",
+               "AAAA"),
         Server("PowerDNS, plain zone (bind)", powerdns_plain(query_names)),
     ]
     results: dict[str, list[tuple[float, float, float]]] = {s.name: [] for s in servers}
@@ -207,6 +223,7 @@ def run_table(count: int, args: argparse.Namespace) -> None:
         work = Path(tmp)
         query_file = work / "queries.txt"
         query_file.write_text("".join(f"{n} A\n" for n in query_names))
+        (work / "queries6.txt").write_text("".join(f"{n} AAAA\n" for n in ipv6_names(count)))
         from lancert.service.database import Database
 
         (work / "data").mkdir()
@@ -217,10 +234,11 @@ def run_table(count: int, args: argparse.Namespace) -> None:
                 port = free_port()
                 handle = server.start(work, port)
                 try:
-                    wait_answering(port, query_names[0])
+                    first = (work / server.queries).read_text().split(None, 1)[0]
+                    wait_answering(port, first, server.probe)
                     pids = descendants(_pid(handle))
                     before = cpu_seconds(pids)
-                    qps, completed, lost = dnsperf(port, query_file, args.seconds, args.clients)
+                    qps, completed, lost = dnsperf(port, work / server.queries, args.seconds, args.clients)
                     cpu = cpu_seconds(pids) - before
                 finally:
                     _stop(handle)

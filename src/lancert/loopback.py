@@ -8,7 +8,11 @@ from lancert.errors import LancertError
 
 
 def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1: the DNS server takes one number for both."""
+    """A port free for both TCP and UDP on 127.0.0.1: the DNS server takes one number for both.
+
+    Free *now*: another process may take it before the caller's child binds it (1 start of ``up`` in 50
+    failed so). A server that can say which port it got is started on port 0 instead; for the DNS port,
+    ``lancert.up.stack.start_service`` picks again when the child reports it taken."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind(("127.0.0.1", 0))

@@ -39,7 +39,11 @@ def test_key_rollover_moves_the_account_to_the_new_key(acme_service: AcmeService
     change = json.dumps({"account": client.kid, "oldKey": old_key.public_key().to_partial_json()})
     inner = acme_jws.JWS.sign(change.encode(), key=new_key, alg=jose.ES256, nonce=None, url=url)
     assert client.post(url, json.dumps(inner.to_partial_json()).encode()).status_code == 200
+    rows = acme_service.used_nonce_rows()
     problem(client.post(client.kid), "malformed")  # the old key no longer signs for the account
+    # ... and, as any request not signed by the account's key, writes nothing (no nonce row), even
+    # though that key signed for the account a moment ago
+    assert acme_service.used_nonce_rows() == rows
     client.key = new_key
     assert client.post(client.kid).status_code == 200
     assert client.new_order([f"web.{label}.{ZONE}"]).status_code == 201
@@ -48,7 +52,9 @@ def test_key_rollover_moves_the_account_to_the_new_key(acme_service: AcmeService
 def test_deactivation_is_final(acme_service: AcmeService) -> None:
     client, _ = new_client(acme_service)
     assert client.post(client.kid, {"status": "deactivated"}).json()["status"] == "deactivated"
+    rows = acme_service.used_nonce_rows()
     problem(client.post(client.kid, {"status": "valid"}), "unauthorized")
+    assert acme_service.used_nonce_rows() == rows  # refused before anything is written
 
 
 def der_b64(chain: str) -> str:

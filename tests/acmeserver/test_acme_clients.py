@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 from acme_harness import ZONE, AcmeService, assert_lint_clean
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from capabilities import require
+from lancert_cli import lancert
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
@@ -141,3 +146,55 @@ def test_uacme_obtains_renews_and_revokes(
     assert renewed != first
     acme_service.run_client([*uacme, "revoke", str(cert)], binds=binds)
     assert acme_service.revoked(renewed)
+
+
+def test_certbot_gets_a_certificate_for_a_csr_naming_its_host_in_the_common_name_only(
+    acme_service: AcmeService, shop: tuple[dict, str], tmp_path: Path
+) -> None:
+    """``certbot certonly --csr``: the CSR as acme-tiny documents it (``-subj /CN=name``, no SAN), built with
+    cryptography; RFC 8555 7.4 lets the identifier be in the CN alone, and the certificate names it in
+    its SAN."""
+    needs("certbot")
+    eab, label = shop
+    name = f"cn.{label}.{ZONE}"
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+           .sign(key, hashes.SHA256()))
+    (tmp_path / "cn.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    dirs = ["--config-dir", str(tmp_path / "config"), "--work-dir", str(tmp_path / "work"),
+            "--logs-dir", str(tmp_path / "logs")]
+    acme_service.run_client(
+        ["certbot", "certonly", "--server", acme_service.directory_url, "--non-interactive", *dirs,
+         "--agree-tos", "--no-eff-email", "-m", "it@example.org", "--eab-kid", eab["kid"],
+         "--eab-hmac-key", eab["hmac_key"], "--manual", "--manual-auth-hook", "/bin/false",
+         "--preferred-challenges", "dns", "--csr", str(tmp_path / "cn.csr"),
+         "--cert-path", str(tmp_path / "cert.pem"), "--fullchain-path", str(tmp_path / "fullchain.pem"),
+         "--chain-path", str(tmp_path / "chain.pem")],
+        env={"REQUESTS_CA_BUNDLE": str(acme_service.root_pem)})
+    assert_lint_clean((tmp_path / "fullchain.pem").read_text(), acme_service.root_pem, [name])
+
+
+def test_uacme_without_eab_is_refused_then_registers_once_its_key_is_bound(
+    acme_service: AcmeService, tmp_path: Path
+) -> None:
+    """A client without EAB (uacme run without -e, as acme-tiny or acmetool always are) is told the CA
+    needs one; ``lancert service acme-eab --bind-key`` on the account key it made binds it to a database
+    in one step, and the same client then issues with no EAB."""
+    needs("uacme")
+    uuid = acme_service.database()
+    label = acme_service.label_of(acme_service.eab(uuid))
+    binds = {acme_service.root_pem: "/etc/ssl/certs/ca-certificates.crt"}
+    uacme = ["uacme", "-a", acme_service.directory_url, "-c", str(tmp_path), "-y"]
+    refused = acme_service.run_client([*uacme, "new", "it@example.org"], binds=binds, check=False)
+    assert refused.returncode != 0
+    # uacme reads the directory's meta.externalAccountRequired and stops before it registers.
+    assert "requires external credentials" in refused.stderr, refused.stderr
+    account_key = tmp_path / "private" / "key.pem"
+    assert account_key.is_file()  # uacme made its key before it was refused
+    lancert("service", "acme-eab", "--uuid", uuid, "--bind-key", str(account_key),
+            "--data-dir", str(acme_service.data_dir))
+    acme_service.run_client([*uacme, "new", "it@example.org"], binds=binds, check=False)
+    name = f"bound.{label}.{ZONE}"
+    acme_service.run_client([*uacme, "-t", "EC", "-h", "/bin/false", "issue", name], binds=binds)
+    assert_lint_clean((tmp_path / name / "cert.pem").read_text(), acme_service.root_pem, [name])

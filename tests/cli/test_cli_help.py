@@ -21,7 +21,8 @@ from lancert_cli import lancert
     ("args", "expected"),
     [
         (("trust", "install", "x.crt"),
-         "lancert: Missing option '--store'. Choose from: nss, system, java (see 'lancert trust install --help')"),
+         "lancert: Missing option '--store'. Choose from: nss, system, java "
+         "(see 'lancert trust install --help')"),
         (("trust", "guide", "x.crt"),
          "lancert: Missing option '--os'. Choose from: windows, macos, linux, android, ios "
          "(see 'lancert trust guide --help')"),

@@ -115,6 +115,14 @@ def start_printer(directory: Path) -> Component:
     return printer
 
 
+def start_trust_page(directory: Path, certificate: Path) -> Component:
+    """``lancert trust serve`` offering ``certificate`` on a free port (plain HTTP, as it is)."""
+    page = Component.start("trust", ["trust", "serve", str(certificate), "--port", "0"], directory)
+    line = page.wait_for("lancert trust serve: ")
+    page.info = {"http": int(line.split("listening on ", 1)[1].split(")")[0].rsplit(":", 1)[1])}
+    return page
+
+
 def start_terminal(directory: Path) -> Component:
     state = directory / "terminal"
     terminal = Component.start("terminal", ["terminal", "run", "--state-dir", str(state), "--port", "0",

@@ -149,3 +149,31 @@ def standalone_dns() -> Iterator[int]:
 def test_standalone_dns_server_answers_its_zone(standalone_dns: int, transport: str) -> None:
     assert answers(ask(standalone_dns, "172-16-0-9.box.shop.example.net", "A", transport)) == ["172.16.0.9"]
     assert ask(standalone_dns, f"1-2-3-4.box.{ZONE}", "A", transport).rcode() == dns.rcode.REFUSED
+
+
+def test_the_default_dns_response_rate_limit_is_on(service: ServiceProcess) -> None:
+    """The service's DNS is an amplifier for spoofed sources unless identical answers are limited by
+    default: 50 per second to one /24 (docs/dns.md, ``dns_rate_limit = 50``; 0 would be off). The fixture's
+    service sets no DNS limit. 300 identical queries from one socket within a fraction of a second get at
+    most 50 full answers per second window (two windows if the burst straddles a second), the rest dropped
+    or truncated (TC=1, the slip that sends a real resolver to TCP)."""
+    import socket
+
+    wire = dns.message.make_query(f"192-168-1-25.k7m2q9xd4a1b.{ZONE}", "A").to_wire()
+    full = truncated = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("127.0.0.1", service.dns_port))  # one source port: one worker counts them all
+        for _ in range(300):
+            sock.send(wire)
+        sock.settimeout(1.0)
+        try:
+            while True:
+                reply = dns.message.from_wire(sock.recv(4096))
+                if reply.flags & dns.flags.TC:
+                    truncated += 1
+                else:
+                    full += 1
+        except TimeoutError:
+            pass
+    assert 1 <= full <= 2 * 50, (full, truncated)
+    assert truncated >= 1, (full, truncated)  # slip: some answers over the limit go out truncated

@@ -16,6 +16,7 @@ from lancert.box.names import name_address
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
 from lancert.pki import parse_ip
+from lancert.storage.locks import BOX_LOCK, directory_lock
 
 app = typer.Typer(help="The IoT box agent: obtains, renews and serves its HTTPS certificate.",
                   no_args_is_help=True)
@@ -60,22 +61,24 @@ def run(
     address, unreachable = name_address(host, lan_ip)
     if unreachable:
         typer.echo(f"lancert: warning: {unreachable}", err=True)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    settings = BoxSettings.load(state_dir)
-    for name, value in (("server_url", server), ("db_uuid", db_uuid), ("enterprise_code", enterprise_code)):
-        if value is not None:
-            setattr(settings, name, value.strip())
-    settings.save(state_dir)
-    configure_logging(state_dir)
-    box = BoxServer(
-        state_dir, host=host, http_port=http_port, https_port=https_port, lan_ip=address,
-        check_interval=check_interval, resolver=parse_server(resolver) if resolver else None,
-        zone_server=parse_server(zone_dns) if zone_dns else None,
-    )
-    try:
-        asyncio.run(box.run())
-    except OSError as exc:
-        raise LancertError(f"cannot serve on {host}: {exc.strerror or exc}") from None
+    # One box per state directory: two would renew into the same cert.pem and state.json at once.
+    with directory_lock(state_dir, BOX_LOCK, "'lancert box run'", "--state-dir"):
+        settings = BoxSettings.load(state_dir)
+        saved = (("server_url", server), ("db_uuid", db_uuid), ("enterprise_code", enterprise_code))
+        for name, value in saved:
+            if value is not None:
+                setattr(settings, name, value.strip())
+        settings.save(state_dir)
+        configure_logging(state_dir)
+        box = BoxServer(
+            state_dir, host=host, http_port=http_port, https_port=https_port, lan_ip=address,
+            check_interval=check_interval, resolver=parse_server(resolver) if resolver else None,
+            zone_server=parse_server(zone_dns) if zone_dns else None,
+        )
+        try:
+            asyncio.run(box.run())
+        except OSError as exc:
+            raise LancertError(f"cannot serve on {host}: {exc.strerror or exc}") from None
 
 
 def _load_state(state_dir: Path) -> BoxState:

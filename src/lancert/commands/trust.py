@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -302,6 +301,4 @@ def serve(
                    f"{shown.rstrip('/')}/qr.png; listening on {host}:{server.port})")
         typer.echo(qr_text(shown), nl=False)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: server.stop())
-    asyncio.run(server.serve(ready))
+    asyncio.run(server.serve(ready))  # until SIGINT or SIGTERM (the serving layer's handlers)

@@ -16,6 +16,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -41,6 +42,7 @@ from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry
 from lancert.serving.ports import Port, serve_ports
+from lancert.storage.locks import SERVICE_LOCK, directory_lock
 from lancert.wire.provisioning import MAX_BODY_BYTES
 
 
@@ -209,12 +211,21 @@ def run_service(
     http_socket = listen_tcp(config.host, config.port)
     listened: list[bool] = []
     try:
-        _serve(config, http_socket, listened, wrap_issuer)
+        # SQLite in the data directory: one service per directory (two made the CA at once, or wrote
+        # the same file without a word). PostgreSQL instances share a database by design.
+        with _sqlite_data_dir_lock(config):
+            _serve(config, http_socket, listened, wrap_issuer)
     except BaseException:
         http_socket.close()
         if created and not listened:
             shutil.rmtree(config.data_dir, ignore_errors=True)
         raise
+
+
+def _sqlite_data_dir_lock(config: ServiceConfig) -> AbstractContextManager[object]:
+    if not config.db_url.startswith("sqlite"):
+        return nullcontext()
+    return directory_lock(config.data_dir, SERVICE_LOCK, "'lancert service run'", "--data-dir")
 
 
 def _serve(
