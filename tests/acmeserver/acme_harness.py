@@ -279,6 +279,11 @@ class AcmeClient:
         return key, chain.text, body
 
 
+def name(client: AcmeClient, host: str = "web") -> str:
+    """``host`` under the label of the ``client`` fixture's database."""
+    return f"{host}.{client.label}.{ZONE}"  # type: ignore[attr-defined]
+
+
 def problem(response: httpx.Response, code: str) -> dict[str, Any]:
     """The response is an RFC 7807 problem of RFC 8555 type ``code`` (and carries a fresh nonce)."""
     assert response.headers.get("content-type", "").startswith("application/problem+json"), response.text

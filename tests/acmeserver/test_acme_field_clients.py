@@ -10,7 +10,7 @@ from pathlib import Path
 
 import josepy as jose
 import pytest
-from acme_harness import ZONE, AcmeClient, AcmeService, assert_lint_clean, problem
+from acme_harness import ZONE, AcmeClient, AcmeService, assert_lint_clean, name, problem
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -19,19 +19,6 @@ from cryptography.x509.oid import NameOID
 from lancert_cli import lancert
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
-
-
-@pytest.fixture
-def client(acme_service: AcmeService) -> AcmeClient:
-    eab = acme_service.eab(acme_service.database())
-    client = AcmeClient(acme_service)
-    assert client.new_account(eab).status_code == 201
-    client.label = acme_service.label_of(eab)  # type: ignore[attr-defined]
-    return client
-
-
-def name(client: AcmeClient, host: str = "web") -> str:
-    return f"{host}.{client.label}.{ZONE}"  # type: ignore[attr-defined]
 
 
 def csr(key: ec.EllipticCurvePrivateKey, cn: str | None, san: list[str]) -> x509.CertificateSigningRequest:

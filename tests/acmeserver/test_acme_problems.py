@@ -7,25 +7,12 @@ import json
 import josepy as jose
 import pytest
 from acme import jws as acme_jws
-from acme_harness import ZONE, AcmeClient, AcmeService, es256_key, problem, rs256_key
+from acme_harness import ZONE, AcmeClient, AcmeService, es256_key, name, problem, rs256_key
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lancert.pki import SubjectNames, create_csr, generate_private_key
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
-
-
-@pytest.fixture
-def client(acme_service: AcmeService) -> AcmeClient:
-    eab = acme_service.eab(acme_service.database())
-    client = AcmeClient(acme_service)
-    assert client.new_account(eab).status_code == 201
-    client.label = acme_service.label_of(eab)  # type: ignore[attr-defined]
-    return client
-
-
-def name(client: AcmeClient, host: str = "web") -> str:
-    return f"{host}.{client.label}.{ZONE}"  # type: ignore[attr-defined]
 
 
 def test_reused_nonce_is_bad_nonce_with_a_fresh_nonce(client: AcmeClient) -> None:

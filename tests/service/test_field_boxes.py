@@ -19,6 +19,7 @@ them at once, one thread a call.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
@@ -380,3 +381,48 @@ def test_openapi_describes_the_compatible_refusals(field_service: ServiceProcess
         }
     refusal = schema["components"]["schemas"]["CompatibleRefusal"]["properties"]
     assert refusal["result"]["type"] == "null" and "error" in refusal
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the status the test set, and counts the requests that arrived."""
+
+    status = 429
+    seen = 0
+
+    def do_POST(self) -> None:
+        type(self).seen += 1
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "result": None,
+                           "error": {"code": "rate_limited", "message": "wait", "retry_after": 1}}).encode()
+        self.send_response(type(self).status)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [403, 429, 503])
+def test_urllib3_never_resends_a_refused_post_and_only_the_newest_shape_retries(
+    runner: BoxRunner, status: int
+) -> None:
+    """Retry(4) and urllib3's default retries re-send on a status only for idempotent methods (429 and 503
+    with Retry-After included), never a POST: each urllib3 shape sends one request per refusal, the newest
+    shape six (its own retries). Counted on the server side, with the urllib3 the runner has."""
+    _Counting.status = status
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for shape in SHAPES:
+            before = _Counting.seen
+            outcome = runner.submit(shape, url, "db", "code").result(timeout=60)
+            assert outcome.status != CRASH, (shape, outcome)
+            expected = NEWEST_REQUESTS if shape == "newest" else 1
+            assert (_Counting.seen - before, outcome.requests) == (expected, expected), (shape, outcome)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -230,15 +230,39 @@ def test_up_serves_the_page_for_the_files_its_devices_name(certificates: tuple[P
     stack = Stack(devices=[Device("printer", "https://127.0.0.1:1/", leaf),
                            Device("POS page", "https://127.0.0.1:2/", root),
                            Device("another", "https://127.0.0.1:3/", root)])
-    note = start_trust_page(stack)
+    url, note = start_trust_page(stack)
     try:
-        url = re.search(r"http://127\.0\.0\.1:\d+/", note)
-        assert url, note
-        page = httpx.get(url[0], headers={"User-Agent": ANDROID}, timeout=10)
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", url) and url in note
+        page = httpx.get(url, headers={"User-Agent": ANDROID}, timeout=10)
         assert 'data-platform="android"' in page.text
         assert page.text.count('class="offered"') == 2  # each file once, though two devices name the root
-        assert httpx.get(url[0] + "qr.png", timeout=10).headers["content-type"] == "image/png"
+        assert httpx.get(url + "qr.png", timeout=10).headers["content-type"] == "image/png"
     finally:
         stack.stop()
     with pytest.raises(httpx.TransportError):
-        httpx.get(url[0], timeout=5)
+        httpx.get(url, timeout=5)
+
+
+@pytest.mark.slow
+def test_the_printers_admin_page_shows_the_trust_page_and_a_qr_code_that_scans_to_it(tmp_path: Path) -> None:
+    """What ``up`` sets: the printer's own page points tablets at the trust page (an inline SVG: the
+    printer's page allows no image source)."""
+    require(Path(CHROMIUM).exists(), "chromium not installed")
+    require(shutil.which("zbarimg") is not None, "zbarimg not installed (Debian: zbar-tools)")
+    from lancert.printer.device import Printer
+    from lancert.printer.server import PrinterServer
+
+    given = "http://192.168.1.10:8090/"
+    printer = Printer(tmp_path / "printer", ip="127.0.0.1")
+    printer.trust_page = given
+    server = PrinterServer(printer, host="127.0.0.1", port=0).start_in_thread()
+    try:
+        shot = tmp_path / "admin.png"
+        html = run_script(server.url, "document.querySelector('#trust-page').innerHTML", home=tmp_path,
+                          screenshot_png=shot)
+    finally:
+        server.stop()
+    assert f'href="{given}"' in html and "<svg" in html
+    decoded = subprocess.run(["zbarimg", "--raw", "-q", str(shot)], capture_output=True, text=True,
+                             timeout=60)
+    assert decoded.stdout.splitlines() == [given]

@@ -16,7 +16,7 @@ from lancert.box.names import name_address
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
 from lancert.pki import parse_ip
-from lancert.storage.locks import directory_lock
+from lancert.storage.locks import BOX_LOCK, directory_lock
 
 app = typer.Typer(help="The IoT box agent: obtains, renews and serves its HTTPS certificate.",
                   no_args_is_help=True)
@@ -62,7 +62,7 @@ def run(
     if unreachable:
         typer.echo(f"lancert: warning: {unreachable}", err=True)
     # One box per state directory: two would renew into the same cert.pem and state.json at once.
-    with directory_lock(state_dir, "box.lock", "'lancert box run'", "--state-dir"):
+    with directory_lock(state_dir, BOX_LOCK, "'lancert box run'", "--state-dir"):
         settings = BoxSettings.load(state_dir)
         saved = (("server_url", server), ("db_uuid", db_uuid), ("enterprise_code", enterprise_code))
         for name, value in saved:

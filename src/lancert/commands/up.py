@@ -78,7 +78,8 @@ def up(
             raise typer.Exit(0 if ok else 1)
         console.print("running; Ctrl-C to stop")
         stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP: the terminal up runs in was closed; stop as for Ctrl-C (the children stop with it).
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda *_: stop.set())
         # A timed wait: Python runs signal handlers only when the main thread runs again, and an untimed
         # wait could sleep through the one wake-up (CI saw up ignore Ctrl-C for 30 s, its children alive).

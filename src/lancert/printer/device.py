@@ -96,6 +96,8 @@ class Printer:
             self.listed(name).recover()
         self._list_server_certificate()
         self._receipt_lock = threading.Lock()
+        # The shop's trust page (``lancert trust serve``), shown with its QR code on the admin page.
+        self.trust_page: str | None = None
         self._failed_sign_ins = 0
         self._locked_until = 0.0
         self.serial = self._serial()

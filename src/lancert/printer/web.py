@@ -19,6 +19,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +36,7 @@ from lancert.pki import summarize
 from lancert.printer.device import Printer
 from lancert.serving.ports import BodyIncomplete, BodyTooLarge, Refusal
 from lancert.serving.ports import read_body as serving_read_body
+from lancert.trust.page import qr_svg
 
 EPOS_PATH = "/cgi-bin/epos/service.cgi"
 # An ePOS-Print job is text and commands; raster images make the biggest ones, well under this.
@@ -104,6 +106,9 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             pending_reset=stored is not None and stored != served, years=range(MIN_YEARS, MAX_YEARS + 1),
             receipts=printer.receipts()[-5:], epos_path=EPOS_PATH,
             listed={k: summarize(v) if v else None for k, v in printer.certificate_list().items()},
+            trust_page=printer.trust_page,
+            # segno's own markup (paths only; the URL is not in it), so not escaped:
+            trust_qr=Markup(qr_svg(printer.trust_page)) if printer.trust_page else None,  # noqa: S704
         )
         return HTMLResponse(html, status_code=status, headers=dict(FORM_PAGE_HEADERS), background=background)
 

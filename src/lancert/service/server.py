@@ -42,7 +42,7 @@ from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry, return_large_blocks
 from lancert.serving.ports import Port, serve_ports
-from lancert.storage.locks import directory_lock
+from lancert.storage.locks import SERVICE_LOCK, directory_lock
 from lancert.wire.provisioning import MAX_BODY_BYTES
 
 
@@ -226,7 +226,7 @@ def run_service(
 def _sqlite_data_dir_lock(config: ServiceConfig) -> AbstractContextManager[object]:
     if not config.db_url.startswith("sqlite"):
         return nullcontext()
-    return directory_lock(config.data_dir, "service.lock", "'lancert service run'", "--data-dir")
+    return directory_lock(config.data_dir, SERVICE_LOCK, "'lancert service run'", "--data-dir")
 
 
 def _serve(

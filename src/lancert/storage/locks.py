@@ -1,7 +1,8 @@
 """One process per state directory: an exclusive ``flock`` held for the process's whole life.
 
 ``lancert up`` (``<data-dir>/up.lock``), ``service run`` on a SQLite data directory
-(``<data-dir>/service.lock``) and ``box run`` (``<state-dir>/box.lock``) each hold one: two of them on one
+(``<data-dir>/service.lock``), ``box run`` (``<state-dir>/box.lock``) and ``terminal run``
+(``<state-dir>/terminal.lock``) each hold one: two of them on one
 directory would write the same files at once (two services racing to make the CA, two boxes renewing into
 one ``cert.pem``) without a word. PostgreSQL instances share a database by design, so a service on
 ``--db postgresql://`` takes none. The kernel drops a flock when its holder dies, however it dies, so a
@@ -19,6 +20,9 @@ from pathlib import Path
 
 from lancert.errors import LancertError
 
+# The lock file of each kind of long-running process, in the directory it owns.
+SERVICE_LOCK, BOX_LOCK, TERMINAL_LOCK = "service.lock", "box.lock", "terminal.lock"
+
 
 class DirectoryInUse(LancertError):
     """Another process holds the directory's lock."""
@@ -32,6 +36,24 @@ def _holder(fd: int) -> str:
         if text or time.monotonic() > deadline:
             return text
         time.sleep(0.02)
+
+
+def lock_holder(directory: Path, lock_name: str) -> str | None:
+    """The PID (as written) of a live process holding ``directory/lock_name``, or None when nobody does:
+    how ``up`` notices processes left running by an earlier run before it starts beside them."""
+    try:
+        fd = os.open(directory / lock_name, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd) or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

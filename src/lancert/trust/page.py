@@ -204,6 +204,12 @@ def _not_found() -> Response:
     return PlainTextResponse("not found\n", status_code=404, headers=HEADERS)
 
 
+def qr_svg(url: str) -> str:
+    """The QR code of ``url`` as inline SVG markup, for a page whose CSP allows no image source (the
+    printer's admin page): an ``<svg>`` element is part of the document, not a fetched image."""
+    return segno.make_qr(url, error="m").svg_inline(scale=4, border=4)
+
+
 def qr_text(url: str) -> str:
     """The QR code of ``url`` drawn with block characters, for a terminal (``up``'s summary, ``serve``)."""
     out = io.StringIO()

@@ -7,13 +7,16 @@ real command lines; their logs go to files in the data directory.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,6 +30,23 @@ from lancert.storage.files import KEY_MODE, atomic_write, read_json, write_json
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 PORT_ATTEMPTS = 3
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: the child only makes one call
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """What a child of ``up`` runs between fork and exec: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so that
+    it gets SIGTERM (and stops cleanly) when ``up`` dies, whatever killed it (SIGHUP from a closed
+    terminal, SIGKILL, a crash). Before, ``service run``, ``box run`` and ``terminal run`` lived on under
+    PID 1 and the next ``up`` started beside them. If ``up`` died before the call, the child exits at
+    once. (The signal follows the thread that forked: ``up`` starts its children from its main thread.)"""
+    def set_parent_death_signal() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+    return set_parent_death_signal
 
 
 def lancert_command(*args: str) -> list[str]:
@@ -51,15 +71,17 @@ class Child:
     @classmethod
     def start(
         cls, name: str, args: list[str], log_path: Path, env: Mapping[str, str] | None = None,
-        *, program: Sequence[str] | None = None,
+        *, program: Sequence[str] | None = None, die_with_parent: bool = False,
     ) -> Child:
         """Run ``lancert ARGS``; ``program`` replaces ``python -m lancert`` (a test's entry point with
-        hooks, tests/lancert_with_hooks.py)."""
+        hooks, tests/lancert_with_hooks.py). ``die_with_parent``: the kernel sends the child SIGTERM
+        when this process dies, however it dies (``up``'s children; see :func:`_die_with`)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file: IO[str] = log_path.open("a")
         argv = [*program, *args] if program is not None else lancert_command(*args)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log_file, text=True,
-                                start_new_session=True, env=None if env is None else dict(env))
+                                start_new_session=True, env=None if env is None else dict(env),
+                                preexec_fn=_die_with(os.getpid()) if die_with_parent else None)
         log_file.close()
         child = cls(name, proc, log_path, [])
         threading.Thread(target=child._drain, daemon=True).start()
@@ -136,7 +158,7 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
         logged_before = len(_read(log_path))
         child = Child.start("the certificate service", [
             "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
-            "--dns-port", str(dns_port), "--acme-port", "0"], log_path)
+            "--dns-port", str(dns_port), "--acme-port", "0"], log_path, die_with_parent=True)
         children.append(child)
         try:
             line = child.wait_for("listening on http://")
@@ -202,7 +224,7 @@ def start_box(
     child = Child.start("the IoT box", [
         "box", "run", "--state-dir", str(data_dir / "box"), "--server", service.url, "--db-uuid", uuid,
         "--enterprise-code", code, "--host", "127.0.0.1", "--lan-ip", "127.0.0.1", "--http-port", "0",
-        "--https-port", "0", "--resolver", dns, "--zone-dns", dns], log_path)
+        "--https-port", "0", "--resolver", dns, "--zone-dns", dns], log_path, die_with_parent=True)
     children.append(child)
     child.wait_for("lancert box:")
     state = read_json(data_dir / "box" / "state.json", {})

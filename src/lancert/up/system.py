@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lancert.errors import LancertError
+from lancert.storage.locks import BOX_LOCK, SERVICE_LOCK, TERMINAL_LOCK, lock_holder
 
 DEFAULT_DATA_DIR = Path("~/.local/share/lancert/up").expanduser()
 
@@ -82,8 +83,9 @@ def padlock(device: Device, timeout: float = 10.0) -> Verdict:
     return Verdict(device, False, "; ".join(r.message for r in verdict.reasons))
 
 
-def start_trust_page(stack: Stack) -> str:
-    """``trust serve`` for the files the devices' summaries name, on loopback; the summary's note.
+def start_trust_page(stack: Stack) -> tuple[str, str]:
+    """``trust serve`` for the files the devices' summaries name, on loopback: its URL and the summary's
+    note.
 
     A tablet cannot open a loopback URL: the note says how to serve the same page to the LAN.
     """
@@ -96,8 +98,22 @@ def start_trust_page(stack: Stack) -> str:
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
     server = PageServer(TrustPage([(f, read_certificate(f)) for f in files], url), listener).start_in_thread()
     stack.on_stop(server.stop)
-    return (f"trust page (each device's file and steps): {url}  (QR code {url}qr.png; for the shop's "
-            f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
+    return url, (f"trust page (each device's file and steps): {url}  (QR code {url}qr.png; for the shop's "
+                 f"tablets: lancert trust serve {' '.join(str(f) for f in files)} --host 0.0.0.0)")
+
+
+def refuse_leftovers(data_dir: Path) -> None:
+    """Refuse to start beside processes an earlier ``up`` on ``data_dir`` left running (an ``up`` killed
+    before its children could be told, by a version without the parent-death signal): each one still
+    holds the lock of its directory, which names its PID."""
+    owners = (("the certificate service", "service", SERVICE_LOCK), ("the IoT box", "box", BOX_LOCK),
+              ("the payment terminal", "terminal", TERMINAL_LOCK))
+    left = [(what, pid) for what, sub, lock in owners if (pid := lock_holder(data_dir / sub, lock))]
+    if left:
+        pids = " ".join(pid for _, pid in left if pid.isdigit())
+        raise LancertError(
+            f"an earlier 'lancert up' on {data_dir} left {', '.join(f'{w} (PID {p})' for w, p in left)} "
+            f"running; stop {'them' if len(left) > 1 else 'it'} (kill {pids}) and start again")
 
 
 @contextlib.contextmanager
@@ -105,6 +121,7 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
     from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
 
+    refuse_leftovers(data_dir)
     stack = Stack()
     stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
@@ -157,7 +174,9 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         stack.devices.append(Device("payment terminal (paired mTLS)", term.url, term.root,
                                     verified=(pos.answered, pos.detail), facts=facts))
         progress("trust page: every device's file and steps for tablets and phones")
-        stack.notes.append(start_trust_page(stack))
+        trust_page, note = start_trust_page(stack)
+        stack.notes.append(note)
+        printer.server.printer.trust_page = trust_page  # the printer's admin page shows it, with its QR code
         yield stack
     finally:
         stack.stop()

@@ -59,7 +59,7 @@ def launch_terminal(data_dir: Path, children: list[Child]) -> Child:
     # No key pool: the only pairing up makes is the first run's, and it can wait for one RSA key.
     child = Child.start("the payment terminal", [
         "terminal", "run", "--state-dir", str(data_dir / "terminal"), "--host", TERMINAL_HOST,
-        "--port", "0", "--key-pool", "0"], data_dir / "logs" / "terminal.log")
+        "--port", "0", "--key-pool", "0"], data_dir / "logs" / "terminal.log", die_with_parent=True)
     children.append(child)
     return child
 
