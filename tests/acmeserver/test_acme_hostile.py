@@ -79,7 +79,8 @@ def test_service_refuses_an_acme_tls_key_that_is_not_the_certificates(
     other_key = tmp_path / "other-key.pem"
     other_key.write_bytes(private_key_pem(generate_private_key()))
     cert = acme_service.data_dir / "acme-tls" / "cert.pem"
-    result = lancert("service", "run", "--data-dir", str(acme_service.data_dir), "--port", "0",
+    # A data directory of its own: the running service holds its own one (one service per SQLite dir).
+    result = lancert("service", "run", "--data-dir", str(tmp_path / "second"), "--port", "0",
                      "--dns-port", "0", "--acme-port", "0", "--acme-tls-cert", str(cert),
                      "--acme-tls-key", str(other_key), check=False)
     assert result.returncode != 0

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,8 +27,10 @@ from lancert.service.errors import (
     MethodNotAllowed,
     NotFound,
     ServiceError,
+    StorageUnavailable,
     TooLarge,
     http_status,
+    storage_outage,
 )
 from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
@@ -132,6 +135,20 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
         return JSONResponse(
             {"error": {"code": "http_error", "message": str(exc.detail)[:200]}}, status_code=exc.status_code
         )
+
+    # Registered for the classes themselves, not under Exception: Starlette re-raises what its Exception
+    # handler answered, and the server then logged a second traceback (about 4 per request before).
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        reason = storage_outage(exc)
+        if reason is None:
+            return await _bug(request, exc)
+        log.warning("database unavailable on %s %s, answered 503: %s", request.method, request.url.path,
+                    reason)
+        return error_response(StorageUnavailable("the database is unavailable; try again shortly"),
+                              request.url.path)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

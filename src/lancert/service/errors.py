@@ -7,6 +7,7 @@ escapes a handler becomes a bare 500 ``internal_error``, never a traceback.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 
@@ -117,6 +118,37 @@ class InternalError(ServiceError):
     code = "internal_error"
 
 
+class StorageUnavailable(ServiceError):
+    """The database or the disk refused for now (PostgreSQL stopped, a full disk, SQLite's ``disk I/O
+    error``): a 503 with ``Retry-After``, since the service recovers by itself as soon as it is back."""
+
+    code = "service_unavailable"
+    retry_after = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+# errno values of a disk that cannot take a write now: full, over quota, read-only, failing.
+_DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+
+
+def storage_outage(exc: BaseException) -> str | None:
+    """Why ``exc`` means the storage is unavailable (one line, for the log), or None for anything else.
+
+    SQLAlchemy wraps every driver's "cannot reach or write the database" in OperationalError (connection
+    refused, server closed the connection, ``database or disk is full``, ``disk I/O error``, locked) and
+    a connection dropped mid-use in InterfaceError; a file written beside the database raises OSError."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        text = str(exc.orig if exc.orig is not None else exc).strip()
+        return (text.splitlines() or ["database error"])[0][:200]
+    if isinstance(exc, OSError) and exc.errno in _DISK_TROUBLE:
+        return f"{exc.strerror or exc}"[:200]
+    return None
+
+
 HTTP_STATUS: dict[type[ServiceError], int] = {
     InvalidRequest: 400,
     InvalidCSRError: 400,
@@ -129,6 +161,7 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     RateLimited: 429,
     IssuancePending: 429,
     InternalError: 500,
+    StorageUnavailable: 503,
 }
 
 

@@ -228,28 +228,30 @@ async def serve_ports(
     for task in tasks:
         task.add_done_callback(lambda _task: stop.set())
     started = False
-    while not stop.is_set():
-        if all(server.started for server in servers):
-            started = True
-            if on_ready is not None:
-                on_ready()
-            break
-        await asyncio.sleep(0.01)
-    await stop.wait()
-    for server in servers:
-        server.should_exit = True
-
-    def force_exit() -> None:
+    try:
+        while not stop.is_set():
+            if all(server.started for server in servers):
+                started = True
+                if on_ready is not None:
+                    on_ready()
+                break
+            await asyncio.sleep(0.01)
+        await stop.wait()
+    finally:  # also when on_ready fails: no port is left serving
         for server in servers:
-            server.force_exit = True
+            server.should_exit = True
 
-    timer = loop.call_later(grace, force_exit)
-    results = await asyncio.gather(*tasks, return_exceptions=True)
-    timer.cancel()
-    for sig in handled:
-        loop.remove_signal_handler(sig)
-    for port in ports:
-        port.listener.close()
+        def force_exit() -> None:
+            for server in servers:
+                server.force_exit = True
+
+        timer = loop.call_later(grace, force_exit)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        timer.cancel()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        for port in ports:
+            port.listener.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, (SystemExit, asyncio.CancelledError)):
             raise result

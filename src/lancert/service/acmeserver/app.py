@@ -14,12 +14,14 @@ import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
 from lancert.service.acmeserver.protocol import AcmeServer, Reply
 from lancert.service.acmeserver.resources import PREFIX, Urls
+from lancert.service.errors import StorageUnavailable, storage_outage
 
 log = logging.getLogger("lancert.acme")
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
@@ -80,6 +82,21 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
         problem = malformed("no such resource" if exc.status_code == 404 else "method not allowed here",
                             status=exc.status_code if exc.status_code in (404, 405) else 400)
         return await _problem(request, problem)
+
+    # As on the service's port: for the classes themselves (Starlette re-raises what its Exception handler
+    # answered, a second traceback), a 503 with Retry-After when the database or the disk is down.
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(OSError)
+    async def _storage(request: Request, exc: Exception) -> Response:
+        reason = storage_outage(exc)
+        if reason is None:
+            return await _bug(request, exc)
+        log.warning("database unavailable on %s %s, answered 503: %s", request.method, request.url.path,
+                    reason)
+        return await _problem(request, AcmeProblem(
+            "serverInternal", "the database is unavailable; try again shortly", status=503,
+            headers={"Retry-After": str(StorageUnavailable.retry_after)}))
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,92 @@
+"""The serving layer's contract, in one process: two ports served together, each with its body cap (64
+bytes here) answered in its own form, no Server header, X-Forwarded-For ignored, a ready callback that
+comes once both ports answer, and a stop that ends both (issue 18 point 2)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from lancert.loopback import listen_tcp
+from lancert.serving.ports import BackgroundPorts, BodyTooLarge, Port, read_body
+
+pytestmark = pytest.mark.slow  # servers on loopback, though in this process
+
+CAP = 64
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Who the client is, and the body it sent (read with a route limit of 16 bytes under /small)."""
+    request = Request(scope, receive)
+    try:
+        body = await read_body(request, 16) if request.url.path == "/small" else await request.body()
+    except BodyTooLarge as refusal:
+        await PlainTextResponse(f"route refuses: {refusal}", status_code=413)(scope, receive, send)
+        return
+    answer = JSONResponse({"client": request.client.host if request.client else None, "length": len(body)})
+    await answer(scope, receive, send)
+
+
+def json_too_large(limit: int) -> Response:
+    return JSONResponse({"error": f"over {limit}"}, status_code=413)
+
+
+@pytest.fixture(scope="module")
+def ports() -> Iterator[list[Port]]:
+    served = [Port("plain", echo, listen_tcp("127.0.0.1", 0), CAP),
+              Port("json", echo, listen_tcp("127.0.0.1", 0), CAP, json_too_large)]
+    background = BackgroundPorts(served, "test-ports").start()
+    yield served
+    background.stop()
+
+
+def test_both_ports_answer_once_started(ports: list[Port]) -> None:
+    for port in ports:
+        answer = httpx.get(port.url(), timeout=5, trust_env=False)
+        assert answer.status_code == 200 and "server" not in answer.headers
+
+
+def test_a_body_over_the_cap_is_refused_in_the_ports_own_form(ports: list[Port]) -> None:
+    plain, json_port = ports
+    assert httpx.post(plain.url(), content=b"x" * CAP, timeout=5, trust_env=False).json()["length"] == CAP
+    refused = httpx.post(plain.url(), content=b"x" * (CAP + 1), timeout=5, trust_env=False)
+    assert refused.status_code == 413 and "64" in refused.text
+    refused = httpx.post(json_port.url(), content=b"x" * (CAP + 1), timeout=5, trust_env=False)
+    assert refused.status_code == 413 and refused.json() == {"error": "over 64"}
+
+
+def test_a_chunked_body_is_counted_as_it_arrives(ports: list[Port]) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(5):
+            yield b"y" * 20
+
+    refused = httpx.post(ports[0].url(), content=chunks(), timeout=5, trust_env=False)
+    assert refused.status_code == 413
+
+
+def test_a_route_limit_under_the_cap(ports: list[Port]) -> None:
+    url = f"{ports[0].url()}small"
+    assert httpx.post(url, content=b"z" * 16, timeout=5, trust_env=False).json()["length"] == 16
+    refused = httpx.post(url, content=b"z" * 17, timeout=5, trust_env=False)
+    assert refused.status_code == 413 and "16 bytes" in refused.text
+
+
+def test_x_forwarded_for_is_ignored_even_from_loopback(ports: list[Port]) -> None:
+    answer = httpx.get(ports[0].url(), headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5, trust_env=False)
+    assert answer.json()["client"] == "127.0.0.1"
+
+
+def test_stop_ends_every_port() -> None:
+    served = [Port(name, echo, listen_tcp("127.0.0.1", 0), CAP) for name in ("a", "b")]
+    numbers = [port.port for port in served]
+    background = BackgroundPorts(served, "stopped-ports").start()
+    background.stop()
+    for number in numbers:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", number), timeout=2).close()
