@@ -21,7 +21,7 @@ import dns.query
 import dns.rdatatype
 import pytest
 from cryptography import x509
-from service_testlib import ZONE, Registry, ServiceProcess, make_csr
+from service_testlib import CODE, ZONE, Registry, ServiceProcess, make_csr
 from upstream_testlib import (
     PEBBLE,
     AcmeRelay,
@@ -173,3 +173,40 @@ def test_first_ca_down_stopped_then_failing_dns01_then_rate_limiting_the_second_
     uuid, chain, _pem = _issue(cas)
     _chain_from(chain, cas.first)
     assert cas.row(uuid)["issuer"] == cas.first_relay.directory
+
+
+def test_a_request_beyond_the_limits_is_pending_with_its_turn_and_never_ordered(cas: TwoCAs) -> None:
+    """One CA granting 1 new order per 3 hours (the raised-limit setting, lowered): the second database
+    waits, answered issuance_pending with a Retry-After of about 3 hours, and the CA never sees its order."""
+    base = cas.service.data_dir.parent
+    data_dir = base / "limited"
+    config = base / "limited.toml"
+    config.write_text(
+        f'zone = "{ZONE}"\nissuer = "acme"\n'
+        f'[[upstream]]\ndirectory = "{cas.second_relay.directory}"\nca_bundle = "{cas.second.ca_bundle}"\n'
+        "new_orders_per_3h = 1\n"
+        "[rate_limit]\nfailures_per_ip = 100000\nfailures_per_database = 100000\n"
+    )
+    service = ServiceProcess(data_dir, ["--config", str(config), "--dns-port", str(cas.service_dns)])
+    cas.service.stop()  # the limited service answers the CA's DNS-01 queries on the same port
+    service.start()
+    try:
+        registry = Registry(data_dir)
+        first = compatible_until_issued(service, registry.add(), give_up=90)
+        assert "x509_pem" in first.result
+        orders = cas.second_relay.new_orders
+        uuid = registry.add()
+        with service.client() as client:
+            response = client.post(
+                "/odoo-enterprise/iot/x509", json={"params": {"db_uuid": uuid, "enterprise_code": CODE}}
+            )
+        assert response.status_code == 429 and response.json()["result"] is None, response.text
+        error = response.json()["error"]
+        assert error["code"] == "issuance_pending", error
+        retry_after = int(response.headers["Retry-After"])
+        assert 3 * 3600 - 120 <= retry_after <= 3 * 3600 and error["retry_after"] == retry_after
+        assert "new-orders limit" in error["message"] and "0 ahead" in error["message"]
+        assert cas.second_relay.new_orders == orders  # nothing spent on an order the CA would refuse
+    finally:
+        service.stop()
+        cas.service.start()

@@ -321,6 +321,7 @@ class Scheduler:
     def __init__(self, budgets: list[Budget]) -> None:
         self.budgets = budgets
         self._waiting: dict[str, _Waiting] = {}
+        self._asked: dict[str, _Waiting] = {}  # those a requester must ask about again (may go stale)
         self._queues: dict[Kind, deque[_Waiting]] = {}
         self._seq = itertools.count()
         self._swept = -math.inf
@@ -356,6 +357,10 @@ class Scheduler:
             old.key = ""  # dropped from its queue lazily
         entry = _Waiting(next(self._seq), key, request, seen)
         self._waiting[key] = entry
+        if math.isfinite(seen):
+            self._asked[key] = entry
+        else:
+            self._asked.pop(key, None)
         self._queues.setdefault(entry.kind, deque()).append(entry)
         return entry
 
@@ -397,6 +402,7 @@ class Scheduler:
     def admitted(self, key: str) -> None:
         """The request got its order (or is no longer wanted): out of the queue."""
         entry = self._waiting.pop(key, None)
+        self._asked.pop(key, None)
         if entry is not None:
             entry.key = ""
 
@@ -421,7 +427,7 @@ class Scheduler:
         if now - self._swept < 60.0:
             return
         self._swept = now
-        for key in [k for k, w in self._waiting.items() if now - w.seen > WAITING_TTL]:
+        for key in [k for k, w in self._asked.items() if now - w.seen > WAITING_TTL]:
             self.admitted(key)
 
     # -- the fleet view (the simulator; a background renewer) ------------------------------------------------
@@ -469,6 +475,7 @@ class Scheduler:
                     full.add((kind, best.request.domain))
                 continue
             del self._waiting[best.key]
+            self._asked.pop(best.key, None)
             key, best.key = best.key, ""
             choice.budget.spend(best.request, now)
             yield key, best.request, choice.budget
