@@ -12,7 +12,8 @@ processes are printed too (``/proc/<pid>/stat`` for the service, ``time.process_
 ceiling's CPU per certificate over the service's ("ceiling CPU / service CPU") says what share of the
 ceiling the service would reach if its clients cost it nothing; the service's CPU per GET /healthz
 is the part of that which HTTP and the framework take before any work. The wall-clock rate stays the headline
-figure. RSS is the service's VmRSS and VmHWM (peak) after the runs.
+figure. RSS is the service's VmRSS after start (no request yet), after 1,000 native requests (4 clients,
+which are also the warm-up) and, with VmHWM (peak), after the runs.
 
 DNS: dnsperf (Debian package) if installed, else a Python client loop (dnspython over UDP, one thread),
 against the service's DNS and against a plain dnslib server answering one fixed A record.
@@ -221,7 +222,11 @@ def main() -> None:
             create_csr(keys[i % 64], SubjectNames()).public_bytes(serialization.Encoding.PEM).decode()
             for i in range(args.requests)
         ]
-        service_run(url, csrs[:20], 4)  # warm-up (imports, first scrypt, SQLite pages)
+        rss, _ = rss_kib(service.proc.pid)
+        print(f"service RSS after start: {rss / 1024:.1f} MiB")
+        service_run(url, (csrs * (1000 // len(csrs) + 1))[:1000], 4)  # also the warm-up
+        rss, peak = rss_kib(service.proc.pid)
+        print(f"service RSS after 1,000 requests: {rss / 1024:.1f} MiB (peak {peak / 1024:.1f} MiB)")
         ca = CertificateAuthority.create_root("bench").create_intermediate("bench intermediate")
         results: dict[str, list[float]] = {}
         latencies: dict[int, list[float]] = {1: [], 4: [], 16: []}

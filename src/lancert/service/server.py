@@ -40,7 +40,7 @@ from lancert.service.issuer import (
 )
 from lancert.service.provisioning import Provisioner
 from lancert.service.ratelimit import FailedCredentialLimiter
-from lancert.service.registry import Registry
+from lancert.service.registry import Registry, return_large_blocks
 from lancert.serving.ports import Port, serve_ports
 from lancert.storage.locks import SERVICE_LOCK, directory_lock
 from lancert.wire.provisioning import MAX_BODY_BYTES
@@ -207,6 +207,7 @@ def run_service(
     anything is written (a taken port is one ``lancert:`` line, without uvicorn's own ERROR line first),
     and a data directory this run created is removed again when the service never listened."""
     configure_logging(log_level)
+    return_large_blocks()
     created = config.db is None and not config.data_dir.exists()
     http_socket = listen_tcp(config.host, config.port)
     listened: list[bool] = []

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from acme import messages
-
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 # RFC 8555 leaves most statuses to the server; these follow Boulder and Pebble, which clients are
@@ -47,6 +45,10 @@ class AcmeProblem(Exception):
         self.extra = extra or {}
 
     def to_json(self) -> dict[str, Any]:
+        # Imported here: acme.messages brings acme.challenges and requests (4 MiB of the server's RSS),
+        # and a server that answers no problem never needs them.
+        from acme import messages
+
         if self.code in messages.ERROR_CODES:
             body = messages.Error.with_code(self.code, detail=self.detail).to_partial_json()
         else:  # registered after the library's table (RFC 9773 alreadyReplaced)
