@@ -38,6 +38,18 @@ def _config(config_file: Path | None = None, **options: object) -> ServiceConfig
     return load_config(config_file).with_options(**options)
 
 
+def _existing(config: ServiceConfig) -> ServiceConfig:
+    """``config``, once its SQLite database is known to exist: the commands that only read (root, certs,
+    db list, acme-eab) made a mistyped --data-dir with an empty database and answered "nothing
+    registered"."""
+    from lancert.service.database import DB_FILE
+
+    if config.db is None and not (config.data_dir / DB_FILE).is_file():
+        raise LancertError(f"{config.data_dir}: no service data here (a mistyped --data-dir? 'lancert "
+                           "service run' or 'lancert service db add' makes it)")
+    return config
+
+
 @app.command("run")
 def run(
     data_dir: DataDir = None,
@@ -182,7 +194,7 @@ def certs(
     from lancert.service.database import open_database
     from lancert.service.orders import certificate_statuses
 
-    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    database = open_database(_existing(_config(config_file, data_dir=data_dir, db=db)))
     statuses = certificate_statuses(database)
     database.dispose()
     if as_json:
@@ -212,7 +224,7 @@ def root(data_dir: DataDir = None, db: DbUrl = None, config_file: ConfigFile = N
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
 
-    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    database = open_database(_existing(_config(config_file, data_dir=data_dir, db=db)))
     identity = load_service_identity(database)
     database.dispose()
     if identity is None:
@@ -252,7 +264,7 @@ def acme_eab(
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
 
-    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    database = open_database(_existing(_config(config_file, data_dir=data_dir, db=db)))
     try:
         keys = EabKeys(database)
         if revoke is not None:
@@ -285,10 +297,13 @@ def acme_eab(
             typer.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
-def _registry(data_dir: Path | None, db: str | None, config_file: Path | None) -> Registry:
+def _registry(data_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
+              ) -> Registry:
+    """The registry; only ``db add`` (``create``) may make the data directory and its database."""
     from lancert.service.database import open_database
 
-    return Registry(open_database(_config(config_file, data_dir=data_dir, db=db)))
+    config = _config(config_file, data_dir=data_dir, db=db)
+    return Registry(open_database(config if create else _existing(config)))
 
 
 def _show(record: DatabaseRecord, as_json: bool) -> None:
@@ -318,7 +333,7 @@ def db_add(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Register a database (production, in progress, with an IoT box line unless told otherwise)."""
-    registry = _registry(data_dir, db, config_file)
+    registry = _registry(data_dir, db, config_file, create=True)
     _show(registry.add(uuid, code, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
     registry.database.dispose()
 
