@@ -297,6 +297,29 @@ def acme_eab(
             typer.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
+# The enterprise code is a credential: on the command line every user sees it in `ps` and it stays in the
+# shell's history, so it can come from a file (0600, first line) or the environment instead.
+CODE_VARIABLE = "LANCERT_ENTERPRISE_CODE"
+CodeFile = Annotated[
+    Path | None,
+    typer.Option("--code-file", help=f"Read the enterprise code from this file's first line (else "
+                 f"{CODE_VARIABLE} or --code)."),
+]
+
+
+def _enterprise_code(code: str | None, code_file: Path | None) -> str | None:
+    """The code from --code-file, else from --code or its environment variable."""
+    if code_file is None:
+        return code
+    try:
+        lines = code_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--code-file {code_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not lines[0].strip():
+        raise UsageError(f"--code-file {code_file}: the file is empty")
+    return lines[0].strip()
+
+
 def _registry(data_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
               ) -> Registry:
     """The registry; only ``db add`` (``create``) may make the data directory and its database."""
@@ -319,7 +342,9 @@ def _show(record: DatabaseRecord, as_json: bool) -> None:
 @db_app.command("add")
 def db_add(
     uuid: Annotated[str, typer.Option("--uuid", help="The database UUID the box sends.")],
-    code: Annotated[str, typer.Option("--code", help="The enterprise code (stored hashed only).")],
+    code: Annotated[str | None, typer.Option("--code", envvar=CODE_VARIABLE, show_envvar=True,
+                                             help="The enterprise code (stored hashed only).")] = None,
+    code_file: CodeFile = None,
     kind: Annotated[DatabaseKind, typer.Option("--kind", help=KIND_HELP)] = DatabaseKind.PRODUCTION,
     subscription: Annotated[
         SubscriptionStatus, typer.Option("--subscription", help=SUBSCRIPTION_HELP)
@@ -333,15 +358,20 @@ def db_add(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Register a database (production, in progress, with an IoT box line unless told otherwise)."""
+    secret = _enterprise_code(code, code_file)
+    if secret is None:
+        raise UsageError(f"db add needs the enterprise code: --code-file F, {CODE_VARIABLE} or --code")
     registry = _registry(data_dir, db, config_file, create=True)
-    _show(registry.add(uuid, code, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
+    _show(registry.add(uuid, secret, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
     registry.database.dispose()
 
 
 @db_app.command("set")
 def db_set(
     uuid: Annotated[str, typer.Option("--uuid", help="The registered database to change.")],
-    code: Annotated[str | None, typer.Option("--code", help="A new enterprise code.")] = None,
+    code: Annotated[str | None, typer.Option("--code", envvar=CODE_VARIABLE, show_envvar=True,
+                                             help="A new enterprise code.")] = None,
+    code_file: CodeFile = None,
     kind: Annotated[DatabaseKind | None, typer.Option("--kind", help=KIND_HELP)] = None,
     subscription: Annotated[
         SubscriptionStatus | None, typer.Option("--subscription", help=SUBSCRIPTION_HELP)
@@ -356,7 +386,9 @@ def db_set(
 ) -> None:
     """Change a registered database; the next request of its boxes sees the change."""
     registry = _registry(data_dir, db, config_file)
-    _show(registry.set(uuid, code=code, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
+    changed = registry.set(uuid, code=_enterprise_code(code, code_file), kind=kind, subscription=subscription,
+                           iot_box_line=iot_line)
+    _show(changed, as_json)
     registry.database.dispose()
 
 
