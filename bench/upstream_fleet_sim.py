@@ -190,7 +190,6 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
                 if choice.budget is None:
                     scheduler.enqueue(key, req, now)
                 else:
-                    scheduler.admitted(key)
                     choice.budget.spend(req, now)
                     due.append((key, req, choice.budget))
         while next_new < databases and scheduler.waiting() < QUEUE_TOPUP:

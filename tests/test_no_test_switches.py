@@ -14,6 +14,7 @@ import lancert
 USER_INPUTS = {
     "LANCERT_P12_PASSWORD",  # cert export --format p12: the password, kept out of the process list
     "LANCERT_ACME_EAB_HMAC",  # service run --issuer acme: the upstream's EAB key (docs/service.md)
+    "LANCERT_ENTERPRISE_CODE",  # service db add|set: the enterprise code, kept out of the process list
     # _LANCERT_COMPLETE: click's shell-completion protocol; the script --install-completion writes sets it.
     "LANCERT_COMPLETE",
 }

@@ -60,3 +60,18 @@ def test_revoking_the_eab_key_shuts_the_accounts_it_opened(tmp_path: Path) -> No
     response = client.new_order([f"web.{label}.{ZONE}"])
     assert response.status_code == 403
     assert "revoked" in problem(response, "unauthorized")["detail"]
+
+
+def test_an_order_still_processing_at_its_expiry_reads_invalid(tmp_path: Path) -> None:
+    """The instance that was issuing it stopped mid-order (its issuance thread died with it): at the
+    order's expiry the order is invalid, not processing for ever, and no Retry-After invites polling."""
+    client, label, keys = client_for(tmp_path, timedelta(days=1))
+    order = client.new_order([f"web.{label}.{ZONE}"])
+    with keys.database.engine.begin() as connection:  # what a stopped instance leaves behind
+        connection.exec_driver_sql("UPDATE acme_orders SET status = 'processing'")
+    polled = client.post(order.headers["location"])
+    assert polled.json()["status"] == "processing" and polled.headers["retry-after"]
+    with keys.database.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE acme_orders SET expires = '2000-01-01 00:00:00.000000'")
+    expired = client.post(order.headers["location"])
+    assert expired.json()["status"] == "invalid" and "retry-after" not in expired.headers

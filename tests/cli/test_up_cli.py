@@ -58,6 +58,8 @@ def test_two_cold_up_checks_on_one_data_dir_one_wins_the_other_names_its_pid(rac
                               f"{race.data_dir}; stop it first, or give this one its own --data-dir\n")
     assert "padlock" not in race.loser.out
     assert race.winner.out.count("padlock:  yes") == 4, race.winner  # printer, POS page, box, terminal
+    # "yes" says what it means: a padlock once the trust file is trusted, an error in the browser until then.
+    assert "until you trust that file, your browser shows a certificate error" in race.winner.out
 
 
 def test_summary_names_the_logs_directory(race: Race) -> None:

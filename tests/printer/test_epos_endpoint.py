@@ -101,6 +101,34 @@ def test_a_printed_receipt_holds_exactly_the_text_cut_and_barcode_sent(server: P
     assert last["barcodes"] == [{"type": "ean13", "data": "4901234567894"}]
 
 
+def test_the_printer_keeps_the_newest_200_receipts_each_text_stored_once(tmp_path: Path, caplog) -> None:
+    """Before: every job was kept, its text twice (200 prints of 1 MiB wrote 419 MB in 5 s), and nothing
+    was logged per job. Now: the newest 200 receipts, at most 16 MiB in all, the text once, one log line
+    per job."""
+    import logging
+
+    directory = tmp_path / "printer"
+    with running_printer(directory) as printer, httpx.Client(timeout=30) as client, \
+            caplog.at_level(logging.INFO, logger="lancert.printer"):
+        for i in range(205):
+            job = envelope(f"<text>job {i} unique-{i}\n</text>")
+            answer = client.post(printer.url.rstrip("/") + OK, content=job)
+            assert _answer(answer)["success"] == "true"
+        kept = receipts(directory)
+        assert len(kept) == 200
+        assert (kept[0]["text"], kept[-1]["text"]) == ("job 5 unique-5\n", "job 204 unique-204\n")
+        newest = sorted((directory / "receipts").glob("*.json"))[-1].read_text()
+        assert newest.count("unique-204") == 1  # the text once, not in "text" and again in "items"
+        assert len([r for r in caplog.records if r.getMessage().startswith("printed job")]) == 205
+        big = "x" * (900 * 1024)
+        for _ in range(20):
+            assert _answer(client.post(printer.url.rstrip("/") + OK, content=envelope(f"<text>{big}</text>"))
+                           )["success"] == "true"
+    stored = sum(p.stat().st_size for p in (directory / "receipts").glob("*.json"))
+    assert stored <= 16 * 1024 * 1024, stored
+    assert receipts(directory)[-1]["text"] == big
+
+
 def test_success_status_carries_the_print_success_bit(server: PrinterServer) -> None:
     response = httpx.post(server.url.rstrip("/") + OK, content=envelope("<text>s</text>"), timeout=10)
     assert int(_answer(response)["status"]) & 0x2  # ASB_PRINT_SUCCESS
@@ -169,3 +197,22 @@ def test_preflight_asking_for_other_headers_is_refused(server: PrinterServer) ->
         "Origin": "https://pos.example.com", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "content-type, x-secret-token"}, timeout=10)
     assert response.status_code == 403
+
+
+def test_a_client_leaving_mid_body_prints_nothing_and_logs_no_traceback(tmp_path: Path, caplog) -> None:
+    import logging
+    import socket
+    import time
+
+    directory = tmp_path / "printer"
+    with running_printer(directory) as printer, caplog.at_level(logging.DEBUG):
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", printer.port), timeout=5) as sock:
+                sock.sendall(f"POST {OK} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
+                             "Content-Length: 5000\r\n\r\n".encode() + envelope("<text>half")[:40])
+        time.sleep(1)  # let the server notice the closed connections
+        assert httpx.get(printer.url, timeout=10).status_code == 200  # still serving
+    assert receipts(directory) == []
+    logged = "\n".join(f"{r.levelname} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "Traceback" not in logged and not [r for r in caplog.records if r.exc_info], logged
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], logged

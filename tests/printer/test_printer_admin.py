@@ -150,8 +150,23 @@ def test_five_wrong_passwords_lock_sign_in_for_30_seconds(tmp_path: Path) -> Non
         serial = json.loads((tmp_path / "p" / "printer.json").read_text())["serial"]
         locked = client.post("/signin", data={"id": "epson", "password": serial})
         assert locked.status_code == 403  # even the right password, during the lockout
-        server.printer._locked_until = 0.0  # the lockout's end, without waiting 30 s
+        server.printer._sign_ins.clear()  # the lockout's end, without waiting 30 s
         assert client.post("/signin", data={"id": "epson", "password": serial}).status_code == 303
+
+
+def test_a_guesser_elsewhere_does_not_lock_the_owner_out(tmp_path: Path) -> None:
+    """The lockout is per address: before, 5 wrong guesses from anyone locked the owner out, and one guess
+    every 6 s kept them out."""
+    with running_printer(tmp_path / "p", ip=PRINTER_IP) as server, _client(server) as owner:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        transport = httpx.HTTPTransport(verify=ctx, local_address="127.0.0.2")  # another machine
+        with httpx.Client(base_url=server.url, transport=transport, timeout=10) as guesser:
+            for _ in range(10):
+                assert guesser.post("/signin", data={"id": "epson", "password": "guess"}).status_code == 403
+            serial = json.loads((tmp_path / "p" / "printer.json").read_text())["serial"]
+            assert guesser.post("/signin", data={"id": "epson", "password": serial}).status_code == 403
+            assert owner.post("/signin", data={"id": "epson", "password": serial}).status_code == 303
 
 
 def test_the_serial_number_file_is_private(tmp_path: Path) -> None:

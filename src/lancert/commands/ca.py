@@ -13,7 +13,7 @@ from lancert.device.certificate import apple_validity_warning, validity_for_year
 from lancert.errors import LancertError, UsageError
 from lancert.pki import KeyKind, SubjectNames, fingerprint_sha256, generate_private_key, load_csr, summarize
 from lancert.pki.issuing import MAX_COMMON_NAME
-from lancert.storage.files import Credential, CredentialFiles, write_certificates
+from lancert.storage.files import Credential, CredentialFiles, check_output_file, write_certificates
 
 app = typer.Typer(help="A local certificate authority.", no_args_is_help=True)
 
@@ -57,6 +57,7 @@ def issue(
     key: Annotated[
         KeyKind, typer.Option("--key", help="Key type when lancert makes it: ec or rsa.")
     ] = KeyKind.EC,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTDIR's cert.pem and key.pem.")] = False,
 ) -> None:
     """Issue a device's server certificate from the shop's CA (its intermediate signs).
 
@@ -70,6 +71,9 @@ def issue(
     if csr is not None and dns:
         raise UsageError("--dns goes with --ip; with --csr the names come from the CSR")
     validity = validity_for_years(years)
+    if out.is_dir():  # as cert export: a device's certificate (and key) is not replaced silently
+        for name in ("cert.pem",) if csr is not None else ("cert.pem", "key.pem"):
+            check_output_file(out / name, force=force)
     authority = CADirectory(directory).load()
     if csr is not None:
         try:

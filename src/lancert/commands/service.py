@@ -38,6 +38,18 @@ def _config(config_file: Path | None = None, **options: object) -> ServiceConfig
     return load_config(config_file).with_options(**options)
 
 
+def _existing(config: ServiceConfig) -> ServiceConfig:
+    """``config``, once its SQLite database is known to exist: the commands that only read (root, certs,
+    db list, acme-eab) made a mistyped --data-dir with an empty database and answered "nothing
+    registered"."""
+    from lancert.service.database import DB_FILE
+
+    if config.db is None and not (config.data_dir / DB_FILE).is_file():
+        raise LancertError(f"{config.data_dir}: no service data here (a mistyped --data-dir? 'lancert "
+                           "service run' or 'lancert service db add' makes it)")
+    return config
+
+
 @app.command("run")
 def run(
     data_dir: DataDir = None,
@@ -182,7 +194,7 @@ def certs(
     from lancert.service.database import open_database
     from lancert.service.orders import certificate_statuses
 
-    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    database = open_database(_existing(_config(config_file, data_dir=data_dir, db=db)))
     statuses = certificate_statuses(database)
     database.dispose()
     if as_json:
@@ -212,7 +224,7 @@ def root(data_dir: DataDir = None, db: DbUrl = None, config_file: ConfigFile = N
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
 
-    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    database = open_database(_existing(_config(config_file, data_dir=data_dir, db=db)))
     identity = load_service_identity(database)
     database.dispose()
     if identity is None:
@@ -252,7 +264,7 @@ def acme_eab(
     from lancert.service.database import open_database
     from lancert.service.issuer import load_service_identity
 
-    database = open_database(_config(config_file, data_dir=data_dir, db=db))
+    database = open_database(_existing(_config(config_file, data_dir=data_dir, db=db)))
     try:
         keys = EabKeys(database)
         if revoke is not None:
@@ -285,10 +297,36 @@ def acme_eab(
             typer.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
 
 
-def _registry(data_dir: Path | None, db: str | None, config_file: Path | None) -> Registry:
+# The enterprise code is a credential: on the command line every user sees it in `ps` and it stays in the
+# shell's history, so it can come from a file (0600, first line) or the environment instead.
+CODE_VARIABLE = "LANCERT_ENTERPRISE_CODE"
+CodeFile = Annotated[
+    Path | None,
+    typer.Option("--code-file", help=f"Read the enterprise code from this file's first line (else "
+                 f"{CODE_VARIABLE} or --code)."),
+]
+
+
+def _enterprise_code(code: str | None, code_file: Path | None) -> str | None:
+    """The code from --code-file, else from --code or its environment variable."""
+    if code_file is None:
+        return code
+    try:
+        lines = code_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--code-file {code_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not lines[0].strip():
+        raise UsageError(f"--code-file {code_file}: the file is empty")
+    return lines[0].strip()
+
+
+def _registry(data_dir: Path | None, db: str | None, config_file: Path | None, *, create: bool = False
+              ) -> Registry:
+    """The registry; only ``db add`` (``create``) may make the data directory and its database."""
     from lancert.service.database import open_database
 
-    return Registry(open_database(_config(config_file, data_dir=data_dir, db=db)))
+    config = _config(config_file, data_dir=data_dir, db=db)
+    return Registry(open_database(config if create else _existing(config)))
 
 
 def _show(record: DatabaseRecord, as_json: bool) -> None:
@@ -304,7 +342,9 @@ def _show(record: DatabaseRecord, as_json: bool) -> None:
 @db_app.command("add")
 def db_add(
     uuid: Annotated[str, typer.Option("--uuid", help="The database UUID the box sends.")],
-    code: Annotated[str, typer.Option("--code", help="The enterprise code (stored hashed only).")],
+    code: Annotated[str | None, typer.Option("--code", envvar=CODE_VARIABLE, show_envvar=True,
+                                             help="The enterprise code (stored hashed only).")] = None,
+    code_file: CodeFile = None,
     kind: Annotated[DatabaseKind, typer.Option("--kind", help=KIND_HELP)] = DatabaseKind.PRODUCTION,
     subscription: Annotated[
         SubscriptionStatus, typer.Option("--subscription", help=SUBSCRIPTION_HELP)
@@ -318,15 +358,20 @@ def db_add(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Register a database (production, in progress, with an IoT box line unless told otherwise)."""
-    registry = _registry(data_dir, db, config_file)
-    _show(registry.add(uuid, code, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
+    secret = _enterprise_code(code, code_file)
+    if secret is None:
+        raise UsageError(f"db add needs the enterprise code: --code-file F, {CODE_VARIABLE} or --code")
+    registry = _registry(data_dir, db, config_file, create=True)
+    _show(registry.add(uuid, secret, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
     registry.database.dispose()
 
 
 @db_app.command("set")
 def db_set(
     uuid: Annotated[str, typer.Option("--uuid", help="The registered database to change.")],
-    code: Annotated[str | None, typer.Option("--code", help="A new enterprise code.")] = None,
+    code: Annotated[str | None, typer.Option("--code", envvar=CODE_VARIABLE, show_envvar=True,
+                                             help="A new enterprise code.")] = None,
+    code_file: CodeFile = None,
     kind: Annotated[DatabaseKind | None, typer.Option("--kind", help=KIND_HELP)] = None,
     subscription: Annotated[
         SubscriptionStatus | None, typer.Option("--subscription", help=SUBSCRIPTION_HELP)
@@ -341,7 +386,9 @@ def db_set(
 ) -> None:
     """Change a registered database; the next request of its boxes sees the change."""
     registry = _registry(data_dir, db, config_file)
-    _show(registry.set(uuid, code=code, kind=kind, subscription=subscription, iot_box_line=iot_line), as_json)
+    changed = registry.set(uuid, code=_enterprise_code(code, code_file), kind=kind, subscription=subscription,
+                           iot_box_line=iot_line)
+    _show(changed, as_json)
     registry.database.dispose()
 
 

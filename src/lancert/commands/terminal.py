@@ -16,7 +16,7 @@ from lancert.logs import LogLevel, LogLevelOption, configure_logging
 from lancert.pki import fingerprint_sha256
 from lancert.storage.files import read_json
 from lancert.storage.locks import TERMINAL_LOCK, directory_lock
-from lancert.terminal.device import DEFAULT_NAME, TerminalState
+from lancert.terminal.device import DEFAULT_NAME, TERMINAL_FILE, TerminalState
 from lancert.terminal.screen import SCREEN_FILE
 from lancert.wire.pairing import check_pos_id
 
@@ -126,5 +126,9 @@ def unpair(
     pos_id: Annotated[str, typer.Option("--pos-id", help="The POS to revoke.")],
 ) -> None:
     """Revoke a POS: its certificate stops working at once, also on a running terminal."""
-    TerminalState(state_dir).registry.remove(check_pos_id(pos_id))
+    check_pos_id(pos_id)
+    if not (state_dir / TERMINAL_FILE).is_file():  # a mistyped directory was a 40-line traceback
+        raise LancertError(f"{state_dir}: no terminal state here (start one: lancert terminal run "
+                           f"--state-dir {state_dir})")
+    TerminalState(state_dir).registry.remove(pos_id)
     typer.echo(f"unpaired posId {pos_id}")

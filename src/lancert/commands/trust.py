@@ -19,7 +19,7 @@ from lancert.errors import LancertError, UsageError
 from lancert.loopback import listen_tcp
 from lancert.pki import fingerprint_sha256, read_certificate, summarize
 from lancert.pki.formats import crt
-from lancert.storage.files import atomic_write
+from lancert.storage.files import atomic_write, check_output_file
 from lancert.trust.fetch import DEFAULT_TIMEOUT, RESOLVE_HELP, parse_target, served_chain
 from lancert.trust.guide import Platform, write_guide
 from lancert.trust.java import JavaStore, read_storepass
@@ -43,8 +43,9 @@ class StoreKind(StrEnum):
 
 
 StoreOpt = Annotated[
-    StoreKind, typer.Option(
-        "--store", help="nss: Chrome/Firefox databases; system: OS anchors; java: a JDK's keystore.")
+    StoreKind | None, typer.Option(
+        "--store", help="nss: Chrome/Firefox databases; system: OS anchors; java: a JDK's keystore "
+        "(implied by --nssdb, --system-root, --keystore).")
 ]
 NssdbOpt = Annotated[
     Path | None,
@@ -68,22 +69,35 @@ StorepassOpt = Annotated[
 class Where:
     """Which store the command works on, from its options (each applies to one --store only)."""
 
-    store: StoreKind
+    store: StoreKind | None
     nssdb: Path | None = None
     system_root: Path | None = None
     keystore: Path | None = None
     storepass_file: Path | None = None
+    command: str = "install"
 
-    def stores(self) -> list[TrustStore]:
+    def kind(self) -> StoreKind:
+        """The store: --store, or the one its own option names (--nssdb DIR alone means nss)."""
         given = {StoreKind.NSS: ("--nssdb", self.nssdb),
                  StoreKind.SYSTEM: ("--system-root", self.system_root),
                  StoreKind.JAVA: ("--keystore/--storepass-file", self.keystore or self.storepass_file)}
+        store = self.store
+        if store is None:
+            implied = [kind for kind, (_, value) in given.items() if value is not None]
+            if len(implied) != 1:
+                raise UsageError(f"Missing option '--store'. Choose from: nss, system, java (see 'lancert "
+                                 f"trust {self.command} --help')")
+            store = implied[0]
         for kind, (option, value) in given.items():
-            if kind is not self.store and value is not None:
+            if kind is not store and value is not None:
                 raise LancertError(f"{option} applies to --store {kind.value} only")
-        if self.store is StoreKind.NSS:
+        return store
+
+    def stores(self) -> list[TrustStore]:
+        store = self.kind()
+        if store is StoreKind.NSS:
             return [NssStore(self.nssdb, create=True)] if self.nssdb else list(nss_databases(Path.home()))
-        if self.store is StoreKind.JAVA:
+        if store is StoreKind.JAVA:
             return [JavaStore.detect(self.keystore, read_storepass(self.storepass_file))]
         return [SystemStore.detect(self.system_root or Path("/"))]
 
@@ -94,12 +108,14 @@ def fetch(
     out: Annotated[Path, typer.Option("-o", "--out", help="Where to save the certificate (.crt).")],
     resolve: Annotated[str | None, typer.Option("--resolve", help=RESOLVE_HELP)] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait.")] = DEFAULT_TIMEOUT,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
 ) -> None:
     """Save a device's certificate as a browser's "Base64-encoded ASCII, single certificate" export.
 
     Nothing is verified (that is the point: the device is not trusted yet), so compare the printed
     fingerprint with the one the device shows on its own page or label before installing it.
     """
+    check_output_file(out, force=force)  # as cert export: before connecting, and never silently replaced
     leaf = served_chain(parse_target(url, resolve), timeout=timeout, legacy=True)[0]
     atomic_write(out, crt(leaf))
     s = summarize(leaf)
@@ -129,7 +145,7 @@ def _each(stores: list[TrustStore], action: str, change: Callable[[TrustStore], 
 @app.command("install")
 def install(
     file: Annotated[Path, typer.Argument(help="The certificate to trust (PEM, .crt or DER).")],
-    store: StoreOpt,
+    store: StoreOpt = None,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
     keystore: KeystoreOpt = None,
@@ -140,8 +156,10 @@ def install(
     In a Java keystore it becomes a trusted entry named "lancert <CN> <SHA-256 prefix>". Every store is
     checked after the change; a failure is reported, never silent.
     """
+    where = Where(store, nssdb, system_root, keystore, storepass_file)
+    store = where.kind()  # a missing --store is a usage error before any file is read
     cert = read_certificate(file)
-    stores = Where(store, nssdb, system_root, keystore, storepass_file).stores()
+    stores = where.stores()
     extra = f" (trust {trust_flags(cert)})" if store is StoreKind.NSS else ""
 
     def add(st: TrustStore) -> str:
@@ -178,14 +196,14 @@ def remove(
     what: Annotated[str, typer.Argument(
         metavar="FILE|LABEL|SHA256",
         help="The certificate to stop trusting: its file, or the label or fingerprint 'trust list' shows.")],
-    store: StoreOpt,
+    store: StoreOpt = None,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
     keystore: KeystoreOpt = None,
     storepass_file: StorepassOpt = None,
 ) -> None:
     """Stop trusting a certificate that 'trust install' added (found by its content, not its name)."""
-    stores = Where(store, nssdb, system_root, keystore, storepass_file).stores()
+    stores = Where(store, nssdb, system_root, keystore, storepass_file, "remove").stores()
     cert = _to_remove(what, stores)
     _each(stores, "remove",
           lambda st: f"{'removed from' if st.uninstall(cert) else 'was not in'} {st.description}")
@@ -193,7 +211,7 @@ def remove(
 
 @app.command("list")
 def list_(
-    store: StoreOpt,
+    store: StoreOpt = None,
     file: Annotated[Path | None, typer.Argument(help="Only say whether this certificate is trusted.")] = None,
     nssdb: NssdbOpt = None,
     system_root: RootOpt = None,
@@ -205,7 +223,7 @@ def list_(
 
     With FILE the exit status is 0 only when it is trusted in every store listed.
     """
-    stores = Where(store, nssdb, system_root, keystore, storepass_file).stores()
+    stores = Where(store, nssdb, system_root, keystore, storepass_file, "list").stores()
     if file is not None:
         cert = read_certificate(file)
         states = [(st.description, st.check(cert)) for st in stores]

@@ -43,6 +43,10 @@ def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> Non
                           f"{v.device.url}", soft_wrap=True, highlight=False)
         verdict = "[green]yes[/green]" if v.padlock else "[red]NO[/red]"
         console.print(f"  padlock:  {verdict} ({v.detail})", soft_wrap=True, highlight=False)
+    # "yes" was read as "my browser shows a padlock now", while it shows an error until the file is trusted.
+    console.print("padlock: yes means a browser that trusts the device's trust file shows a padlock; until "
+                  "you trust that file, your browser shows a certificate error.", soft_wrap=True,
+                  highlight=False)
     console.print("To trust a file in Chrome/Firefox on Linux: lancert trust install FILE --store nss",
                   soft_wrap=True, highlight=False)
 

@@ -41,6 +41,7 @@ from lancert.pki import (
     load_certificates,
     load_private_key_pem,
     pem,
+    read_certificates,
     verify_client_chain,
 )
 from lancert.pki.keys import public_key_matches
@@ -202,8 +203,8 @@ class PosClient:
         if ca is None:
             anchor = fetch_root_ca(terminal_url)
         else:
-            data = ca if isinstance(ca, bytes) else Path(ca).read_bytes()
-            anchor = load_certificates(data)[0]
+            # A file goes through read_certificates: its errors name it ("x.pem: file is empty").
+            anchor = (load_certificates(ca) if isinstance(ca, bytes) else read_certificates(ca))[0]
         anchor_pem = pem(anchor)
         ctx = _verifying_context(anchor_pem)
         body = {"posId": pos_id, "setupCode": setup_code}

@@ -17,11 +17,13 @@ waiting for its certificate), ``receipts/NNNNNN.json`` (every printed job: text,
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from cryptography import x509
@@ -63,15 +65,24 @@ from lancert.storage.files import (
     write_private_key,
 )
 
+log = logging.getLogger("lancert.printer")
 ADMIN_ID = "epson"
 DEFAULT_DEVICE_ID = "local_printer"
 # The ePOS SDK's timeout parameter, in milliseconds (its default is 10000, 60000 is a common choice).
 MAX_TIMEOUT_MS = 300_000
 SERIAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
-# After this many wrong passwords in a row, sign-in is refused unchecked for SIGN_IN_LOCKOUT seconds:
-# guessing a 9-character serial online is hopeless anyway, this keeps a script from hammering it.
+# After this many wrong passwords in a row from one address, that address's sign-ins are refused unchecked
+# for SIGN_IN_LOCKOUT seconds: guessing a 9-character serial online is hopeless anyway, this keeps a script
+# from hammering it. Per address, not global: 5 wrong guesses from anyone locked the owner out (one every
+# 6 s kept them out). At most SIGN_IN_SOURCES addresses are remembered (the oldest forgotten first).
 SIGN_IN_ATTEMPTS = 5
 SIGN_IN_LOCKOUT = 30.0
+SIGN_IN_SOURCES = 1024
+# What the simulator keeps of printed jobs: the newest KEPT_RECEIPTS, at most KEPT_RECEIPT_BYTES in all
+# (older ones are deleted as new ones come). Before, every job was kept, its text twice: 200 prints of
+# 1 MiB wrote 419 MB in 5 s, and the admin page parsed every receipt at each load.
+KEPT_RECEIPTS = 200
+KEPT_RECEIPT_BYTES = 16 * 1024 * 1024
 _RECEIPT = re.compile(r"^(\d{6})\.json$")
 SELF_SIGNED, CA_SIGNED = "self-signed", "ca-signed"
 CERTIFICATE_LIST = (SELF_SIGNED, CA_SIGNED)
@@ -98,8 +109,9 @@ class Printer:
         self._receipt_lock = threading.Lock()
         # The shop's trust page (``lancert trust serve``), shown with its QR code on the admin page.
         self.trust_page: str | None = None
-        self._failed_sign_ins = 0
-        self._locked_until = 0.0
+        # address -> (wrong passwords in a row, locked until)
+        self._sign_ins: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._sign_in_lock = threading.Lock()
         self.serial = self._serial()
         # What the running server serves: set at start and at each reset, so pages can say what a reset
         # would change.
@@ -116,19 +128,25 @@ class Printer:
             write_json(path, {"serial": serial}, mode=KEY_MODE)
         return serial
 
-    def check_sign_in(self, user: str, password: str) -> bool:
-        """ID ``epson`` and the serial number, compared in constant time; refused during a lockout."""
-        if time.monotonic() < self._locked_until:
-            return False
+    def check_sign_in(self, user: str, password: str, source: str = "local") -> bool:
+        """ID ``epson`` and the serial number, compared in constant time; refused during ``source``'s
+        lockout (see :data:`SIGN_IN_ATTEMPTS`)."""
+        now = time.monotonic()
+        with self._sign_in_lock:
+            wrong, locked_until = self._sign_ins.get(source, (0, 0.0))
+            if now < locked_until:
+                return False
         user_ok = hmac.compare_digest(user.encode(), ADMIN_ID.encode())
         password_ok = hmac.compare_digest(password.encode(), self.serial.encode())
-        if user_ok and password_ok:
-            self._failed_sign_ins = 0
-            return True
-        self._failed_sign_ins += 1
-        if self._failed_sign_ins >= SIGN_IN_ATTEMPTS:
-            self._failed_sign_ins = 0
-            self._locked_until = time.monotonic() + SIGN_IN_LOCKOUT
+        with self._sign_in_lock:
+            if user_ok and password_ok:
+                self._sign_ins.pop(source, None)
+                return True
+            wrong += 1
+            self._sign_ins[source] = (0, now + SIGN_IN_LOCKOUT) if wrong >= SIGN_IN_ATTEMPTS else (wrong, 0.0)
+            self._sign_ins.move_to_end(source)
+            while len(self._sign_ins) > SIGN_IN_SOURCES:
+                self._sign_ins.popitem(last=False)
         return False
 
     # ---- printing ------------------------------------------------------------------------------
@@ -136,7 +154,8 @@ class Printer:
     def receipts_dir(self) -> Path:
         return self.directory / "receipts"
 
-    def print_job(self, device_id: str | None, timeout: str | None, document: bytes) -> Response:
+    def print_job(self, device_id: str | None, timeout: str | None, document: bytes,
+                  source: str = "local") -> Response:
         """The answer to one ePOS-Print request; a printed receipt is stored before success is answered."""
         # isascii: str.isdigit() also accepts "²" and other digits int() refuses.
         if timeout is not None and not (timeout.isascii() and timeout.isdigit()
@@ -154,15 +173,33 @@ class Printer:
             return Response(True, "", ASB_IDLE)
         record = {**receipt.as_dict(), "device_id": device_id, "printed_at": utcnow().isoformat()}
         with self._receipt_lock:
-            found = (_RECEIPT.match(p.name) for p in self.receipts_dir.glob("*.json"))
-            numbers = [int(m.group(1)) for m in found if m]
-            write_json(self.receipts_dir / f"{max(numbers, default=0) + 1:06d}.json", record)
+            paths = self._receipt_paths()
+            number = int(paths[-1].name[:6]) + 1 if paths else 1
+            path = self.receipts_dir / f"{number:06d}.json"
+            write_json(path, record)
+            self._forget_old_receipts([*paths, path])
+        log.info("printed job %06d for %s: %d characters, %d cuts, %d barcodes", number, source,
+                 len(receipt.text), len(record["cuts"]), len(record["barcodes"]))  # type: ignore[arg-type]
         return Response(True, "", ASB_PRINT_SUCCESS)
 
-    def receipts(self) -> list[dict[str, object]]:
-        """Every printed receipt, oldest first."""
-        paths = sorted(p for p in self.receipts_dir.glob("*.json") if _RECEIPT.match(p.name))
-        return [read_json(p, {}) for p in paths]
+    def _receipt_paths(self) -> list[Path]:
+        return sorted(p for p in self.receipts_dir.glob("*.json") if _RECEIPT.match(p.name))
+
+    def _forget_old_receipts(self, paths: list[Path]) -> None:
+        """Keep the newest :data:`KEPT_RECEIPTS` within :data:`KEPT_RECEIPT_BYTES` (the newest always)."""
+        sizes = [p.stat().st_size for p in paths]
+        keep, total = 0, 0
+        for size in reversed(sizes):
+            if keep >= KEPT_RECEIPTS or (keep and total + size > KEPT_RECEIPT_BYTES):
+                break
+            keep, total = keep + 1, total + size
+        for old in paths[:len(paths) - keep]:
+            old.unlink(missing_ok=True)
+
+    def receipts(self, last: int | None = None) -> list[dict[str, object]]:
+        """The printed receipts kept, oldest first (only the ``last`` ones when given)."""
+        paths = self._receipt_paths()
+        return [read_json(p, {}) for p in (paths[-last:] if last else paths)]
 
     # ---- certificates --------------------------------------------------------------------------
     def stored_certificate(self) -> x509.Certificate | None:

@@ -59,11 +59,22 @@ class Receipt:
         return "".join(str(i["text"]) for i in self.items if "text" in i)
 
     def as_dict(self) -> dict[str, object]:
+        """The stored receipt: the text once, and the commands in order, each text command as the
+        ``[start, end]`` of its part of ``text`` (it was stored twice, text and items)."""
+        items: list[dict[str, object]] = []
+        start = 0
+        for item in self.items:
+            if "text" in item:
+                end = start + len(str(item["text"]))
+                items.append({"text_span": [start, end]})
+                start = end
+            else:
+                items.append(dict(item))
         return {
             "text": self.text,
             "cuts": [i["cut"] for i in self.items if "cut" in i],
             "barcodes": [{"type": i["barcode"], "data": i["data"]} for i in self.items if "barcode" in i],
-            "items": list(self.items),
+            "items": items,
         }
 
 

@@ -65,6 +65,10 @@ class Origins:
         return {"Access-Control-Allow-Origin": origin or "", "Vary": "Origin"} if origin else {}
 
 
+def _source(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The body, or ``None`` as soon as it passes ``limit`` bytes (declared or counted on the stream) or
     the client leaves mid-body."""
@@ -104,7 +108,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             signed_in=signed_in(request), printer=printer, message=message, error=error, csr=csr,
             served=summarize(served) if served else None, stored=summarize(stored) if stored else None,
             pending_reset=stored is not None and stored != served, years=range(MIN_YEARS, MAX_YEARS + 1),
-            receipts=printer.receipts()[-5:], epos_path=EPOS_PATH,
+            receipts=printer.receipts(last=5), epos_path=EPOS_PATH,
             listed={k: summarize(v) if v else None for k, v in printer.certificate_list().items()},
             trust_page=printer.trust_page,
             # segno's own markup (paths only; the URL is not in it), so not escaped:
@@ -134,7 +138,7 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
         except (UnicodeDecodeError, ValueError):
             fields = {}
         user, password = fields.get("id", [""])[0], fields.get("password", [""])[0]
-        if not printer.check_sign_in(user, password):
+        if not printer.check_sign_in(user, password, _source(request)):
             return page(request, error="Wrong ID or password (ID: epson; password: the serial number).",
                         status=403)
         token = secrets.token_urlsafe(32)
@@ -241,7 +245,8 @@ def create_app(printer: Printer, *, origins: Origins, on_reset: Callable[[], Non
             return PlainTextResponse(f"body larger than {MAX_EPOS_BODY} bytes\n", status_code=413,
                                      headers=cors)
         answer = await run_in_threadpool(
-            printer.print_job, request.query_params.get("devid"), request.query_params.get("timeout"), body
+            printer.print_job, request.query_params.get("devid"), request.query_params.get("timeout"), body,
+            _source(request),
         )
         return Response(answer.to_xml(), media_type="text/xml; charset=utf-8", headers=cors)
 

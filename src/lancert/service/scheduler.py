@@ -366,7 +366,8 @@ class Scheduler:
 
     def ask(self, key: str, request: Request, now: float) -> Choice:
         """A request asked about (again): a CA for it now if one has a slot that nobody ahead of it in
-        the queue needs, else its place in the queue and a truthful estimate of when it gets its turn."""
+        the queue needs (the request is then out of the queue), else its place in the queue and a
+        truthful estimate of when it gets its turn."""
         choice = self.choose(request, now)
         if choice.budget is not None and not choice.budget.competes(request):
             if key in self._waiting:  # takes nobody's slot (a renewal the CA exempts): no queue at all
@@ -394,6 +395,7 @@ class Scheduler:
             if spare <= ahead:
                 choice = Choice(None, self.estimate(request.priority, now, ahead, domain), {})
         if choice.budget is not None:
+            self.admitted(key)  # its turn: out of the queue (the caller orders it now)
             return choice
         choice.position = ahead
         choice.estimate = max(choice.estimate, self.estimate(request.priority, now, ahead, domain))

@@ -663,7 +663,9 @@ class AcmeServer:
 
 
 def _retry_headers(order: Order) -> dict[str, str]:
-    return {"Retry-After": str(PROCESSING_RETRY_AFTER)} if order.status == "processing" else {}
+    """Retry-After while the order is processing (not once it reads invalid at expiry: resources.order)."""
+    processing = order.status == "processing" and order.expires > now()
+    return {"Retry-After": str(PROCESSING_RETRY_AFTER)} if processing else {}
 
 
 def _problem_of(refusal: UpstreamFailed | IssuancePending) -> AcmeProblem:
