@@ -50,3 +50,45 @@ def test_a_second_box_on_one_state_dir_refuses_naming_the_first(tmp_path: Path) 
                                  f"{state}; stop it first, or give this one its own --state-dir\n")
     finally:
         first.stop()
+
+
+def test_a_second_service_on_one_sqlite_file_from_another_data_dir_refuses_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    """``--db sqlite:///FILE`` from two data directories is still one SQLite database: the second service
+    refuses as on one data directory (the lock is the database's, not only the directory's)."""
+    shared = tmp_path / "shared" / "service.db"
+    shared.parent.mkdir()
+    db = ["--db", f"sqlite:///{shared}", "--dns-port", "0"]
+    first = ServiceProcess(tmp_path / "one", db).start()
+    try:
+        assert first.child is not None
+        second = lancert("service", "run", "--data-dir", str(tmp_path / "two"), "--port", "0", *db,
+                         check=False)
+        assert second.returncode == 1 and second.stdout == ""
+        assert second.stderr == (f"lancert: another 'lancert service run' (PID {first.child.proc.pid}) is "
+                                 f"using {shared.parent}; stop it first, or give this one its own --db\n")
+        assert first.client().get("/healthz").status_code == 200
+    finally:
+        first.stop()
+
+
+def test_two_services_on_one_postgresql_share_it_even_from_one_data_dir(tmp_path: Path) -> None:
+    """PostgreSQL instances share a database by design: no lock refuses the second, even on the same
+    ``--data-dir``, and both answer."""
+    import postgres_server
+    from capabilities import require
+
+    require(postgres_server.PG_BIN is not None, postgres_server.MISSING)
+    with postgres_server.running_postgres() as url:
+        args = ["--db", url, "--dns-port", "0"]
+        first = ServiceProcess(tmp_path / "data", args).start(timeout=60)
+        try:
+            second = ServiceProcess(tmp_path / "data", args).start(timeout=60)
+            try:
+                for service in (first, second):
+                    assert service.client().get("/healthz").status_code == 200
+            finally:
+                second.stop()
+        finally:
+            first.stop()

@@ -15,11 +15,13 @@ import shutil
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
+from sqlalchemy.engine import make_url
 
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
@@ -223,10 +225,23 @@ def run_service(
         raise
 
 
-def _sqlite_data_dir_lock(config: ServiceConfig) -> AbstractContextManager[object]:
+@contextmanager
+def _sqlite_data_dir_lock(config: ServiceConfig) -> Iterator[None]:
+    """The data directory's lock, and with ``--db sqlite:///FILE`` outside it also a lock beside FILE
+    (``FILE.lock``): two services with their own data directories on one SQLite file would race to make
+    the CA in it just the same (PostgreSQL instances share a database by design and take neither)."""
     if not config.db_url.startswith("sqlite"):
-        return nullcontext()
-    return directory_lock(config.data_dir, SERVICE_LOCK, "'lancert service run'", "--data-dir")
+        yield
+        return
+    with ExitStack() as held:
+        holder = "'lancert service run'"
+        held.enter_context(directory_lock(config.data_dir, SERVICE_LOCK, holder, "--data-dir"))
+        name = make_url(config.db_url).database
+        if name and name != ":memory:" and not name.startswith("file:"):
+            path = Path(name).resolve()
+            if path.parent != config.data_dir.resolve():
+                held.enter_context(directory_lock(path.parent, f"{path.name}.lock", holder, "--db"))
+        yield
 
 
 def _serve(
