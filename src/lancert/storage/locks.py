@@ -1,12 +1,12 @@
 """One process per state directory: an exclusive ``flock`` held for the process's whole life.
 
-``lancert up`` (``<data-dir>/up.lock``), ``service run`` on a SQLite data directory (``<data-
-dir>/service.lock``, and ``FILE.lock`` beside a ``--db sqlite:///FILE`` outside it), ``box run`` (``<state-
-dir>/box.lock``) and ``terminal run`` (``<state-dir>/terminal.lock``) each hold one: two of them on one
-directory would write the same files at once (two services racing to make the CA, two boxes renewing into
-one ``cert.pem``) without a word. PostgreSQL instances share a database by design, so a service on ``--db
-postgresql://`` takes none. The kernel drops a flock when its holder dies, however it dies, so a crash or
-``kill -9`` never leaves a stale lock behind (a PID file would).
+``lancert up`` (``<data-dir>/up.lock``), ``service run`` on a SQLite data directory
+(``<data-dir>/service.lock``, and ``FILE.lock`` beside a ``--db sqlite:///FILE`` outside it),
+``box run`` (``<state-dir>/box.lock``) and ``terminal run`` (``<state-dir>/terminal.lock``) each hold
+one: two of them on one directory would write the same files at once (two services racing to make the
+CA, two boxes renewing into one ``cert.pem``) without a word. PostgreSQL instances share a database by
+design, so a service on ``--db postgresql://`` takes none. The kernel drops a flock when its holder dies,
+however it dies, so a crash or ``kill -9`` never leaves a stale lock behind (a PID file would).
 """
 
 from __future__ import annotations
