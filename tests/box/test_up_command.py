@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -12,17 +13,22 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lancert.pos import PosClient
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
 
 LANCERT = [sys.executable, "-m", "lancert"]
+PRINTER_IP = "127.0.0.25"  # where up runs its printer (docs/up.md)
 
 
 def _up(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -105,14 +111,32 @@ def test_up_check_shows_padlock_for_every_device_and_keeps_them_across_runs(tmp_
 
 
 def test_up_check_exits_1_and_names_the_reason_when_a_device_has_no_padlock(tmp_path: Path) -> None:
-    # A printer certificate made for another address, served at 127.0.0.1: a browser refuses it.
-    create = [*LANCERT, "device", "create", "--ip", "127.0.0.2", "--dir", str(tmp_path / "printer")]
-    made = subprocess.run(create, capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr
+    # A printer certificate for the printer's own address that no browser accepts for a server: its
+    # extended key usage is clientAuth only. (One for another address would not do: up makes its printer's
+    # certificate again when the printer's address changed.)
+    printer = tmp_path / "printer"
+    printer.mkdir()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PRINTER_IP)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(PRINTER_IP))]), False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(key, hashes.SHA256())
+    )
+    (printer / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    (printer / "key.pem").write_bytes(key_pem)
+    (printer / "key.pem").chmod(0o600)
     result = _up("--check", "--data-dir", str(tmp_path))
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout
     assert "padlock:  NO" in result.stdout
-    assert "not the IP address 127.0.0.1" in result.stdout
+    assert "a TLS server certificate needs serverAuth" in result.stdout
 
 
 def test_up_serves_until_interrupted(tmp_path: Path) -> None:
