@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -114,12 +115,20 @@ def test_run_on_a_port_in_use_fails_with_one_line(service, tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
-def test_run_with_another_zone_than_its_ca_is_refused(service) -> None:
+def test_run_with_another_zone_than_its_ca_is_refused(service, tmp_path: Path) -> None:
+    # A copy of the running service's data directory (its CA is in the database): the directory itself is
+    # locked by the running service, and a second service on it is refused before its zone is read.
+    copy = tmp_path / "data"
+    shutil.copytree(service.data_dir, copy, ignore=shutil.ignore_patterns("service.db*", "*.lock"))
+    source, target = sqlite3.connect(service.data_dir / "service.db"), sqlite3.connect(copy / "service.db")
+    source.backup(target)
+    source.close()
+    target.close()
     result = lancert(
         "service",
         "run",
         "--data-dir",
-        str(service.data_dir),
+        str(copy),
         "--zone",
         "other.example.net",
         "--port",
