@@ -48,7 +48,7 @@ def test_certbot_obtains_renews_and_revokes(
     # --manual with a failing hook: the authorizations are valid at creation, so no hook may run.
     acme_service.run_client(
         ["certbot", "certonly", *server, *dirs, "--agree-tos", "--no-eff-email", "-m", "it@example.org",
-         "--eab-kid", eab["kid"], "--eab-hmac-key", eab["hmac_key"], "--manual",
+         "--eab-kid", eab["kid"], f"--eab-hmac-key={eab['hmac_key']}", "--manual",
          "--manual-auth-hook", "/bin/false", "--preferred-challenges", "dns", "--cert-name", "shop",
          *(arg for n in names for arg in ("-d", n))], env=env)
     live = tmp_path / "config" / "live" / "shop"
@@ -167,7 +167,7 @@ def test_certbot_gets_a_certificate_for_a_csr_naming_its_host_in_the_common_name
     acme_service.run_client(
         ["certbot", "certonly", "--server", acme_service.directory_url, "--non-interactive", *dirs,
          "--agree-tos", "--no-eff-email", "-m", "it@example.org", "--eab-kid", eab["kid"],
-         "--eab-hmac-key", eab["hmac_key"], "--manual", "--manual-auth-hook", "/bin/false",
+         f"--eab-hmac-key={eab['hmac_key']}", "--manual", "--manual-auth-hook", "/bin/false",
          "--preferred-challenges", "dns", "--csr", str(tmp_path / "cn.csr"),
          "--cert-path", str(tmp_path / "cert.pem"), "--fullchain-path", str(tmp_path / "fullchain.pem"),
          "--chain-path", str(tmp_path / "chain.pem")],

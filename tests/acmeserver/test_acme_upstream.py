@@ -94,17 +94,10 @@ def test_certbot_gets_a_certificate_from_the_upstream_ca_for_a_host_and_the_wild
     eab = service.eab(uuid)
     label = service.label_of(eab)
     names = [f"*.{label}.{ZONE}", f"web.{label}.{ZONE}"]
-    dirs = ["--config-dir", str(tmp_path / "config"), "--work-dir", str(tmp_path / "work"),
-            "--logs-dir", str(tmp_path / "logs")]
     orders_before = upstream.relay.new_orders
     # The authorizations at lancert are valid at creation (EAB binds the account to its database), so
     # no hook may run; the upstream CA's DNS-01 is lancert's business.
-    service.run_client(
-        ["certbot", "certonly", "--server", service.directory_url, "--non-interactive", *dirs,
-         "--agree-tos", "--no-eff-email", "-m", "it@example.org", "--eab-kid", eab["kid"],
-         "--eab-hmac-key", eab["hmac_key"], "--manual", "--manual-auth-hook", "/bin/false",
-         "--preferred-challenges", "dns", "--cert-name", "shop", *(a for n in names for a in ("-d", n))],
-        env={"REQUESTS_CA_BUNDLE": str(service.root_pem)}, timeout=180)
+    service.certbot_certonly(eab, names, tmp_path, timeout=180)
     chain = (tmp_path / "config" / "live" / "shop" / "fullchain.pem").read_text()
     leaf = issued_by_pebble(upstream, chain, names)
     assert upstream.relay.new_orders == orders_before + 1, "one upstream order for one client order"

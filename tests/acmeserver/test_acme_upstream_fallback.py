@@ -99,15 +99,8 @@ def test_certbot_through_lancert_gets_the_second_cas_certificate_when_the_first_
     eab = service.eab(uuid)
     label = service.label_of(eab)
     names = [f"*.{label}.{ZONE}", f"web.{label}.{ZONE}"]
-    dirs = ["--config-dir", str(tmp_path / "config"), "--work-dir", str(tmp_path / "work"),
-            "--logs-dir", str(tmp_path / "logs")]
     second_orders = upstreams.second_relay.new_orders
-    service.run_client(
-        ["certbot", "certonly", "--server", service.directory_url, "--non-interactive", *dirs,
-         "--agree-tos", "--no-eff-email", "-m", "it@example.org", "--eab-kid", eab["kid"],
-         "--eab-hmac-key", eab["hmac_key"], "--manual", "--manual-auth-hook", "/bin/false",
-         "--preferred-challenges", "dns", "--cert-name", "shop", *(a for n in names for a in ("-d", n))],
-        env={"REQUESTS_CA_BUNDLE": str(service.root_pem)}, timeout=240)
+    service.certbot_certonly(eab, names, tmp_path, timeout=240)
 
     # The chain is the second Pebble's: leaf by its intermediate, intermediate by its root.
     chain = x509.load_pem_x509_certificates((tmp_path / "config/live/shop/fullchain.pem").read_bytes())
