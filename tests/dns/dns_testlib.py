@@ -7,6 +7,7 @@ A uniquely named module, not ``conftest``: ``from conftest import`` would get wh
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import struct
 import subprocess
@@ -79,16 +80,23 @@ def answers(reply: dns.message.Message) -> list[str]:
     return sorted(rdata.to_text() for rrset in reply.answer for rdata in rrset)
 
 
+def printed_command(config_dir: Path) -> list[str]:
+    """The command the ``pdns.conf`` of ``lancert dns powerdns`` tells its reader to run, word for word
+    (its ``#   pdns_server ...`` line): what a user copies, so the tests run nothing more."""
+    for line in (config_dir / "pdns.conf").read_text().splitlines():
+        if line.startswith("#") and line.lstrip("# ").startswith("pdns_server "):
+            return shlex.split(line.lstrip("# "))
+    raise AssertionError(f"{config_dir / 'pdns.conf'} prints no pdns_server command")
+
+
 class PowerDNS:
-    """``pdns_server --config-dir=DIR`` on loopback, waited for until it answers the zone's SOA."""
+    """The command ``pdns.conf`` prints (``pdns_server --config-dir=DIR``) on loopback, waited for until
+    it answers the zone's SOA."""
 
     def __init__(self, config_dir: Path, port: int) -> None:
-        self.port = port
+        self.config_dir, self.port = config_dir, port
         self.log = (config_dir / "pdns.log").open("w")
-        self.proc = subprocess.Popen(
-            ["pdns_server", f"--config-dir={config_dir}", f"--socket-dir={config_dir}"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(printed_command(config_dir), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while True:
             try:

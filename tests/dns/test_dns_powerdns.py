@@ -11,7 +11,9 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import struct
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from dns_testlib import CA, ZONE, PowerDNS, RunningDNS, answers, ask, start_dns
+from dns_testlib import CA, ZONE, PowerDNS, RunningDNS, answers, ask, printed_command, start_dns
 
 from capabilities import require, required_for_module
 from lancert.loopback import free_port
@@ -68,6 +70,20 @@ def _powerdns(
         yield powerdns, embedded
     finally:
         powerdns.stop()
+
+
+def test_the_printed_command_keeps_powerdns_control_socket_in_the_config_dir(
+    servers: tuple[PowerDNS, RunningDNS]
+) -> None:
+    """Run as ``pdns.conf`` says (no ``--socket-dir`` added), PowerDNS keeps its control socket beside
+    its configuration, where ``pdns_control --config-dir`` finds it (issue 24 point 10: before, following
+    the printed command wrote into /run/pdns, or failed where that directory does not exist)."""
+    config_dir = servers[0].config_dir
+    assert printed_command(config_dir) == ["pdns_server", f"--config-dir={config_dir.resolve()}"]
+    assert stat.S_ISSOCK((config_dir / "pdns.controlsocket").stat().st_mode)
+    control = subprocess.run(["pdns_control", f"--config-dir={config_dir}", "ping"], capture_output=True,
+                             text=True, timeout=30, check=False)
+    assert (control.returncode, control.stdout.strip()) == (0, "PONG"), control.stderr
 
 
 def _summary(reply: dns.message.Message) -> tuple[object, ...]:
