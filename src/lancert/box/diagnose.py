@@ -10,13 +10,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
+if TYPE_CHECKING:
+    import dns.rdatatype
+
+# dnspython (3 MiB resident) is imported by the functions that ask: a box loads it the first time
+# someone asks for the diagnosis, not to serve its page.
 
 Address = tuple[str, int]
 
@@ -55,12 +55,18 @@ class DnsDiagnosis:
 
 
 def _rdtype(ip: str) -> dns.rdatatype.RdataType:
+    import dns.rdatatype
+
     return dns.rdatatype.AAAA if ipaddress.ip_address(ip).version == 6 else dns.rdatatype.A
 
 
 def _ask_resolver(hostname: str, rdtype: dns.rdatatype.RdataType, resolver: Address | None,
                   timeout: float) -> tuple[list[str], str]:
     """Answers of the machine's resolver (``getaddrinfo``, as a browser asks) or of ``resolver``."""
+    import dns.exception
+    import dns.rdatatype
+    import dns.resolver
+
     if resolver is None:
         family = socket.AF_INET6 if rdtype == dns.rdatatype.AAAA else socket.AF_INET
         try:
@@ -85,6 +91,9 @@ def _ask_resolver(hostname: str, rdtype: dns.rdatatype.RdataType, resolver: Addr
 
 def _zone_servers(zone: str, timeout: float) -> list[Address]:
     """The zone's authoritative servers, found through the machine's resolver."""
+    import dns.exception
+    import dns.resolver
+
     res = dns.resolver.Resolver()
     res.lifetime = timeout
     servers: list[Address] = []
@@ -99,6 +108,11 @@ def _zone_servers(zone: str, timeout: float) -> list[Address]:
 
 def _ask_zone(hostname: str, rdtype: dns.rdatatype.RdataType, server: Address,
               timeout: float) -> tuple[list[str], str]:
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+
     query = dns.message.make_query(hostname, rdtype)
     try:
         response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
