@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.exception
+import dns.message
+import dns.query
 import pytest
 from box_harness import CODE, ZONE, Service, lancert, wait_for
 
+from capabilities import require
 from chromium import load, screenshot
 from lancert.loopback import free_port
 
@@ -87,18 +94,38 @@ def test_log_download_has_the_story_but_never_the_key_or_code(ok_box, service: S
     assert CODE not in homepage
 
 
+@contextlib.contextmanager
+def running_dnsmasq(tmp_path: Path, *options: str, address: str = "127.0.0.1",
+                    port: int | None = None) -> Iterator[int]:
+    """A real dnsmasq on ``address``:``port`` (a free port by default) with no upstream but ``options``;
+    yields its port once it answers."""
+    port = port or free_port()
+    args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-daemon",
+            f"--port={port}", f"--listen-address={address}", "--bind-interfaces", "--user=root",
+            f"--pid-file={tmp_path / f'dnsmasq-{address}-{port}.pid'}", *options]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        query = dns.message.make_query("ready.invalid", "A")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                dns.query.udp(query, address, port=port, timeout=0.2)
+                break
+            except dns.exception.Timeout:
+                assert proc.poll() is None and time.monotonic() < deadline, "dnsmasq did not start"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture
 def dnsmasq(service: Service, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[int]:
-    port = free_port()
-    args = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-daemon",
-            f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--user=root",
-            f"--pid-file={tmp_path / 'dnsmasq.pid'}", f"--server=/{ZONE}/127.0.0.1#{service.dns_port}"]
+    options = [f"--server=/{ZONE}/127.0.0.1#{service.dns_port}"]
     if request.param:
-        args.append("--stop-dns-rebind")  # what shop and home routers do
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    yield port
-    proc.terminate()
-    proc.wait(10)
+        options.append("--stop-dns-rebind")  # what shop and home routers do
+    with running_dnsmasq(tmp_path, *options) as port:
+        yield port
 
 
 @pytest.mark.parametrize("dnsmasq", [True], indirect=True)
@@ -119,6 +146,59 @@ def test_diagnose_ok_through_a_resolver_without_the_filter(ok_box, service: Serv
                      "--zone-dns", f"127.0.0.1:{service.dns_port}", "--json", check=False)
     assert result.returncode == 0, result.stdout
     assert '"verdict": "ok"' in result.stdout
+
+
+def _diagnose(box, service: Service, *options: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return lancert("box", "diagnose", "--state-dir", str(box.state_dir), *options,
+                   "--zone-dns", f"127.0.0.1:{service.dns_port}", check=False)
+
+
+def test_diagnose_names_a_resolver_that_answers_refused_without_router_advice(
+    ok_box, service: Service, tmp_path: Path
+) -> None:
+    with running_dnsmasq(tmp_path) as port:  # no upstream: REFUSED for every name it does not hold
+        result = _diagnose(ok_box, service, "--resolver", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"local resolver: 127.0.0.1:{port}: REFUSED\n" in result.stdout
+    assert "verdict:        resolver_refused\n" in result.stdout
+    assert "refuses to resolve" in result.stdout and "DHCP" in result.stdout
+    assert "rebind" not in result.stdout.lower()
+
+
+def test_diagnose_names_a_resolver_nobody_runs_without_router_advice(ok_box, service: Service) -> None:
+    port = free_port()  # nothing listens there
+    result = _diagnose(ok_box, service, "--resolver", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"local resolver: 127.0.0.1:{port}: no answer from 127.0.0.1:{port} within 2 s" in result.stdout
+    assert "verdict:        no_resolver\n" in result.stdout
+    assert "No DNS resolver answers" in result.stdout
+    assert "rebind" not in result.stdout.lower()
+
+
+@pytest.mark.parametrize("refusing", [True, False], ids=["refused", "nobody"])
+def test_diagnose_through_the_system_resolver_names_refused_or_none(
+    ok_box, service: Service, tmp_path: Path, refusing: bool
+) -> None:
+    """Without --resolver the name is looked up as a browser does (getaddrinfo), through the
+    /etc/resolv.conf of a private mount namespace pointing at a loopback address: glibc says only
+    "temporary failure" in both cases, the diagnosis must still tell them apart."""
+    require(os.geteuid() == 0, "a resolver on port 53 in a private mount namespace needs root (CI is root)")
+    address = "127.0.0.77"
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {address}\noptions timeout:1 attempts:1\n")
+    command = ["unshare", "--mount", "--", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+               str(resolv), sys.executable, "-m", "lancert", "box", "diagnose",
+               "--state-dir", str(ok_box.state_dir), "--zone-dns", f"127.0.0.1:{service.dns_port}"]
+    with running_dnsmasq(tmp_path, address=address, port=53) if refusing else contextlib.nullcontext():
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stderr
+    assert f"local resolver: system ({address}): " in result.stdout
+    if refusing:
+        assert "REFUSED" in result.stdout and "verdict:        resolver_refused\n" in result.stdout
+    else:
+        assert f"no answer from {address}:53" in result.stdout
+        assert "verdict:        no_resolver\n" in result.stdout
+    assert "rebind" not in result.stdout.lower()
 
 
 def test_homepage_dns_line_after_check_dns(ok_box, service: Service) -> None:

@@ -44,6 +44,62 @@ def test_service_on_a_taken_dns_port_creates_no_data_dir(tmp_path: Path) -> None
     assert not (tmp_path / "service").exists()
 
 
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A TCP port another process listens on, 127.0.0.1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b""
+            for p in sorted(directory.rglob("*"))}
+
+
+@pytest.mark.parametrize("option", ["--port", "--screen-port"])
+def test_terminal_on_a_taken_port_says_so_once_and_creates_nothing(
+    tmp_path: Path, taken_port: int, option: str
+) -> None:
+    other = "--screen-port" if option == "--port" else "--port"
+    result = lancert("terminal", "run", "--state-dir", str(tmp_path / "terminal"), option, str(taken_port),
+                     other, "0", check=False)
+    assert result.returncode == 1
+    assert result.stderr == f"lancert: cannot listen on 127.0.0.1:{taken_port} (Address already in use)\n"
+    assert result.stdout == ""  # no "Activating terminal": no CA was made
+    assert not (tmp_path / "terminal").exists()
+
+
+@pytest.mark.parametrize("option", ["--http-port", "--https-port"])
+def test_box_on_a_taken_port_says_so_once_and_creates_nothing(
+    tmp_path: Path, taken_port: int, option: str
+) -> None:
+    other = "--https-port" if option == "--http-port" else "--http-port"
+    result = lancert("box", "run", "--state-dir", str(tmp_path / "box"), option, str(taken_port), other, "0",
+                     "--server", "http://127.0.0.1:9/", check=False)
+    assert result.returncode == 1
+    assert result.stderr == f"lancert: cannot listen on 127.0.0.1:{taken_port} (Address already in use)\n"
+    assert not (tmp_path / "box").exists()
+
+
+def test_a_failed_bind_leaves_an_existing_box_or_terminal_state_as_it_was(
+    tmp_path: Path, taken_port: int
+) -> None:
+    box, terminal = tmp_path / "box", tmp_path / "terminal"
+    box.mkdir()
+    (box / "settings.json").write_text('{"server_url": "http://127.0.0.1:9/"}\n')
+    lancert("terminal", "activate", "--state-dir", str(terminal))
+    before = (_tree(box), _tree(terminal))
+    # --server would be saved, and a terminal's certificate remade for another --host, on a start.
+    failed_box = lancert("box", "run", "--state-dir", str(box), "--http-port", str(taken_port),
+                         "--https-port", "0", "--server", "http://127.0.0.1:8/", check=False)
+    failed_terminal = lancert("terminal", "run", "--state-dir", str(terminal), "--port", str(taken_port),
+                              "--host", "127.0.0.1", check=False)
+    assert (failed_box.returncode, failed_terminal.returncode) == (1, 1)
+    assert (_tree(box), _tree(terminal)) == before
+
+
 def test_cert_lifetime_and_cert_days_together_are_refused(tmp_path: Path) -> None:
     result = lancert("service", "run", "--data-dir", str(tmp_path), "--cert-lifetime", "90d",
                      "--cert-days", "30", check=False)

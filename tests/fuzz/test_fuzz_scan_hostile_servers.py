@@ -65,11 +65,28 @@ def _trickle(conn: socket.socket, data: bytes, stop: threading.Event) -> None:
         conn.sendall(bytes([byte]))
 
 
+def _one_port_on_every_address(ips: list[str]) -> tuple[int, list[socket.socket]]:
+    """Bind one port on each address: a port free on 127.0.0.1 may be held on 127.0.0.2 by another test's
+    server (seen in a full run), so a port is taken only when every address could bind it."""
+    for _ in range(20):
+        port, listeners = free_port(), []
+        try:
+            for ip in ips:
+                listeners.append(socket.create_server((ip, port)))
+        except OSError:
+            for listener in listeners:
+                listener.close()
+            continue
+        return port, listeners
+    raise RuntimeError(f"no port free on all of {ips}")
+
+
 class Hostile:
     """One misbehaving server: ``serve(conn, stop)`` runs per accepted connection, in its own thread."""
 
-    def __init__(self, ip: str, port: int, serve: Callable[[socket.socket, threading.Event], None]) -> None:
-        self.listener = socket.create_server((ip, port))
+    def __init__(self, listener: socket.socket,
+                 serve: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.listener = listener
         self.serve, self.stop = serve, threading.Event()
         self.conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -120,7 +137,6 @@ _SLOW_HANDSHAKE = b"\x16\x03\x03\x40\x00" + b"\x02" * 16384
 @pytest.fixture(scope="module")
 def hostile_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path, dict[str, str]]]:
     directory = tmp_path_factory.mktemp("hostile-tls")
-    port = free_port()
     servers = {
         "127.0.0.2": ("odd certificate policies", _tls(_certificate(directory, "127.0.0.2",
                       ExtensionOID.CERTIFICATE_POLICIES), _http_answer)),
@@ -135,7 +151,9 @@ def hostile_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int
         "127.0.0.9": ("closes at once", lambda c, s: c.close()),
         "127.0.0.10": ("honest", _tls(_certificate(directory, "127.0.0.10", None), _http_answer)),
     }
-    running = [Hostile(ip, port, serve) for ip, (_, serve) in servers.items()]
+    port, listeners = _one_port_on_every_address(list(servers))
+    running = [Hostile(listener, serve)
+               for listener, (_, serve) in zip(listeners, servers.values(), strict=True)]
     try:
         yield port, directory, {ip: what for ip, (what, _) in servers.items()}
     finally:

@@ -95,6 +95,39 @@ def test_debian_install_list_remove_with_the_real_update_tool(
 
 
 @pytest.mark.slow
+def test_remove_with_an_empty_ca_certificates_conf_empties_the_bundle(
+    tmp_path: Path, device_dir: Path, device_server: TLSServer
+) -> None:
+    """The documented minimal layout: ``etc/ca-certificates.conf`` empty (no distribution CA), so lancert's
+    anchor is the bundle's only certificate. Removing it must take it out of the bundle too (the real
+    update-ca-certificates leaves a bundle it would write empty as it was)."""
+    root = tmp_path / "root"
+    for d in ("etc/ssl/certs", "usr/share/ca-certificates", "usr/local/share/ca-certificates"):
+        (root / d).mkdir(parents=True)
+    (root / "etc/ca-certificates.conf").write_text("")
+    cert_file = device_dir / "cert.pem"
+    bundle = root / DEBIAN.bundle
+    args = ("--store", "system", "--system-root", root)
+    assert run_lancert("trust", "install", cert_file, *args).returncode == 0
+    assert bundle_der(bundle.read_bytes()) == [der(read_certificate(cert_file))]
+    _handshake(device_server, bundle)
+
+    result = run_lancert("trust", "remove", cert_file, *args)
+
+    assert result.returncode == 0, result.stderr
+    assert "removed from" in result.stdout
+    assert list((root / DEBIAN.anchors_dir).iterdir()) == []
+    assert bundle_der(bundle.read_bytes()) == []
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o644  # what update-ca-certificates gives it
+    with pytest.raises(ssl.SSLError):
+        _handshake(device_server, bundle)
+    assert run_lancert("trust", "list", cert_file, *args).returncode == 1
+    # Installing again works on that empty bundle.
+    assert run_lancert("trust", "install", cert_file, *args).returncode == 0
+    _handshake(device_server, bundle)
+
+
+@pytest.mark.slow
 def test_install_twice_keeps_one_anchor_file(debian_root: tuple[Path, bytes], device_dir: Path) -> None:
     root, _ = debian_root
     store = SystemStore.detect(root)

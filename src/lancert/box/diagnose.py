@@ -2,7 +2,10 @@
 
 The box's name resolves to its private LAN address. Many shop and home routers run a resolver with
 DNS-rebinding protection, which drops public names whose answer is a private address: the zone's DNS
-server answers correctly, the local resolver answers nothing. Asking both and comparing names that case.
+server answers correctly, the local resolver answers no address (dnsmasq's ``stop-dns-rebind`` and
+unbound's ``private-address`` answer NOERROR with an empty answer). Asking both and comparing names that
+case. A resolver that answers REFUSED, or none that answers at all, is another case with another fix:
+the router's rebind settings are no help there, so each is named as what it is.
 """
 
 from __future__ import annotations
@@ -10,15 +13,26 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import dns.rdatatype
 
-# dnspython (3 MiB resident) is imported by the functions that ask: a box loads it the first time
-# someone asks for the diagnosis, not to serve its page.
-
 Address = tuple[str, int]
+
+
+def _dnspython() -> ModuleType:
+    """dnspython (3 MiB resident), imported by the functions that ask: a box loads it the first time
+    someone asks for the diagnosis, not to serve its page."""
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+
+    return dns
 
 
 def parse_server(value: str, default_port: int = 53) -> Address:
@@ -43,7 +57,9 @@ class DnsDiagnosis:
     zone_server: str
     zone_answer: list[str]
     zone_error: str
-    verdict: str  # ok | rebind_protection | resolver_failed | wrong_address | zone_dns_failed | zone_wrong
+    # ok | rebind_protection | resolver_refused | no_resolver | resolver_failed | wrong_address |
+    # zone_dns_failed | zone_wrong
+    verdict: str
     message: str
 
     @property
@@ -55,45 +71,74 @@ class DnsDiagnosis:
 
 
 def _rdtype(ip: str) -> dns.rdatatype.RdataType:
-    import dns.rdatatype
-
+    dns = _dnspython()
     return dns.rdatatype.AAAA if ipaddress.ip_address(ip).version == 6 else dns.rdatatype.A
 
 
-def _ask_resolver(hostname: str, rdtype: dns.rdatatype.RdataType, resolver: Address | None,
-                  timeout: float) -> tuple[list[str], str]:
-    """Answers of the machine's resolver (``getaddrinfo``, as a browser asks) or of ``resolver``."""
-    import dns.exception
-    import dns.rdatatype
-    import dns.resolver
+# How the local resolver answered, when it gave no address.
+NO_ADDRESS = "no_address"  # NOERROR without an address, NXDOMAIN, or getaddrinfo's "no such name"
+REFUSED = "refused"  # the resolver refuses to answer this client (RCODE 5)
+NO_ANSWER = "no_answer"  # nobody answered: no resolver there, unreachable, or none configured
+FAILED = "failed"  # SERVFAIL and every other failure
 
-    if resolver is None:
-        family = socket.AF_INET6 if rdtype == dns.rdatatype.AAAA else socket.AF_INET
-        try:
-            infos = socket.getaddrinfo(hostname, None, family, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            return [], f"not resolved ({exc.strerror})"
-        return sorted({str(info[4][0]) for info in infos}), ""
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers, res.port, res.lifetime = [resolver[0]], resolver[1], timeout
+
+def _ask_server(hostname: str, rdtype: dns.rdatatype.RdataType, server: Address,
+                timeout: float) -> tuple[list[str], str, str]:
+    """Ask ``server`` as a stub resolver does (recursion desired): its addresses, else why not and how."""
+    dns = _dnspython()
+    label = f"{server[0]}:{server[1]}"
+    query = dns.message.make_query(hostname, rdtype)
     try:
-        answer = res.resolve(hostname, rdtype, search=False)
-    except dns.resolver.NXDOMAIN:
-        return [], "NXDOMAIN (no such name)"
-    except dns.resolver.NoAnswer:
-        return [], "no address in the answer"
-    except dns.resolver.NoNameservers as exc:
-        return [], f"the resolver refused or failed ({exc})"
+        response, _ = dns.query.udp_with_fallback(query, server[0], timeout=timeout, port=server[1])
     except dns.exception.Timeout:
-        return [], "timeout"
-    return sorted(r.to_text() for r in answer), ""
+        return [], f"no answer from {label} within {timeout:g} s", NO_ANSWER
+    except OSError as exc:
+        return [], f"no answer from {label} ({exc.strerror or exc})", NO_ANSWER
+    except dns.exception.DNSException as exc:
+        return [], f"an unreadable answer from {label} ({type(exc).__name__})", FAILED
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        return [], "NXDOMAIN (no such name)", NO_ADDRESS
+    if rcode == dns.rcode.REFUSED:
+        return [], "REFUSED", REFUSED
+    if rcode != dns.rcode.NOERROR:
+        return [], dns.rcode.to_text(rcode), FAILED
+    addresses = sorted(r.to_text() for rrset in response.answer if rrset.rdtype == rdtype for r in rrset)
+    return addresses, "" if addresses else "NOERROR with no address", NO_ADDRESS
+
+
+def _ask_system(hostname: str, rdtype: dns.rdatatype.RdataType,
+                timeout: float) -> tuple[list[str], str, str, str]:
+    """The machine's resolver as a browser asks it (``getaddrinfo``); when that fails for another reason
+    than "no such name" (glibc says only "temporary failure" for REFUSED, SERVFAIL and silence alike),
+    the first nameserver of /etc/resolv.conf is asked directly to learn which. Returns the answers,
+    the error, its kind, and which resolver was asked."""
+    dns = _dnspython()
+    family = socket.AF_INET6 if rdtype == dns.rdatatype.AAAA else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(hostname, None, family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        error = f"not resolved ({exc.strerror})"
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return [], error, NO_ADDRESS, "system"
+        try:
+            nameservers = [str(ns) for ns in dns.resolver.Resolver().nameservers]
+        except dns.exception.DNSException:
+            nameservers = []
+        if not nameservers:
+            return [], f"{error}; no nameserver in /etc/resolv.conf", NO_ANSWER, "system"
+        server = (nameservers[0], 53)
+        answers, direct_error, kind = _ask_server(hostname, rdtype, server, timeout)
+        label = f"system ({server[0]})"
+        if answers or kind == NO_ADDRESS:  # it answered this time: report what getaddrinfo said
+            return [], error, FAILED, label
+        return [], f"{error}: {direct_error}", kind, label
+    return sorted({str(info[4][0]) for info in infos}), "", "", "system"
 
 
 def _zone_servers(zone: str, timeout: float) -> list[Address]:
     """The zone's authoritative servers, found through the machine's resolver."""
-    import dns.exception
-    import dns.resolver
-
+    dns = _dnspython()
     res = dns.resolver.Resolver()
     res.lifetime = timeout
     servers: list[Address] = []
@@ -108,11 +153,7 @@ def _zone_servers(zone: str, timeout: float) -> list[Address]:
 
 def _ask_zone(hostname: str, rdtype: dns.rdatatype.RdataType, server: Address,
               timeout: float) -> tuple[list[str], str]:
-    import dns.exception
-    import dns.message
-    import dns.query
-    import dns.rcode
-
+    dns = _dnspython()
     query = dns.message.make_query(hostname, rdtype)
     try:
         response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)
@@ -123,10 +164,11 @@ def _ask_zone(hostname: str, rdtype: dns.rdatatype.RdataType, server: Address,
     return sorted(r.to_text() for rrset in response.answer if rrset.rdtype == rdtype for r in rrset), ""
 
 
-def _rebind_advice(zone: str) -> str:
+def _rebind_advice(zone: str, hostname: str, local_error: str) -> str:
     return (
-        "The local DNS resolver (usually the shop's router) drops answers that point to private addresses: "
-        "DNS-rebinding protection. The zone's own DNS server answers correctly. Allow the zone in the "
+        f"The local DNS resolver (usually the shop's router) answers {local_error} for {hostname} while "
+        "the zone's own DNS server answers correctly: it drops answers that point to private addresses, "
+        "DNS-rebinding protection. Allow the zone in the "
         f"router: add {zone} to its DNS-rebind exceptions (Fritz!Box: Home Network > Network > Network "
         f"Settings > DNS rebind protection; OpenWrt, Pi-hole, dnsmasq: rebind-domain-ok=/{zone}/; pfSense "
         f"or OPNsense: a private domain / domain override for {zone}; unbound: private-domain: \"{zone}\"), "
@@ -145,7 +187,11 @@ def diagnose(
 ) -> DnsDiagnosis:
     """Resolve ``hostname`` through the local resolver and at the zone's server, and say what is wrong."""
     rdtype = _rdtype(expected_ip)
-    local, local_error = _ask_resolver(hostname, rdtype, resolver, timeout)
+    if resolver is None:
+        local, local_error, kind, resolver_label = _ask_system(hostname, rdtype, timeout)
+    else:
+        local, local_error, kind = _ask_server(hostname, rdtype, resolver, timeout)
+        resolver_label = f"{resolver[0]}:{resolver[1]}"
     servers = [zone_server] if zone_server else _zone_servers(zone, timeout)
     if servers:
         direct, direct_error = _ask_zone(hostname, rdtype, servers[0], timeout)
@@ -167,15 +213,26 @@ def diagnose(
         verdict, message = "wrong_address", (
             f"The local resolver answers {', '.join(local)} instead of {expected_ip}: a local DNS override "
             "or a stale cache; remove the override or flush the resolver's cache.")
-    elif private and "timeout" not in local_error:
-        verdict, message = "rebind_protection", _rebind_advice(zone)
+    elif kind == REFUSED:
+        verdict, message = "resolver_refused", (
+            f"The local resolver {resolver_label} refuses to resolve {hostname} for this box "
+            f"({local_error}): it serves no recursion to this network (an access list, or a server that "
+            "answers only for its own zones). Let it answer the LAN's devices, or give them a resolver "
+            "that does (usually the router's address, handed out by DHCP).")
+    elif kind == NO_ANSWER:
+        verdict, message = "no_resolver", (
+            f"No DNS resolver answers at {resolver_label} ({local_error}): none runs there, or it cannot "
+            "be reached. Check the DNS server address the devices get (DHCP or their network settings) "
+            "and that the resolver at that address is running.")
+    elif private and kind == NO_ADDRESS:
+        verdict, message = "rebind_protection", _rebind_advice(zone, hostname, local_error)
     else:
         verdict, message = "resolver_failed", (
             f"The local resolver cannot resolve {hostname} ({local_error}) although the zone's DNS server "
             "answers: check the DNS server the devices use.")
     return DnsDiagnosis(
         hostname=hostname, expected_ip=expected_ip,
-        resolver="system" if resolver is None else f"{resolver[0]}:{resolver[1]}",
+        resolver=resolver_label,
         resolver_answer=local, resolver_error=local_error, zone_server=zone_label,
         zone_answer=direct, zone_error=direct_error, verdict=verdict, message=message,
     )

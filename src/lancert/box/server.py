@@ -8,12 +8,14 @@ the new certificate while open connections keep theirs. No restart, no dropped c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import logging.handlers
 import signal
 import socket
 import ssl
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from lancert.box.agent import CertificateKeeper, parse_time
@@ -21,10 +23,12 @@ from lancert.box.diagnose import Address
 from lancert.box.files import LOG_FILE, BoxSettings
 from lancert.box.names import ready_line
 from lancert.box.web import MAX_FORM_BYTES, box_too_large, create_app
+from lancert.errors import LancertError
 from lancert.loopback import listen_tcp
 from lancert.pki import utcnow
 from lancert.serving.ports import Port, PortServer
 from lancert.storage.files import Credential
+from lancert.storage.locks import BOX_LOCK, directory_lock
 
 log = logging.getLogger("lancert.box")
 
@@ -69,14 +73,50 @@ def new_tls_context() -> ssl.SSLContext:
     return context
 
 
+def run_box(
+    state_dir: Path,
+    *,
+    host: str,
+    http_port: int,
+    https_port: int,
+    lan_ip: str,
+    saved: Mapping[str, str | None],
+    check_interval: float = 300.0,
+    resolver: Address | None = None,
+    zone_server: Address | None = None,
+) -> None:
+    """Serve the box until interrupted; ``saved``: settings given on the command line (None: keep).
+
+    Both ports are bound before the state directory is touched (its lock, the settings, the log): a
+    start on a taken port is one line and leaves no state directory behind, or an existing one as it
+    was."""
+    with contextlib.ExitStack() as sockets:
+        http_socket = sockets.enter_context(listen_tcp(host, http_port))
+        https_socket = sockets.enter_context(listen_tcp(host, https_port))
+        # One box per state directory: two would renew into the same cert.pem and state.json at once.
+        with directory_lock(state_dir, BOX_LOCK, "'lancert box run'", "--state-dir"):
+            settings = BoxSettings.load(state_dir)
+            for name, value in saved.items():
+                if value is not None:
+                    setattr(settings, name, value.strip())
+            settings.save(state_dir)
+            configure_logging(state_dir)
+            box = BoxServer(state_dir, http_socket, https_socket, host=host, lan_ip=lan_ip,
+                            check_interval=check_interval, resolver=resolver, zone_server=zone_server)
+            try:
+                asyncio.run(box.run())
+            except OSError as exc:
+                raise LancertError(f"cannot serve on {host}: {exc.strerror or exc}") from None
+
+
 class BoxServer:
     def __init__(
         self,
         state_dir: Path,
+        http_socket: socket.socket,
+        https_socket: socket.socket,
         *,
         host: str = "127.0.0.1",
-        http_port: int = 0,
-        https_port: int = 0,
         lan_ip: str,
         check_interval: float = 300.0,
         resolver: Address | None = None,
@@ -84,12 +124,12 @@ class BoxServer:
     ) -> None:
         self.state_dir = state_dir
         self.host = host
-        self.http_port, self.https_port = http_port, https_port
+        self._http_socket = http_socket
         self.check_interval = check_interval
         self.keeper = CertificateKeeper(state_dir, lan_ip=lan_ip, on_certificate=self._install)
         self.app = create_app(self.keeper, resolver=resolver, zone_server=zone_server, listen_host=host)
         self.tls = new_tls_context()
-        self._https_socket: socket.socket | None = None
+        self._https_socket = https_socket
         self._https: PortServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -131,8 +171,7 @@ class BoxServer:
 
     async def run(self) -> None:
         self.keeper.recover()
-        http = self._port(listen_tcp(self.host, self.http_port), tls=False)
-        self._https_socket = listen_tcp(self.host, self.https_port)
+        http = self._port(self._http_socket, tls=False)
         self.keeper.set_ports(http.port.port, self._https_socket.getsockname()[1])
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Annotated
@@ -11,12 +10,11 @@ import typer
 
 from lancert.box.codes import EXPLANATIONS, ErrorCode
 from lancert.box.diagnose import diagnose, parse_server
-from lancert.box.files import BoxSettings, BoxState, check_service_url
+from lancert.box.files import BoxState, check_service_url
 from lancert.box.names import name_address
 from lancert.dns.names import device_hostname
 from lancert.errors import LancertError, UsageError
 from lancert.pki import parse_ip
-from lancert.storage.locks import BOX_LOCK, directory_lock
 
 app = typer.Typer(help="The IoT box agent: obtains, renews and serves its HTTPS certificate.",
                   no_args_is_help=True)
@@ -52,7 +50,7 @@ def run(
 
     Prints one line when ready: its HTTP and HTTPS addresses and its status.
     """
-    from lancert.box.server import BoxServer, configure_logging
+    from lancert.box.server import run_box
 
     if lan_ip is not None:
         parse_ip(lan_ip)
@@ -61,24 +59,12 @@ def run(
     address, unreachable = name_address(host, lan_ip)
     if unreachable:
         typer.echo(f"lancert: warning: {unreachable}", err=True)
-    # One box per state directory: two would renew into the same cert.pem and state.json at once.
-    with directory_lock(state_dir, BOX_LOCK, "'lancert box run'", "--state-dir"):
-        settings = BoxSettings.load(state_dir)
-        saved = (("server_url", server), ("db_uuid", db_uuid), ("enterprise_code", enterprise_code))
-        for name, value in saved:
-            if value is not None:
-                setattr(settings, name, value.strip())
-        settings.save(state_dir)
-        configure_logging(state_dir)
-        box = BoxServer(
-            state_dir, host=host, http_port=http_port, https_port=https_port, lan_ip=address,
-            check_interval=check_interval, resolver=parse_server(resolver) if resolver else None,
-            zone_server=parse_server(zone_dns) if zone_dns else None,
-        )
-        try:
-            asyncio.run(box.run())
-        except OSError as exc:
-            raise LancertError(f"cannot serve on {host}: {exc.strerror or exc}") from None
+    run_box(
+        state_dir, host=host, http_port=http_port, https_port=https_port, lan_ip=address,
+        saved={"server_url": server, "db_uuid": db_uuid, "enterprise_code": enterprise_code},
+        check_interval=check_interval, resolver=parse_server(resolver) if resolver else None,
+        zone_server=parse_server(zone_dns) if zone_dns else None,
+    )
 
 
 def _load_state(state_dir: Path) -> BoxState:

@@ -15,7 +15,6 @@ from lancert.errors import LancertError
 from lancert.logs import LogLevel, LogLevelOption, configure_logging
 from lancert.pki import fingerprint_sha256
 from lancert.storage.files import read_json
-from lancert.storage.locks import TERMINAL_LOCK, directory_lock
 from lancert.terminal.device import DEFAULT_NAME, TERMINAL_FILE, TerminalState
 from lancert.terminal.screen import SCREEN_FILE
 from lancert.wire.pairing import check_pos_id
@@ -47,10 +46,7 @@ def run(
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         raise LancertError(f"--host must be an IP address, not {host!r}") from None
-    # One terminal per state directory: two would pair into one registry and rotate one CA.
-    with directory_lock(state_dir, TERMINAL_LOCK, "'lancert terminal run'", "--state-dir"):
-        run_terminal(state_dir, host=host, port=port, name=name, screen_port=screen_port,
-                     key_pool_size=key_pool)
+    run_terminal(state_dir, host=host, port=port, name=name, screen_port=screen_port, key_pool_size=key_pool)
 
 
 @app.command("activate")

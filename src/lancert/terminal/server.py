@@ -7,12 +7,14 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
 
 from lancert.loopback import listen_tcp
 from lancert.pki import SubjectNames, fingerprint_sha256
 from lancert.serving.ports import Port, serve_ports
 from lancert.storage.files import write_json
+from lancert.storage.locks import TERMINAL_LOCK, directory_lock
 from lancert.terminal.app import create_app, terminal_too_large
 from lancert.terminal.codes import SetupCodes
 from lancert.terminal.device import DEFAULT_NAME, SERVER_CERT, SERVER_KEY, PairingDesk, TerminalState
@@ -45,7 +47,28 @@ def run_terminal(
     screen_port: int = 0,
     key_pool_size: int = 4,
 ) -> None:
-    """Activate if needed, then serve until interrupted; writes ``screen.json`` while running."""
+    """Activate if needed, then serve until interrupted; writes ``screen.json`` while running.
+
+    Both ports are bound before the state directory is touched (its lock included): a start on a taken
+    port is one line and leaves no half-made terminal (a CA, a lock file) behind, and an existing state
+    directory as it was."""
+    with contextlib.ExitStack() as sockets:
+        tls_sock = sockets.enter_context(listen_tcp(host, port))
+        screen_sock = sockets.enter_context(listen_tcp("127.0.0.1", screen_port))
+        # One terminal per state directory: two would pair into one registry and rotate one CA.
+        with directory_lock(state_dir, TERMINAL_LOCK, "'lancert terminal run'", "--state-dir"):
+            _serve(state_dir, tls_sock, screen_sock, host=host, name=name, key_pool_size=key_pool_size)
+
+
+def _serve(
+    state_dir: Path,
+    tls_sock: socket.socket,
+    screen_sock: socket.socket,
+    *,
+    host: str,
+    name: str,
+    key_pool_size: int,
+) -> None:
     state = TerminalState(state_dir)
     screen_file = state.state_dir / SCREEN_FILE
     if not state.is_activated():
@@ -57,8 +80,6 @@ def run_terminal(
     ctx = server_ssl_context(
         str(state.state_dir / SERVER_CERT), str(state.state_dir / SERVER_KEY), [ca.root, ca.certificate]
     )
-    tls_sock = listen_tcp(host, port)
-    screen_sock = listen_tcp("127.0.0.1", screen_port)
     port = tls_sock.getsockname()[1]
     details = Details(_url("https", host, port), _url("wss", host, port), port, fingerprint_sha256(ca.root))
     screen = Screen(name, details)

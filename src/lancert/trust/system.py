@@ -162,6 +162,34 @@ class SystemStore:
             hint = "; run with sudo" if "ermission" in " ".join(err) else ""
             raise TrustStoreError(f"{cmd[0]} failed: {err[-1] if err else proc.returncode}{hint}")
 
+    def _bundle_version(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.bundle_path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def _rebuild_without(self, cert: x509.Certificate) -> None:
+        """Rebuild the bundle once ``cert``'s anchor file is gone.
+
+        update-ca-certificates writes the bundle only when at least one certificate goes into it (a
+        guard for Debian bug #996005): with an empty ``ca-certificates.conf``, which the layout allows,
+        removing the last anchor left the old bundle in place, ``cert`` still trusted. When the tool
+        left the bundle untouched, ``cert``'s blocks are taken out of it here, everything else kept."""
+        before = self._bundle_version()
+        self._update(removing=True)
+        if self.layout is not DEBIAN or before is None or self._bundle_version() != before:
+            return
+        data = self.bundle_path.read_bytes()
+        unwanted = der(cert)
+        kept = [block.group(0) + b"\n" for block in _PEM_BLOCK.finditer(data)
+                if bundle_der(block.group(0)) != [unwanted]]
+        if len(kept) != len(_PEM_BLOCK.findall(data)):
+            try:
+                atomic_write(self.bundle_path, b"".join(kept))  # 0644, as the tool makes it
+            except StorageError as exc:
+                raise TrustStoreError(f"{exc}; changing system anchors needs root: run with sudo") from None
+
     def _installed_files(self, cert: x509.Certificate) -> list[Path]:
         found = []
         for path in sorted(self.anchors_dir.glob(f"{LABEL_PREFIX}-*.crt")):
@@ -202,7 +230,7 @@ class SystemStore:
                 with contextlib.suppress(OSError):
                     added.unlink()
                 with contextlib.suppress(TrustStoreError):
-                    self._update(removing=True)  # drop what a half-run update left of it
+                    self._rebuild_without(cert)  # drop what a half-run update left of it
             raise
 
     def uninstall(self, cert: x509.Certificate) -> bool:
@@ -213,7 +241,7 @@ class SystemStore:
             except OSError as exc:
                 raise TrustStoreError(f"{path}: cannot remove ({exc.strerror}); run with sudo") from None
         if files or self.check(cert):
-            self._update(removing=True)
+            self._rebuild_without(cert)
         if self.check(cert):
             raise TrustStoreError(
                 f"{self.description}: the certificate is still in {self.bundle_path}; it may come from "
