@@ -40,6 +40,7 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.base, "postgres", "postgres")
         self.port = free_port()
+        self.started = False
         subprocess.run(
             _as_postgres(str(PG_INITDB), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
                          "-E", "UTF8"),
@@ -67,10 +68,24 @@ class PostgresServer:
                        check=check, capture_output=True, timeout=90)
 
     def start(self) -> None:
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off -c max_connections=100"
-        )
-        self._pg_ctl("-o", options, "-l", str(self.base / "log"), "-w", "-t", "60", "start")
+        """Start the cluster; a first start whose port was taken meanwhile (initdb takes seconds, and the
+        suite runs in two processes) is made again on a new free port. A later start (after
+        :meth:`stop`) keeps the port: the services under test hold URLs naming it."""
+        log = self.base / "log"
+        for attempt in range(3):
+            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off "
+                       "-c max_connections=100")
+            logged_before = log.stat().st_size if log.exists() else 0
+            try:
+                self._pg_ctl("-o", options, "-l", str(log), "-w", "-t", "60", "start")
+            except subprocess.CalledProcessError:
+                said = log.read_bytes()[logged_before:].decode(errors="replace") if log.exists() else ""
+                if self.started or attempt == 2 or "already in use" not in said:
+                    raise
+                self.port = free_port()
+                continue
+            self.started = True
+            return
 
     def stop(self) -> None:
         """Stop at once (-m immediate): clients see their connections dropped, as in a crash."""

@@ -174,17 +174,26 @@ class DnsRelay:
                 return super().resolve(request, handler)
 
         quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-        self.udp = DNSServer(
-            Resolver("127.0.0.1", target_port, timeout=5), address="127.0.0.1", port=0, logger=quiet
-        )
-        self.port = self.udp.server.server_address[1]
-        self.tcp = DNSServer(
-            Resolver("127.0.0.1", target_port, timeout=5),
-            address="127.0.0.1",
-            port=self.port,
-            tcp=True,
-            logger=quiet,
-        )
+        # One number for UDP and TCP: the UDP port the kernel gave may be taken for TCP (by a listener or
+        # a connection of another test running at the same time), then both are picked again.
+        for attempt in range(20):
+            self.udp = DNSServer(
+                Resolver("127.0.0.1", target_port, timeout=5), address="127.0.0.1", port=0, logger=quiet
+            )
+            self.port = self.udp.server.server_address[1]
+            try:
+                self.tcp = DNSServer(
+                    Resolver("127.0.0.1", target_port, timeout=5),
+                    address="127.0.0.1",
+                    port=self.port,
+                    tcp=True,
+                    logger=quiet,
+                )
+                break
+            except OSError:
+                self.udp.server.server_close()
+                if attempt == 19:
+                    raise
         self.udp.start_thread()
         self.tcp.start_thread()
 

@@ -17,10 +17,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import ValidationError
 
 from lancert.box.codes import BoxFailure, BoxProblem, ErrorCode
 from lancert.box.files import BoxSettings, BoxState, InvalidServiceURL, check_service_url
@@ -42,7 +40,6 @@ from lancert.pki import (
 from lancert.pki.keys import public_key_matches
 from lancert.pki.names import normalize_dns_name
 from lancert.storage.files import Credential, CredentialFiles, StorageError, write_private_key
-from lancert.wire.provisioning import CertificateResponse
 
 log = logging.getLogger("lancert.box")
 
@@ -310,7 +307,12 @@ class CertificateKeeper:
             return key
 
     async def _post(self, url: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """POST ``body``; the status and the JSON object answered (empty when it is not one)."""
+        """POST ``body``; the status and the JSON object answered (empty when it is not one).
+
+        httpx (8 MiB resident) is imported here, not with the module: a box that holds a valid
+        certificate talks to the service only at its renewals, and serves its pages without it."""
+        import httpx
+
         try:
             async with httpx.AsyncClient(timeout=self.request_timeout, trust_env=False) as client, \
                     client.stream("POST", url, json=body) as response:
@@ -332,7 +334,14 @@ class CertificateKeeper:
         return response.status_code, payload if isinstance(payload, dict) else {}
 
     def _accept(self, payload: dict[str, Any], key: Any, now: datetime) -> tuple[Credential, datetime | None]:
-        """Check the service's answer before anything is written: chain, key, names, validity."""
+        """Check the service's answer before anything is written: chain, key, names, validity.
+
+        The wire schema (pydantic, 9 MiB resident with its core) is imported here, when an answer
+        came: a box between renewals does not need it."""
+        from pydantic import ValidationError
+
+        from lancert.wire.provisioning import CertificateResponse
+
         def refuse(why: str) -> BoxFailure:
             return _fail(ErrorCode.LOAD_REQUEST_NO_RESULT, f"unusable answer from the service: {why}")
 

@@ -13,15 +13,26 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import asdict, dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import dns.resolver
+if TYPE_CHECKING:
+    import dns.rdatatype
 
 Address = tuple[str, int]
+
+
+def _dnspython() -> ModuleType:
+    """dnspython (3 MiB resident), imported by the functions that ask: a box loads it the first time
+    someone asks for the diagnosis, not to serve its page."""
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.resolver
+
+    return dns
 
 
 def parse_server(value: str, default_port: int = 53) -> Address:
@@ -60,6 +71,7 @@ class DnsDiagnosis:
 
 
 def _rdtype(ip: str) -> dns.rdatatype.RdataType:
+    dns = _dnspython()
     return dns.rdatatype.AAAA if ipaddress.ip_address(ip).version == 6 else dns.rdatatype.A
 
 
@@ -73,6 +85,7 @@ FAILED = "failed"  # SERVFAIL and every other failure
 def _ask_server(hostname: str, rdtype: dns.rdatatype.RdataType, server: Address,
                 timeout: float) -> tuple[list[str], str, str]:
     """Ask ``server`` as a stub resolver does (recursion desired): its addresses, else why not and how."""
+    dns = _dnspython()
     label = f"{server[0]}:{server[1]}"
     query = dns.message.make_query(hostname, rdtype)
     try:
@@ -100,6 +113,7 @@ def _ask_system(hostname: str, rdtype: dns.rdatatype.RdataType,
     than "no such name" (glibc says only "temporary failure" for REFUSED, SERVFAIL and silence alike),
     the first nameserver of /etc/resolv.conf is asked directly to learn which. Returns the answers,
     the error, its kind, and which resolver was asked."""
+    dns = _dnspython()
     family = socket.AF_INET6 if rdtype == dns.rdatatype.AAAA else socket.AF_INET
     try:
         infos = socket.getaddrinfo(hostname, None, family, socket.SOCK_STREAM)
@@ -124,6 +138,7 @@ def _ask_system(hostname: str, rdtype: dns.rdatatype.RdataType,
 
 def _zone_servers(zone: str, timeout: float) -> list[Address]:
     """The zone's authoritative servers, found through the machine's resolver."""
+    dns = _dnspython()
     res = dns.resolver.Resolver()
     res.lifetime = timeout
     servers: list[Address] = []
@@ -138,6 +153,7 @@ def _zone_servers(zone: str, timeout: float) -> list[Address]:
 
 def _ask_zone(hostname: str, rdtype: dns.rdatatype.RdataType, server: Address,
               timeout: float) -> tuple[list[str], str]:
+    dns = _dnspython()
     query = dns.message.make_query(hostname, rdtype)
     try:
         response = dns.query.udp(query, server[0], port=server[1], timeout=timeout)

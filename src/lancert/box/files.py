@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from lancert.errors import UsageError
 from lancert.storage.files import KEY_MODE, read_json, write_json
 
@@ -38,6 +36,8 @@ def check_service_url(url: str) -> str:
     the socket layer raises ``OverflowError``), ``:abc``, ``:1:2``, ``:-1`` or ``http://[::1`` used to
     pass the form and leave the box answering 500 and unable to start.
     """
+    import httpx  # 8 MiB resident: loaded when a URL is checked or a request sent, not to serve the page
+
     if not url or len(url) > MAX_FIELD:
         raise InvalidServiceURL(f"the service URL must be 1 to {MAX_FIELD} characters")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from lancert.box.codes import ErrorCode
 from lancert.box.files import BoxState
+
+__all__ = ["CONTENT_TYPE_LATEST", "render"]
 
 _CODES = {code.value for code in ErrorCode}
 

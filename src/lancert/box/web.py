@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -30,7 +29,6 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from lancert.box import metrics as box_metrics
 from lancert.box.agent import CertificateKeeper
 from lancert.box.diagnose import Address, diagnose
 from lancert.box.files import (
@@ -212,7 +210,10 @@ def create_app(
         return JSONResponse(keeper.state.as_dict(), headers={"Cache-Control": "no-store"})
 
     async def metrics(request: Request) -> Response:
-        return Response(box_metrics.render(keeper.state), media_type=CONTENT_TYPE_LATEST,
+        # prometheus-client is loaded by the first scrape, not by every box that is never scraped.
+        from lancert.box import metrics as box_metrics
+
+        return Response(box_metrics.render(keeper.state), media_type=box_metrics.CONTENT_TYPE_LATEST,
                         headers={"Cache-Control": "no-store"})
 
     app = Starlette(routes=[

@@ -70,11 +70,13 @@ COMPLETION_VARIABLE = "_LANCERT_COMPLETE"
 
 
 def _no_flag_metavar() -> None:
-    """Show flags without a value placeholder: Typer 0.2x prints ``--json <bool>``, which invites
-    ``--json true`` (then refused). Click itself shows flags bare; this restores that for every command."""
+    """Show flags without a value placeholder: Typer 0.28-0.29 print ``--json <bool>``, which invites
+    ``--json true`` (then refused). Click itself shows flags bare; this restores that for every command.
+    Typer 0.27 (what pyproject.toml allows) shows them bare already and has no ``display_type_rich``:
+    nothing to do there; an environment still holding a newer Typer gets the same help."""
     core = importlib.import_module("typer.core")
-    original = core.TyperOption.display_type_rich
-    if getattr(original, "_lancert", False):
+    original = getattr(core.TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_lancert", False):
         return
 
     def display_type_rich(self: typer.core.TyperOption, ctx: object) -> str | None:

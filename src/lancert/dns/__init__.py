@@ -15,10 +15,30 @@ service's database. Any other name under the zone is NXDOMAIN, names outside it 
 
 from __future__ import annotations
 
-from lancert.dns.names import address_from_label, dashed_address, device_hostname
-from lancert.dns.ratelimit import RateLimit
-from lancert.dns.server import DNSService, ServerSpec, TxtSourceFactory
-from lancert.dns.zone import TXT_MAX_STALENESS, ZoneAnswers, ZoneSpec
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lancert.dns.names import address_from_label, dashed_address, device_hostname
+    from lancert.dns.ratelimit import RateLimit
+    from lancert.dns.server import DNSService, ServerSpec, TxtSourceFactory
+    from lancert.dns.zone import TXT_MAX_STALENESS, ZoneAnswers, ZoneSpec
+
+# Each name is imported from its module on first use (PEP 562): a box agent that only needs
+# ``lancert.dns.names`` (a string function) then does not load the server, the zone and with them
+# dnslib and dnspython (3-4 MiB of a small box's memory).
+_HOMES = {
+    "TXT_MAX_STALENESS": "zone",
+    "DNSService": "server",
+    "RateLimit": "ratelimit",
+    "ServerSpec": "server",
+    "TxtSourceFactory": "server",
+    "ZoneAnswers": "zone",
+    "ZoneSpec": "zone",
+    "address_from_label": "names",
+    "dashed_address": "names",
+    "device_hostname": "names",
+}
 
 __all__ = [
     "TXT_MAX_STALENESS",
@@ -32,3 +52,12 @@ __all__ = [
     "dashed_address",
     "device_hostname",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -26,12 +26,14 @@ from collections import OrderedDict
 from sqlalchemy import Connection, delete, text
 
 from lancert.service.acmeserver.models import AcmeUsedNonce
+from lancert.service.database import DriverStatement
 
 NONCE_LIFETIME = 3600  # seconds: clients fetch a nonce right before using it
 _PRUNE_EVERY = 500  # uses between two prunes of expired rows
 # ON CONFLICT DO NOTHING (SQLite 3.24+, PostgreSQL 9.5+): a replay inserts no row, and the request's
 # transaction stays usable on PostgreSQL, where a failed INSERT would abort it.
-_INSERT = text("INSERT INTO acme_used_nonces (nonce, minted) VALUES (:nonce, :minted) ON CONFLICT DO NOTHING")
+_INSERT = DriverStatement(text(
+    "INSERT INTO acme_used_nonces (nonce, minted) VALUES (:nonce, :minted) ON CONFLICT DO NOTHING"))
 _PRUNE = delete(AcmeUsedNonce.__table__)
 _RAW_LENGTH = 8 + 12 + 16
 REFUSED_KEPT = 16384
@@ -86,4 +88,4 @@ class NonceBook:
         self._uses += 1
         if self._uses % _PRUNE_EVERY == 0:
             c.execute(_PRUNE.where(AcmeUsedNonce.minted < now - NONCE_LIFETIME))
-        return c.execute(_INSERT, {"nonce": _b64(raw), "minted": minted}).rowcount == 1
+        return _INSERT(c, {"nonce": _b64(raw), "minted": minted}).rowcount == 1

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lancert.service.acmeserver.models import AcmeAccount, AcmeCertificate, AcmeEabKey, AcmeOrder
+from lancert.service.database import DriverStatement
 
 ACCOUNTS = AcmeAccount.__table__
 ORDERS = AcmeOrder.__table__
@@ -30,10 +31,13 @@ MAX_LISTED_ORDERS = 1000
 
 EAB_KEYS = AcmeEabKey.__table__
 # With its EAB key's revocation: revoking the key shuts the accounts it opened too (a leaked pair must
-# not leave an account behind that keeps ordering).
-_ACCOUNT_BY_ID = (select(ACCOUNTS, EAB_KEYS.c.revoked_at.label("eab_revoked_at"))
-                  .outerjoin(EAB_KEYS, EAB_KEYS.c.kid == ACCOUNTS.c.eab_kid)
-                  .where(ACCOUNTS.c.id == bindparam("id")))
+# not leave an account behind that keeps ordering). Every signed request runs it, so through the driver
+# (DriverStatement): the columns are strings, and the revocation moment is only tested for NULL.
+_ACCOUNT_BY_ID = DriverStatement(
+    select(ACCOUNTS.c.id, ACCOUNTS.c.thumbprint, ACCOUNTS.c.jwk, ACCOUNTS.c.status, ACCOUNTS.c.contact,
+           ACCOUNTS.c.db_uuid, ACCOUNTS.c.eab_kid, EAB_KEYS.c.revoked_at.label("eab_revoked_at"))
+    .outerjoin(EAB_KEYS, EAB_KEYS.c.kid == ACCOUNTS.c.eab_kid)
+    .where(ACCOUNTS.c.id == bindparam("id")))
 _ACCOUNT_BY_THUMBPRINT = select(ACCOUNTS).where(ACCOUNTS.c.thumbprint == bindparam("thumbprint"))
 # No row if the key is taken: INSERT ... SELECT ... WHERE NOT EXISTS keeps the transaction usable on
 # PostgreSQL, where a failed INSERT would abort it (the UNIQUE index still guards a concurrent race).
@@ -147,7 +151,7 @@ class _Row:
 class AcmeStore:
     # accounts
     def account(self, c: Connection, account_id: str) -> Account | None:
-        row = c.execute(_ACCOUNT_BY_ID, {"id": account_id}).first()
+        row = _ACCOUNT_BY_ID(c, {"id": account_id}).first()
         return Account.of(row) if row else None
 
     def account_by_thumbprint(self, c: Connection, thumbprint: str) -> Account | None:
