@@ -13,7 +13,11 @@ port share it, so its imports (FastAPI, SQLAlchemy, cryptography) count whicheve
 generator runs in a private mount namespace (``unshare --mount``, root) whose /etc/hosts names
 ``acme.<zone>``: lancert's endpoint is named under its zone, never by an address.
 
-    sudo /work/venv/bin/python bench/acme_issue.py [--n 200] [--concurrency 1 4 16]
+    sudo /work/venv/bin/python bench/acme_issue.py [--n 200] [--concurrency 1 4 16] [--baseline-src DIR]
+
+``--baseline-src``: an older checkout's ``src`` (``git archive <commit> src | tar -x -C /tmp/base``) is
+run as a third server, ``lancert-base`` (its own data dir, the same generator), after lancert at each
+concurrency: before and after in the same run as Pebble.
 """
 
 from __future__ import annotations
@@ -77,11 +81,13 @@ def start_pebble(work: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     return proc, f"https://127.0.0.1:{port}/dir", work / "pebble-cert.pem"
 
 
-def start_lancert(work: Path) -> tuple[subprocess.Popen[str], str, Path, dict[str, str], str]:
-    data = work / "lancert"
+def start_lancert(work: Path, src: Path | None = None,
+                  name: str = "lancert") -> tuple[subprocess.Popen[str], str, Path, dict[str, str], str]:
+    data = work / name
+    env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     proc = subprocess.Popen([sys.executable, "-m", "lancert", "service", "run", "--data-dir", str(data),
                              "--port", "0", "--dns-port", "0", "--acme-port", "0", "--zone", ZONE],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     directory = ""
     for line in proc.stdout:  # type: ignore[union-attr]
         if "acme directory" in line:
@@ -101,13 +107,13 @@ def start_lancert(work: Path) -> tuple[subprocess.Popen[str], str, Path, dict[st
     database.dispose()
     assert identity is not None
     label = box_label(identity.label_secret, "bench-db", None)
-    root = work / "lancert-root.pem"
+    root = work / f"{name}-root.pem"
     from lancert.pki import pem
 
     root.write_bytes(pem([identity.ca.root]))
-    hosts = work / "hosts"
+    hosts = work / f"{name}-hosts"
     hosts.write_text(f"127.0.0.1 localhost acme.{ZONE}\n")
-    return proc, directory, root, {"kid": eab.kid, "hmac": eab.hmac_key}, f"h{{i}}.{label}.{ZONE}"
+    return proc, directory, root, {"kid": eab.kid, "hmac": eab.hmac_key}, f"h{{i}}.{label}.{ZONE}", hosts
 
 
 def load(directory: str, bundle: Path, n: int, concurrency: int, template: str, eab: dict[str, str] | None,
@@ -160,22 +166,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--baseline-src", type=Path, help="an older lancert's src, run as lancert-base")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent / "src"))
     with tempfile.TemporaryDirectory(prefix="acme-bench-") as tmp:
         work = Path(tmp)
         pebble, pebble_dir, pebble_ca = start_pebble(work)
-        lancert, lancert_dir, root, eab, template = start_lancert(work)
-        started = {name: (memory_mib(pid, "VmRSS"), memory_mib(pid, "VmHWM"))
-                   for name, pid in (("pebble", pebble.pid), ("lancert", lancert.pid))}
-        for pid in (pebble.pid, lancert.pid):
-            reset_peak(pid)
+        lancerts = [("lancert", *start_lancert(work))]
+        if args.baseline_src:
+            base = start_lancert(work, args.baseline_src.resolve(), "lancert-base")
+            lancerts.append(("lancert-base", *base))
+        servers = [("pebble", pebble, pebble_dir, pebble_ca)] + [(n, p, d, r) for n, p, d, r, *_ in lancerts]
+        started = {name: (memory_mib(proc.pid, "VmRSS"), memory_mib(proc.pid, "VmHWM"))
+                   for name, proc, _, _ in servers}
+        for _, proc, _, _ in servers:
+            reset_peak(proc.pid)
         print("| clients | server | certs | certs/s | p50 ms | p95 ms | server CPU ms/cert |")
         print("|--:|---|--:|--:|--:|--:|--:|")
         try:
             for concurrency in args.concurrency:
-                runs = [("pebble", pebble.pid, pebble_dir, pebble_ca, "h{i}.example.test", None, None),
-                        ("lancert", lancert.pid, lancert_dir, root, template, eab, work / "hosts")]
+                runs = [("pebble", pebble.pid, pebble_dir, pebble_ca, "h{i}.example.test", None, None)]
+                runs += [(name, proc.pid, directory, root, template, eab, hosts)
+                         for name, proc, directory, root, eab, template, hosts in lancerts]
                 for name, pid, directory, bundle, domains, binding, hosts in runs:
                     before = cpu_seconds(pid)
                     result = load(directory, bundle, args.n, concurrency, domains, binding, hosts)
@@ -183,16 +195,16 @@ def main() -> None:
                     print(f"| {concurrency} | {name} | {result['certs']} | {result['rate'].rstrip('/s')} | "
                           f"{result['p50'].rstrip('ms')} | {result['p95'].rstrip('ms')} | {cpu:.1f} |",
                           flush=True)
-            print(f"server CPU per GET of the directory (HTTPS keep-alive): pebble "
-                  f"{floor_cpu_ms(pebble.pid, pebble_dir, pebble_ca):.2f} ms, lancert "
-                  f"{floor_cpu_ms(lancert.pid, lancert_dir, root):.2f} ms")
-            for name, pid in (("pebble", pebble.pid), ("lancert", lancert.pid)):
+            print("server CPU per GET of the directory (HTTPS keep-alive): " + ", ".join(
+                f"{name} {floor_cpu_ms(proc.pid, directory, bundle):.2f} ms"
+                for name, proc, directory, bundle in servers))
+            for name, proc, _, _ in servers:
                 rss, start_peak = started[name]
                 print(f"{name} RSS: after start {rss} MiB (peak during the start {start_peak} MiB), "
-                      f"peak under the load {memory_mib(pid, 'VmHWM')} MiB, "
-                      f"after it {memory_mib(pid, 'VmRSS')} MiB")
+                      f"peak under the load {memory_mib(proc.pid, 'VmHWM')} MiB, "
+                      f"after it {memory_mib(proc.pid, 'VmRSS')} MiB")
         finally:
-            for proc in (pebble, lancert):
+            for _, proc, _, _ in servers:
                 proc.terminate()
                 proc.wait(10)
 

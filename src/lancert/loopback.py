@@ -10,6 +10,11 @@ from lancert.errors import LancertError
 def free_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1: the DNS server takes one number for both.
 
+    The TCP check binds the wildcard address (without ``listen``: nothing can connect to it), so the port is
+    refused when any address holds it: servers on 127.0.0.2 and up (``scan``'s devices, the fuzz tests'
+    hostile servers) share the port space with 127.0.0.1, and a port free only on 127.0.0.1 was handed to
+    a server for 127.0.0.2 that another process already held there (a full test run in two processes).
+
     Free *now*: another process may take it before the caller's child binds it (1 start of ``up`` in 50
     failed so). A server that can say which port it got is started on port 0 instead; for the DNS port,
     ``lancert.up.stack.start_service`` picks again when the child reports it taken."""
@@ -17,12 +22,14 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind(("127.0.0.1", 0))
             port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as anywhere, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                anywhere.bind(("0.0.0.0", port))  # noqa: S104 - bound, never listening: a check only
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
     raise LancertError("no free port on 127.0.0.1")
 
 

@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lancert.pos import PosClient
 
-pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.machine_lock("up")]  # subprocesses; one up at a time
 
 LANCERT = [sys.executable, "-m", "lancert"]
 PRINTER_IP = "127.0.0.25"  # where up runs its printer (docs/up.md)

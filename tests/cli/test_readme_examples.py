@@ -53,6 +53,7 @@ README = ROOT / "README.md"
 INDEX = ROOT / "docs" / "index.md"
 SERVER_PORT_OPTIONS = re.compile(r"--(?:port|dns-port|http-port|https-port|acme-port) (\d+)")
 PRINTER_URL = "https://192.168.1.25"
+pytestmark = pytest.mark.machine_lock("up")  # docs/up.md runs `lancert up --check` (tests/conftest.py)
 
 
 def documents() -> list[Path]:

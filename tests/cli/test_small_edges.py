@@ -18,7 +18,7 @@ import pytest
 from lancert.up.printer import serve_page
 from lancert_cli import lancert
 
-pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.machine_lock("up")]  # subprocesses; one up at a time
 
 
 def test_service_on_a_taken_port_says_so_once_and_creates_nothing(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from lancert.up.stack import Child
 from lancert_cli import lancert
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.machine_lock("up")]
 
 LOCKS = {"service": "service.lock", "box": "box.lock", "terminal": "terminal.lock"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.machine_lock("up")]  # subprocesses; one up at a time
 
 
 @dataclass

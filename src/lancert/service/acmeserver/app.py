@@ -1,22 +1,34 @@
-"""HTTP transport of the ACME server (FastAPI): thin routes over :class:`~.protocol.AcmeServer`.
+"""HTTP transport of the ACME server (Starlette): thin routes over :class:`~.protocol.AcmeServer`.
 
 Every answer, problems included, carries a fresh ``Replay-Nonce`` and the directory as
 ``Link: rel="index"`` (RFC 8555 6.5, 7.1); problems go out as ``application/problem+json`` without a
 traceback; bodies over :data:`MAX_BODY_BYTES` (64 KiB) are refused by the port before parsing (a JWS
 carrying a CSR is a few KiB; :func:`acme_too_large` is the answer).
+
+A Starlette app, not FastAPI: no route here has a parameter for FastAPI to validate (the protocol
+module checks every byte of a request itself), and FastAPI's layers around each call (dependency
+solving, its telemetry and body-limit middleware, an exit stack) were a fifth of the app's CPU per
+signed request (``bench/acme_inprocess.py``). Starlette's routing, 404/405 and exception handling are
+the same ones FastAPI used. Signed requests run in :attr:`AcmeServer.worker` when it has one (SQLite:
+they queue on one writer lock anyway, so one thread of their own instead of the framework's pool of 40
+contending for that lock and the GIL).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import re
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
 from lancert.service.acmeserver.protocol import AcmeServer, Reply
@@ -50,9 +62,7 @@ def _problem_response(problem: AcmeProblem, urls: Urls | None, nonce: str | None
                     media_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
-def create_acme_app(server: AcmeServer) -> FastAPI:
-    app = FastAPI(title="lancert ACME", docs_url=None, redoc_url=None, openapi_url=None, debug=False)
-
+def create_acme_app(server: AcmeServer) -> Starlette:
     def respond(reply: Reply, urls: Urls) -> Response:
         headers = {"Replay-Nonce": server.new_nonce(), **reply.headers}
         links = [f'<{urls.directory}>;rel="index"', *reply.links]
@@ -69,7 +79,6 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
             response.headers.append("Link", link)
         return response
 
-    @app.exception_handler(AcmeProblem)
     async def _problem(request: Request, exc: AcmeProblem) -> Response:
         try:
             urls = _urls(request)
@@ -77,17 +86,11 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
             urls = None
         return _problem_response(exc, urls, server.new_nonce())
 
-    @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         problem = malformed("no such resource" if exc.status_code == 404 else "method not allowed here",
                             status=exc.status_code if exc.status_code in (404, 405) else 400)
         return await _problem(request, problem)
 
-    # As on the service's port: for the classes themselves (Starlette re-raises what its Exception handler
-    # answered, a second traceback), a 503 with Retry-After when the database or the disk is down.
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(OSError)
     async def _storage(request: Request, exc: Exception) -> Response:
         reason = storage_outage(exc)
         if reason is None:
@@ -98,52 +101,62 @@ def create_acme_app(server: AcmeServer) -> FastAPI:
             "serverInternal", "the database is unavailable; try again shortly", status=503,
             headers={"Retry-After": str(StorageUnavailable.retry_after)}))
 
-    @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:
         log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
         return await _problem(request, AcmeProblem("serverInternal", "internal error"))
 
     # Async, so no thread hop: the directory and a nonce need no I/O (a nonce is an HMAC, no write).
-    @app.get(f"{PREFIX}/directory")
     async def directory(request: Request) -> Response:
         urls = _urls(request)
         return respond(server.directory(urls), urls)
 
-    @app.api_route(f"{PREFIX}/new-nonce", methods=["HEAD", "GET"])
     async def new_nonce(request: Request) -> Response:
         urls = _urls(request)
         response = respond(Reply(200 if request.method == "HEAD" else 204), urls)
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @app.get(f"{PREFIX}/renewal-info/{{cert_id}}")
-    def renewal_info(request: Request, cert_id: str) -> Response:
+    def renewal_info(request: Request) -> Response:  # a plain function: Starlette runs it in a thread
         urls = _urls(request)
-        return respond(server.renewal_info(urls, cert_id), urls)
+        return respond(server.renewal_info(urls, request.path_params["cert_id"]), urls)
 
-    def signed(endpoint: str, path: str) -> None:
+    def signed(endpoint: str, path: str) -> Route:
         async def route(request: Request) -> Response:
             urls = _urls(request)
             body = await request.body()
-            reply = await run_in_threadpool(
+            call = functools.partial(
                 server.post, endpoint, urls, urls.origin + request.url.path, body,
                 request.headers.get("content-type"),
                 request.client.host if request.client else "unknown", **request.path_params,
             )
+            if server.worker is None:
+                reply = await run_in_threadpool(call)
+            else:
+                reply = await asyncio.get_running_loop().run_in_executor(server.worker, call)
             return respond(reply, urls)
 
-        app.add_api_route(f"{PREFIX}{path}", route, methods=["POST"], name=endpoint)
+        return Route(f"{PREFIX}{path}", route, methods=["POST"], name=endpoint)
 
-    signed("new-account", "/new-account")
-    signed("new-order", "/new-order")
-    signed("revoke-cert", "/revoke-cert")
-    signed("key-change", "/key-change")
-    signed("account", "/acct/{account_id}")
-    signed("orders", "/acct/{account_id}/orders")
-    signed("order", "/order/{order_id}")
-    signed("finalize", "/order/{order_id}/finalize")
-    signed("authz", "/authz/{order_id}/{index}")
-    signed("chall", "/chall/{order_id}/{index}")
-    signed("cert", "/cert/{certificate_id}")
-
-    return app
+    routes = [
+        Route(f"{PREFIX}/directory", directory, methods=["GET"]),
+        Route(f"{PREFIX}/new-nonce", new_nonce, methods=["HEAD", "GET"]),
+        Route(f"{PREFIX}/renewal-info/{{cert_id}}", renewal_info, methods=["GET"]),
+        signed("new-account", "/new-account"),
+        signed("new-order", "/new-order"),
+        signed("revoke-cert", "/revoke-cert"),
+        signed("key-change", "/key-change"),
+        signed("account", "/acct/{account_id}"),
+        signed("orders", "/acct/{account_id}/orders"),
+        signed("order", "/order/{order_id}"),
+        signed("finalize", "/order/{order_id}/finalize"),
+        signed("authz", "/authz/{order_id}/{index}"),
+        signed("chall", "/chall/{order_id}/{index}"),
+        signed("cert", "/cert/{certificate_id}"),
+    ]
+    # As on the service's port: handlers for the storage classes themselves (Starlette re-raises what its
+    # Exception handler answered, a second traceback), a 503 with Retry-After when the database or the
+    # disk is down.
+    return Starlette(debug=False, routes=routes, exception_handlers={
+        AcmeProblem: _problem, StarletteHTTPException: _http,
+        OperationalError: _storage, InterfaceError: _storage, OSError: _storage, Exception: _bug,
+    })
