@@ -32,6 +32,7 @@ queued databases against when they actually got their certificate, and what the 
 from __future__ import annotations
 
 import argparse
+import bisect
 import heapq
 import itertools
 import json
@@ -75,13 +76,17 @@ class SimCA:
     peak_all_3h: int = 0
     _counted: deque[float] = field(default_factory=deque)
     _all: deque[float] = field(default_factory=deque)
-    _domains: dict[str, deque[float]] = field(default_factory=dict)
-    _names: dict[int, deque[float]] = field(default_factory=dict)
+    _domains: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # When this CA last issued each database's name set (-1: never) and its ARI window's start.
         self.last_issued = array("d", [-1.0]) * self.databases
         self.window_start = array("d", [-1.0]) * self.databases
+        # The duplicate limit: the last ``duplicates_per_week`` counted issues of each name set, a ring
+        # per database in one array (``_dup_next``: the oldest's place), so no object per name set.
+        self._dup_size = self.limits.duplicates_per_week
+        self._dup = array("d", [-math.inf]) * (self.databases * max(0, self._dup_size))
+        self._dup_next = array("l", [0]) * self.databases
 
     def order(self, db: int, domain: str, now: float) -> tuple[str, float]:
         """("issued", renewal moment) or ("unreachable" | "rateLimited", 0)."""
@@ -92,29 +97,43 @@ class SimCA:
         renewal = self.last_issued[db] >= 0
         if not (renewal and self.ari and now >= self.window_start[db]):  # an ARI renewal counts nowhere
             week_ago = now - 7 * DAY
-            names = _window(self._names.get(db), week_ago)
-            if names is not None and len(names) >= self.limits.duplicates_per_week:
+            size = self._dup_size
+            if size <= 0:
+                return self._refuse()
+            slot = db * size + self._dup_next[db]
+            if self._dup[slot] > week_ago:  # the oldest of the last ``size`` is still in the week
                 return self._refuse()
             if not renewal:
-                counted = _window(self._counted, now - 3 * HOUR)
-                domains = _window(self._domains.get(domain), week_ago)
+                counted = self._counted
+                since = now - 3 * HOUR
+                while counted and counted[0] <= since:
+                    counted.popleft()
                 if len(counted) >= self.limits.new_orders_per_3h:
                     return self._refuse()
+                domains = self._domains.get(domain)
+                if domains and domains[0] <= week_ago:
+                    del domains[: bisect.bisect_right(domains, week_ago)]
                 if domains is not None and len(domains) >= self.limits.certs_per_domain_per_week:
                     return self._refuse()
                 counted.append(now)
-                self._domains.setdefault(domain, deque()).append(now)
-                self.peak_counted_3h = max(self.peak_counted_3h, len(counted))
-            self._names.setdefault(db, deque()).append(now)
+                if domains is None:
+                    self._domains[domain] = [now]
+                else:
+                    domains.append(now)
+                if len(counted) > self.peak_counted_3h:
+                    self.peak_counted_3h = len(counted)
+            self._dup[slot] = now
+            self._dup_next[db] = (self._dup_next[db] + 1) % size
         everything = self._all
         everything.append(now)
-        _window(everything, now - 3 * HOUR)
+        since = now - 3 * HOUR
+        while everything[0] <= since:
+            everything.popleft()
         if len(everything) > self.peak_all_3h:
             self.peak_all_3h = len(everything)
         self.issued += 1
         self.last_issued[db] = now
-        if self.issued % 100_000 == 0:  # forget what left the 7-day windows (memory, at a million names)
-            self._names = {k: v for k, v in self._names.items() if v and v[-1] > now - 7 * DAY}
+        if self.issued % 100_000 == 0:  # forget what left the 7-day windows (memory, at a million domains)
             self._domains = {k: v for k, v in self._domains.items() if v and v[-1] > now - 7 * DAY}
         if self.ari:
             self.window_start[db] = now + ARI_START
@@ -124,13 +143,6 @@ class SimCA:
     def _refuse(self) -> tuple[str, float]:
         self.limit_hits += 1
         return "rateLimited", 0.0
-
-
-def _window(entries: deque[float] | None, since: float) -> deque[float] | None:
-    if entries is not None:
-        while entries and entries[0] <= since:
-            entries.popleft()
-    return entries
 
 
 def simulate(databases: int, days: int, psl: bool, outage_day: float | None, step: float, seed: int) -> dict:
@@ -176,31 +188,36 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
     names = [ca.name for ca in cas]
     number = {ca.name: i + 1 for i, ca in enumerate(cas)}
     ari_of = {ca.name: ca.ari for ca in cas}
+    sim_of = {budget: by_name[budget.name] for budget in scheduler.budgets}
+    down_from, down_to = cas[0].down
+    ask, enqueue, drain, waiting = scheduler.ask, scheduler.enqueue, scheduler.drain, scheduler.waiting
+    heappop, heappush, ceil = heapq.heappop, heapq.heappush, math.ceil
+    NO_CERTIFICATE, DUE = Priority.NO_CERTIFICATE, Priority.DUE
     while now < end:
-        in_outage = outage_day is not None and cas[0].down[0] <= now < cas[0].down[1]
+        in_outage = outage_day is not None and down_from <= now < down_to
         # Due renewals ask as a box would (Scheduler.ask): one that takes nobody's slot (a renewal
         # the CA exempts) goes at once; any other joins the queue and waits its turn.
         due: list[tuple[str, Request, Budget]] = []
         while minutes and minutes[0] * MINUTE <= now:
-            for db in renewals.pop(heapq.heappop(minutes)):
+            for db in renewals.pop(heappop(minutes)):
                 ca = names[issued_by[db] - 1]
-                req = request(db, Priority.DUE, ca, ari_of[ca])
-                key = req.names_key
-                choice = scheduler.ask(key, req, now)
+                key = str(db)
+                req = Request(key, f"b{db}.{ZONE}" if psl else ZONE, DUE, ca, ari_of[ca])
+                choice = ask(key, req, now)
                 if choice.budget is None:
-                    scheduler.enqueue(key, req, now)
+                    enqueue(key, req, now)
                 else:
                     choice.budget.spend(req, now)
                     due.append((key, req, choice.budget))
-        while next_new < databases and scheduler.waiting() < QUEUE_TOPUP:
-            scheduler.enqueue(str(next_new), request(next_new, Priority.NO_CERTIFICATE), now)
+        while next_new < databases and waiting() < QUEUE_TOPUP:
+            enqueue(str(next_new), request(next_new, NO_CERTIFICATE), now)
             next_new += 1
         if in_outage:
-            outage["renewals_waiting_max"] = max(outage["renewals_waiting_max"], scheduler.waiting())
+            outage["renewals_waiting_max"] = max(outage["renewals_waiting_max"], waiting())
         retry: list[tuple[str, Request]] = []
-        for key, req, budget in itertools.chain(due, scheduler.drain(now)):
+        for key, req, budget in itertools.chain(due, drain(now)):
             db = int(key)
-            ca = by_name[budget.name]
+            ca = sim_of[budget]
             outcome, renew_at = ca.order(db, req.domain, now)
             if outcome != "issued":
                 if outcome == "unreachable":
@@ -210,7 +227,7 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
             budget.succeeded()
             if in_outage and ca.name == "second":
                 outage["orders_to_second"] += 1
-            if req.priority == Priority.NO_CERTIFICATE and issued_by[db] == 0:
+            if req.priority == NO_CERTIFICATE and issued_by[db] == 0:
                 onboarded += 1
                 if db in estimates:
                     estimate_errors.append((now - estimates[db]) / HOUR)
@@ -219,29 +236,32 @@ def simulate(databases: int, days: int, psl: bool, outage_day: float | None, ste
             else:
                 renewals_issued += 1
                 left = (not_after[db] - now) / DAY
-                min_days_left = min(min_days_left, left)
+                if left < min_days_left:
+                    min_days_left = left
                 if in_outage:
                     outage["min_days_left"] = min(outage["min_days_left"], left)
                 if left < 0:
                     expired += 1
             issued_by[db] = number[ca.name]
             not_after[db] = now + LIFETIME
-            minute = math.ceil(renew_at / MINUTE)
+            minute = ceil(renew_at / MINUTE)
             bucket = renewals.get(minute)
             if bucket is None:
                 renewals[minute] = bucket = []
-                heapq.heappush(minutes, minute)
+                heappush(minutes, minute)
             bucket.append(db)
         for key, req in retry:
-            scheduler.enqueue(key, req, now)
+            enqueue(key, req, now)
         # The next moment anything can happen: a renewal falls due, a slot frees, the outage begins or
         # ends; at most ``step`` ahead (the queue is topped up then).
-        upcoming = [now + step, scheduler.next_slot(now)]
-        if minutes:
-            upcoming.append(minutes[0] * MINUTE)
+        upcoming = min(now + step, scheduler.next_slot(now))
+        if minutes and minutes[0] * MINUTE < upcoming:
+            upcoming = minutes[0] * MINUTE
         if outage_day is not None:
-            upcoming += [t for t in cas[0].down if t > now]
-        now = max(now + 1.0, min(upcoming))
+            for t in (down_from, down_to):
+                if now < t < upcoming:
+                    upcoming = t
+        now = max(now + 1.0, upcoming)
     return {
         "databases": databases,
         "days": days,

@@ -27,20 +27,28 @@ counter (orders, domain), so a new box is never queued behind renewals that coul
 
 Everything takes ``now`` as seconds (a Unix time in the service, virtual time in the fleet simulator,
 ``bench/upstream_fleet_sim.py``, which runs this very module against a simulated CA); the counts live in
-a :class:`Ledger`: SQL in the service (shared by every instance, :mod:`lancert.service.budget`), memory
-in the simulator.
-"""
+a :class:`Ledger`: SQL in the service (shared by every instance, :class:`lancert.service.fallback.SqlLedger`),
+memory in the simulator.
 
+What each step costs (a million databases go through it in the fleet simulator; the service asks it for
+every box that wants a certificate): a check reads at most four counters; a renewal the CA exempts reads
+none and never queues. The queue is one FIFO per kind (deques, a request taken out in the middle is
+dropped lazily) with a Fenwick tree per kind over the tickets, so a request's place (how many ahead of
+it want the same slots) is counted in O(log n), not by walking the queue. An estimate is computed, not
+enumerated: a CA's slots free periodically (each slot, taken as soon as it frees, frees again one window
+later), so the n-th moment a slot frees is ``first[n % allowed] + (n // allowed) * window`` and how many
+free by a time is one bisection; the n-th of several CAs together is a binary search over those counts.
+"""
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from lancert.service.config import UpstreamLimits
 
@@ -74,44 +82,56 @@ class Ledger(Protocol):
 
 
 class MemoryLedger:
-    """A :class:`Ledger` in this process (the simulator, tests): a deque per counter, pruned as read and
-    swept of stale keys every so often, so a million names cost only those spent in the last week."""
+    """A :class:`Ledger` in this process (the simulator, tests): per CA and counter, a dict of key to a
+    sorted list of times, pruned as read and swept of stale keys every so often, so a million names cost
+    only those spent in the last week. A list (about 120 bytes holding one time) rather than a deque
+    (about 650 bytes even empty): at a million databases the deques were most of the simulator's memory."""
 
     SWEEP_EVERY = 200_000
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str, str], deque[float]] = {}
+        self._tables: dict[tuple[str, str], dict[str, list[float]]] = {}
         self._adds = 0
 
+    def _entries(self, ca: str, counter: str, key: str, since: float) -> list[float] | None:
+        table = self._tables.get((ca, counter))
+        if table is None:
+            return None
+        entries = table.get(key)
+        if entries and entries[0] <= since:
+            del entries[: bisect_right(entries, since)]
+        return entries
+
     def times(self, ca: str, counter: str, key: str, since: float) -> Sequence[float]:
-        entries = self._entries.get((ca, counter, key))
-        if not entries:
-            return ()
-        while entries and entries[0] <= since:
-            entries.popleft()
-        return entries  # the deque itself: no copy of up to a window's worth per question
+        return self._entries(ca, counter, key, since) or ()  # the list itself: no copy per question
 
     def count(self, ca: str, counter: str, key: str, since: float) -> int:
-        entries = self._entries.get((ca, counter, key))
-        if not entries:
-            return 0
-        while entries and entries[0] <= since:
-            entries.popleft()
-        return len(entries)
+        entries = self._entries(ca, counter, key, since)
+        return len(entries) if entries else 0
 
     def add(self, ca: str, counter: str, key: str, at: float) -> None:
-        self._entries.setdefault((ca, counter, key), deque()).append(at)
+        table = self._tables.get((ca, counter))
+        if table is None:
+            table = self._tables[(ca, counter)] = {}
+        entries = table.get(key)
+        if entries is None:
+            table[key] = [at]
+        elif not entries or entries[-1] <= at:
+            entries.append(at)
+        else:
+            insort(entries, at)  # oldest first, even after a clock stepped back
         self._adds += 1
         if self._adds % self.SWEEP_EVERY == 0:
             longest = max(WINDOWS.values())
-            self._entries = {k: v for k, v in self._entries.items() if v and v[-1] > at - longest}
+            for where, table in list(self._tables.items()):
+                since = at - WINDOWS.get(where[1], longest)
+                self._tables[where] = {k: v for k, v in table.items() if v and v[-1] > since}
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """One certificate wanted: ``names_key`` identifies the exact name set, ``domain`` its registered
     domain; ``previous_ca``: the CA that issued this name set last (at that CA it is a renewal); ``ari``:
-    that CA's renewal window (ARI) asked for it now."""
+    that CA's renewal window (ARI) asked for it now. (A named tuple: the fleet simulator makes millions.)"""
 
     names_key: str
     domain: str
@@ -132,6 +152,83 @@ class Verdict:
 
 _OK = Verdict(True, 0.0)
 
+# Whose count a counter keeps: the exact name set's, the account's (one key, ""), the registered domain's.
+_NAMES, _ACCOUNT, _DOMAIN = 0, 1, 2
+
+
+class _Cycle:
+    """When a CA's slots of one counter free, assuming each is taken as soon as it frees (what the
+    scheduler does with a queue): slot ``j`` first at ``first[j]`` (sorted, within one window of each
+    other), then every ``window`` after that."""
+
+    __slots__ = ("first", "size", "window")
+
+    def __init__(self, first: list[float], window: float) -> None:
+        self.first = first
+        self.size = len(first)
+        self.window = window
+
+    def nth(self, n: int) -> float:
+        """The n-th (from 0) moment a slot frees."""
+        q, r = divmod(n, self.size)
+        return self.first[r] + q * self.window
+
+    def count(self, until: float) -> int:
+        """How many moments are at or before ``until`` (consistent with :meth:`nth` to the last bit)."""
+        first, window, size = self.first, self.window, self.size
+        if until < first[0]:
+            return 0
+        q = int((until - first[0]) // window)
+        while q > 0 and first[0] + q * window > until:
+            q -= 1
+        while first[0] + (q + 1) * window <= until:
+            q += 1
+        base = q * window
+        j = bisect_right(first, until - base)
+        while j > 0 and first[j - 1] + base > until:
+            j -= 1
+        while j < size and first[j] + base <= until:
+            j += 1
+        return q * size + j
+
+
+class _Both:
+    """A slot that needs one of each of two counters (a new order and one of the domain's certificates):
+    the n-th comes when both have freed their n-th."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: _Cycle, b: _Cycle) -> None:
+        self.a, self.b = a, b
+
+    def nth(self, n: int) -> float:
+        return max(self.a.nth(n), self.b.nth(n))
+
+    def count(self, until: float) -> int:
+        return min(self.a.count(until), self.b.count(until))
+
+
+def _kth(streams: Sequence[_Cycle | _Both], k: int) -> float:
+    """The k-th (from 0) earliest moment of all ``streams`` together (what merging them would give)."""
+    if not streams:
+        return math.inf
+    if len(streams) == 1:
+        return streams[0].nth(k)
+    need = k + 1
+    best = math.inf
+    for stream in streams:
+        # The first of this stream's moments by which at least k + 1 moments (of all) have come.
+        lo, hi = 0, k
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = stream.nth(mid)
+            if sum(s.count(at) for s in streams) >= need:
+                hi = mid
+            else:
+                lo = mid + 1
+        best = min(best, stream.nth(lo))
+    return best
+
 
 class Budget:
     """One CA's limits and health."""
@@ -149,28 +246,51 @@ class Budget:
         self.down_until = 0.0
         self.down_reason = ""
         self._down_streak = 0
-        self._count = getattr(ledger, "count", None)
+        count = getattr(ledger, "count", None)
+        if count is None:
+            def count(ca: str, counter: str, key: str, since: float) -> int:
+                return len(ledger.times(ca, counter, key, since))
+        self._count = count
+
+    @property
+    def limits(self) -> UpstreamLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: UpstreamLimits) -> None:
+        self._limits = limits
+        self._ari_exempt = limits.ari_renewals_exempt
+        self._renewals_exempt = limits.renewals_exempt
+
+        def counter(name: str, limit: int, whose: int) -> tuple[str, int, int, float, tuple[int, ...]]:
+            allowed = tuple(self._allowed(name, limit, priority) for priority in Priority)
+            return name, whose, limit, WINDOWS[name], allowed
+
+        # (counter, whose, limit, window, allowed per priority), in the order they are checked
+        self._own_counters = (
+            counter("names", limits.duplicates_per_week, _NAMES),
+            counter("authfail", limits.auth_failures_per_hour, _NAMES),
+        )
+        self._all_counters = (
+            *self._own_counters,
+            counter("orders", limits.new_orders_per_3h, _ACCOUNT),
+            counter("domain", limits.certs_per_domain_per_week, _DOMAIN),
+        )
 
     # -- limits -------------------------------------------------------------------------------------------
 
     def exempt(self, request: Request) -> bool:
         """A renewal inside this CA's own ARI window, where the CA exempts those from every limit."""
-        return request.ari and request.previous_ca == self.name and self.limits.ari_renewals_exempt
+        return request.ari and request.previous_ca == self.name and self._ari_exempt
 
-    def _counters(self, request: Request) -> list[tuple[str, str, int]]:
-        """(counter, key, limit) that this request spends."""
-        limits = self.limits
-        renewal = request.previous_ca == self.name
-        if renewal and request.ari and limits.ari_renewals_exempt:
-            return []
-        counters = [
-            ("names", request.names_key, limits.duplicates_per_week),
-            ("authfail", request.names_key, limits.auth_failures_per_hour),
-        ]
-        if not (renewal and limits.renewals_exempt):
-            counters.append(("orders", "", limits.new_orders_per_3h))
-            counters.append(("domain", request.domain, limits.certs_per_domain_per_week))
-        return counters
+    def _counters_of(self, request: Request) -> tuple[tuple[str, int, int, float, tuple[int, ...]], ...]:
+        """The counters this request spends (see ``_own_counters``)."""
+        if request.previous_ca == self.name:  # a renewal at this CA
+            if request.ari and self._ari_exempt:
+                return ()
+            if self._renewals_exempt:
+                return self._own_counters
+        return self._all_counters
 
     def _allowed(self, counter: str, limit: int, priority: Priority) -> int:
         if counter in ("orders", "domain"):
@@ -182,40 +302,38 @@ class Budget:
         ``healthy_only=False``: a CA found down still counts (the last resort when none is up)."""
         if healthy_only and now < self.down_until:
             return Verdict(False, self.down_until, self.down_reason, "down")
-        if self.exempt(request):  # the fleet's most common case: no counter to read
+        counters = self._counters_of(request)
+        if not counters:  # the fleet's most common case: a renewal the CA exempts, no counter to read
             return _OK
-        counters = self._counters(request)
-        worst = Verdict(True, now)
-        for counter, key, limit in counters:
-            window = WINDOWS[counter]
-            allowed = self._allowed(counter, limit, request.priority)
+        count, name, priority = self._count, self.name, request.priority
+        worst = _OK
+        for counter, whose, limit, window, allowed_by in counters:
+            key = request.names_key if whose == _NAMES else "" if whose == _ACCOUNT else request.domain
+            allowed = allowed_by[priority]
             since = now - window
-            if self._count is not None:
-                count = self._count(self.name, counter, key, since)
-            else:
-                count = len(self.ledger.times(self.name, counter, key, since))
-            if count < allowed:
+            if count(name, counter, key, since) < allowed:
                 continue
             if allowed <= 0:
                 return Verdict(False, math.inf, f"{counter} limit is 0", counter)
-            times = self.ledger.times(self.name, counter, key, since)
+            times = self.ledger.times(name, counter, key, since)
             frees = times[len(times) - allowed] + window
             if not worst.ok and worst.at >= frees:
                 continue
             worst = Verdict(False, frees, _limit_text(counter, limit), counter)
         return worst
 
+    def competes_kind(self, previous_ca: str | None, ari: bool) -> bool:
+        """Whether requests of this kind spend the CA's shared new-order budget."""
+        return not (previous_ca == self.name and (self._renewals_exempt or (ari and self._ari_exempt)))
+
     def competes(self, request: Request) -> bool:
         """Whether this request spends the CA's shared new-order budget (else only its own counters)."""
-        if self.exempt(request):
-            return False
-        return any(counter == "orders" for counter, _key, _limit in self._counters(request))
+        return self.competes_kind(request.previous_ca, request.ari)
 
     def spend(self, request: Request, now: float) -> None:
-        if self.exempt(request):
-            return
-        for counter, key, _limit in self._counters(request):
+        for counter, whose, _limit, _window, _allowed in self._counters_of(request):
             if counter != "authfail":
+                key = request.names_key if whose == _NAMES else "" if whose == _ACCOUNT else request.domain
                 self.ledger.add(self.name, counter, key, now)
 
     # -- outcomes -----------------------------------------------------------------------------------------
@@ -224,10 +342,9 @@ class Budget:
         self._down_streak = 0
         self.down_until, self.down_reason = 0.0, ""
 
-
     def validation_failed(self, request: Request, now: float) -> None:
         """The CA could not validate this name: its authorization-failure counter, not the CA's health."""
-        if not (request.previous_ca == self.name and request.ari and self.limits.ari_renewals_exempt):
+        if not (request.previous_ca == self.name and request.ari and self._ari_exempt):
             self.ledger.add(self.name, "authfail", request.names_key, now)
 
     def down(self, now: float, reason: str, retry_after: float | None = None) -> None:
@@ -240,37 +357,35 @@ class Budget:
         self.down_until = max(self.down_until, now + delay)
         self.down_reason = reason
 
-    def free_slots(self, priority: Priority, now: float, domain: str | None = None) -> Iterator[float]:
-        """When this CA's new-order slots free for ``priority``, earliest first, assuming every slot is
-        taken as soon as it frees (what the scheduler does with a queue). With ``domain`` (a registered
-        domain that the requests ahead share, a zone not on the PSL) each slot also needs one of that
-        domain's certificates. Endless, unless a limit is 0."""
-        orders = self._slots("orders", "", self.limits.new_orders_per_3h, priority, now)
-        if domain is None:
-            yield from orders
-            return
-        certificates = self._slots("domain", domain, self.limits.certs_per_domain_per_week, priority, now)
-        for at_orders, at_domain in zip(orders, certificates, strict=False):
-            yield max(at_orders, at_domain)
+    def slots(self, priority: Priority, now: float, domain: str | None = None) -> _Cycle | _Both | None:
+        """When this CA's new-order slots free for ``priority``, assuming every slot is taken as soon as
+        it frees (what the scheduler does with a queue), as ``nth``/``count``. With ``domain`` (a
+        registered domain that the requests ahead share, a zone not on the PSL) each slot also needs one of
+        that domain's certificates. None if a limit is 0 (no slot ever)."""
+        orders = self._cycle("orders", "", self._limits.new_orders_per_3h, priority, now)
+        if domain is None or orders is None:
+            return orders
+        certificates = self._cycle("domain", domain, self._limits.certs_per_domain_per_week, priority, now)
+        return None if certificates is None else _Both(orders, certificates)
 
-    def _slots(self, counter: str, key: str, limit: int, priority: Priority, now: float) -> Iterator[float]:
+    def free_slots(self, priority: Priority, now: float, domain: str | None = None) -> Iterator[float]:
+        """The moments of :meth:`slots`, earliest first. Endless, unless a limit is 0."""
+        slots = self.slots(priority, now, domain)
+        if slots is not None:
+            for n in itertools.count():
+                yield slots.nth(n)
+
+    def _cycle(self, counter: str, key: str, limit: int, priority: Priority, now: float) -> _Cycle | None:
         window = WINDOWS[counter]
         allowed = self._allowed(counter, limit, priority)
         if allowed <= 0:
-            return
+            return None
         start = max(now, self.down_until)
-        spent = list(self.ledger.times(self.name, counter, key, now - window))
-        free_now = max(0, allowed - len(spent))
-        for _ in range(free_now):
-            yield start
-        # Each slot frees one window after it was spent, then again one window later, and so on: the
-        # ``allowed`` most recent spends (those free now being taken at ``start``) repeat every window.
-        cycle = sorted(spent[len(spent) - min(len(spent), allowed) :] + [start] * free_now)
-        k = 1
-        while True:
-            for at in cycle:
-                yield max(start, at + window * k)
-            k += 1
+        spent = self.ledger.times(self.name, counter, key, now - window)
+        # Those free now are taken at ``start``; each of the ``allowed`` most recent spends frees one
+        # window after it was spent (not before ``start``); each slot then frees again a window later.
+        recent = list(itertools.islice(spent, max(0, len(spent) - allowed), None))
+        return _Cycle([start] * (allowed - len(recent)) + [max(start, at + window) for at in recent], window)
 
 
 def _limit_text(counter: str, limit: int) -> str:
@@ -282,7 +397,7 @@ def _limit_text(counter: str, limit: int) -> str:
     }[counter]
 
 
-@dataclass
+@dataclass(slots=True)
 class Choice:
     """The scheduler's answer: the CA to order from (``budget``), or none and when to ask again
     (``estimate``, seconds) with each CA's reason (``skipped``: CA name → why not)."""
@@ -298,19 +413,43 @@ class Choice:
 Kind = tuple[int, str | None, bool]  # (priority, previous CA, ARI): requests the CAs count alike
 
 
-@dataclass
 class _Waiting:
-    seq: int
-    key: str
-    request: Request
-    seen: float = 0.0
-    kind: Kind = (0, None, False)
+    __slots__ = ("key", "kind", "request", "seen", "seq")
 
-    def __post_init__(self) -> None:
-        self.kind = (int(self.request.priority), self.request.previous_ca, self.request.ari)
+    def __init__(self, seq: int, key: str, request: Request, seen: float = 0.0) -> None:
+        self.seq = seq  # its ticket: first come, first served within a priority
+        self.key = key  # "" once out of the queue (dropped from its FIFO lazily)
+        self.request = request
+        self.seen = seen
+        self.kind: Kind = (int(request.priority), request.previous_ca, request.ari)
 
     def before(self, other: _Waiting) -> bool:
         return (self.request.priority, self.seq) < (other.request.priority, other.seq)
+
+
+class _Tickets:
+    """The waiting requests of one kind by ticket, as a Fenwick tree: how many hold a ticket below a
+    given one, in O(log n)."""
+
+    __slots__ = ("tree",)
+
+    def __init__(self, size: int) -> None:
+        self.tree = [0] * (size + 1)
+
+    def add(self, seq: int, delta: int) -> None:
+        tree = self.tree
+        i, n = seq + 1, len(tree)
+        while i < n:
+            tree[i] += delta
+            i += i & -i
+
+    def below(self, seq: int) -> int:
+        tree = self.tree
+        total = 0
+        while seq > 0:
+            total += tree[seq]
+            seq &= seq - 1
+        return total
 
 
 class Scheduler:
@@ -318,12 +457,18 @@ class Scheduler:
     a priority, one queue per kind (priority, previous CA, ARI) so that a kind the CAs refuse on a shared
     budget waits as a whole while another kind (a renewal the CA exempts) still goes."""
 
+    MIN_TICKETS = 1024  # tickets are renumbered (the waiting ones from 0) when they run out
+
     def __init__(self, budgets: list[Budget]) -> None:
         self.budgets = budgets
         self._waiting: dict[str, _Waiting] = {}
         self._asked: dict[str, _Waiting] = {}  # those a requester must ask about again (may go stale)
         self._queues: dict[Kind, deque[_Waiting]] = {}
-        self._seq = itertools.count()
+        self._tickets: dict[Kind, _Tickets] = {}
+        self._live: dict[Kind, int] = {}  # waiting requests per kind
+        self._domains: dict[str, int] = {}  # waiting requests per registered domain
+        self._next_seq = 0
+        self._capacity = self.MIN_TICKETS
         self._swept = -math.inf
 
     def choose(self, request: Request, now: float, exclude: frozenset[str] = frozenset()) -> Choice:
@@ -332,7 +477,7 @@ class Scheduler:
         soonest = math.inf
         shared = domain = True
         for budget in self.budgets:
-            if budget.name in exclude:
+            if exclude and budget.name in exclude:
                 continue
             verdict = budget.check(request, now)
             if verdict.ok:
@@ -351,18 +496,83 @@ class Scheduler:
 
     # -- the queue ----------------------------------------------------------------------------------------
 
+    def _drop(self, entry: _Waiting) -> None:
+        """Out of the counts (the caller takes it out of ``_waiting``; its FIFO drops it lazily)."""
+        entry.key = ""
+        kind = entry.kind
+        self._tickets[kind].add(entry.seq, -1)
+        self._live[kind] -= 1
+        domain = entry.request.domain
+        left = self._domains[domain] - 1
+        if left:
+            self._domains[domain] = left
+        else:
+            del self._domains[domain]
+
+    def _renumber(self) -> None:
+        """Tickets from 0 again for those waiting, in their order; room for as many more again."""
+        waiting = sorted(self._waiting.values(), key=lambda w: w.seq)
+        for seq, entry in enumerate(waiting):
+            entry.seq = seq
+        self._next_seq = len(waiting)
+        self._capacity = max(self.MIN_TICKETS, 2 * len(waiting))
+        for queue in self._queues.values():
+            live = [w for w in queue if w.key]
+            queue.clear()
+            queue.extend(live)
+        self._tickets = {kind: _Tickets(self._capacity) for kind in self._queues}
+        for entry in waiting:
+            self._tickets[entry.kind].add(entry.seq, 1)
+
     def _add(self, key: str, request: Request, seen: float) -> _Waiting:
-        old = self._waiting.get(key)
+        old = self._waiting.pop(key, None)
         if old is not None:
-            old.key = ""  # dropped from its queue lazily
-        entry = _Waiting(next(self._seq), key, request, seen)
+            self._drop(old)
+        if self._next_seq >= self._capacity:
+            self._renumber()
+        entry = _Waiting(self._next_seq, key, request, seen)
+        self._next_seq += 1
         self._waiting[key] = entry
         if math.isfinite(seen):
             self._asked[key] = entry
         else:
             self._asked.pop(key, None)
-        self._queues.setdefault(entry.kind, deque()).append(entry)
+        kind = entry.kind
+        queue = self._queues.get(kind)
+        if queue is None:
+            queue = self._queues[kind] = deque()
+            self._tickets[kind] = _Tickets(self._capacity)
+            self._live[kind] = 0
+        queue.append(entry)
+        self._tickets[kind].add(entry.seq, 1)
+        self._live[kind] += 1
+        self._domains[request.domain] = self._domains.get(request.domain, 0) + 1
         return entry
+
+    def _ahead(self, entry: _Waiting, budget: Budget) -> int:
+        """How many waiting before ``entry`` want the same shared slots at ``budget`` (a renewal the CA
+        exempts takes none of theirs)."""
+        priority = entry.kind[0]
+        ahead = 0
+        for kind, live in self._live.items():
+            if not live or kind[0] > priority or not budget.competes_kind(kind[1], kind[2]):
+                continue
+            ahead += live if kind[0] < priority else self._tickets[kind].below(entry.seq)
+        return ahead
+
+    def _shared_domain(self, entry: _Waiting, budget: Budget, ahead: int) -> str | None:
+        """The registered domain of ``entry`` if one of the ``ahead`` shares it (a zone not on the PSL)."""
+        domain = entry.request.domain
+        others = self._domains.get(domain, 0) - 1
+        if not ahead or others <= 0:
+            return None
+        if others == len(self._waiting) - 1:  # every waiting request shares it, those ahead too
+            return domain
+        for w in self._waiting.values():  # boxes of several registered domains: look
+            if w is not entry and w.request.domain == domain and w.before(entry):
+                if budget.competes(w.request):
+                    return domain
+        return None
 
     def ask(self, key: str, request: Request, now: float) -> Choice:
         """A request asked about (again): a CA for it now if one has a slot that nobody ahead of it in
@@ -380,15 +590,9 @@ class Scheduler:
         self._forget_stale(now)
         # Those ahead that want the same shared slots: a renewal the CA exempts takes none of theirs.
         first = choice.budget or self.budgets[0]
-        before = []
-        if first.competes(request):
-            before = [
-                w for w in self._waiting.values()
-                if w is not entry and w.before(entry) and first.competes(w.request)
-            ]
-        ahead = len(before)
+        ahead = self._ahead(entry, first) if first.competes(request) else 0
         # Those ahead of the same registered domain (a zone not on the PSL) share its certificates too.
-        domain = request.domain if any(w.request.domain == request.domain for w in before) else None
+        domain = self._shared_domain(entry, first, ahead)
         if choice.budget is not None and ahead:
             # Free slots go to those ahead first: take one only if there are more than they need.
             spare = self._slots_before(request.priority, now, now, ahead + 1, domain)
@@ -406,24 +610,23 @@ class Scheduler:
         entry = self._waiting.pop(key, None)
         self._asked.pop(key, None)
         if entry is not None:
-            entry.key = ""
+            self._drop(entry)
 
     def waiting(self) -> int:
         return len(self._waiting)
 
+    def _streams(self, priority: Priority, now: float, domain: str | None) -> list[_Cycle | _Both]:
+        return [s for s in (b.slots(priority, now, domain) for b in self.budgets) if s is not None]
+
     def estimate(self, priority: Priority, now: float, ahead: int, domain: str | None = None) -> float:
         """When the request behind ``ahead`` others gets a new-order slot at one of the CAs (``domain``:
-        a registered domain all of them share, see :meth:`Budget.free_slots`)."""
-        merged = heapq.merge(*(b.free_slots(priority, now, domain) for b in self.budgets))
-        for at in itertools.islice(merged, ahead, ahead + 1):
-            return at
-        return math.inf
+        a registered domain all of them share, see :meth:`Budget.slots`)."""
+        return _kth(self._streams(priority, now, domain), ahead)
 
     def _slots_before(
         self, priority: Priority, now: float, until: float, most: int, domain: str | None = None
     ) -> int:
-        merged = heapq.merge(*(b.free_slots(priority, now, domain) for b in self.budgets))
-        return sum(1 for at in itertools.islice(merged, most) if at <= until)
+        return min(most, sum(s.count(until) for s in self._streams(priority, now, domain)))
 
     def _forget_stale(self, now: float) -> None:
         if now - self._swept < 60.0:
@@ -463,24 +666,28 @@ class Scheduler:
             if best is None:
                 break
             kind = best.kind
-            queue = self._queues[kind]
-            queue.popleft()
-            if (kind, best.request.domain) in full:
+            self._queues[kind].popleft()
+            request = best.request
+            if full and (kind, request.domain) in full:
                 deferred.setdefault(kind, []).append(best)
                 continue
-            choice = self.choose(best.request, now)
+            choice = self.choose(request, now)
             if choice.budget is None:
                 deferred.setdefault(kind, []).append(best)
                 if choice.shared_block:
                     blocked.add(kind)
                 elif choice.domain_block:
-                    full.add((kind, best.request.domain))
+                    if self._domains.get(request.domain) == len(self._waiting):
+                        blocked.add(kind)  # every one waiting shares that domain (a zone not on the PSL)
+                    else:
+                        full.add((kind, request.domain))
                 continue
-            del self._waiting[best.key]
-            self._asked.pop(best.key, None)
-            key, best.key = best.key, ""
-            choice.budget.spend(best.request, now)
-            yield key, best.request, choice.budget
+            key = best.key
+            del self._waiting[key]
+            self._asked.pop(key, None)
+            self._drop(best)
+            choice.budget.spend(request, now)
+            yield key, request, choice.budget
         for kind, entries in deferred.items():
             self._queues[kind].extendleft(reversed(entries))
 
