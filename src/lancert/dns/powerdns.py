@@ -111,6 +111,10 @@ def _conninfo(url: URL) -> str:
 _LUA = r"""-- Written by `lancert dns powerdns` for the zone ZONE_TEXT (see lancert.dns.powerdns): every
 -- answer is computed here as lancert's embedded server computes it; challenge TXT records and the CAA
 -- issuers come from lancert's database, re-read at most every REFRESH seconds while queries come in.
+-- LuaJIT's trace compiler off: called from C once a query, with a different name each time, the
+-- script kept growing side traces (hundreds in 3 s) and compiling them, until LuaJIT gave up and fell
+-- back to the interpreter; interpreted throughout it costs less (lancert.dns.powerdns).
+if jit then jit.off() end
 local ffi = require("ffi")
 local driver = require(DRIVER)
 ffi.cdef[[
@@ -130,12 +134,15 @@ for label in ZONE:gmatch("[^.]+") do ZONE_LABELS[#ZONE_LABELS + 1] = label end
 local DEPTH = #ZONE_LABELS
 local ANSWER_TTL, TXT_TTL, NEGATIVE_TTL = ANSWER_TTL_VALUE, TXT_TTL_VALUE, NEGATIVE_TTL_VALUE
 local REFRESH, MAX_STALENESS = REFRESH_VALUE, MAX_STALENESS_VALUE
-local SOA = SOA_STRING
-local NS_TYPE, NS_ADDRESS = NS_TYPE_STRING, NS_ADDRESS_STRING
+local SOA_CONTENT = SOA_STRING
+local NS_TYPE, NS_ADDRESS = NS_TYPE_CODE, NS_ADDRESS_STRING
 local FIXED_CAA = FIXED_CAA_TABLE  -- nil: the issuers the service stored
 local CHALLENGE = "_acme-challenge"
-local ANY, ENT = 255, 0
-local CODES = { A = 1, NS = 2, SOA = 6, TXT = 16, AAAA = 28, CAA = 257 }
+local ENT, A, NS, SOA, TXT, AAAA, ANY, CAA = 0, 1, 2, 6, 16, 28, 255, 257
+local SUFFIX, APEX = "." .. ZONE .. ".", ZONE .. "."
+local SUFFIX_LEN = #SUFFIX
+local MAX_DEPTH = 3  -- no name more than 3 labels below the apex has records
+local byte, sub, find, lower, gsub = string.byte, string.sub, string.find, string.lower, string.gsub
 
 -- The database ------------------------------------------------------------------------------------
 local env = driver[DRIVER_NAME]()
@@ -192,50 +199,86 @@ local function refresh()
 end
 
 -- Names ---------------------------------------------------------------------------------------------
+-- Every query that misses PowerDNS's caches runs this code, so it is written for LuaJIT's compiler:
+-- byte loops and plain string.find (compiled), never Lua patterns (find with a pattern, match, gmatch,
+-- gsub run in the interpreter), and the whole name as one string (DNSName:toString) rather than a
+-- table of labels built by PowerDNS.
 local function box_label(label)
-  return #label <= 63 and label:find("^[a-z0-9]") ~= nil and label:find("[a-z0-9]$") ~= nil
-    and label:find("[^a-z0-9-]") == nil
-end
-
-local function octet(text)
-  return text:find("^%d%d?%d?$") ~= nil and (text == "0" or text:sub(1, 1) ~= "0") and tonumber(text) <= 255
-end
-
-local function hextets(part)  -- groups of 1-4 hex digits separated by ":", or nil
-  if part == "" then return 0 end
-  local count = 0
-  for group in (part .. ":"):gmatch("(.-):") do
-    if group:find("^%x%x?%x?%x?$") == nil then return nil end
-    count = count + 1
+  local n = #label
+  if n == 0 or n > 63 then return false end
+  for i = 1, n do
+    local c = byte(label, i)
+    if not ((c >= 97 and c <= 122) or (c >= 48 and c <= 57) or (c == 45 and i > 1 and i < n)) then
+      return false
+    end
   end
+  return true
+end
+
+local function octet(text, first, last)  -- text[first..last], decimal digits: 0-255 without leading zeros
+  local n = last - first + 1
+  if n < 1 or n > 3 or (n > 1 and byte(text, first) == 48) then return false end
+  local value = 0
+  for i = first, last do value = value * 10 + byte(text, i) - 48 end
+  return value <= 255
+end
+
+local function hextets(text, first, last)  -- groups of 1-4 hex digits separated by "-": their count, or nil
+  if first > last then return 0 end
+  local count, run = 1, 0
+  for i = first, last do
+    if byte(text, i) == 45 then
+      if run == 0 then return nil end
+      count, run = count + 1, 0
+    else
+      run = run + 1
+      if run > 4 then return nil end
+    end
+  end
+  if run == 0 then return nil end
   return count
 end
 
--- The address a first label spells (lancert.dns.names.address_from_label): type and text, or nil.
+-- The address a first label spells (lancert.dns.names.address_from_label): type code and text, or nil.
 local function address_of(label)
-  local _, dashes = label:gsub("-", "")
-  if dashes == 3 and label:find("^[0-9-]+$") then
-    local a, b, c, d = label:match("^(%d*)-(%d*)-(%d*)-(%d*)$")
-    if octet(a) and octet(b) and octet(c) and octet(d) then
-      return "A", a .. "." .. b .. "." .. c .. "." .. d
+  local n = #label
+  local dashes, decimal, hex = 0, true, true
+  for i = 1, n do
+    local c = byte(label, i)
+    if c == 45 then
+      dashes = dashes + 1
+    elseif c < 48 or c > 57 then
+      decimal = false
+      if c < 97 or c > 102 then hex = false; break end
+    end
+  end
+  if dashes == 3 and decimal then
+    local p1 = find(label, "-", 1, true)
+    local p2 = find(label, "-", p1 + 1, true)
+    local p3 = find(label, "-", p2 + 1, true)
+    if octet(label, 1, p1 - 1) and octet(label, p1 + 1, p2 - 1) and octet(label, p2 + 1, p3 - 1)
+        and octet(label, p3 + 1, n) then
+      return A, sub(label, 1, p1 - 1) .. "." .. sub(label, p1 + 1, p2 - 1) .. "."
+        .. sub(label, p2 + 1, p3 - 1) .. "." .. sub(label, p3 + 1, n)
     end
     return nil
   end
-  if dashes < 2 or label:find("[^0-9a-f-]") then return nil end
-  local text = label:gsub("-", ":")
-  local head, tail = text:match("^(.-)::(.*)$")
-  if head == nil then
-    if hextets(text) ~= 8 then return nil end
+  if dashes < 2 or not hex then return nil end
+  local double = find(label, "--", 1, true)  -- "::", at most once
+  if double == nil then
+    if hextets(label, 1, n) ~= 8 then return nil end
   else
-    if tail:find("::", 1, true) then return nil end
-    local before, after = hextets(head), hextets(tail)
+    if find(label, "--", double + 2, true) then return nil end
+    local before, after = hextets(label, 1, double - 1), hextets(label, double + 2, n)
     if before == nil or after == nil or before + after > 7 then return nil end
   end
-  return "AAAA", text
+  return AAAA, (gsub(label, "-", ":"))
 end
 
+-- Records: type codes (not names, which PowerDNS would look up), the DNSName PowerDNS gave (not a
+-- string to parse again); auth is true unless said otherwise.
 local function record(qname, rtype, ttl, content)
-  return { type = rtype, name = qname, ttl = ttl, content = content, auth = true, domain_id = 1 }
+  return { type = rtype, name = qname, ttl = ttl, content = content, domain_id = 1 }
 end
 
 -- Answers that follow the database carry a scopeMask (the lua2 backend's ECS scope field): PowerDNS
@@ -248,7 +291,7 @@ end
 local function texts(qname, values)
   local out = {}
   for _, value in ipairs(values) do
-    out[#out + 1] = live(record(qname, "TXT", TXT_TTL, '"' .. value:gsub('([\\"])', "\\%1") .. '"'))
+    out[#out + 1] = live(record(qname, TXT, TXT_TTL, '"' .. value:gsub('([\\"])', "\\%1") .. '"'))
   end
   return out
 end
@@ -264,19 +307,19 @@ local function records_of(qname, labels, name)
   local depth = #labels
   if depth == 0 then
     local apex = {
-      record(qname, "SOA", NEGATIVE_TTL, SOA), record(qname, "NS", ANSWER_TTL, "ns." .. ZONE .. "."),
+      record(qname, SOA, NEGATIVE_TTL, SOA_CONTENT), record(qname, NS, ANSWER_TTL, "ns." .. ZONE .. "."),
     }
     local issuers = FIXED_CAA
     if issuers == nil then refresh(); issuers = caa end
     for _, issuer in ipairs(issuers) do
-      local one = record(qname, "CAA", ANSWER_TTL, '0 issue "' .. issuer .. '"')
+      local one = record(qname, CAA, ANSWER_TTL, '0 issue "' .. issuer .. '"')
       apex[#apex + 1] = FIXED_CAA == nil and live(one) or one
     end
     return apex
   end
   if depth == 1 then
     if labels[1] == "ns" then return { record(qname, NS_TYPE, ANSWER_TTL, NS_ADDRESS) } end
-    if box_label(labels[1]) then return { { type = ENT, name = qname, auth = true, domain_id = 1 } } end
+    if box_label(labels[1]) then return { { type = ENT, name = qname, domain_id = 1 } } end
     return nil
   end
   if depth == 3 and labels[1] == CHALLENGE and box_label(labels[3]) then
@@ -289,12 +332,45 @@ local function records_of(qname, labels, name)
     return values and texts(qname, values)
   end
   local rtype, address = address_of(labels[1])
-  if rtype ~= nil then return { record(qname, rtype, ANSWER_TTL, address) } end
+  if rtype ~= nil then return { { type = rtype, name = qname, ttl = ANSWER_TTL, content = address } } end
   refresh()
   if txt[CHALLENGE .. "." .. name] ~= nil then  -- <host>.<label>.<zone> while its challenge is published
-    return { live({ type = ENT, name = qname, auth = true, domain_id = 1 }) }
+    return { live({ type = ENT, name = qname, domain_id = 1 }) }
   end
   return nil
+end
+
+-- The labels below the apex (lower-case, at most MAX_DEPTH: deeper names have no records) and the
+-- name without its final dot, or nil for a name outside the zone.
+local function split(qname)
+  local text = lower(qname:toString())
+  if find(text, "\\", 1, true) then  -- a byte toString escapes (a dot inside a label...): label by label
+    local raw = qname:getRawLabels()
+    local depth = #raw - DEPTH
+    if depth < 0 then return nil end
+    for i = 1, DEPTH do
+      if lower(raw[depth + i]) ~= ZONE_LABELS[i] then return nil end
+    end
+    local labels = {}
+    for i = 1, math.min(depth, MAX_DEPTH) do labels[i] = lower(raw[i]) end
+    if depth > MAX_DEPTH then labels[MAX_DEPTH + 1] = "" end
+    local name = table.concat(labels, ".", 1, #labels)
+    return labels, depth > 0 and (name .. "." .. ZONE) or ZONE
+  end
+  local n = #text
+  if text == APEX then return {}, ZONE end
+  if n <= SUFFIX_LEN or sub(text, n - SUFFIX_LEN + 1) ~= SUFFIX then return nil end
+  local labels, start, stop = {}, 1, n - SUFFIX_LEN  -- the labels below the apex: text[1..stop]
+  while true do
+    local dot = find(text, ".", start, true)
+    if dot > stop then
+      labels[#labels + 1] = sub(text, start, stop)
+      return labels, sub(text, 1, n - 1)
+    end
+    labels[#labels + 1] = sub(text, start, dot - 1)
+    if #labels > MAX_DEPTH then return labels, sub(text, 1, n - 1) end
+    start = dot + 1
+  end
 end
 
 -- The lua2 backend's API (version 2) ----------------------------------------------------------------
@@ -308,23 +384,15 @@ function dns_get_domaininfo(domain)
 end
 
 function dns_lookup(qtype, qname, domain_id, ctx)
-  local raw = qname:getRawLabels()
-  local depth = #raw - DEPTH
-  if depth < 0 then return {} end
-  for i = 1, DEPTH do
-    if raw[depth + i]:lower() ~= ZONE_LABELS[i] then return {} end
-  end
-  local labels = {}
-  for i = 1, depth do labels[i] = raw[i]:lower() end
-  local name = table.concat(labels, ".", 1, depth)
-  name = depth > 0 and (name .. "." .. ZONE) or ZONE
+  local labels, name = split(qname)
+  if labels == nil then return {} end
   local records = records_of(qname, labels, name)
   if records == nil then return {} end
   local code = qtype:getCode()
-  if code == ANY then return records end
+  if code == ANY then return records end  -- what PowerDNS asks (consistent-backends)
   local wanted = {}
   for _, one in ipairs(records) do
-    if CODES[one.type] == code then wanted[#wanted + 1] = one end
+    if one.type == code then wanted[#wanted + 1] = one end
   end
   return wanted
 end
@@ -352,7 +420,7 @@ def _lua_script(layout: PowerDNSLayout, postgres: bool, sqlite_path: str | None,
         "REFRESH_VALUE": str(TXT_REFRESH_INTERVAL),
         "MAX_STALENESS_VALUE": str(TXT_MAX_STALENESS),
         "SOA_STRING": _lua_string(soa),
-        "NS_TYPE_STRING": _lua_string("A" if ns.version == 4 else "AAAA"),
+        "NS_TYPE_CODE": "1" if ns.version == 4 else "28",
         "NS_ADDRESS_STRING": _lua_string(str(ns)),
         "FIXED_CAA_TABLE": fixed,
     }
