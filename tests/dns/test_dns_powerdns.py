@@ -245,19 +245,20 @@ def test_a_flood_of_uncached_ipv6_names_does_not_take_powerdns_down(
                     while sock.recv(4096):
                         pass
     assert sent > 45_000  # the flood: 4 s at 4,500/s
-    # The backlog drains, with a resolver's retry (a query that arrived on a full queue was shed)...
-    name = f"fd00--1.{BOX}.{ZONE}"
-    for _ in range(3):
-        with contextlib.suppress(dns.exception.Timeout):
-            assert answers(dns.query.udp(dns.message.make_query(name, "AAAA"), "127.0.0.1",
-                                         port=powerdns.port, timeout=2)) == ["fd00::1"]
-            break
-    else:
-        raise AssertionError("no answer within 6 s of the flood's end")
-    # ... and then a new name is answered at once.
-    started = time.monotonic()
-    assert answers(ask(powerdns.port, f"fd00--2.{BOX}.{ZONE}", "AAAA")) == ["fd00::2"]
-    assert time.monotonic() - started < 1
+    # The backlogs drain, with a resolver's retries (a query that arrived on a full queue was shed). Each
+    # receiver thread has its own queue and the kernel picks one per source port: in a full CI run on 2
+    # cores beside a second test process, one name was answered and the next, on the other thread, not
+    # within 5 s. So each of two new names gets up to 20 s of 2 s tries; a pdns_server that exited never
+    # answers, however long the wait.
+    for host in ("fd00--1", "fd00--2"):
+        for _ in range(10):
+            with contextlib.suppress(dns.exception.Timeout):
+                query = dns.message.make_query(f"{host}.{BOX}.{ZONE}", "AAAA")
+                answer = dns.query.udp(query, "127.0.0.1", port=powerdns.port, timeout=2)
+                assert answers(answer) == [host.replace("--", "::")]
+                break
+        else:
+            raise AssertionError(f"{host}: no answer within 20 s of the flood's end")
     assert powerdns.proc.poll() is None and _pdns_children(powerdns.proc.pid) == before  # never restarted
 
 
