@@ -7,8 +7,8 @@ Every server gets the same query file (A queries for N distinct ``<ip>.<label>.<
 dnsperf command, one after the other (never two at once), in rounds that rotate the order; figures are
 medians over rounds. Both PowerDNS run one receiver thread per core, each answering itself
 (``distributor-threads=1``, as ``lancert dns powerdns`` writes it); the plain zone keeps PowerDNS's
-default caches (20 s packet cache, 60 s query cache), lancert's has the 1 s its TXT bound allows.
-CPU: user+system seconds of the server's processes (all threads, all worker
+default caches (20 s packet cache, 60 s query cache), lancert's has no packet cache (TXT freshness)
+and a 60 s query cache. CPU: user+system seconds of the server's processes (all threads, all worker
 processes) from /proc over the run, per 1,000 answered queries. dnsperf shares the machine's cores with
 the server, so qps is what one machine does with its load generator on it.
 

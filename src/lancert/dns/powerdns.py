@@ -43,15 +43,32 @@ IPv4 names cost, each receiver thread answers itself so no queue can overflow, t
 crashed server, docs/powerdns.service restarts the guardian), and docs/dns.md shows where a per-source
 limit goes (dnsdist in front, or the host's firewall).
 
-Caches: the answers that follow the database (challenge TXT, a host name while its challenge is
-published, CAA read live) are returned with a scopeMask, which keeps them out of PowerDNS's packet and
-query caches (seen: a value that changes at each lookup shows at each query with both caches at 20 s),
-so they are as fresh as the 0.5 s snapshot; answers that a name does not exist stay at most 1 s in the
-packet cache (``cache-ttl=1``) and never in the query cache, so a new challenge shows within 1.5 s of
-its commit, inside :data:`lancert.dns.TXT_MAX_STALENESS`; the rest never changes and the query cache
-keeps it 60 s, which spares the SOA lookup PowerDNS makes for every query (with the query cache off,
-85-98 µs of CPU per uncached query at a million names instead of 52-60). The packet cache cannot be
-longer: it would keep a challenge name's NXDOMAIN from before its record was written.
+Caches: PowerDNS's packet cache is off (``cache-ttl=0``) and its query cache keeps 60 s what the
+script computes from the name alone. The answers that follow the database (challenge TXT, a host name
+while its challenge is published, CAA read live) carry a scopeMask, which keeps them out of the query
+cache (seen: a value that changes at each lookup shows at each query), and negative lookups are never
+kept (``negquery-cache-ttl=0``); so every answer about a challenge is as fresh as the thread's snapshot,
+at most :data:`TXT_REFRESH_INTERVAL` (0.5 s) plus one read old, inside
+:data:`lancert.dns.TXT_MAX_STALENESS` (2 s). The query cache spares the SOA lookup PowerDNS makes for
+every query (with it off, 85-98 µs of CPU per uncached query at a million names instead of 52-60).
+
+Why no packet cache: it keeps whole responses and nothing marks a negative one as uncacheable (PowerDNS
+4.7 skips the cache only when a record of the response has a scopeMask, and NXDOMAIN or NODATA has none
+from the backend: the SOA comes from the zone's data, an empty non-terminal is not put in the response).
+Its lifetimes count whole seconds of the wall clock (an entry made at second T with ``cache-ttl=1`` is
+served until T+2), so a challenge name asked just before its TXT was committed stayed "no such name" up
+to 2 s from the packet cache alone, then once more from a snapshot read just before the commit, cached
+again: 2.06-2.37 s after the commit, seen by tests/dns/test_dns_powerdns.py
+(``test_a_challenge_answered_nxdomain_just_before_its_txt_is_written_is_served_within_2_s``) with the
+previous ``cache-ttl=1``. A shorter snapshot period cannot fix that (the packet cache alone reaches 2 s),
+nor can a negative TTL of 0 (it would change the answers resolvers cache for every name). Off, the cache
+costs nothing measurable at the counts that matter, where names recur less often than any cache
+lifetime TXT allows: in one run under the bench lock (load 1.0-2.2, dnsperf -c 4, 6 s, 2 rounds,
+medians, q/s as a fraction of a plain-zone PowerDNS in the same run) ``cache-ttl=1`` with the query
+cache at 60 s gave 56% and 74% at 100,000 and 1,000,000 names (26.6 and 40.3 ms of CPU per 1,000
+queries), ``cache-ttl=0`` with it at 60 s 57% and 74% (23.9 and 39.7 ms), and ``cache-ttl=0`` with
+the query cache at 10 s 72% and 50% (19.5 and 43.9 ms; its two rounds at 100,000 spread less, the
+others' from 18 to 31 ms): 60 s kept, it is what the million names need.
 """
 
 from __future__ import annotations
@@ -282,7 +299,8 @@ local function record(qname, rtype, ttl, content)
 end
 
 -- Answers that follow the database carry a scopeMask (the lua2 backend's ECS scope field): PowerDNS
--- keeps such records out of its packet cache and its query cache, so they are as fresh as the snapshot.
+-- keeps such records out of its query cache (the packet cache is off), so they are as fresh as the
+-- snapshot.
 local function live(one)
   one.scopeMask = 32
   return one
@@ -468,13 +486,14 @@ def render(layout: PowerDNSLayout, config_dir: Path) -> tuple[str, str]:
         f"receiver-threads={threads}",
         "distributor-threads=1",
         "reuseport=yes",
-        # A TXT record must show within 2 s of its commit (lancert.dns.TXT_MAX_STALENESS): answers that
-        # follow the database are never cached (scopeMask, in lancert-zone.lua), those that say a name
-        # does not exist stay at most 1 s in the packet cache and never in the query cache (a challenge
-        # name without records is one), and the rest never change: the query cache keeps them 60 s,
-        # which spares the zone's SOA lookup that PowerDNS makes for every query (60 instead of 90 µs
-        # of CPU per uncached query at a million names).
-        "cache-ttl=1",
+        # A TXT record must show within 2 s of its commit (lancert.dns.TXT_MAX_STALENESS): no packet
+        # cache (its whole-second lifetimes kept a challenge name's "no such name" from before the commit
+        # up to 2.4 s, and nothing keeps a negative response out of it); answers that follow the
+        # database are never in the query cache (scopeMask, in lancert-zone.lua), nor are negative
+        # lookups; the rest never changes: the query cache keeps it 60 s, which spares the zone's SOA
+        # lookup that PowerDNS makes for every query (60 instead of 90 µs of CPU per uncached query at
+        # a million names). See the module docstring for the figures.
+        "cache-ttl=0",
         "query-cache-ttl=60",
         "negquery-cache-ttl=0",
         # The zone cache finds the zone without SOA lookups up the name (dns_get_all_domains).
