@@ -144,9 +144,35 @@ def demo_database(data_dir: Path) -> tuple[str, str]:
     return uuid, code
 
 
-def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
+@dataclass
+class LaunchedService:
+    """``service run`` started, not yet waited for: the child, the DNS port it was given, and how much
+    of its log an earlier start had written (a refusal of this start's port is looked for after it)."""
+
+    child: Child
+    dns_port: int
+    logged_before: int
+
+
+def launch_service(data_dir: Path, children: list[Child]) -> LaunchedService:
+    """Start ``service run`` without waiting: ``up`` launches it first, so that its start (the longest
+    of all, and the one the box waits for) runs while ``up`` starts the printer and the POS page."""
+    log_path = data_dir / "logs" / "service.log"
+    dns_port = free_port()
+    logged_before = len(_read(log_path))
+    child = Child.start("the certificate service", [
+        "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
+        "--dns-port", str(dns_port), "--dns-workers", "1", "--acme-port", "0"], log_path,
+        die_with_parent=True)
+    children.append(child)
+    return LaunchedService(child, dns_port, logged_before)
+
+
+def start_service(data_dir: Path, children: list[Child], launched: LaunchedService | None = None
+                  ) -> ServiceInfo:
     """The service on port 0 (HTTP and ACME: it binds them and names them in its ready lines) and DNS on
-    a port picked here, since the DNS port is one number for UDP and TCP that the box is told.
+    a port picked here, since the DNS port is one number for UDP and TCP that the box is told;
+    ``launched`` by :func:`launch_service`, or started now.
 
     A picked port may be taken by another process before the child binds it a second later (about 1
     start of 50 failed with "address already in use"): then the service is started again on a new pick,
@@ -154,17 +180,13 @@ def start_service(data_dir: Path, children: list[Child]) -> ServiceInfo:
     """
     log_path = data_dir / "logs" / "service.log"
     for attempt in range(1, PORT_ATTEMPTS + 1):
-        dns_port = free_port()
-        logged_before = len(_read(log_path))
-        child = Child.start("the certificate service", [
-            "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
-            "--dns-port", str(dns_port), "--acme-port", "0"], log_path, die_with_parent=True)
-        children.append(child)
+        start = launched if launched is not None and attempt == 1 else launch_service(data_dir, children)
+        child, dns_port = start.child, start.dns_port
         try:
             line = child.wait_for("listening on http://")
             break
         except LancertError:
-            said = _read(log_path)[logged_before:]
+            said = _read(log_path)[start.logged_before:]
             if attempt == PORT_ATTEMPTS or not _port_taken(said, dns_port):
                 raise
             children.remove(child)

@@ -119,12 +119,23 @@ def refuse_leftovers(data_dir: Path) -> None:
 @contextlib.contextmanager
 def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
-    from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
+    from lancert.up import stack as provisioned
+    from lancert.up import terminal as payment
 
     refuse_leftovers(data_dir)
     stack = Stack()
     stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
+        children: list[provisioned.Child] = []
+        stack.on_stop(lambda: provisioned.stop_all(children))
+        # The children first, before anything else up does: the service's start is the longest and the
+        # box waits for it; the terminal needs nothing from the others. Both come up while up starts the
+        # printer and the POS page in its own process.
+        terminal_child = payment.launch_terminal(data_dir, children)
+        service_child = provisioned.launch_service(data_dir, children)
+
+        from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
+
         progress(f"receipt printer: ePOS simulator, self-signed certificate, HTTPS on {PRINTER_ADDRESS}")
         printer = start_printer(data_dir / "printer")
         stack.on_stop(printer.stop)
@@ -138,14 +149,8 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         stack.devices.append(Device("POS demo page (shop CA)", pos_page.url, pos_page.trust_file,
                                     facts={"prints_to": printer.epos_url}))
 
-        from lancert.up import stack as provisioned
-        from lancert.up import terminal as payment
-
-        children: list[provisioned.Child] = []
-        stack.on_stop(lambda: provisioned.stop_all(children))
-        terminal_child = payment.launch_terminal(data_dir, children)  # comes up while the service starts
         progress("certificate service: SQLite, internal CA, DNS on 127.0.0.1")
-        service = provisioned.start_service(data_dir, children)
+        service = provisioned.start_service(data_dir, children, service_child)
         stack.notes.append(f"certificate service: {service.url}  (DNS for {service.zone} on "
                            f"127.0.0.1:{service.dns_port})")
         progress("registering the demo database")
