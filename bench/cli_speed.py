@@ -10,7 +10,7 @@ with ``time.perf_counter`` from just before ``Popen`` to its exit; for ``up --ch
 that ends its summary. ``up`` and ``db add`` each use their own data directory per side, prepared by one
 untimed run.
 
-    /work/venv/bin/python bench/cli_speed.py --baseline-src /tmp/base/src [--runs 7]
+    /work/venv/bin/python bench/cli_speed.py --baseline-src /tmp/base/src [--runs 7] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -29,8 +29,14 @@ from pathlib import Path
 SUMMARY_END = "To trust a file in Chrome/Firefox"
 
 
-def _env(src: Path | None) -> dict[str, str]:
+def _env(src: Path | None, bytecode: bool = True) -> dict[str, str]:
+    """The commands' environment. ``bytecode``: as an installed lancert runs (pip compiles every module
+    at install), i.e. without PYTHONDONTWRITEBYTECODE, which this machine's sessions set: with it, every
+    timed process compiled lancert's own modules from source again (the untimed first runs write the
+    caches beside each side's sources, so both sides are timed alike)."""
     env = {**os.environ, "COLUMNS": "200"}
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     if src is not None:
         env["PYTHONPATH"] = str(src)
     return env
@@ -57,8 +63,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-src", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--no-bytecode", action="store_true",
+                        help="keep PYTHONDONTWRITEBYTECODE if set (every process compiles lancert again)")
     options = parser.parse_args()
-    sides = {"baseline": _env(options.baseline_src), "new": _env(None)}
+    bytecode = not options.no_bytecode
+    sides = {"baseline": _env(options.baseline_src, bytecode), "new": _env(None, bytecode)}
+    print(f"bytecode caches: {'written and used' if bytecode else 'as the environment says'}"
+          f" (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r} here)")
     work = Path(tempfile.mkdtemp(prefix="lancert-cli-speed-"))
 
     def db_add(side: str) -> list[str]:

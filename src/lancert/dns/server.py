@@ -370,6 +370,7 @@ class DNSService:
         # Answers by rcode, one slice per worker process, summed by rcode_counts().
         self._counts = [self._context.RawArray("Q", RCODES) for _ in range(workers)]
         self._owners: list[multiprocessing.process.BaseProcess | None] = [None] * workers
+        self._launched: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
 
     @property
     def pids(self) -> list[int]:
@@ -421,9 +422,23 @@ class DNSService:
     def start(self) -> None:
         """Start every worker at once (each spends about a second importing; in turn, N of them would
         delay the service's start by N seconds) and return when they answer over UDP and TCP."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start every worker without waiting for it: a caller with other start-up work (the service
+        building its ACME endpoint) does it while the workers import, then calls :meth:`wait_ready`."""
         try:
-            launched = [self._launch() for _ in range(self.workers)]
-            self.processes.extend(process for process, _ in launched)
+            self._launched = [self._launch() for _ in range(self.workers)]
+            self.processes.extend(process for process, _ in self._launched)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> None:
+        """Return when every launched worker answers over UDP and TCP; stop them all if one does not."""
+        try:
+            launched, self._launched = self._launched, []
             for process, receive in launched:
                 self._await_ready(process, receive)
             if not answers_on(self.spec.host, self.port, self.spec.zone.zone, START_TIMEOUT):
@@ -448,6 +463,9 @@ class DNSService:
 
     def stop(self) -> None:
         self._stopping.set()
+        for _, receive in self._launched:  # launched, never waited for
+            receive.close()
+        self._launched = []
         for process in self.processes:
             if process.is_alive():
                 process.terminate()

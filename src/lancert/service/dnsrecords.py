@@ -17,13 +17,14 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import delete, select
 
 from lancert.dns import TXT_MAX_STALENESS, TxtSourceFactory
 from lancert.service.database import Database
 from lancert.service.models import DnsTxtRecord, ServiceState
+from lancert.service.txtreader import open_txt_reader
 
 STATE_CAA_ISSUERS = "caa_issuers"
 
@@ -53,26 +54,11 @@ def wait_until_visible(added_at: float | None = None) -> None:
     time.sleep(max(0.0, start + TXT_VISIBLE_WITHIN - time.monotonic()))
 
 
-def read_txt_records(database: Database) -> dict[str, list[str]]:
-    """The whole table, name -> values in insertion order (it holds only challenges in flight)."""
-    records: dict[str, list[str]] = {}
-    with database.reading_connection() as connection:
-        rows = connection.execute(
-            select(DnsTxtRecord.name, DnsTxtRecord.value).order_by(DnsTxtRecord.id)
-        )
-        for name, value in rows:
-            records.setdefault(name, []).append(value)
-    return records
-
-
-def _open_txt_reader(url: str) -> functools.partial[Mapping[str, Sequence[str]]]:
-    return functools.partial(read_txt_records, Database(url))
-
-
 def txt_source(url: str) -> TxtSourceFactory:
     """What the DNS workers are given: each opens its own connection to ``url`` (no connection crosses
-    a process boundary) and reads the table through :func:`read_txt_records`."""
-    return functools.partial(_open_txt_reader, url)
+    a process boundary) and reads the table through SQLAlchemy, or on a SQLite file through
+    ``sqlite3`` alone (:mod:`lancert.service.txtreader`: a worker then starts without SQLAlchemy)."""
+    return functools.partial(open_txt_reader, url)
 
 
 def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:

@@ -18,6 +18,7 @@ fail upstream, no order state to keep). No database transaction is open while an
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from cryptography import x509
 from sqlalchemy import Connection, insert
@@ -35,7 +36,7 @@ from lancert.pki import (
 from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.config import OrderPolicy
-from lancert.service.database import Database
+from lancert.service.database import Database, DriverStatement
 from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
@@ -53,7 +54,12 @@ SERIAL_ATTEMPTS = 3
 # successful request). The reads (counters, registry) stay in a separate deferred snapshot before it:
 # one transaction around both would make every request queue for SQLite's single writer lock during the
 # reads and the signing too, and would have to be held across the CSR check and the signature.
-_RECORD = insert(IssuedCertificate.__table__)
+# Through the driver (DriverStatement: every certificate of every front runs it), naming every column
+# but the autoincremented id, issued_at included (no Python-side default is applied there).
+_RECORD = DriverStatement(
+    insert(IssuedCertificate.__table__),
+    column_keys=[c.key for c in IssuedCertificate.__table__.c if c.key != "id"],
+)
 
 
 def record_issued(
@@ -61,8 +67,8 @@ def record_issued(
 ) -> None:
     """Record a certificate in ``issued_certificates`` inside the caller's transaction; a serial seen
     before raises IntegrityError (every front that issues calls this: native, compatible, ACME)."""
-    connection.execute(
-        _RECORD,
+    _RECORD(
+        connection,
         {
             "serial": issued.serial_hex,
             "db_uuid": grant.database.uuid,
@@ -73,6 +79,7 @@ def record_issued(
             "not_before": issued.not_before,
             "not_after": issued.not_after,
             "certificate_pem": pem([issued.leaf]).decode(),
+            "issued_at": datetime.now(UTC),
         },
     )
 

@@ -18,18 +18,19 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lancert.service.database import Database
+from lancert.service.database import Database, DriverStatement
 from lancert.service.errors import RateLimited
 from lancert.service.models import CredentialFailure
 
 # Both counters in one query, built once: this runs before every credential check, successful or not.
-_COUNTS = select(CredentialFailure.scope, CredentialFailure.count).where(
+# Through the driver (DriverStatement): no execution context per request.
+_COUNTS = DriverStatement(select(CredentialFailure.scope, CredentialFailure.count).where(
     CredentialFailure.window_start == bindparam("window"),
     or_(
         and_(CredentialFailure.scope == "ip", CredentialFailure.subject == bindparam("ip")),
         and_(CredentialFailure.scope == "db", CredentialFailure.subject == bindparam("db")),
     ),
-)
+))
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,9 @@ class FailedCredentialLimiter:
         params = {"window": window, "ip": subjects[0][1], "db": subjects[1][1]}
         if connection is None:
             with self.database.reading_connection() as own:
-                rows = own.execute(_COUNTS, params).all()
+                rows = _COUNTS(own, params).all()
         else:
-            rows = connection.execute(_COUNTS, params).all()
+            rows = _COUNTS(connection, params).all()
         counts = {scope: count for scope, count in rows}
         for scope, _subject, limit in subjects:
             if counts.get(scope, 0) >= limit:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from sqlalchemy import Connection, bindparam, select
 
 from lancert.errors import LancertError, UsageError
-from lancert.service.database import Database
+from lancert.service.database import Database, DriverStatement
 from lancert.service.models import RegisteredDatabase
 
 # scrypt cost: 16 MiB and ~30-50 ms per check. Enterprise codes are issued by the provider, not chosen by
@@ -153,8 +153,10 @@ class RegistryRow:
     code_hash: str
 
 
-# Built once: the per-request lookup (Core, not the ORM: no identity map or unit of work needed here).
-_BY_UUID = select(RegisteredDatabase.__table__).where(RegisteredDatabase.uuid == bindparam("uuid"))
+# Built once: the per-request lookup, through the driver (DriverStatement: no ORM, no execution context;
+# every native certificate and every ACME order and finalize reads it).
+_BY_UUID = DriverStatement(
+    select(RegisteredDatabase.__table__).where(RegisteredDatabase.uuid == bindparam("uuid")))
 
 
 class Registry:
@@ -200,9 +202,9 @@ class Registry:
         failed-credential counters)."""
         if connection is None:
             with self.database.reading_connection() as own:
-                row = own.execute(_BY_UUID, {"uuid": uuid}).first()
+                row = _BY_UUID(own, {"uuid": uuid}).first()
         else:
-            row = connection.execute(_BY_UUID, {"uuid": uuid}).first()
+            row = _BY_UUID(connection, {"uuid": uuid}).first()
         return RegistryRow(DatabaseRecord.of(row), row.code_hash) if row is not None else None  # type: ignore[arg-type]
 
     def prepare_for_requests(self) -> None:

@@ -162,8 +162,19 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
     return _AcmeEndpoint(Port("acme", app, listener, ACME_MAX_BODY, acme_too_large, tls=tls), name)
 
 
-def start_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()) -> DNSService:
-    """The zone's DNS workers (``--dns-workers``, default one per core), reading TXT from the database.
+def wait_for_dns(config: ServiceConfig, dns: DNSService) -> None:
+    """Return when the workers :func:`launch_dns` started answer over UDP and TCP."""
+    try:
+        dns.wait_ready()
+    except OSError as exc:
+        raise LancertError(
+            f"cannot listen for DNS on {config.host}:{config.dns_port}: {exc.strerror or exc}"
+        ) from None
+
+
+def launch_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()) -> DNSService:
+    """The zone's DNS workers (``--dns-workers``, default one per core), reading TXT from the database;
+    their sockets bound and the processes started, not yet waited for (:func:`wait_for_dns`).
 
     ``caa_issuers`` become CAA records at the apex: ``config.caa_issuers`` when the operator set them,
     else an upstream ACME issuer's CA identities (its directory's ``meta.caaIdentities``), so that the
@@ -177,7 +188,7 @@ def start_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ())
     )
     try:
         dns = DNSService(spec, config.dns_port, workers=config.dns_workers or os.cpu_count() or 1)
-        dns.start()
+        dns.launch()
     except OSError as exc:
         raise LancertError(
             f"cannot listen for DNS on {config.host}:{config.dns_port}: {exc.strerror or exc}"
@@ -253,12 +264,23 @@ def _serve(
     service = build_service(config, wrap_issuer)
     _check_upstream_account(service.issuer)
     publish_caa(service.database, service.issuer)
-    # Made (and its TLS credential checked) before anything listens: a bad option fails the start cleanly.
-    acme = _acme_endpoint(service) if config.acme_port is not None else None
     dns: DNSService | None = None
     if config.dns_port:
+        # Launched first, waited for after the ACME endpoint is made: the workers' start (a process
+        # each, its imports, the first TXT read) runs beside that work instead of after it.
         caa = config.caa_issuers or tuple(caa_issuers(service.database))
-        dns = start_dns(config, service.identity.zone, caa)
+        dns = launch_dns(config, service.identity.zone, caa)
+    try:
+        # Made (and its TLS credential checked) before the HTTP and ACME ports serve: a bad option
+        # fails the start cleanly (the DNS workers are stopped below).
+        acme = _acme_endpoint(service) if config.acme_port is not None else None
+        if dns is not None:
+            wait_for_dns(config, dns)
+    except BaseException:
+        if dns is not None:
+            dns.stop()
+        raise
+    if dns is not None:
         service.app.state.metrics.set_dns(dns.rcode_counts)
         print(
             f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp, "

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from lancert.errors import LancertError
 from lancert.storage.locks import BOX_LOCK, SERVICE_LOCK, TERMINAL_LOCK, lock_holder
+
+if TYPE_CHECKING:
+    from lancert.up.stack import Child
+    from lancert.up.terminal import PosPairing, RunningTerminal
 
 DEFAULT_DATA_DIR = Path("~/.local/share/lancert/up").expanduser()
 
@@ -116,15 +122,41 @@ def refuse_leftovers(data_dir: Path) -> None:
             f"running; stop {'them' if len(left) > 1 else 'it'} (kill {pids}) and start again")
 
 
+def _terminal_and_pairing(data_dir: Path, children: list[Child], launched: Child
+                          ) -> tuple[RunningTerminal, PosPairing]:
+    """The launched terminal once it answers, and the demo POS's pairing checked against it."""
+    from lancert.up import terminal as payment
+
+    term = payment.start_terminal(data_dir, children, launched)
+    return term, payment.pair_demo_pos(data_dir, term)
+
+
 @contextlib.contextmanager
 def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) -> Iterator[Stack]:
     """Start every device of the demo under ``data_dir``; stop them all on exit."""
-    from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
+    from lancert.up import stack as provisioned
+    from lancert.up import terminal as payment
 
     refuse_leftovers(data_dir)
     stack = Stack()
     stack.notes.append(f"logs: {data_dir / 'logs'} (service.log, box.log, terminal.log)")
     try:
+        children: list[provisioned.Child] = []
+        stack.on_stop(lambda: provisioned.stop_all(children))
+        # The children first, before anything else up does: the service's start is the longest and the
+        # box waits for it; the terminal needs nothing from the others. Both come up while up starts the
+        # printer and the POS page in its own process.
+        terminal_child = payment.launch_terminal(data_dir, children)
+        service_child = provisioned.launch_service(data_dir, children)
+        # The terminal's readiness and the demo POS's pairing check (one mutual-TLS call, about 0.1 s)
+        # need nothing from the other devices: a thread does them while up waits for the service and the
+        # box, instead of after the box.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="up-terminal")
+        stack.on_stop(lambda: pool.shutdown(wait=False, cancel_futures=True))
+        terminal_check = pool.submit(_terminal_and_pairing, data_dir, children, terminal_child)
+
+        from lancert.up.printer import PRINTER_ADDRESS, start_pos_demo, start_printer
+
         progress(f"receipt printer: ePOS simulator, self-signed certificate, HTTPS on {PRINTER_ADDRESS}")
         printer = start_printer(data_dir / "printer")
         stack.on_stop(printer.stop)
@@ -138,14 +170,8 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         stack.devices.append(Device("POS demo page (shop CA)", pos_page.url, pos_page.trust_file,
                                     facts={"prints_to": printer.epos_url}))
 
-        from lancert.up import stack as provisioned
-        from lancert.up import terminal as payment
-
-        children: list[provisioned.Child] = []
-        stack.on_stop(lambda: provisioned.stop_all(children))
-        terminal_child = payment.launch_terminal(data_dir, children)  # comes up while the service starts
         progress("certificate service: SQLite, internal CA, DNS on 127.0.0.1")
-        service = provisioned.start_service(data_dir, children)
+        service = provisioned.start_service(data_dir, children, service_child)
         stack.notes.append(f"certificate service: {service.url}  (DNS for {service.zone} on "
                            f"127.0.0.1:{service.dns_port})")
         progress("registering the demo database")
@@ -164,10 +190,8 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         stack.devices.append(Device("IoT box (provisioned)", url, service.root, connect_ip="127.0.0.1",
                                     problem=problem))
 
-        progress("payment terminal: its own CA, pairing and mutual-TLS API on 127.0.0.1")
-        term = payment.start_terminal(data_dir, children, terminal_child)
-        progress("payment terminal: checking the demo POS's pairing (pairing it on the first run)")
-        pos = payment.pair_demo_pos(data_dir, term)
+        progress("payment terminal: its own CA; the demo POS's pairing (paired on the first run)")
+        term, pos = terminal_check.result()
         facts = {"pairing": pos.state, "pos_id": pos.pos_id, "pos_dir": str(pos.directory)}
         if pos.serial:
             facts["client_cert_serial"] = pos.serial

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lancert.errors import LancertError
-from lancert.pos import PosClient
-from lancert.pos.client import POS_FILE
 from lancert.storage.files import CredentialFiles, read_json, write_json
-from lancert.terminal.device import TerminalState
 from lancert.up.stack import Child, lancert_command
+
+# The POS client and the terminal's state (cryptography, httpx, websockets) are imported where used:
+# ``up`` launches the terminal first of all, before it needs either.
 
 DEMO_POS_ID = "demo-pos"
 TERMINAL_HOST = "127.0.0.1"
@@ -71,6 +71,8 @@ def start_terminal(data_dir: Path, children: list[Child], launched: Child | None
     line = child.wait_for("Details: HTTPS ")
     url = line.split("Details: HTTPS ", 1)[1].split()[0]
     state_dir = data_dir / "terminal"
+    from lancert.terminal.device import TerminalState
+
     return RunningTerminal(url, state_dir, TerminalState(state_dir).ca_dir.root_path)
 
 
@@ -89,6 +91,8 @@ def _setup_code(terminal: RunningTerminal) -> str:
 
 def _status(directory: Path) -> tuple[bool, str, str | None]:
     """One mutual-TLS ``GET /api/v1/status``: (answered with our posId, why, client certificate serial)."""
+    from lancert.pos import PosClient
+
     try:
         with PosClient(directory) as pos:
             serial = format(pos_certificate_serial(directory), "x")
@@ -107,6 +111,8 @@ def pos_certificate_serial(directory: Path) -> int:
 
 def _point_at(directory: Path, url: str) -> bool:
     """Point a stored pairing at the terminal's current address; False when there is no pairing."""
+    from lancert.pos.client import POS_FILE
+
     info = read_json(directory / POS_FILE)
     if not isinstance(info, dict) or "posId" not in info or "terminal" not in info:
         return False
@@ -117,6 +123,8 @@ def _point_at(directory: Path, url: str) -> bool:
 
 def pair_demo_pos(data_dir: Path, terminal: RunningTerminal, pos_id: str = DEMO_POS_ID) -> PosPairing:
     """Reuse the stored pairing when its status call works; otherwise pair (again) with a fresh code."""
+    from lancert.pos import PosClient
+
     directory = data_dir / "pos"
     if _point_at(directory, terminal.url):
         answered, detail, serial = _status(directory)

@@ -15,9 +15,8 @@ was refused before that point is kept refused in this process's memory instead, 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
-import secrets
+import os
 import struct
 import threading
 import time
@@ -51,10 +50,13 @@ class NonceBook:
         self._refused_lock = threading.Lock()
 
     def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._secret, body, hashlib.sha256).digest()[:16]
+        # hmac.digest: the one-shot C function (OpenSSL's HMAC); hmac.new builds a Python HMAC object
+        # with two hash copies per call. Same MAC, a third of the time; every request mints one.
+        return hmac.digest(self._secret, body, "sha256")[:16]
 
     def mint(self) -> str:
-        body = struct.pack(">Q", int(time.time())) + secrets.token_bytes(12)
+        # os.urandom is what secrets.token_bytes calls, through random.SystemRandom's layers.
+        body = struct.pack(">Q", int(time.time())) + os.urandom(12)
         return _b64(body + self._mac(body))
 
     def _genuine(self, raw: bytes) -> bool:
