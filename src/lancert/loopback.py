@@ -51,3 +51,28 @@ def listen_tcp(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
+
+
+def inherited_listener(fd: int, host: str) -> socket.socket:
+    """The listening TCP socket a parent bound and passed down as descriptor ``fd`` (``lancert up``
+    binds the service's HTTP port itself, so the box can be told the URL before the service runs), or a
+    one-line error: it must be a listening TCP socket bound to ``host``, the address the service was
+    told to listen on."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise LancertError(f"--listen-fd {fd}: not an open socket ({exc.strerror or exc})") from None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        bound = sock.getsockname()[0]
+    except OSError as exc:
+        sock.detach()
+        raise LancertError(f"--listen-fd {fd}: not a usable socket ({exc.strerror or exc})") from None
+    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6) or (
+            not listening):
+        sock.detach()
+        raise LancertError(f"--listen-fd {fd}: not a listening TCP socket")
+    if bound != host.strip("[]"):
+        sock.detach()
+        raise LancertError(f"--listen-fd {fd}: bound to {bound}, not to --host {host}")
+    return sock

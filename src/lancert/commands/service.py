@@ -62,6 +62,11 @@ def run(
     port: Annotated[
         int | None, typer.Option("--port", help="HTTP port (default 8470; 0 = any free).")
     ] = None,
+    listen_fd: Annotated[
+        int | None,
+        typer.Option("--listen-fd", help="Serve HTTP on this inherited listening socket (bound to --host "
+                     "by the program that started the service, e.g. lancert up) instead of --port."),
+    ] = None,
     dns_port: Annotated[
         int | None, typer.Option("--dns-port", help="DNS port, UDP+TCP (default 8053; 0 = no DNS).")
     ] = None,
@@ -153,6 +158,8 @@ def run(
 
     if cert_lifetime is not None and cert_days is not None:
         raise UsageError("give --cert-lifetime or --cert-days, not both")
+    if listen_fd is not None and port is not None:
+        raise UsageError("give --port or --listen-fd, not both")
     lifetime = (
         cert_lifetime if cert_lifetime is not None else (f"{cert_days}d" if cert_days is not None else None)
     )
@@ -180,6 +187,7 @@ def run(
             acme_tls_key=acme_tls_key,
         ),
         log_level=log_level,
+        listen_fd=listen_fd,
     )
 
 

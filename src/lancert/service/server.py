@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
-from lancert.loopback import listen_tcp
+from lancert.loopback import inherited_listener, listen_tcp
 from lancert.service import metrics
 from lancert.service.app import create_app, service_too_large
 from lancert.service.authority import Authority
@@ -214,15 +214,21 @@ def _check_upstream_account(issuer: Issuer) -> None:
 
 
 def run_service(
-    config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None, log_level: str = "INFO"
+    config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None, log_level: str = "INFO",
+    listen_fd: int | None = None,
 ) -> None:
     """Serve until interrupted. A start that fails leaves nothing behind: the HTTP port is taken before
     anything is written (a taken port is one ``lancert:`` line, without uvicorn's own ERROR line first),
-    and a data directory this run created is removed again when the service never listened."""
+    and a data directory this run created is removed again when the service never listened.
+
+    ``listen_fd``: serve HTTP on this inherited listening socket instead of binding ``config.port``
+    (``lancert up`` binds it, so that it can tell the box the service's URL before the service runs;
+    connections made meanwhile wait in the socket's backlog instead of being refused)."""
     configure_logging(log_level)
     return_large_blocks()
     created = config.db is None and not config.data_dir.exists()
-    http_socket = listen_tcp(config.host, config.port)
+    http_socket = (listen_tcp(config.host, config.port) if listen_fd is None
+                   else inherited_listener(listen_fd, config.host))
     listened: list[bool] = []
     try:
         # SQLite in the data directory: one service per directory (two made the CA at once, or wrote

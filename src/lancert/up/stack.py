@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,11 +21,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
 from lancert.errors import LancertError
-from lancert.loopback import free_port
+from lancert.loopback import free_port, listen_tcp
 from lancert.storage.files import KEY_MODE, atomic_write, read_json, write_json
 
 START_TIMEOUT = 60.0
@@ -75,6 +77,7 @@ class Child:
     def start(
         cls, name: str, args: list[str], log_path: Path, env: Mapping[str, str] | None = None,
         *, program: Sequence[str] | None = None, die_with_parent: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> Child:
         """Run ``lancert ARGS``; ``program`` replaces ``python -m lancert`` (a test's entry point with
         hooks, tests/lancert_with_hooks.py). ``die_with_parent``: the kernel sends the child SIGTERM
@@ -84,6 +87,7 @@ class Child:
         argv = [*program, *args] if program is not None else lancert_command(*args)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log_file, text=True,
                                 start_new_session=True, env=None if env is None else dict(env),
+                                pass_fds=tuple(pass_fds),
                                 preexec_fn=_die_with(os.getpid()) if die_with_parent else None)
         log_file.close()
         child = cls(name, proc, log_path, [])
@@ -142,9 +146,9 @@ class ServiceInfo:
 def demo_database(data_dir: Path) -> tuple[str, str]:
     """The demo's eligible database: registered once, its code kept (0600) for the box."""
     path = data_dir / "demo-database.json"
-    saved = read_json(path, {})
-    if isinstance(saved, dict) and saved.get("uuid") and saved.get("code"):
-        return str(saved["uuid"]), str(saved["code"])
+    saved = saved_demo_database(data_dir)
+    if saved is not None:
+        return saved
     uuid, code = f"demo-{secrets.token_hex(6)}", secrets.token_urlsafe(18)
     result = subprocess.run(
         lancert_command("service", "db", "add", "--uuid", uuid, "--code", code, "--kind", "production",
@@ -158,50 +162,65 @@ def demo_database(data_dir: Path) -> tuple[str, str]:
 
 @dataclass
 class LaunchedService:
-    """``service run`` started, not yet waited for: the child, the DNS port it was given, and how much
+    """``service run`` started, not yet waited for: the child, its URL (its HTTP socket is bound here and
+    handed down, so the URL is known before the service runs), the DNS port it was given, and how much
     of its log an earlier start had written (a refusal of this start's port is looked for after it)."""
 
     child: Child
+    url: str
+    listener: socket.socket
     dns_port: int
     logged_before: int
 
 
-def launch_service(data_dir: Path, children: list[Child]) -> LaunchedService:
+def launch_service(data_dir: Path, children: list[Child], listener: socket.socket | None = None
+                   ) -> LaunchedService:
     """Start ``service run`` without waiting: ``up`` launches it first, so that its start (the longest
-    of all, and the one the box waits for) runs while ``up`` starts the printer and the POS page."""
+    of all) runs while ``up`` starts the printer, the POS page and a warm box.
+
+    Its HTTP port is bound here (port 0: a free one, no race) and inherited (``--listen-fd``): the URL
+    is known at once, and a client that connects before the service serves waits in the backlog instead
+    of being refused. ``listener``: the one an earlier attempt bound."""
     log_path = data_dir / "logs" / "service.log"
+    listener = listener if listener is not None else listen_tcp("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     dns_port = free_port()
     logged_before = len(_read(log_path))
     child = Child.start("the certificate service", [
-        "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1", "--port", "0",
-        "--dns-port", str(dns_port), "--dns-workers", "1", "--acme-port", "0"], log_path,
-        die_with_parent=True)
+        "service", "run", "--data-dir", str(data_dir / "service"), "--host", "127.0.0.1",
+        "--listen-fd", str(listener.fileno()), "--dns-port", str(dns_port), "--dns-workers", "1",
+        "--acme-port", "0"], log_path, die_with_parent=True, pass_fds=(listener.fileno(),))
     children.append(child)
-    return LaunchedService(child, dns_port, logged_before)
+    return LaunchedService(child, url, listener, dns_port, logged_before)
 
 
 def start_service(data_dir: Path, children: list[Child], launched: LaunchedService | None = None
                   ) -> ServiceInfo:
-    """The service on port 0 (HTTP and ACME: it binds them and names them in its ready lines) and DNS on
-    a port picked here, since the DNS port is one number for UDP and TCP that the box is told;
-    ``launched`` by :func:`launch_service`, or started now.
+    """The service on a port bound here (:func:`launch_service`) and its ACME port on port 0 (it binds
+    it and names it in its ready line), and DNS on a port picked here, since the DNS port is one number
+    for UDP and TCP that the box is told; ``launched`` by :func:`launch_service`, or started now.
 
-    A picked port may be taken by another process before the child binds it a second later (about 1
-    start of 50 failed with "address already in use"): then the service is started again on a new pick,
-    up to :data:`PORT_ATTEMPTS` times.
+    A picked DNS port may be taken by another process before the child binds it a second later (about 1
+    start of 50 failed with "address already in use"): then the service is started again on a new pick
+    (and the same HTTP socket), up to :data:`PORT_ATTEMPTS` times.
     """
     log_path = data_dir / "logs" / "service.log"
-    for attempt in range(1, PORT_ATTEMPTS + 1):
-        start = launched if launched is not None and attempt == 1 else launch_service(data_dir, children)
-        child, dns_port = start.child, start.dns_port
-        try:
-            line = child.wait_for("listening on http://")
-            break
-        except LancertError:
-            said = _read(log_path)[start.logged_before:]
-            if attempt == PORT_ATTEMPTS or not _port_taken(said, dns_port):
-                raise
-            children.remove(child)
+    start = launched if launched is not None else launch_service(data_dir, children)
+    try:
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if attempt > 1:
+                start = launch_service(data_dir, children, start.listener)
+            child, dns_port = start.child, start.dns_port
+            try:
+                line = child.wait_for("listening on http://")
+                break
+            except LancertError:
+                said = _read(log_path)[start.logged_before:]
+                if attempt == PORT_ATTEMPTS or not _port_taken(said, dns_port):
+                    raise
+                children.remove(child)
+    finally:
+        start.listener.close()  # the service holds its own copy; up accepts nothing on it
     url = line.strip().rsplit(" ", 1)[-1]
     zone = next((ln.split(" dns for ", 1)[1].split()[0] for ln in child.lines if " dns for " in ln),
                 "iot.lancert.test")
@@ -252,17 +271,55 @@ def demo_acme_eab(data_dir: Path, uuid: str) -> dict[str, str]:
     return pair
 
 
-def start_box(
-    data_dir: Path, service: ServiceInfo, uuid: str, code: str, children: list[Child]
-) -> dict[str, object]:
-    """Start the box; its state once it answers on both ports (OK, or the error code it hit)."""
-    log_path = data_dir / "logs" / "box.log"
-    dns = f"127.0.0.1:{service.dns_port}"
+def saved_demo_database(data_dir: Path) -> tuple[str, str] | None:
+    """The demo database registered by an earlier run (:func:`demo_database`), if any."""
+    saved = read_json(data_dir / "demo-database.json", {})
+    if isinstance(saved, dict) and saved.get("uuid") and saved.get("code"):
+        return str(saved["uuid"]), str(saved["code"])
+    return None
+
+
+def box_needs_no_service_to_start(data_dir: Path, margin: float = START_TIMEOUT) -> bool:
+    """Whether the box's state says it serves a certificate it will not renew for at least ``margin``
+    seconds: then its start does not call the service (it reads its certificate and serves it), so
+    ``up`` starts it beside the service instead of after it. Any doubt (no state, no certificate, a
+    problem, an unreadable time) answers no: the box then starts once the service answers, as on a
+    first run. The box decides for itself either way; a call it makes early waits in the service's
+    backlog (:func:`launch_service`)."""
+    state = read_json(data_dir / "box" / "state.json", {})
+    if not isinstance(state, dict) or not state.get("https_url") or state.get("problems"):
+        return False
+    try:
+        renew_after = datetime.fromisoformat(str(state["renew_after"]))
+        not_after = datetime.fromisoformat(str(state["not_after"]))
+    except (KeyError, ValueError):
+        return False
+    if renew_after.tzinfo is None or not_after.tzinfo is None:
+        return False
+    soon = datetime.now(UTC) + timedelta(seconds=margin)
+    return renew_after > soon and not_after > soon
+
+
+def launch_box(data_dir: Path, service_url: str, dns_port: int, uuid: str, code: str,
+               children: list[Child]) -> Child:
+    """Start ``box run`` for the service at ``service_url`` without waiting for it."""
+    dns = f"127.0.0.1:{dns_port}"
     child = Child.start("the IoT box", [
-        "box", "run", "--state-dir", str(data_dir / "box"), "--server", service.url, "--db-uuid", uuid,
+        "box", "run", "--state-dir", str(data_dir / "box"), "--server", service_url, "--db-uuid", uuid,
         "--enterprise-code", code, "--host", "127.0.0.1", "--lan-ip", "127.0.0.1", "--http-port", "0",
-        "--https-port", "0", "--resolver", dns, "--zone-dns", dns], log_path, die_with_parent=True)
+        "--https-port", "0", "--resolver", dns, "--zone-dns", dns], data_dir / "logs" / "box.log",
+        die_with_parent=True)
     children.append(child)
+    return child
+
+
+def start_box(
+    data_dir: Path, service: ServiceInfo, uuid: str, code: str, children: list[Child],
+    launched: Child | None = None,
+) -> dict[str, object]:
+    """Start the box (or take the one :func:`launch_box` started); its state once it answers on both
+    ports (OK, or the error code it hit)."""
+    child = launched or launch_box(data_dir, service.url, service.dns_port, uuid, code, children)
     child.wait_for("lancert box:")
     state = read_json(data_dir / "box" / "state.json", {})
     return state if isinstance(state, dict) else {}

@@ -148,6 +148,13 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
         # printer and the POS page in its own process.
         terminal_child = payment.launch_terminal(data_dir, children)
         service_child = provisioned.launch_service(data_dir, children)
+        # A box whose certificate is not due needs nothing from the service to start: it comes up beside
+        # the service (told its URL, known already) instead of after it.
+        early = provisioned.saved_demo_database(data_dir)
+        box_child = None
+        if early is not None and provisioned.box_needs_no_service_to_start(data_dir):
+            box_child = provisioned.launch_box(data_dir, service_child.url, service_child.dns_port,
+                                               *early, children)
         # The terminal's readiness and the demo POS's pairing check (one mutual-TLS call, about 0.1 s)
         # need nothing from the other devices: a thread does them while up waits for the service and the
         # box, instead of after the box.
@@ -181,8 +188,12 @@ def running(data_dir: Path, progress: Callable[[str], None] = lambda _: None) ->
             stack.notes.append(f"ACME directory: {service.acme_directory}  (EAB kid {eab['kid']}, hmac_key "
                                f"{eab['hmac_key']}; names {', '.join(eab.get('names', []))}; map the host to "
                                f"127.0.0.1, trust {service.root})")
+        if box_child is not None and (service.dns_port != service_child.dns_port or (uuid, code) != early):
+            box_child.stop()  # the service was started again on another DNS port: the box must be told
+            children.remove(box_child)
+            box_child = None
         progress("IoT box: obtaining its certificate from the service")
-        box = provisioned.start_box(data_dir, service, uuid, code, children)
+        box = provisioned.start_box(data_dir, service, uuid, code, children, box_child)
         status = str(box.get("status", "?"))
         url = str(box.get("https_url") or f"http://127.0.0.1:{box.get('http_port', '?')}/")
         stack.notes.append(f"IoT box status: {status}; homepage also on http://127.0.0.1:{box.get('http_port')}/")
