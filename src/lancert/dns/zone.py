@@ -158,7 +158,7 @@ class ZoneAnswers:
 
     def answer_parsed(self, packet: bytes, udp: bool = True) -> Answer:
         """:meth:`answer` without its shortcut for address queries: what the shortcut must equal, byte
-        for byte (tests/dns/test_dns_answers.py compares the two)."""
+        for byte (tests/dns/test_dns_shortcut.py compares the two)."""
         header = wire.header_of(packet)
         if header is None or header[1] & wire.QR or (header[1] >> wire.OPCODE_SHIFT) & 0xF:
             return self.answer(packet, udp)

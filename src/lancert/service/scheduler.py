@@ -106,16 +106,7 @@ class MemoryLedger:
         return self._entries(ca, counter, key, since) or ()  # the list itself: no copy per question
 
     def count(self, ca: str, counter: str, key: str, since: float) -> int:
-        # ``_entries`` written out: the budget asks this for every counter of every check.
-        table = self._tables.get((ca, counter))
-        if table is None:
-            return 0
-        entries = table.get(key)
-        if not entries:
-            return 0
-        if entries[0] <= since:
-            del entries[: bisect_right(entries, since)]
-        return len(entries)
+        return len(self._entries(ca, counter, key, since) or ())
 
     def add(self, ca: str, counter: str, key: str, at: float) -> None:
         table = self._tables.get((ca, counter))

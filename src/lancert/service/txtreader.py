@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lancert.service.database import Database
 
-# The table and columns of lancert.service.models.DnsTxtRecord (a test compares them).
-TXT_TABLE = "dns_txt_records"
+# The table and columns of lancert.service.models.DnsTxtRecord: tests/service/test_txt_reader.py reads
+# with it what the service wrote through the model.
 TXT_QUERY = "SELECT name, value FROM dns_txt_records ORDER BY id"
 # As the service's own SQLite connections wait for a lock (PRAGMA busy_timeout=30000).
 BUSY_TIMEOUT = 30.0
