@@ -31,21 +31,39 @@ ALGORITHMS: dict[str, tuple[type[jose.JWK], Any]] = {
     "PS256": (jose.JWKRSA, None),
 }
 _FLATTENED = {"protected", "payload", "signature"}
+# The protected header's members of RFC 8555 6.2, the only ones every client sends. They are decoded one
+# by one with the decoders of josepy's own ``acme.jws.Header`` fields (``alg`` from the registry of
+# algorithms, the nonce's base64url, ``jwk`` into a key); a header with any other member (``x5c``, ``typ``,
+# ``crit``...) goes through the whole ``Header.from_json`` first, which decodes what it knows and refuses
+# ``crit``. Building that Header object for every request cost as much as the ECDSA verification.
+_ACME_MEMBERS = frozenset({"alg", "nonce", "url", "kid", "jwk"})
+_DECODE = {name: acme_jws.Header._fields[name].decode for name in ("alg", "nonce", "jwk")}
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectedHeader:
+    """What a signed request's protected header says, decoded (``nonce``: its bytes)."""
+
+    alg: jose.JWASignature
+    nonce: bytes | None
+    url: str | None
+    kid: str | None
+    jwk: jose.JWK | None
 
 
 @dataclass(frozen=True)
 class SignedRequest:
     """A parsed JWS whose signature is not yet verified (the key may come from the account store).
 
-    Decoded once: the protected header is read and checked by :func:`parse_document`, then turned into
-    josepy's :class:`acme.jws.Header` from that same dict; ``payload`` and ``signature`` are decoded once,
-    and ``signing_input`` is what the signature covers. josepy's own ``JWS.from_json`` would decode the
-    protected header a second time, merge it with an empty unprotected header into a third ``Header``
-    and re-encode header and payload at every ``verify``: 14% of the app's CPU per signed request
-    (``bench/acme_inprocess.py`` under py-spy).
+    Decoded once: the protected header is read and checked by :func:`parse_document`, its members
+    decoded from that same dict; ``payload`` and ``signature`` are decoded once, and ``signing_input``
+    is what the signature covers. josepy's own ``JWS.from_json`` would decode the protected header a
+    second time, merge it with an empty unprotected header into a third ``Header`` and re-encode header
+    and payload at every ``verify``: 14% of the app's CPU per signed request (``bench/acme_inprocess.py``
+    under py-spy).
     """
 
-    header: acme_jws.Header
+    header: ProtectedHeader
     payload: bytes
     signature: bytes
     signing_input: bytes
@@ -117,9 +135,14 @@ def parse_document(document: Any, what: str, algorithms: Mapping[str, object]) -
     if "jwk" in protected and not isinstance(protected["jwk"], dict):
         raise malformed(f"{what}: the protected header's jwk must be a JSON object")
     try:
-        # josepy decodes every member it knows (alg, jwk, the nonce's base64url, x5c...) and refuses
-        # "crit"; the same decoders as in JWS.from_json, run once on the dict checked above.
-        header = acme_jws.Header.from_json(protected)
+        if not _ACME_MEMBERS.issuperset(protected):
+            acme_jws.Header.from_json(protected)  # only for josepy's checks of the other members
+        header = ProtectedHeader(
+            alg=_DECODE["alg"](alg),
+            nonce=_DECODE["nonce"](protected["nonce"]) if "nonce" in protected else None,
+            url=protected.get("url"), kid=protected.get("kid"),
+            jwk=_DECODE["jwk"](protected["jwk"]) if "jwk" in protected else None,
+        )
         payload = jose.decode_b64jose(document["payload"])
         signature = jose.decode_b64jose(document["signature"])
     except Exception as exc:  # josepy's decoders raise more than DeserializationError on odd keys
