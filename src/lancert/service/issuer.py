@@ -76,7 +76,7 @@ class IssuedChain:
 
     @functools.cached_property
     def _pem_texts(self) -> tuple[str, ...]:
-        return tuple(pem([certificate]).decode() for certificate in self.chain)
+        return (pem([self.leaf]).decode(), *(_ca_pem(certificate) for certificate in self.chain[1:]))
 
     @property
     def leaf_pem(self) -> str:
@@ -92,6 +92,12 @@ class IssuedChain:
 
     def chain_pem(self) -> str:
         return "".join(self._pem_texts)
+
+
+@functools.lru_cache(maxsize=16)
+def _ca_pem(certificate: x509.Certificate) -> str:
+    """The PEM text of a CA certificate above a leaf: the same few for every chain an issuer hands out."""
+    return pem([certificate]).decode()
 
 
 class IssuanceFailed(LancertError):
@@ -152,6 +158,8 @@ class InternalCAIssuer:
     def __init__(self, ca: CertificateAuthority, lifetime: timedelta) -> None:
         self.ca = ca
         self.lifetime = lifetime
+        # What every chain carries after its leaf, assembled once (served_chain compares names).
+        self._above_leaf = served_chain(ca.certificate, ca.chain)[1:]
 
     def root_certificates(self) -> list[x509.Certificate]:
         return [self.ca.root]
@@ -160,7 +168,7 @@ class InternalCAIssuer:
         self, csr: x509.CertificateSigningRequest, names: SubjectNames
     ) -> IssuedChain:
         leaf = self.ca.issue_for_csr(csr, TLS_SERVER, names=names, validity=self.lifetime)
-        return IssuedChain(served_chain(leaf, self.ca.chain))
+        return IssuedChain((leaf, *self._above_leaf))
 
 
 class ZoneMismatch(LancertError):
