@@ -137,11 +137,7 @@ class EabKeys:
             raise unauthorized("unknown external account key id")
         if row.revoked_at is not None:
             raise unauthorized("this external account key was revoked; ask for a new one")
-        try:
-            valid = signed.jws.verify(jose.JWKOct(key=jose.b64decode(row.hmac_key)))
-        except Exception:
-            valid = False
-        if not valid:
+        if not signed.signed_by(jose.JWKOct(key=jose.b64decode(row.hmac_key))):
             raise malformed("externalAccountBinding's MAC does not verify")
         payload = signed.payload_json()
         try:
