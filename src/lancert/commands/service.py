@@ -11,7 +11,13 @@ import typer
 from lancert.errors import LancertError, UsageError
 from lancert.logs import LogLevel, LogLevelOption
 from lancert.service.config import DEFAULT_DATA_DIR, ServiceConfig, load_config
-from lancert.service.registry import DatabaseKind, DatabaseRecord, Registry, SubscriptionStatus
+from lancert.service.registry import (
+    DatabaseKind,
+    DatabaseRecord,
+    Registry,
+    SubscriptionStatus,
+    start_making_dummy_hash,
+)
 
 app = typer.Typer(help="The certificate service for IoT boxes (provider side).", no_args_is_help=True)
 db_app = typer.Typer(
@@ -154,12 +160,14 @@ def run(
 
     With --issuer acme, certificates come from the ACME CA, proven by DNS-01 through this service's
     own DNS (the zone must be delegated to it)."""
-    from lancert.service.server import run_service
-
     if cert_lifetime is not None and cert_days is not None:
         raise UsageError("give --cert-lifetime or --cert-days, not both")
     if listen_fd is not None and port is not None:
         raise UsageError("give --port or --listen-fd, not both")
+    # Beside the server's imports below, on another core (the registry's comparison hash, one scrypt).
+    start_making_dummy_hash()
+    from lancert.service.server import run_service
+
     lifetime = (
         cert_lifetime if cert_lifetime is not None else (f"{cert_days}d" if cert_days is not None else None)
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import httpx
 import typer
 
 from lancert.errors import LancertError
@@ -76,6 +75,10 @@ def _screen(state_dir: Path) -> dict[str, Any]:
 
 
 def _screen_request(state_dir: Path, method: str, path: str) -> dict[str, Any]:
+    # httpx (~0.1-0.25 s to import here) only for this client of the screen: 'terminal run', which
+    # 'lancert up' waits for, never calls it.
+    import httpx
+
     info = _screen(state_dir)
     try:
         response = httpx.request(method, str(info["screen"]).rstrip("/") + path,

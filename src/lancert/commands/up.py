@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from lancert.up.lock import data_dir_lock
 from lancert.up.system import DEFAULT_DATA_DIR, Verdict, padlock, running
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.status import Status
+
+
+class _Progress:
+    """The console and its spinner, made at the first progress message: rich (~30 ms to import) then
+    loads after ``up`` has launched its children, which :func:`running` does before its first message,
+    instead of delaying that launch (the service's start is the longest path to the summary)."""
+
+    def __init__(self, shown: contextlib.ExitStack, *, stderr: bool) -> None:
+        self._shown = shown
+        self._stderr = stderr
+        self._console: Console | None = None
+        self._status: Status | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def update(self, message: str) -> None:
+        if self._status is None:
+            self._status = self._shown.enter_context(self.console.status(message))
+        else:
+            self._status.update(message)
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
 
 
 def _summary(console: Console, verdicts: list[Verdict], notes: list[str]) -> None:
@@ -64,13 +98,14 @@ def up(
 
     Runs until Ctrl-C; with --check it exits after the summary: 0 when every device shows a padlock.
     """
-    console = Console(stderr=as_json)
     # The lock comes first: nothing under data_dir is touched while another up holds it.
-    with data_dir_lock(data_dir), console.status("starting…") as status, \
-            running(data_dir, lambda msg: status.update(msg)) as stack:
+    with data_dir_lock(data_dir), contextlib.ExitStack() as shown:
+        status = _Progress(shown, stderr=as_json)
+        stack = shown.enter_context(running(data_dir, status.update))
         status.update("checking padlocks…")
         verdicts = [padlock(d) for d in stack.devices]
         status.stop()
+        console = status.console
         if as_json:
             typer.echo(json.dumps([{"device": v.device.name, "url": v.device.url,
                                     "trust_file": str(v.device.trust_file), "padlock": v.padlock,

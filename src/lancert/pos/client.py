@@ -24,13 +24,12 @@ import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from websockets.exceptions import WebSocketException
 
 from lancert.errors import LancertError
 from lancert.pki import (
@@ -45,9 +44,14 @@ from lancert.pki import (
     verify_client_chain,
 )
 from lancert.pki.keys import public_key_matches
-from lancert.pos.websocket import PosWebSocket
 from lancert.storage.files import Credential, CredentialFiles, read_json, write_certificates, write_json
 from lancert.wire.pairing import check_pos_id, pos_id_of
+
+if TYPE_CHECKING:
+    from lancert.pos.websocket import PosWebSocket
+
+# websockets (with its asyncio client, ~45 ms) is imported by the two methods that speak WSS: 'lancert
+# up' checks its POS's pairing with one HTTPS call and never needs it.
 
 POS_FILE = "pos.json"
 CA_FILE = "ca.pem"
@@ -236,6 +240,10 @@ class PosClient:
 
     @staticmethod
     def _pair_over_websocket(url: str, body: dict[str, str], ctx: ssl.SSLContext) -> bytes:
+        from websockets.exceptions import WebSocketException
+
+        from lancert.pos.websocket import PosWebSocket
+
         try:
             with PosWebSocket(url, ssl_context=ctx, timeout=TIMEOUT, max_size=MAX_BUNDLE_BYTES) as ws:
                 ws.send(json.dumps(body))
@@ -288,6 +296,8 @@ class PosClient:
         """The API over WSS with this POS's certificate; use as a context manager. Every wait is bounded
         (30 s): it runs on websockets' asyncio client, never on its threaded one, which can hang for good
         against a terminal that sends TLS 1.3 session tickets (:mod:`lancert.pos.websocket`)."""
+        from lancert.pos.websocket import PosWebSocket
+
         return PosWebSocket(_ws_url(self.url(path_or_url)), ssl_context=self._ssl, timeout=TIMEOUT,
                             max_size=MAX_BUNDLE_BYTES)
 

@@ -3,6 +3,9 @@
 Hostile-input rules live here once: the 413 of the port's 64 KiB body cap (counted on the raw stream by
 the serving layer, not trusting Content-Length), every error as ``{"error": {...}}`` with the status
 from :data:`lancert.service.errors.HTTP_STATUS`, and a catch-all that answers 500 without a traceback.
+
+The native call, the one request every box makes, is served by :class:`NativeLane` in front of FastAPI's
+stack (:class:`ServiceApp`); whatever the lane does not take goes through FastAPI as before.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette._exception_handler import _lookup_exception_handler
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lancert.pki import pem
 from lancert.service import requestlog
@@ -47,6 +53,8 @@ from lancert.wire.provisioning import (
 )
 
 log = logging.getLogger("lancert.service")
+
+NATIVE_PATH = "/api/v1/certificates"
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 403, 413, 424, 429, 500)
@@ -98,8 +106,107 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(f"invalid field {field!r}: {first.get('msg', 'invalid value')}", field=field)
 
 
-def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
-    app = FastAPI(
+def native_answer(answer: CertificateResponse) -> Response:
+    """The 200 of the native call. The answer is a CertificateResponse its constructor already
+    validated: serialized once here, since FastAPI would validate it again against the response model
+    before encoding it (a fifth of the framework's share of a certificate). The response model stays on
+    the route for the API's schema."""
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+class ServiceApp(FastAPI):
+    """The service's FastAPI app, with :class:`NativeLane` taking ``POST /api/v1/certificates`` before
+    FastAPI's own stack; every other request (and every native one the lane declines) is FastAPI's."""
+
+    native_lane: NativeLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.native_lane
+        if (lane is not None and scope["type"] == "http" and scope["path"] == NATIVE_PATH
+                and scope["method"] == "POST" and not scope.get("root_path") and not self.root_path):
+            scope["app"] = self
+            await lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class NativeLane:
+    """The native call without FastAPI's layers, for the request every box makes: its body validated
+    once (:meth:`CertificateRequest.model_validate_json` on the raw bytes), the handler run in the same
+    worker-thread pool (:func:`run_in_threadpool`, anyio's limiter), the answer of :func:`native_answer`,
+    and an exception answered by the handler FastAPI would pick for it (the app's own table, looked up
+    as Starlette does), so refusals, 503s and 500s are the same answers and log lines.
+
+    Why: py-spy on the service under 4 native clients put FastAPI's part of a certificate (its
+    middleware, routing, exit stacks, telemetry hooks, dependency solving, JSON parsing into Python
+    objects, then the model's validation of those) beside what ``GET /healthz`` pays for the same layers;
+    none of it is a check the model does not already make.
+
+    Only a body whose Content-Type is ``application/json`` and that the model accepts is served here:
+    anything else (malformed JSON, a missing or ill-typed field, another media type, a body in UTF-16,
+    which :func:`json.loads` reads and the JSON parser of pydantic does not) is replayed into FastAPI's
+    route, which answers it exactly as before (its 400 forms with the field named). The body cap is the
+    serving layer's, in front of this (:class:`lancert.serving.ports.BodyLimit`). Not a second handler:
+    both paths call :meth:`Provisioner.native` and answer with :func:`native_answer`.
+    """
+
+    def __init__(self, app: FastAPI, provisioner: Provisioner) -> None:
+        self.app = app
+        self.provisioner = provisioner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # nobody is left to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        request = _native_request(scope, body)
+        if request is None:
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await FastAPI.__call__(self.app, scope, replay, send)
+            return
+        client = scope.get("client")  # the peer, as _source_ip reads it
+        try:
+            answer = await run_in_threadpool(self.provisioner.native, request,
+                                             client[0] if client else "unknown")
+        except Exception as exc:
+            # The app registers a handler for Exception itself, so there always is one. Unlike
+            # Starlette's outermost middleware, nothing is raised again after a 500 is answered: the
+            # handler already logged the traceback once.
+            handler: Any = _lookup_exception_handler(self.app.exception_handlers, exc)
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
+        await native_answer(answer)(scope, receive, send)
+
+
+def _native_request(scope: Scope, body: bytes) -> CertificateRequest | None:
+    """The request if :class:`NativeLane` may serve it (a JSON body the model accepts), else None."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            if value.split(b";", 1)[0].strip().lower() != b"application/json":
+                return None
+            try:
+                return CertificateRequest.model_validate_json(body)
+            except ValidationError:
+                return None
+    return None
+
+
+def create_app(provisioner: Provisioner, issuer: Issuer) -> ServiceApp:
+    app = ServiceApp(
         title="lancert certificate service",
         version="1",
         description="Certificates for IoT boxes under a managed zone. See /docs.",
@@ -183,14 +290,12 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
             raise NotFound("this service issues through a public CA whose roots browsers already hold")
         return Response(pem(roots), media_type="application/x-pem-file")
 
-    @app.post("/api/v1/certificates", response_model=CertificateResponse, responses=ERROR_RESPONSES)
+    @app.post(NATIVE_PATH, response_model=CertificateResponse, responses=ERROR_RESPONSES)
     def issue_certificate(body: CertificateRequest, request: Request) -> Response:
         """Issue ``*.<box-label>.<zone>`` for the box's CSR, if its database is eligible."""
-        # The answer is a CertificateResponse its constructor already validated: serialized once here,
-        # since FastAPI would validate it again against the response model before encoding it (a fifth
-        # of the framework's share of a certificate). The response model stays for the API's schema.
-        answer = provisioner.native(body, _source_ip(request))
-        return Response(answer.model_dump_json(), media_type="application/json")
+        # Most of these calls are served by app.native_lane before FastAPI sees them; this route is the
+        # API's schema and serves the requests the lane declines.
+        return native_answer(provisioner.native(body, _source_ip(request)))
 
     @app.post(COMPATIBLE_PATH, response_model=CompatibleResponse, responses=COMPATIBLE_RESPONSES)
     def odoo_iot_x509(body: CompatibleRequest, request: Request) -> Response:
@@ -209,6 +314,7 @@ def create_app(provisioner: Provisioner, issuer: Issuer) -> FastAPI:
             return compatible_refusal(refusal, body.id)
         return compatible_certificate(answer)
 
+    app.native_lane = NativeLane(app, provisioner)
     return app
 
 

@@ -8,6 +8,7 @@ box's label, and whether the names a CSR asks for lie inside the box's own subdo
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class Grant:
     def hostname_pattern(self) -> str:
         return f"*.{self.box_label}.{self.zone}"
 
-    @property
+    @functools.cached_property
     def names(self) -> SubjectNames:
         """What the certificate covers: the whole subdomain, so a new DHCP address keeps it valid."""
         return SubjectNames.parse(dns=[self.hostname_pattern])
@@ -81,6 +82,10 @@ def box_label(label_secret: bytes, db_uuid: str, box_id: str | None) -> str:
 
 
 class Authority:
+    # Labels already derived, per (database, box): an HMAC and a base32 encoding per request otherwise
+    # (a label is no secret, it is in the box's DNS names). Emptied when full: a bound, not an LRU.
+    LABEL_CACHE_SIZE = 10_000
+
     def __init__(
         self, registry: Registry, limiter: FailedCredentialLimiter, *, zone: str, label_secret: bytes
     ) -> None:
@@ -89,9 +94,17 @@ class Authority:
         self.limiter = limiter
         self.zone = zone
         self._label_secret = label_secret
+        self._labels: dict[tuple[str, str | None], str] = {}
 
     def box_label(self, db_uuid: str, box_id: str | None) -> str:
-        return box_label(self._label_secret, db_uuid, box_id)
+        key = (db_uuid, box_id)
+        label = self._labels.get(key)
+        if label is None:
+            label = box_label(self._label_secret, db_uuid, box_id)
+            if len(self._labels) >= self.LABEL_CACHE_SIZE:
+                self._labels.clear()
+            self._labels[key] = label
+        return label
 
     def _guess(self, db_uuid: str, enterprise_code: str) -> str:
         """What identifies one guess for the rate limit, keyed so the stored digest reveals no code."""

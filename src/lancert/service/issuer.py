@@ -11,6 +11,7 @@ The root's key stays in the creating instance's data directory only: issuing nev
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,21 +56,31 @@ class IssuedChain:
     issued_by: str | None = None
     skipped: tuple[str, ...] = ()
 
+    # The leaf's values and PEM text, each read from the certificate once: the record, the log line and
+    # the answer of every certificate use them (cryptography parses and encodes again on every access).
     @property
     def leaf(self) -> x509.Certificate:
         return self.chain[0]
 
-    @property
+    @functools.cached_property
     def serial_hex(self) -> str:
         return format(self.leaf.serial_number, "x")
 
-    @property
+    @functools.cached_property
     def not_before(self) -> datetime:
         return self.leaf.not_valid_before_utc
 
-    @property
+    @functools.cached_property
     def not_after(self) -> datetime:
         return self.leaf.not_valid_after_utc
+
+    @functools.cached_property
+    def _pem_texts(self) -> tuple[str, ...]:
+        return (pem([self.leaf]).decode(), *(_ca_pem(certificate) for certificate in self.chain[1:]))
+
+    @property
+    def leaf_pem(self) -> str:
+        return self._pem_texts[0]
 
     @property
     def renew_after(self) -> datetime:
@@ -80,7 +91,13 @@ class IssuedChain:
         return self.not_before + (self.not_after - self.not_before) * 2 / 3
 
     def chain_pem(self) -> str:
-        return pem(list(self.chain)).decode()
+        return "".join(self._pem_texts)
+
+
+@functools.lru_cache(maxsize=16)
+def _ca_pem(certificate: x509.Certificate) -> str:
+    """The PEM text of a CA certificate above a leaf: the same few for every chain an issuer hands out."""
+    return pem([certificate]).decode()
 
 
 class IssuanceFailed(LancertError):
@@ -141,6 +158,8 @@ class InternalCAIssuer:
     def __init__(self, ca: CertificateAuthority, lifetime: timedelta) -> None:
         self.ca = ca
         self.lifetime = lifetime
+        # What every chain carries after its leaf, assembled once (served_chain compares names).
+        self._above_leaf = served_chain(ca.certificate, ca.chain)[1:]
 
     def root_certificates(self) -> list[x509.Certificate]:
         return [self.ca.root]
@@ -149,7 +168,7 @@ class InternalCAIssuer:
         self, csr: x509.CertificateSigningRequest, names: SubjectNames
     ) -> IssuedChain:
         leaf = self.ca.issue_for_csr(csr, TLS_SERVER, names=names, validity=self.lifetime)
-        return IssuedChain(served_chain(leaf, self.ca.chain))
+        return IssuedChain((leaf, *self._above_leaf))
 
 
 class ZoneMismatch(LancertError):

@@ -31,7 +31,6 @@ from lancert.pki import (
     SubjectNames,
     csr_names,
     load_csr,
-    pem,
 )
 from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
@@ -78,7 +77,7 @@ def record_issued(
             "issuer": issuer,
             "not_before": issued.not_before,
             "not_after": issued.not_after,
-            "certificate_pem": pem([issued.leaf]).decode(),
+            "certificate_pem": issued.leaf_pem,
             "issued_at": datetime.now(UTC),
         },
     )
@@ -185,10 +184,10 @@ class Provisioner:
                 grant, csr, style=front, names=names, deadline=deadline, source_ip=source_ip,
                 also_record=also_record,
             )
-        issued = self._issue_and_record(
-            grant, csr, names or grant.names, style=front, also_record=also_record
-        )
-        requestlog.issued(grant, issued, style=front, source_ip=source_ip)
+        signed = names or grant.names
+        issued = self._issue_and_record(grant, csr, signed, style=front, also_record=also_record)
+        # The issuer signs exactly the names it is given (Issuer.issue_server_certificate).
+        requestlog.issued(grant, issued, style=front, source_ip=source_ip, names=signed)
         return issued
 
     def record(

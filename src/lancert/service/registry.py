@@ -8,7 +8,6 @@ the same time as well as giving the same answer.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import os
@@ -101,14 +100,31 @@ def verify_code(code: str, stored: str) -> bool:
     return hmac.compare_digest(candidate.rsplit("$", 1)[1], expected.hex())
 
 
-@functools.cache
+_DUMMY_HASH: list[str] = []
+_DUMMY_HASH_MADE = threading.Lock()
+
+
 def _dummy_hash() -> str:
     """Checked against when the database is unknown, to spend the same time as a real comparison.
 
     Made on first use, not at import: every registry command (``db add``, ``db list``) imports this
-    module, and one scrypt at import cost each of them as much as the hash it actually needs.
+    module, and one scrypt at import cost each of them as much as the hash it actually needs. Made once
+    under a lock: a caller that comes while :func:`start_making_dummy_hash`'s thread makes it waits for
+    that one instead of making a second.
     """
-    return hash_code(secrets.token_hex(16))
+    with _DUMMY_HASH_MADE:
+        if not _DUMMY_HASH:
+            _DUMMY_HASH.append(hash_code(secrets.token_hex(16)))
+        return _DUMMY_HASH[0]
+
+
+def start_making_dummy_hash() -> None:
+    """Make the unknown-database comparison hash in a thread, now: ``service run`` calls it before it
+    imports the server (FastAPI, SQLAlchemy's ORM), and scrypt releases the GIL, so the hash (~60 ms of
+    CPU) is made on another core instead of on the start's one serial path, which ``lancert up`` waits
+    for. :meth:`Registry.prepare_for_requests`, before the service serves, still waits until it exists."""
+    return_large_blocks()  # this scrypt's 16 MiB, as every later one's, given back when freed
+    threading.Thread(target=_dummy_hash, name="lancert-dummy-hash", daemon=True).start()
 
 
 @dataclass(frozen=True)

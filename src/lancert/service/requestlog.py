@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from lancert.pki import certificate_names
+from lancert.pki import SubjectNames, certificate_names
 from lancert.service import metrics
 from lancert.service.authority import Grant
 from lancert.service.errors import ServiceError
@@ -26,12 +26,16 @@ def _clean(text: str) -> str:
     return text.translate(_CONTROL)[:_MAX_MESSAGE]
 
 
-def issued(grant: Grant, chain: IssuedChain, *, style: str, source_ip: str) -> None:
-    """The names are the certificate's own (an ACME client may order hosts of its label, not the wildcard)."""
+def issued(
+    grant: Grant, chain: IssuedChain, *, style: str, source_ip: str, names: SubjectNames | None = None
+) -> None:
+    """The names are the certificate's own (an ACME client may order hosts of its label, not the
+    wildcard): ``names`` when the caller had the issuer sign exactly those, else read from the leaf."""
     metrics.issued(style)
-    names = ", ".join(certificate_names(chain.leaf).dns[:5]) or grant.hostname_pattern
+    shown = ", ".join((names if names is not None else certificate_names(chain.leaf)).dns[:5])
+    shown = shown or grant.hostname_pattern
     log.info("issued %s for database %s, label %s (%s call from %s): serial %s, not_after %s",
-             names, grant.database.uuid, grant.box_label, style, source_ip,
+             shown, grant.database.uuid, grant.box_label, style, source_ip,
              chain.serial_hex, chain.not_after.isoformat(timespec="seconds"))
 
 

@@ -10,15 +10,12 @@ import contextlib
 import ctypes
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +24,11 @@ from typing import IO
 
 from lancert.errors import LancertError
 from lancert.loopback import free_port, listen_tcp
-from lancert.storage.files import KEY_MODE, atomic_write, read_json, write_json
+
+# What ``up`` needs only after its children run is imported where used: ``lancert.storage.files`` (with
+# it cryptography and the PKI core, ~60 ms), urllib.request (~20 ms) and secrets. ``up`` launches the
+# service and the terminal right after importing this module, and every millisecond before that launch
+# is on the critical path of ``up``'s start while the second core idles.
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -145,6 +146,10 @@ class ServiceInfo:
 
 def demo_database(data_dir: Path) -> tuple[str, str]:
     """The demo's eligible database: registered once, its code kept (0600) for the box."""
+    import secrets
+
+    from lancert.storage.files import KEY_MODE, write_json
+
     path = data_dir / "demo-database.json"
     saved = saved_demo_database(data_dir)
     if saved is not None:
@@ -229,6 +234,11 @@ def start_service(data_dir: Path, children: list[Child], launched: LaunchedServi
     # service's own start.
     # The standard library's client, no proxies (the service is on loopback): an httpx client loaded its
     # CA bundle for this one plain-HTTP GET, about 30 ms of up's start.
+    import urllib.error
+    import urllib.request
+
+    from lancert.storage.files import atomic_write
+
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(f"{url}/api/v1/root", timeout=30) as answer:
@@ -256,6 +266,8 @@ def _port_taken(log: str, port: int) -> bool:
 
 def demo_acme_eab(data_dir: Path, uuid: str) -> dict[str, str]:
     """The demo database's EAB pair for ACME clients: made once, kept (0600) beside its code."""
+    from lancert.storage.files import KEY_MODE, read_json, write_json
+
     path = data_dir / "demo-acme-eab.json"
     saved = read_json(path, {})
     if isinstance(saved, dict) and saved.get("db_uuid") == uuid and saved.get("kid"):
@@ -273,6 +285,8 @@ def demo_acme_eab(data_dir: Path, uuid: str) -> dict[str, str]:
 
 def saved_demo_database(data_dir: Path) -> tuple[str, str] | None:
     """The demo database registered by an earlier run (:func:`demo_database`), if any."""
+    from lancert.storage.files import read_json
+
     saved = read_json(data_dir / "demo-database.json", {})
     if isinstance(saved, dict) and saved.get("uuid") and saved.get("code"):
         return str(saved["uuid"]), str(saved["code"])
@@ -286,6 +300,8 @@ def box_needs_no_service_to_start(data_dir: Path, margin: float = START_TIMEOUT)
     problem, an unreadable time) answers no: the box then starts once the service answers, as on a
     first run. The box decides for itself either way; a call it makes early waits in the service's
     backlog (:func:`launch_service`)."""
+    from lancert.storage.files import read_json
+
     state = read_json(data_dir / "box" / "state.json", {})
     if not isinstance(state, dict) or not state.get("https_url") or state.get("problems"):
         return False
@@ -321,6 +337,8 @@ def start_box(
     ports (OK, or the error code it hit)."""
     child = launched or launch_box(data_dir, service.url, service.dns_port, uuid, code, children)
     child.wait_for("lancert box:")
+    from lancert.storage.files import read_json
+
     state = read_json(data_dir / "box" / "state.json", {})
     return state if isinstance(state, dict) else {}
 

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lancert.errors import LancertError
-from lancert.storage.files import CredentialFiles, read_json, write_json
 from lancert.up.stack import Child, lancert_command
 
-# The POS client and the terminal's state (cryptography, httpx, websockets) are imported where used:
-# ``up`` launches the terminal first of all, before it needs either.
+# The POS client, the terminal's state and the credential files (cryptography, httpx, websockets) are
+# imported where used: ``up`` launches the terminal first of all, before it needs any of them.
 
 DEMO_POS_ID = "demo-pos"
 TERMINAL_HOST = "127.0.0.1"
@@ -106,12 +105,15 @@ def _status(directory: Path) -> tuple[bool, str, str | None]:
 
 def pos_certificate_serial(directory: Path) -> int:
     """The serial of the POS's client certificate: the same serial across runs means the same pairing."""
+    from lancert.storage.files import CredentialFiles
+
     return CredentialFiles(directory).read().certificate.serial_number
 
 
 def _point_at(directory: Path, url: str) -> bool:
     """Point a stored pairing at the terminal's current address; False when there is no pairing."""
     from lancert.pos.client import POS_FILE
+    from lancert.storage.files import read_json, write_json
 
     info = read_json(directory / POS_FILE)
     if not isinstance(info, dict) or "posId" not in info or "terminal" not in info:
