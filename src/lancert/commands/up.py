@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -103,7 +104,11 @@ def up(
         status = _Progress(shown, stderr=as_json)
         stack = shown.enter_context(running(data_dir, status.update))
         status.update("checking padlocks…")
-        verdicts = [padlock(d) for d in stack.devices]
+        # One connection per device, all at once: each check waits on its own handshake (the GIL is free
+        # meanwhile), so in turn they added up to 25-40 ms before the summary; the verdicts keep the
+        # devices' order.
+        with ThreadPoolExecutor(max_workers=len(stack.devices) or 1, thread_name_prefix="up-check") as checks:
+            verdicts = list(checks.map(padlock, stack.devices))
         status.stop()
         console = status.console
         if as_json:

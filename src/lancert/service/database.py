@@ -413,6 +413,34 @@ class Database:
         self.engine.dispose()
 
 
+# The child of migrate_apart, given the URL on stdin (never in argv, which every user of the machine sees).
+_MIGRATE_CHILD = ("import sys; from lancert.service.database import Database; "
+                  "Database(sys.stdin.read()).migrate()")
+
+
+def migrate_apart(config: DatabaseSettings) -> None:
+    """Migrate a SQLite database that these scripts have not brought up to date in a child process, so
+    a long-running server never imports Alembic: Alembic, Mako and the Pygments plugin Mako loads stay
+    resident once imported, 12 MiB of the service's RSS after a first start (VmRSS 101 -> 89 MiB).
+    Up to date (every later start) costs one ``PRAGMA user_version`` here and no child. If the child
+    fails, the migration runs again in this process, so the error and its message are the ones
+    :meth:`Database.migrate` gives; PostgreSQL migrates in this process as before (its check needs
+    Alembic anyway)."""
+    import subprocess
+    import sys
+
+    database = Database(config.db_url)
+    try:
+        if not database.is_sqlite or database._migrated_by_these_scripts():
+            return
+    finally:
+        database.dispose()
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run([sys.executable, "-c", _MIGRATE_CHILD], input=config.db_url, text=True,
+                       capture_output=True, timeout=600, check=False)
+
+
 def open_database(config: DatabaseSettings) -> Database:
     """The service's database, migrated to the newest schema (``service run`` and the registry and
     root commands). Here, not beside the server, so ``service db add`` does not import FastAPI."""

@@ -31,7 +31,7 @@ from lancert.service import metrics
 from lancert.service.app import create_app, service_too_large
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
-from lancert.service.database import Database, open_database
+from lancert.service.database import Database, migrate_apart, open_database
 from lancert.service.dnsrecords import caa_issuers, publish_caa, txt_source
 from lancert.service.issuer import (
     InternalCAIssuer,
@@ -267,6 +267,7 @@ def _serve(
     listened: list[bool],
     wrap_issuer: IssuerWrapper | None,
 ) -> None:
+    migrate_apart(config)  # Alembic stays out of the serving process (see migrate_apart)
     service = build_service(config, wrap_issuer)
     _check_upstream_account(service.issuer)
     publish_caa(service.database, service.issuer)

@@ -26,9 +26,10 @@ from lancert.errors import LancertError
 from lancert.loopback import free_port, listen_tcp
 
 # What ``up`` needs only after its children run is imported where used: ``lancert.storage.files`` (with
-# it cryptography and the PKI core, ~60 ms), urllib.request (~20 ms) and secrets. ``up`` launches the
-# service and the terminal right after importing this module, and every millisecond before that launch
-# is on the critical path of ``up``'s start while the second core idles.
+# it cryptography and the PKI core, ~60 ms), urllib.request (~20 ms: start_service imports it while it
+# waits) and secrets. ``up`` launches the service and the terminal right after importing this module,
+# and every millisecond before that launch is on the critical path of ``up``'s start while the second
+# core idles.
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -209,6 +210,11 @@ def start_service(data_dir: Path, children: list[Child], launched: LaunchedServi
     start of 50 failed with "address already in use"): then the service is started again on a new pick
     (and the same HTTP socket), up to :data:`PORT_ATTEMPTS` times.
     """
+    # The client of the root GET below, imported while the service starts rather than after it is ready
+    # (~20 ms that were then on the path to the summary).
+    import urllib.error
+    import urllib.request
+
     log_path = data_dir / "logs" / "service.log"
     start = launched if launched is not None else launch_service(data_dir, children)
     try:
@@ -234,9 +240,6 @@ def start_service(data_dir: Path, children: list[Child], launched: LaunchedServi
     # service's own start.
     # The standard library's client, no proxies (the service is on loopback): an httpx client loaded its
     # CA bundle for this one plain-HTTP GET, about 30 ms of up's start.
-    import urllib.error
-    import urllib.request
-
     from lancert.storage.files import atomic_write
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
