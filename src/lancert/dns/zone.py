@@ -91,10 +91,26 @@ _ERROR_KEY = ("error",)
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _ONE_QUESTION_AND_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _A_IN = wire.TYPE_CLASS.pack(wire.TYPE_A, wire.CLASS_IN)
-_OPT_TYPE = wire.TYPE_OPT.to_bytes(2, "big")
+_ROOT_OPT = b"\x00" + wire.TYPE_OPT.to_bytes(2, "big")  # the root's name, then the OPT type
 _A_HEAD = wire.rr(wire.TYPE_A, ANSWER_TTL, b"\x00" * 4)[:-4]
 _OPT_PLAIN = b"\x00" + wire.OPT_RR.pack(wire.TYPE_OPT, wire.EDNS_PAYLOAD, 0, 0)
 _OPT_DO = b"\x00" + wire.OPT_RR.pack(wire.TYPE_OPT, wire.EDNS_PAYLOAD, 0x8000, 0)
+# The decimal forms inet_pton accepts for an octet (0 to 255, no leading zero), each to its value.
+_OCTETS = {str(octet).encode(): octet for octet in range(256)}
+# A reply's flags and counts after its ID, by the query's RD bit (4), CD bit (2) and OPT record (1).
+_HEADS = tuple(
+    wire.HEADER.pack(0, wire.QR | wire.AA | (wire.RD if index & 4 else 0) | (wire.CD if index & 2 else 0),
+                     1, 1, 0, index & 1)[2:]
+    for index in range(8)
+)
+
+
+def address_key(reply: bytes) -> tuple[bytes, int]:
+    """The rate-limit key of a reply of :meth:`ZoneAnswers.address_reply`: its name lower-cased and
+    type A, as the general path counts a positive answer. The name ends where the question's type and
+    class, the A record (16 octets) and the OPT record (11, when the reply has one) begin."""
+    end = len(reply) - 20 - (11 if reply[11] else 0)
+    return reply[12:end].lower(), wire.TYPE_A
 
 
 class ZoneAnswers:
@@ -104,6 +120,7 @@ class ZoneAnswers:
         self.spec = spec
         self.zone = spec.zone.lower().rstrip(".")
         self.zone_wire = wire.encode_name(self.zone)
+        self.zone_a_in = self.zone_wire + _A_IN  # how an address question ends
         self.txt_max_staleness = txt_max_staleness
         self.txt: dict[bytes, tuple[bytes, ...]] = {}
         self.txt_read_at = float("-inf")  # monotonic time the snapshot's read began
@@ -142,6 +159,14 @@ class ZoneAnswers:
     def answer(self, packet: bytes, udp: bool = True) -> Answer:
         """The reply to ``packet``: over UDP at most the client's EDNS buffer (512 without EDNS, never
         over ``wire.EDNS_PAYLOAD``), over TCP up to 65535 bytes."""
+        reply = self.address_reply(packet)
+        if reply is not None:
+            return reply, address_key(reply), True
+        return self.answer_parsed(packet, udp)
+
+    def answer_parsed(self, packet: bytes, udp: bool = True) -> Answer:
+        """:meth:`answer` without its shortcut for address queries: what the shortcut must equal, byte
+        for byte (tests/dns/test_dns_shortcut.py compares the two)."""
         header = wire.header_of(packet)
         if header is None:
             self.malformed.note("shorter than a DNS header")
@@ -151,41 +176,47 @@ class ZoneAnswers:
             return None, _ERROR_KEY, False
         if (flags >> wire.OPCODE_SHIFT) & 0xF:  # NOTIFY, UPDATE, IQUERY...: not served here
             return wire.header_only(ident, flags, wire.NOTIMP), _ERROR_KEY, False
-        fast = self._address_answer(packet, ident, flags)
-        if fast is not None:
-            return fast
         return self._parsed_answer(packet, ident, flags, udp)
 
-    def answer_parsed(self, packet: bytes, udp: bool = True) -> Answer:
-        """:meth:`answer` without its shortcut for address queries: what the shortcut must equal, byte
-        for byte (tests/dns/test_dns_shortcut.py compares the two)."""
-        header = wire.header_of(packet)
-        if header is None or header[1] & wire.QR or (header[1] >> wire.OPCODE_SHIFT) & 0xF:
-            return self.answer(packet, udp)
-        return self._parsed_answer(packet, header[0], header[1], udp)
+    def _address_answer(self, packet: bytes, ident: int = 0, flags: int = 0) -> Answer | None:
+        """:meth:`address_reply` as an :data:`Answer` (with its rate-limit key, cacheable), or None
+        where the shortcut declines. ``ident`` and ``flags`` are not used: the shortcut reads both from
+        the packet (they remain for callers written against the earlier signature)."""
+        reply = self.address_reply(packet)
+        return None if reply is None else (reply, address_key(reply), True)
 
-    def _address_answer(self, packet: bytes, ident: int, flags: int) -> Answer | None:
-        """The A answer to ``A <a-b-c-d>.<label>.<zone>`` IN, read and written without building a
-        :class:`~lancert.dns.wire.Query`, or None for anything else (the general path then answers).
+    def address_reply(self, packet: bytes) -> bytes | None:
+        """The A answer to the query ``A <a-b-c-d>.<label>.<zone>`` IN, read and written without
+        building a :class:`~lancert.dns.wire.Query`, or None for anything else (the general path then
+        answers, and decides what to do with responses, other opcodes, junk).
 
         Why: almost every query a zone of a million boxes gets is this one, each for a name no cache
         holds (a resolver asks each name once per TTL), and the general path spent about 8 µs of Python
         on it, as much as the two system calls that receive and send it. The checks are the general
-        path's, in its order: one question and at most one OPT record (EDNS version 0, no options:
-        others go the general way), the question's labels within the packet, the zone as the name's
-        tail at a label boundary, class IN, a box label, no challenge published below the name (its
-        answer then follows the TXT snapshot), four decimal octets that inet_pton accepts. The answer
-        can never exceed 512 octets (a name of at most 255 octets, one A record, one OPT record), so no
-        size limit applies, over UDP or TCP."""
+        path's, in its order: a query (QR=0) of opcode 0, one question and at most one OPT record (EDNS
+        version 0, no options: others go the general way), the question's labels within the packet, the
+        zone as the name's tail at a label boundary, class IN, a box label, no challenge published below
+        the name (its answer then follows the TXT snapshot), four decimal octets as inet_pton reads
+        them (0 to 255, no leading zero). The answer can never exceed 512 octets (a name of at most 255
+        octets, one A record, one OPT record), so no size limit applies, over UDP or TCP.
+
+        Cost (under dnsperf every Python operation here is paid once per query): the reply is joined
+        from slices of the query and constants in one ``bytes.join`` (a chain of ``+`` made a new
+        object per piece), the octets are looked up in a table of the 256 decimal forms instead of
+        ``replace``/``decode``/``inet_pton``, the header's flags and counts are a precomputed 10-byte
+        piece chosen by the query's RD and CD bits and EDNS, and the lower-cased name is made only when
+        the TXT snapshot has entries to look up: 1.2-1.5 µs per answer against 3.3-5.2 µs for the
+        previous version (same machine, 100,000 distinct queries in process)."""
         counts = packet[4:12]
         if counts == _ONE_QUESTION:
-            opt = False
+            opt = 0
         elif counts == _ONE_QUESTION_AND_OPT:
-            opt = True
+            opt = 1
         else:
             return None
         size = len(packet)
-        if size < 17:  # a header and the shortest question
+        # A query (QR=0) of opcode 0 (standard), and room for a header and the shortest question.
+        if packet[2] & 0xF8 or size < 17:
             return None
         first_len = packet[12]
         second = 13 + first_len  # the box label's length octet
@@ -193,45 +224,37 @@ class ZoneAnswers:
             return None
         second_len = packet[second]
         zone_at = second + 1 + second_len
-        end = zone_at + len(self.zone_wire)  # after the name: type and class
+        zone_wire = self.zone_wire
+        end = zone_at + len(zone_wire)  # after the name: type and class
         if not 0 < second_len < 64 or end + 4 > size or end - 12 > wire.MAX_NAME:
             return None
-        if packet[zone_at:end].lower() != self.zone_wire:
-            return None
-        if packet[end : end + 4] != _A_IN:
+        tail = packet[zone_at : end + 4]  # the zone's name, type and class
+        if tail != self.zone_a_in and tail.lower() != self.zone_a_in:
             return None
         if opt:  # the OPT record, owned by the root, EDNS version 0, no options: exactly 11 octets
-            if size != end + 15 or packet[end + 4] != 0 or packet[end + 5 : end + 7] != _OPT_TYPE:
+            if size != end + 15 or packet[end + 4 : end + 7] != _ROOT_OPT or packet[end + 10]:
                 return None
-            if packet[end + 12 : end + 15] != b"\x00\x00\x00" or packet[end + 10]:
+            if packet[end + 12 : end + 15] != b"\x00\x00\x00":
                 return None  # options (their shape is checked by the general path) or version > 0
             opt_record = _OPT_DO if packet[end + 11] & 0x80 else _OPT_PLAIN
         elif size != end + 4:
             return None
         else:
             opt_record = b""
-        lname = packet[12:end].lower()
-        box = lname[second - 11 : zone_at - 12]
-        first = lname[1 : second - 12]
-        if first == ACME_CHALLENGE or not _BOX_LABEL.match(box):
-            return None
-        if self.txt and ACME_CHALLENGE_WIRE + lname in self.txt:
-            return None
-        if first.count(b"-") != 3 or not first.replace(b"-", b"").isdigit():
+        parts = packet[13:second].split(b"-")
+        if len(parts) != 4:
             return None
         try:
-            packed = socket.inet_pton(socket.AF_INET, first.replace(b"-", b".").decode())
-        except OSError:
+            packed = bytes(map(_OCTETS.__getitem__, parts))
+        except KeyError:
             return None
-        reply_flags = wire.QR | wire.AA | (flags & (0xF << wire.OPCODE_SHIFT | wire.RD | wire.CD))
-        reply = (
-            wire.HEADER.pack(ident, reply_flags, 1, 1, 0, 1 if opt else 0)
-            + packet[12 : end + 4]
-            + _A_HEAD
-            + packed
-            + opt_record
-        )
-        return reply, (lname, wire.TYPE_A), True
+        if not _BOX_LABEL.match(packet[second + 1 : zone_at].lower()):
+            return None
+        if self.txt and ACME_CHALLENGE_WIRE + packet[12:end].lower() in self.txt:
+            return None
+        # QR, AA, RD and CD as the query's, the counts: one question, one answer, the OPT if asked.
+        head = _HEADS[(packet[2] & 1) << 2 | (packet[3] & 0x10) >> 3 | opt]
+        return b"".join((packet[:2], head, packet[12 : end + 4], _A_HEAD, packed, opt_record))
 
     def _parsed_answer(self, packet: bytes, ident: int, flags: int, udp: bool) -> Answer:
         try:
