@@ -14,9 +14,9 @@ query that reaches the port waits in the socket until a worker reads it. The par
 only once a query over UDP and one over TCP have come back from the workers. A worker exits when its
 parent is gone.
 
-Per worker: the UDP loop in the main thread (a dictionary of answers by query bytes first, the zone's
-byte-level answer next), TCP on asyncio in a second thread, the TXT snapshot refreshed from the database
-in a third, so no query ever waits on SQL.
+Per worker: the UDP loop in the main thread (address queries by the zone's shortcut, everything else
+from a dictionary of answers by query bytes, then the zone's general path), TCP on asyncio in a second
+thread, the TXT snapshot refreshed from the database in a third, so no query ever waits on SQL.
 
 Hostile input (issue 9): responses (QR=1) are never answered and nothing is sent to the server's own
 address and port, which together make the "DNS loop" of a spoofed self-addressed packet (CVE-2024-2169)

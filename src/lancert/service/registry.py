@@ -185,6 +185,8 @@ class Registry:
         self.database = database
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        # Per database, the tag of the code last verified for it (see verified_before).
+        self._last_verified: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def _tag(self, code: str) -> bytes:
@@ -194,16 +196,32 @@ class Registry:
         key, tag = (uuid, stored), self._tag(code)
         with self._lock:
             cached = self._verified.get(key)
-        if cached is not None and hmac.compare_digest(cached, tag):
-            return True
+            if cached is not None and hmac.compare_digest(cached, tag):
+                if self._last_verified.get(uuid) != tag:  # again after a failed check forgot it
+                    self._last_verified[uuid] = tag
+                return True
         if not verify_code(code, stored):
+            with self._lock:
+                self._last_verified.pop(uuid, None)
             return False
         with self._lock:
             self._verified[key] = tag
             self._verified.move_to_end(key)
             while len(self._verified) > self.VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
+            if len(self._last_verified) >= self.VERIFIED_CACHE_SIZE:
+                self._last_verified.clear()
+            self._last_verified[uuid] = tag
         return True
+
+    def verified_before(self, uuid: str, code: str) -> bool:
+        """Whether ``code`` is the code this process last verified for ``uuid``: a hint, never a check
+        (no SQL, no scrypt; the row may have changed since). The native API runs such a request in its
+        one thread, where a scrypt would hold up every request behind it; a wrong code, an unknown
+        database and a code not yet verified go to the pool (a failed check forgets the hint)."""
+        with self._lock:
+            tag = self._last_verified.get(uuid)
+        return tag is not None and hmac.compare_digest(tag, self._tag(code))
 
     def authenticate(self, uuid: str, code: str) -> DatabaseRecord | None:
         """The database if ``code`` is its enterprise code, else None (unknown and wrong look alike).
