@@ -1,135 +1,141 @@
-"""The HTTP fronts (FastAPI): thin handlers over :class:`~lancert.service.provisioning.Provisioner`.
-
-Hostile-input rules live here once: the 413 of the port's 64 KiB body cap (counted on the raw stream by
-the serving layer, not trusting Content-Length), every error as ``{"error": {...}}`` with the status
-from :data:`lancert.service.errors.HTTP_STATUS`, and a catch-all that answers 500 without a traceback.
+"""The service port's ASGI app: a front that answers the calls ``lancert up`` and every box make before
+FastAPI is imported, and the FastAPI app (:mod:`lancert.service.api`: routes, ``/openapi.json``,
+``/docs``) built on first need behind it.
 
 The native call, the one request every box makes, is served by :class:`NativeLane` in front of FastAPI's
-stack (:class:`ServiceApp`); whatever the lane does not take goes through FastAPI as before.
+stack; whatever the lane does not take goes through FastAPI as before. The answers and exception handlers
+both layers give are :mod:`lancert.service.answers`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette._exception_handler import _lookup_exception_handler
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
 
-from lancert.pki import pem
-from lancert.service import requestlog
-from lancert.service.compatible import COMPATIBLE_PATH, compatible_certificate, compatible_refusal
-from lancert.service.errors import (
-    InternalError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    ServiceError,
-    StorageUnavailable,
-    TooLarge,
-    http_status,
-    storage_outage,
+from lancert.service.answers import (
+    EXCEPTION_HANDLERS,
+    NATIVE_PATH,
+    ROOT_PATH,
+    error_response,
+    native_answer,
+    root_answer,
+    service_too_large,
 )
+from lancert.service.errors import InternalError
 from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
-from lancert.serving.docs import serve_docs_locally
-from lancert.wire.provisioning import (
-    CertificateRequest,
-    CertificateResponse,
-    CompatibleRefusal,
-    CompatibleRequest,
-    CompatibleResponse,
-    ErrorResponse,
-    HealthResponse,
-)
+from lancert.wire.provisioning import CertificateRequest
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("lancert.service")
 
-NATIVE_PATH = "/api/v1/certificates"
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 403, 413, 424, 429, 500)
-}
+__all__ = ["NATIVE_PATH", "NativeLane", "ServiceApp", "create_app", "error_response", "native_answer",
+           "service_too_large"]
 
 
-# Every refusal of the compatible call carries ``"result": null`` beside the error (service.compatible).
-COMPATIBLE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": CompatibleRefusal} for status in (400, 403, 413, 424, 429, 500)
-}
+class ServiceApp:
+    """The service port's app: ``POST /api/v1/certificates`` through :class:`NativeLane`, ``GET
+    /api/v1/root`` answered here, everything else (and every native call the lane declines) by the
+    FastAPI app, built on the first request that needs it.
 
+    Why: ``service run`` is the whole critical path of ``lancert up`` (bench/README.md, "``lancert up``
+    warm"), and FastAPI's import (its OpenAPI models built by pydantic, pydantic.v1 at route creation)
+    was ~0.4 s of its ~1.1 s of CPU before it served, and ~12 MiB of its RSS; the ACME server and a
+    fleet of boxes never need it. The two calls served here are the ones a box and ``up`` make (``up``
+    reads the root right after the ready line); ``/docs``, ``/openapi.json``, ``/healthz``,
+    ``/metrics``, the compatible call, every 404/405 and every other form are FastAPI's, unchanged.
+    Only exact matches are taken (the method, the path, no ``root_path``): a ``HEAD`` or a ``POST`` on
+    the root gets FastAPI's 405 with its ``Allow`` as before.
 
-def error_response(exc: ServiceError, path: str = "") -> JSONResponse:
-    """The error answer; on the compatible path in the form every field box reads."""
-    if path == COMPATIBLE_PATH:
-        return compatible_refusal(exc)
-    return JSONResponse(exc.body(), status_code=http_status(exc), headers=exc.headers())
+    The FastAPI app is built in a worker thread (:meth:`fastapi`), never in the event loop: the lane and
+    the ACME port, served by the same loop, go on answering for the ~0.5 s the import takes (the builder
+    holds the GIL for bytecode slices of the interpreter's switch interval, 5 ms). Not imported in the
+    background at start: then every ``up`` and every box-only service paid it anyway, beside the start
+    of ``up``'s other processes on a 2-core machine.
+    """
 
+    def __init__(self, provisioner: Provisioner, issuer: Issuer, metrics: MetricsEndpoint) -> None:
+        self.provisioner = provisioner
+        self.issuer = issuer
+        self.metrics = metrics  # the server adds the DNS workers' counts once they run
+        self.exception_handlers = EXCEPTION_HANDLERS
+        self.native_lane = NativeLane(self, provisioner)
+        self._api: FastAPI | None = None
+        self._building: asyncio.Future[FastAPI] | None = None
+        self._build_lock = threading.Lock()
 
-def service_too_large(limit: int) -> ASGIApp:
-    """The service port's 413, in the form of the path asked (the compatible call's own form there); the
-    cap itself is the serving layer's :class:`lancert.serving.ports.BodyLimit`."""
+    def build_api(self) -> FastAPI:
+        """The FastAPI app, built once (any thread; the import is the slow part)."""
+        with self._build_lock:
+            if self._api is None:
+                from lancert.service.api import build_api
 
-    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = error_response(TooLarge(f"request body exceeds {limit} bytes"), scope.get("path", ""))
-        await refusal(scope, receive, send)
+                self._api = build_api(self.provisioner, self.issuer, self.metrics)
+            return self._api
 
-    return answer
-
-
-def _field_of(error: dict[str, Any]) -> str:
-    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
-    return ".".join(loc) if loc else "body"
-
-
-def _validation_error(exc: RequestValidationError) -> InvalidRequest:
-    errors = list(exc.errors())
-    first = errors[0] if errors else {}
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        return InvalidRequest("request body is not valid JSON", field="body")
-    field = _field_of(first)
-    if field == "body" or kind in ("model_attributes_type", "dict_type", "model_type"):
-        return InvalidRequest(
-            f"{'request body' if field == 'body' else field} must be a JSON object", field=field
-        )
-    if kind == "missing":
-        return InvalidRequest(f"missing field {field!r}", field=field)
-    return InvalidRequest(f"invalid field {field!r}: {first.get('msg', 'invalid value')}", field=field)
-
-
-def native_answer(answer: CertificateResponse) -> Response:
-    """The 200 of the native call. The answer is a CertificateResponse its constructor already
-    validated: serialized once here, since FastAPI would validate it again against the response model
-    before encoding it (a fifth of the framework's share of a certificate). The response model stays on
-    the route for the API's schema."""
-    return Response(answer.model_dump_json(), media_type="application/json")
-
-
-class ServiceApp(FastAPI):
-    """The service's FastAPI app, with :class:`NativeLane` taking ``POST /api/v1/certificates`` before
-    FastAPI's own stack; every other request (and every native one the lane declines) is FastAPI's."""
-
-    native_lane: NativeLane | None = None
+    async def fastapi(self) -> FastAPI:
+        """The FastAPI app, built in a worker thread on first need; requests arriving meanwhile wait
+        for the same build. A build that fails is tried again by the next request."""
+        if self._api is not None:
+            return self._api
+        if self._building is None or (self._building.done() and self._building.exception() is not None):
+            self._building = asyncio.ensure_future(asyncio.to_thread(self.build_api))
+        return await asyncio.shield(self._building)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = self.native_lane
-        if (lane is not None and scope["type"] == "http" and scope["path"] == NATIVE_PATH
-                and scope["method"] == "POST" and not scope.get("root_path") and not self.root_path):
-            scope["app"] = self
-            await lane(scope, receive, send)
+        if scope["type"] == "http" and not scope.get("root_path"):
+            path, method = scope["path"], scope["method"]
+            if path == NATIVE_PATH and method == "POST":
+                scope["app"] = self
+                await self.native_lane(scope, receive, send)
+                return
+            if path == ROOT_PATH and method == "GET":
+                scope["app"] = self
+                await self._answer(scope, receive, send, lambda: root_answer(self.issuer))
+                return
+        await self.forward(scope, receive, send)
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request to the FastAPI app (built now if it is not yet)."""
+        try:
+            api = await self.fastapi()
+        except Exception as exc:
+            log.error("cannot build the service's API: %s", exc, exc_info=exc)
+            if scope["type"] == "http":
+                await error_response(InternalError("internal error"), scope.get("path", ""))(
+                    scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        await api(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, make: Any) -> None:
+        """``make()``'s response, or the handler's answer to what it raised (as Starlette picks it)."""
+        try:
+            response = make()
+        except Exception as exc:
+            await self.handle(exc, scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+    async def handle(self, exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``exc`` with the handler FastAPI's app would pick for it (the shared table, looked up
+        as Starlette does), so refusals, 503s and 500s are the same answers and log lines. Unlike
+        Starlette's outermost middleware, nothing is raised again after a 500 is answered: the handler
+        already logged the traceback once. The table has a handler for Exception itself."""
+        handler: Any = _lookup_exception_handler(self.exception_handlers, exc)
+        response = await handler(Request(scope, receive), exc)
+        await response(scope, receive, send)
 
 
 class NativeLane:
@@ -152,7 +158,7 @@ class NativeLane:
     both paths call :meth:`Provisioner.native` and answer with :func:`native_answer`.
     """
 
-    def __init__(self, app: FastAPI, provisioner: Provisioner) -> None:
+    def __init__(self, app: ServiceApp, provisioner: Provisioner) -> None:
         self.app = app
         self.provisioner = provisioner
         # One thread of the lane's own when every certificate queues on one writer anyway (SQLite, an
@@ -188,7 +194,7 @@ class NativeLane:
                     return {"type": "http.request", "body": body, "more_body": False}
                 return await receive()
 
-            await FastAPI.__call__(self.app, scope, replay, send)
+            await self.app.forward(scope, replay, send)
             return
         client = scope.get("client")  # the peer, as _source_ip reads it
         source_ip = client[0] if client else "unknown"
@@ -200,12 +206,7 @@ class NativeLane:
             else:
                 answer = await run_in_threadpool(self.provisioner.native, request, source_ip)
         except Exception as exc:
-            # The app registers a handler for Exception itself, so there always is one. Unlike
-            # Starlette's outermost middleware, nothing is raised again after a 500 is answered: the
-            # handler already logged the traceback once.
-            handler: Any = _lookup_exception_handler(self.app.exception_handlers, exc)
-            response = await handler(Request(scope, receive), exc)
-            await response(scope, receive, send)
+            await self.app.handle(exc, scope, receive, send)
             return
         await native_answer(answer)(scope, receive, send)
 
@@ -224,118 +225,8 @@ def _native_request(scope: Scope, body: bytes) -> CertificateRequest | None:
 
 
 def create_app(provisioner: Provisioner, issuer: Issuer) -> ServiceApp:
-    app = ServiceApp(
-        title="lancert certificate service",
-        version="1",
-        description="Certificates for IoT boxes under a managed zone. See /docs.",
-        debug=False,
-        # /docs with Swagger UI's files from this port (serve_docs_locally), never from a CDN; no ReDoc.
-        docs_url=None,
-        redoc_url=None,
-        # Starlette's trailing-slash redirect builds its Location from the client's Host header
-        # (Host: evil.example -> Location: http://evil.example/...): an unknown path is a 404 instead.
-        redirect_slashes=False,
-    )
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        requestlog.refused(exc, path=request.url.path, source_ip=_source_ip(request))
-        return error_response(exc, request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        error = _validation_error(exc)
-        requestlog.refused(error, path=request.url.path, source_ip=_source_ip(request))
-        return error_response(error, request.url.path)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            return error_response(NotFound("no such endpoint"))
-        if exc.status_code == 405:  # Starlette's router names the allowed methods in Allow (RFC 9110)
-            allowed = MethodNotAllowed("method not allowed on this endpoint")
-            return JSONResponse(allowed.body(), status_code=405, headers=dict(exc.headers or {}))
-        if exc.status_code == 400:  # e.g. Starlette refusing a body it cannot decode
-            return error_response(InvalidRequest("malformed request", field="body"), request.url.path)
-        return JSONResponse(
-            {"error": {"code": "http_error", "message": str(exc.detail)[:200]}}, status_code=exc.status_code
-        )
-
-    # Registered for the classes themselves, not under Exception: Starlette re-raises what its Exception
-    # handler answered, and the server then logged a second traceback (about 4 per request before).
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    @app.exception_handler(OSError)
-    async def _storage(request: Request, exc: Exception) -> JSONResponse:
-        reason = storage_outage(exc)
-        if reason is None:
-            return await _bug(request, exc)
-        log.warning("database unavailable on %s %s, answered 503: %s", request.method, request.url.path,
-                    reason)
-        return error_response(StorageUnavailable("the database is unavailable; try again shortly"),
-                              request.url.path)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.error("internal error on %s %s: %s", request.method, request.url.path, exc, exc_info=exc)
-        return error_response(InternalError("internal error"), request.url.path)
-
-    serve_docs_locally(app)
-
-    @app.get("/healthz", response_model=HealthResponse)
-    def healthz() -> HealthResponse:
-        return HealthResponse()
-
+    """The service port's app (:class:`ServiceApp`); its FastAPI app is built on first need."""
     endpoint = MetricsEndpoint(
         provisioner.database, queue_length=getattr(getattr(issuer, "scheduler", None), "waiting", None)
     )
-    app.state.metrics = endpoint  # the server adds the DNS workers' counts once they run
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
-        """Prometheus text format (lancert.service.metrics says what and why)."""
-        return Response(endpoint.render(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get(
-        "/api/v1/root",
-        response_class=PlainTextResponse,
-        responses={200: {"content": {"application/x-pem-file": {}}}, 404: {"model": ErrorResponse}},
-    )
-    def root_certificate() -> Response:
-        """The root CA certificate to trust (PEM); 404 when a public CA issues (browsers hold its roots)."""
-        roots = issuer.root_certificates()
-        if not roots:
-            raise NotFound("this service issues through a public CA whose roots browsers already hold")
-        return Response(pem(roots), media_type="application/x-pem-file")
-
-    @app.post(NATIVE_PATH, response_model=CertificateResponse, responses=ERROR_RESPONSES)
-    def issue_certificate(body: CertificateRequest, request: Request) -> Response:
-        """Issue ``*.<box-label>.<zone>`` for the box's CSR, if its database is eligible."""
-        # Most of these calls are served by app.native_lane before FastAPI sees them; this route is the
-        # API's schema and serves the requests the lane declines.
-        return native_answer(provisioner.native(body, _source_ip(request)))
-
-    @app.post(COMPATIBLE_PATH, response_model=CompatibleResponse, responses=COMPATIBLE_RESPONSES)
-    def odoo_iot_x509(body: CompatibleRequest, request: Request) -> Response:
-        """The call existing Odoo IoT boxes make; the answer carries a key made by the service.
-
-        A refusal is the native API's status (403, 429 with Retry-After, 424) with ``"result": null``
-        beside the error: the one form that no Odoo box generation in the field crashes on.
-        """
-        source_ip = _source_ip(request)
-        try:
-            answer = provisioner.compatible(body, source_ip)
-        except ServiceError as refusal:
-            requestlog.refused(
-                refusal, path=COMPATIBLE_PATH, source_ip=source_ip, db_uuid=body.params.db_uuid
-            )
-            return compatible_refusal(refusal, body.id)
-        return compatible_certificate(answer)
-
-    app.native_lane = NativeLane(app, provisioner)
-    return app
-
-
-def _source_ip(request: Request) -> str:
-    # The peer address only: X-Forwarded-For is forgeable unless a trusted proxy is configured.
-    return request.client.host if request.client else "unknown"
+    return ServiceApp(provisioner, issuer, endpoint)

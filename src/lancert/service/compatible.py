@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from starlette.responses import JSONResponse
 
 from lancert.service.errors import ServiceError, http_status
 from lancert.wire.provisioning import CompatibleResponse

@@ -20,7 +20,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
@@ -28,7 +27,7 @@ from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.loopback import inherited_listener, listen_tcp
 from lancert.service import metrics
-from lancert.service.app import create_app, service_too_large
+from lancert.service.app import ServiceApp, create_app, service_too_large
 from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database, migrate_apart, open_database
@@ -55,7 +54,7 @@ class Service:
     identity: ServiceIdentity
     issuer: Issuer
     provisioner: Provisioner
-    app: FastAPI
+    app: ServiceApp
     authority: Authority
 
 
@@ -288,7 +287,7 @@ def _serve(
             dns.stop()
         raise
     if dns is not None:
-        service.app.state.metrics.set_dns(dns.rcode_counts)
+        service.app.metrics.set_dns(dns.rcode_counts)
         print(
             f"lancert service: dns for {service.identity.zone} on {config.host}:{dns.port} (udp+tcp, "
             f"{dns.workers} workers)",
