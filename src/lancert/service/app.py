@@ -30,6 +30,7 @@ from lancert.service.answers import (
     root_answer,
     service_too_large,
 )
+from lancert.service.database import WouldWait
 from lancert.service.errors import InternalError
 from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
@@ -161,14 +162,19 @@ class NativeLane:
     def __init__(self, app: ServiceApp, provisioner: Provisioner) -> None:
         self.app = app
         self.provisioner = provisioner
-        # One thread of the lane's own when every certificate queues on one writer anyway (SQLite, an
-        # issuer that signs at once; as the ACME server's signed requests): 4 and 16 clients in the
-        # pool's threads contended for that lock and the GIL, and every hand-over was a thread switch
-        # (bench/service_issue.py, 4 and 16 clients: 5-9 context switches per certificate -> 2-3,
-        # service CPU per certificate 0.25-0.35 ms less). Only a request whose code this process
-        # already verified runs there (Registry.verified_before): a code check that needs scrypt
-        # (30-50 ms; a wrong code, an unknown database, a box's first request) goes to the pool as
-        # before, so a guesser cannot hold up the boxes that know their code.
+        # SQLite with an issuer that signs at once: a request whose code this process already verified
+        # (Registry.verified_before) is served right here in the event loop, with transactions that
+        # begin at once or not at all (Database.now_transaction: busy timeout 0, this process's writer
+        # lock taken without waiting, checkpoints in a thread of their own) and no scrypt: where any
+        # of that would wait, WouldWait is raised before anything is recorded, and the request is
+        # served again, whole, in the lane's one thread below, where waiting blocks no port. The hop
+        # to a thread and back (a futex wake, the loop's self-pipe, the GIL handed over twice) was
+        # 0.25-0.3 ms of service CPU per certificate at 1 client (context switches 5.7 -> 2.2).
+        # One thread of the lane's own when every certificate queues on one writer anyway: 4 and 16
+        # clients in the pool's threads contended for that lock and the GIL (5-9 context switches
+        # per certificate -> 2-3, service CPU per certificate 0.25-0.35 ms less). A code check that
+        # needs scrypt (30-50 ms; a wrong code, an unknown database, a box's first request) goes to
+        # the pool as before, so a guesser cannot hold up the boxes that know their code.
         self.worker: ThreadPoolExecutor | None = None
         if provisioner.database.is_sqlite and not provisioner.issuer.places_orders:
             self.worker = ThreadPoolExecutor(1, thread_name_prefix="lancert-native")
@@ -201,8 +207,11 @@ class NativeLane:
         registry = self.provisioner.authority.registry
         try:
             if self.worker is not None and registry.verified_before(request.db_uuid, request.enterprise_code):
-                answer = await asyncio.get_running_loop().run_in_executor(
-                    self.worker, self.provisioner.native, request, source_ip)
+                try:
+                    answer = self.provisioner.native(request, source_ip, now=True)
+                except WouldWait:  # nothing was kept: all of it again where waiting is allowed
+                    answer = await asyncio.get_running_loop().run_in_executor(
+                        self.worker, self.provisioner.native, request, source_ip)
             else:
                 answer = await run_in_threadpool(self.provisioner.native, request, source_ip)
         except Exception as exc:

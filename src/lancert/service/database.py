@@ -188,6 +188,21 @@ class DatabaseError(LancertError):
     """The database cannot be opened or migrated; the message names the URL without its password."""
 
 
+class WouldWait(Exception):
+    """A transaction asked for *now* (``now=True``) would have had to wait, and was not begun or was
+    rolled back: SQLite's write lock or a read lock is taken (another process, SQLite's busy handler
+    would sleep), this process's :attr:`Database.writer` is held by another thread, or the caller
+    would need a slow step (an scrypt). Nothing it did is kept: the caller runs the whole request again
+    where waiting is allowed (a worker thread)."""
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's SQLITE_BUSY (any extended code): a lock taken, nothing else wrong."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == 5  # SQLITE_BUSY
+
+
 @functools.cache
 def migrations_fingerprint() -> int:
     """A positive 31-bit digest of the migration scripts (SQLite's ``user_version`` is a signed int32)."""
@@ -263,6 +278,12 @@ class Database:
         # KEPT_READERS idle ones; see reading_connection).
         self._kept_readers: list[Connection] = []
         self._readers_lock = threading.Lock()
+        # SQLite: the connections of transactions asked for now (see now_transaction), one per kind,
+        # used by one thread at a time (the event loop's); and the checkpoints their commits leave.
+        self._now_connections: dict[bool, Connection] = {}
+        self._now_locks = {True: threading.Lock(), False: threading.Lock()}  # a second thread: WouldWait
+        self._now_commits = 0
+        self._checkpointer: Any = None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
@@ -365,6 +386,87 @@ class Database:
                 return
         kept.close()
 
+    # Commits on the now-writer between two checkpoints (its own automatic checkpoint is off): SQLite's
+    # default checkpoints at 1,000 WAL pages, and a native certificate writes 3-4.
+    NOW_CHECKPOINT_COMMITS = 250
+
+    @contextmanager
+    def now_transaction(self, *, write: bool) -> Iterator[Connection]:
+        """A transaction begun at once or not at all, for a caller that must not wait (the event loop:
+        a wait there stops every port of the process): :class:`WouldWait` instead of waiting, and the
+        same transaction as :meth:`reading_connection` / :meth:`writing_connection` otherwise.
+
+        SQLite only (a file, where the kept connections are); one connection per kind, so a second
+        thread asking while another has it gets :class:`WouldWait` too. Its connections have SQLite's
+        busy timeout at 0, so a lock another process holds is SQLITE_BUSY at once instead of up to 30 s
+        of the busy handler's sleeps; a busy error anywhere in the transaction rolls it back and becomes
+        :class:`WouldWait` (nothing is kept, the caller does it all again in a thread). A write also
+        needs :attr:`writer` free now. The writer's automatic checkpoint is off: a checkpoint syncs the
+        WAL and the database file, which may take long on a slow disk; every
+        :data:`NOW_CHECKPOINT_COMMITS` commits one (PASSIVE, which waits for nobody) runs in a thread
+        of its own instead."""
+        if not self._keeps_writer:
+            raise WouldWait("no transaction at once on this database")
+        own = self._now_locks[write]
+        if not own.acquire(blocking=False):
+            raise WouldWait("another thread has this connection")
+        if write and not self.writer.acquire(blocking=False):
+            own.release()
+            raise WouldWait("this process's writer is busy")
+        try:
+            connection = self._now_connection(write)
+            try:
+                with connection.begin():
+                    yield connection
+            except OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if connection.in_transaction():  # never left half-done for the next one
+                    self._drop_now_connection(write)
+                raise WouldWait(str(exc.orig)) from None
+            except BaseException:
+                self._drop_now_connection(write)
+                raise
+        finally:
+            if write:
+                self.writer.release()
+            own.release()
+        if write:
+            self._now_commits += 1
+            if self._now_commits >= self.NOW_CHECKPOINT_COMMITS:
+                self._now_commits = 0
+                self._start_checkpoint()
+
+    def _now_connection(self, write: bool) -> Connection:
+        connection = self._now_connections.get(write)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = (self.engine if write else self._read_engine).connect()
+            driver_execute(connection, "PRAGMA busy_timeout=0")
+            if write:
+                driver_execute(connection, "PRAGMA wal_autocheckpoint=0")
+            self._now_connections[write] = connection
+        return connection
+
+    def _drop_now_connection(self, write: bool) -> None:
+        """Closed for good, never back to the pool with its busy timeout of 0."""
+        connection = self._now_connections.pop(write, None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+                connection.close()
+
+    def _start_checkpoint(self) -> None:
+        if self._checkpointer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="lancert-checkpoint")
+        self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        # A failed checkpoint is tried again by the next one (or by another connection's own).
+        with contextlib.suppress(Exception), self.engine.connect() as connection:
+            driver_execute(connection, "PRAGMA wal_checkpoint(PASSIVE)")
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe when several instances start at once.
 
@@ -402,10 +504,15 @@ class Database:
         return stamp == migrations_fingerprint()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.shutdown(wait=True)
+            self._checkpointer = None
         with self.writer:
             kept, self._kept_writer = self._kept_writer, None
             if kept is not None:
                 kept.close()
+            for write in (True, False):
+                self._drop_now_connection(write)
         with self._readers_lock:
             readers, self._kept_readers = self._kept_readers, []
         for reader in readers:

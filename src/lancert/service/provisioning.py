@@ -35,7 +35,7 @@ from lancert.pki import (
 from lancert.service import requestlog
 from lancert.service.authority import Authority, Grant
 from lancert.service.config import OrderPolicy
-from lancert.service.database import Database, DriverStatement
+from lancert.service.database import Database, DriverStatement, WouldWait
 from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
@@ -95,11 +95,17 @@ class Provisioner:
     def close(self) -> None:
         self.orders.close()
 
-    def native(self, request: CertificateRequest, source_ip: str) -> CertificateResponse:
-        """The box's key stays on the box: it sends a CSR, it gets the chain for its subdomain."""
+    def native(
+        self, request: CertificateRequest, source_ip: str, *, now: bool = False
+    ) -> CertificateResponse:
+        """The box's key stays on the box: it sends a CSR, it gets the chain for its subdomain.
+
+        ``now``: the event loop's attempt (:class:`lancert.service.app.NativeLane`): the same steps and
+        answers, or :class:`~lancert.service.database.WouldWait` where one would wait (a lock, an
+        scrypt, an order), raised before anything is recorded or logged."""
         arrived = time.monotonic()
         grant = self.authority.authorize(
-            request.db_uuid, request.enterprise_code, box_id=request.box_id, source_ip=source_ip
+            request.db_uuid, request.enterprise_code, box_id=request.box_id, source_ip=source_ip, now=now
         )
         try:
             csr = load_csr(request.csr)
@@ -117,7 +123,7 @@ class Provisioner:
             )
         issued = self.issue(
             grant, csr, front="native", source_ip=source_ip,
-            deadline=arrived + self.orders.policy.native_deadline,
+            deadline=arrived + self.orders.policy.native_deadline, now=now,
         )
         return CertificateResponse(
             certificate_chain_pem=issued.chain_pem(),
@@ -161,6 +167,7 @@ class Provisioner:
         names: SubjectNames | None = None,
         source_ip: str = "-",
         also_record: AlsoRecord | None = None,
+        now: bool = False,
     ) -> IssuedChain:
         """The one issuance step, after the front's authority decision: order desk, issuer, record,
         log line. Returns the chain, or raises what the front turns into its own refusal.
@@ -178,14 +185,18 @@ class Provisioner:
         Raises :class:`IssuancePending` (still ordering), :class:`UpstreamFailed` (the issuer failed,
         or the name is backed off or over its failure limit; with ``retry_after``).
         Called from any thread, never inside a database transaction: an order may take a minute.
+        ``now``: :class:`WouldWait` where it would wait (an order; the record's transaction, see
+        :meth:`Database.now_transaction`), with nothing recorded or logged.
         """
         if self.issuer.places_orders:
+            if now:
+                raise WouldWait("an order may take a minute")
             return self.orders.order(
                 grant, csr, style=front, names=names, deadline=deadline, source_ip=source_ip,
                 also_record=also_record,
             )
         signed = names or grant.names
-        issued = self._issue_and_record(grant, csr, signed, style=front, also_record=also_record)
+        issued = self._issue_and_record(grant, csr, signed, style=front, also_record=also_record, now=now)
         # The issuer signs exactly the names it is given (Issuer.issue_server_certificate).
         requestlog.issued(grant, issued, style=front, source_ip=source_ip, names=signed)
         return issued
@@ -214,11 +225,13 @@ class Provisioner:
         *,
         style: str,
         also_record: AlsoRecord | None,
+        now: bool = False,
     ) -> IssuedChain:
         for attempt in range(SERIAL_ATTEMPTS):
             issued = self.issuer.issue_server_certificate(csr, names)
             try:
-                with self.database.writing_connection() as connection:
+                with (self.database.now_transaction(write=True) if now
+                      else self.database.writing_connection()) as connection:
                     record_issued(connection, grant, issued, style=style, issuer=self.issuer.name)
                     if also_record is not None:
                         also_record(connection, issued)

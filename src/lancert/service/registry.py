@@ -21,7 +21,7 @@ from enum import StrEnum
 from sqlalchemy import Connection, bindparam, select
 
 from lancert.errors import LancertError, UsageError
-from lancert.service.database import Database, DriverStatement
+from lancert.service.database import Database, DriverStatement, WouldWait
 from lancert.service.models import RegisteredDatabase
 
 # scrypt cost: 16 MiB and ~30-50 ms per check. Enterprise codes are issued by the provider, not chosen by
@@ -192,7 +192,7 @@ class Registry:
     def _tag(self, code: str) -> bytes:
         return hmac.new(self._cache_key, code.encode(), hashlib.sha256).digest()
 
-    def _verify(self, uuid: str, code: str, stored: str) -> bool:
+    def _verify(self, uuid: str, code: str, stored: str, *, now: bool = False) -> bool:
         key, tag = (uuid, stored), self._tag(code)
         with self._lock:
             cached = self._verified.get(key)
@@ -200,6 +200,8 @@ class Registry:
                 if self._last_verified.get(uuid) != tag:  # again after a failed check forgot it
                     self._last_verified[uuid] = tag
                 return True
+        if now:
+            raise WouldWait("this code needs an scrypt")
         if not verify_code(code, stored):
             with self._lock:
                 self._last_verified.pop(uuid, None)
@@ -246,13 +248,19 @@ class Registry:
         for making it: an unknown database must cost exactly what a wrong code costs."""
         _dummy_hash()
 
-    def check_code(self, found: RegistryRow | None, uuid: str, code: str) -> DatabaseRecord | None:
+    def check_code(
+        self, found: RegistryRow | None, uuid: str, code: str, *, now: bool = False
+    ) -> DatabaseRecord | None:
         """The record if ``code`` matches. Run it outside any transaction: a code not yet verified by
-        this process costs one scrypt (tens of ms), as does every wrong code and unknown database."""
+        this process costs one scrypt (tens of ms), as does every wrong code and unknown database.
+        ``now``: :class:`WouldWait` instead of any scrypt (the event loop's attempt; the answer then
+        comes from a thread, which pays it)."""
         if found is None:
+            if now:
+                raise WouldWait("an unknown database costs an scrypt")
             verify_code(code, _dummy_hash())
             return None
-        return found.record if self._verify(uuid, code, found.code_hash) else None
+        return found.record if self._verify(uuid, code, found.code_hash, now=now) else None
 
     def add(
         self,
