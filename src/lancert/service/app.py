@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from lancert.service.errors import InternalError
 from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
+from lancert.serving.lazy import BuiltOnFirstNeed
 from lancert.wire.provisioning import CertificateRequest
 
 if TYPE_CHECKING:
@@ -60,11 +60,10 @@ class ServiceApp:
     Only exact matches are taken (the method, the path, no ``root_path``): a ``HEAD`` or a ``POST`` on
     the root gets FastAPI's 405 with its ``Allow`` as before.
 
-    The FastAPI app is built in a worker thread (:meth:`fastapi`), never in the event loop: the lane and
-    the ACME port, served by the same loop, go on answering for the ~0.5 s the import takes (the builder
-    holds the GIL for bytecode slices of the interpreter's switch interval, 5 ms). Not imported in the
-    background at start: then every ``up`` and every box-only service paid it anyway, beside the start
-    of ``up``'s other processes on a 2-core machine.
+    The FastAPI app is built in a worker thread (:attr:`api`, :mod:`lancert.serving.lazy`), never in the
+    event loop: the lane and the ACME port, served by the same loop, go on answering for the ~0.5 s the
+    import takes. Not imported in the background at start: then every ``up`` and every box-only
+    service paid it anyway, beside the start of ``up``'s other processes on a 2-core machine.
     """
 
     def __init__(self, provisioner: Provisioner, issuer: Issuer, metrics: MetricsEndpoint) -> None:
@@ -73,27 +72,12 @@ class ServiceApp:
         self.metrics = metrics  # the server adds the DNS workers' counts once they run
         self.exception_handlers = EXCEPTION_HANDLERS
         self.native_lane = NativeLane(self, provisioner)
-        self._api: FastAPI | None = None
-        self._building: asyncio.Future[FastAPI] | None = None
-        self._build_lock = threading.Lock()
+        self.api: BuiltOnFirstNeed[FastAPI] = BuiltOnFirstNeed(self._build_api)
 
-    def build_api(self) -> FastAPI:
-        """The FastAPI app, built once (any thread; the import is the slow part)."""
-        with self._build_lock:
-            if self._api is None:
-                from lancert.service.api import build_api
+    def _build_api(self) -> FastAPI:
+        from lancert.service.api import build_api
 
-                self._api = build_api(self.provisioner, self.issuer, self.metrics)
-            return self._api
-
-    async def fastapi(self) -> FastAPI:
-        """The FastAPI app, built in a worker thread on first need; requests arriving meanwhile wait
-        for the same build. A build that fails is tried again by the next request."""
-        if self._api is not None:
-            return self._api
-        if self._building is None or (self._building.done() and self._building.exception() is not None):
-            self._building = asyncio.ensure_future(asyncio.to_thread(self.build_api))
-        return await asyncio.shield(self._building)
+        return build_api(self.provisioner, self.issuer, self.metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope.get("root_path"):
@@ -111,7 +95,7 @@ class ServiceApp:
     async def forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand the request to the FastAPI app (built now if it is not yet)."""
         try:
-            api = await self.fastapi()
+            api = await self.api.get()
         except Exception as exc:
             log.error("cannot build the service's API: %s", exc, exc_info=exc)
             if scope["type"] == "http":

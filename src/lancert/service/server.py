@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from starlette.types import ASGIApp
 
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
@@ -130,9 +131,10 @@ class _AcmeEndpoint:
 
 
 def _acme_endpoint(service: Service) -> _AcmeEndpoint:
-    from lancert.service.acmeserver.app import MAX_BODY_BYTES as ACME_MAX_BODY
-    from lancert.service.acmeserver.app import acme_too_large, create_acme_app
-    from lancert.service.acmeserver.build import build_acme_server
+    """The ACME port: its TLS credential made or checked now (a bad option fails the start), the ACME
+    server itself built on the port's first request (:mod:`lancert.service.acmeserver.front` says why)."""
+    from lancert.service.acmeserver.front import MAX_BODY_BYTES as ACME_MAX_BODY
+    from lancert.service.acmeserver.front import AcmeFront
     from lancert.service.acmeserver.tls import default_endpoint_name, endpoint_credential, given_credential
 
     config = service.config
@@ -154,11 +156,23 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
     except (OSError, ssl.SSLError) as exc:
         raise LancertError(f"cannot use the ACME TLS certificate {cert_path}: {exc}") from None
     meta = {"termsOfService": config.acme_terms_of_service, "website": config.acme_website}
-    acme = build_acme_server(service.database, service.authority, service.provisioner,
-                             meta={k: v for k, v in meta.items() if v})
-    app = create_acme_app(acme)
+
+    def build() -> ASGIApp:
+        from lancert.service.acmeserver.app import create_acme_app
+        from lancert.service.acmeserver.build import build_acme_server
+
+        acme = build_acme_server(service.database, service.authority, service.provisioner,
+                                 meta={k: v for k, v in meta.items() if v})
+        return create_acme_app(acme)
+
+    def too_large(limit: int) -> ASGIApp:
+        from lancert.service.acmeserver.app import acme_too_large
+
+        return acme_too_large(limit)
+
+    front = AcmeFront(build, too_large)
     listener = listen_tcp(config.host, config.acme_port or 0)
-    return _AcmeEndpoint(Port("acme", app, listener, ACME_MAX_BODY, acme_too_large, tls=tls), name)
+    return _AcmeEndpoint(Port("acme", front, listener, ACME_MAX_BODY, front.too_large, tls=tls), name)
 
 
 def wait_for_dns(config: ServiceConfig, dns: DNSService) -> None:

@@ -2,7 +2,7 @@
 
 Every answer, problems included, carries a fresh ``Replay-Nonce`` and the directory as
 ``Link: rel="index"`` (RFC 8555 6.5, 7.1); problems go out as ``application/problem+json`` without a
-traceback; bodies over :data:`MAX_BODY_BYTES` (64 KiB) are refused by the port before parsing (a JWS
+traceback; bodies over :data:`.front.MAX_BODY_BYTES` (64 KiB) are refused by the port before parsing (a JWS
 carrying a CSR is a few KiB; :func:`acme_too_large` is the answer).
 
 A Starlette app, not FastAPI: no route here has a parameter for FastAPI to validate (the protocol
@@ -39,7 +39,6 @@ from lancert.service.errors import StorageUnavailable, storage_outage
 
 log = logging.getLogger("lancert.acme")
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
-MAX_BODY_BYTES = 64 * 1024
 
 
 def acme_too_large(limit: int) -> Response:
