@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from service_testlib import CODE, Registry, ServiceProcess, make_csr
 
-from lancert.service.database import Database, WouldWait
+from lancert.service.database import Database, WouldWait, driver_execute
 
 
 def _native(service: ServiceProcess, uuid: str, code: str = CODE, box: str = "box-1") -> httpx.Response:
@@ -82,10 +83,13 @@ def database(tmp_path: Path) -> Iterator[Database]:
     db.dispose()
 
 
-def _insert_txt(connection: object, value: str) -> None:
-    connection.exec_driver_sql(  # type: ignore[attr-defined]
-        "INSERT INTO dns_txt_records (name, value, created_at) VALUES ('x.iot.example', ?, "
-        "'2026-01-01 00:00:00')", (value,))
+def _insert_txt(connection: Any, value: str) -> None:
+    driver_execute(connection, "INSERT INTO dns_txt_records (name, value, created_at) VALUES "
+                   "('x.iot.example', ?, '2026-01-01 00:00:00')", (value,))
+
+
+def _scalar(connection: Any, sql: str) -> Any:
+    return driver_execute(connection, sql)[1][0][0]
 
 
 def _txt_values(path: Path) -> list[str]:
@@ -102,7 +106,7 @@ def test_a_transaction_asked_for_now_does_not_wait_for_another_process_s_writer(
         with pytest.raises(WouldWait), database.now_transaction(write=True) as connection:
             _insert_txt(connection, "never")
         with database.now_transaction(write=False) as connection:  # WAL: reading is never held up
-            assert connection.exec_driver_sql("SELECT count(*) FROM dns_txt_records").scalar() == 0
+            assert _scalar(connection, "SELECT count(*) FROM dns_txt_records") == 0
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -155,8 +159,8 @@ def test_commits_asked_for_now_leave_their_checkpoints_to_another_thread(
     for i in range(10):
         with database.now_transaction(write=True) as connection:
             _insert_txt(connection, f"value {i}")
-            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
+            assert _scalar(connection, "PRAGMA wal_autocheckpoint") == 0
+            assert _scalar(connection, "PRAGMA busy_timeout") == 0
     database.dispose()  # waits for the checkpoints started
     assert len(ran_in) == 2
     assert all(thread is not threading.current_thread() for thread in ran_in)

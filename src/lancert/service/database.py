@@ -184,6 +184,32 @@ def driver_execute(connection: Connection, sql: str, arguments: Any = ()) -> tup
         cursor.close()
 
 
+class _NowConnection:
+    """What :class:`DriverStatement` and :func:`driver_execute` use of a ``Connection``, over a pool's
+    DBAPI connection whose transactions :meth:`Database.now_transaction` begins and ends itself with
+    the driver's BEGIN and COMMIT: SQLAlchemy's ``Connection.begin`` and its commit (the transaction
+    object, the begin and commit events, the reset bookkeeping) cost more than the two statements,
+    5-6% of the service's samples per native certificate under py-spy at 1 client."""
+
+    __slots__ = ("connection", "dialect", "invalidated")
+
+    def __init__(self, dialect: Dialect, connection: Any) -> None:
+        self.dialect = dialect
+        self.connection = connection  # the pool's proxy: .dbapi_connection, .invalidate()
+        self.invalidated = False
+
+    @property
+    def dbapi(self) -> Any:
+        return self.connection.dbapi_connection
+
+    def in_transaction(self) -> bool:
+        return True  # always inside the transaction now_transaction began
+
+    def invalidate(self, _error: BaseException | None = None) -> None:
+        """A lost connection (driver_execute's disconnect check): dropped by the next transaction."""
+        self.invalidated = True
+
+
 class DatabaseError(LancertError):
     """The database cannot be opened or migrated; the message names the URL without its password."""
 
@@ -280,7 +306,7 @@ class Database:
         self._readers_lock = threading.Lock()
         # SQLite: the connections of transactions asked for now (see now_transaction), one per kind,
         # used by one thread at a time (the event loop's); and the checkpoints their commits leave.
-        self._now_connections: dict[bool, Connection] = {}
+        self._now_connections: dict[bool, _NowConnection] = {}
         self._now_locks = {True: threading.Lock(), False: threading.Lock()}  # a second thread: WouldWait
         self._now_commits = 0
         self._checkpointer: Any = None
@@ -391,10 +417,12 @@ class Database:
     NOW_CHECKPOINT_COMMITS = 250
 
     @contextmanager
-    def now_transaction(self, *, write: bool) -> Iterator[Connection]:
+    def now_transaction(self, *, write: bool) -> Iterator[Any]:
         """A transaction begun at once or not at all, for a caller that must not wait (the event loop:
         a wait there stops every port of the process): :class:`WouldWait` instead of waiting, and the
-        same transaction as :meth:`reading_connection` / :meth:`writing_connection` otherwise.
+        same transaction as :meth:`reading_connection` / :meth:`writing_connection` otherwise, for
+        :class:`DriverStatement` statements (what it yields is no ``Connection``: see
+        :class:`_NowConnection`).
 
         SQLite only (a file, where the kept connections are); one connection per kind, so a second
         thread asking while another has it gets :class:`WouldWait` too. Its connections have SQLite's
@@ -416,16 +444,20 @@ class Database:
         try:
             connection = self._now_connection(write)
             try:
-                with connection.begin():
-                    yield connection
-            except OperationalError as exc:
-                if not _is_busy(exc):
-                    raise
-                if connection.in_transaction():  # never left half-done for the next one
+                driver_execute(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
+                yield connection
+                driver_execute(connection, "COMMIT")
+            except BaseException as exc:
+                # Rolled back (or dropped when that fails), so nothing of it is ever kept.
+                try:
+                    if connection.dbapi.in_transaction:
+                        driver_execute(connection, "ROLLBACK")
+                except Exception:
                     self._drop_now_connection(write)
-                raise WouldWait(str(exc.orig)) from None
-            except BaseException:
-                self._drop_now_connection(write)
+                if isinstance(exc, OperationalError) and _is_busy(exc):
+                    raise WouldWait(str(exc.orig)) from None
+                if not isinstance(exc, Exception):
+                    self._drop_now_connection(write)
                 raise
         finally:
             if write:
@@ -437,10 +469,13 @@ class Database:
                 self._now_commits = 0
                 self._start_checkpoint()
 
-    def _now_connection(self, write: bool) -> Connection:
+    def _now_connection(self, write: bool) -> _NowConnection:
         connection = self._now_connections.get(write)
-        if connection is None or connection.closed or connection.invalidated:
-            connection = (self.engine if write else self._read_engine).connect()
+        if connection is not None and connection.invalidated:
+            self._drop_now_connection(write)
+            connection = None
+        if connection is None:
+            connection = _NowConnection(self.engine.dialect, self.engine.raw_connection())
             driver_execute(connection, "PRAGMA busy_timeout=0")
             if write:
                 driver_execute(connection, "PRAGMA wal_autocheckpoint=0")
@@ -452,8 +487,7 @@ class Database:
         connection = self._now_connections.pop(write, None)
         if connection is not None:
             with contextlib.suppress(Exception):
-                connection.invalidate()
-                connection.close()
+                connection.connection.invalidate()
 
     def _start_checkpoint(self) -> None:
         if self._checkpointer is None:
