@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.requests import Request
@@ -33,7 +34,9 @@ from lancert.service.errors import (
     storage_outage,
 )
 from lancert.service.issuer import Issuer
-from lancert.wire.provisioning import CertificateResponse
+
+if TYPE_CHECKING:
+    from lancert.wire.provisioning import CertificateResponse
 
 log = logging.getLogger("lancert.service")
 

@@ -45,12 +45,14 @@ newest box repeats a refusal: 6 requests in a row, counted as one failed guess b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
 
 from lancert.service.errors import ServiceError, http_status
-from lancert.wire.provisioning import CompatibleResponse
+
+if TYPE_CHECKING:
+    from lancert.wire.provisioning import CompatibleResponse
 
 COMPATIBLE_PATH = "/odoo-enterprise/iot/x509"
 

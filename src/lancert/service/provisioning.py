@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from sqlalchemy import Connection, insert
@@ -40,13 +41,16 @@ from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
 from lancert.service.models import IssuedCertificate
 from lancert.service.orders import AlsoRecord, OrderDesk
-from lancert.wire.provisioning import (
-    CertificateRequest,
-    CertificateResponse,
-    CompatibleCertificate,
-    CompatibleRequest,
-    CompatibleResponse,
-)
+
+if TYPE_CHECKING:
+    # The fronts that parse a request import these (the native lane, the FastAPI app); the ACME server
+    # issues here too and never needs pydantic (lancert.service.app says why it is imported late).
+    from lancert.wire.provisioning import (
+        CertificateRequest,
+        CertificateResponse,
+        CompatibleRequest,
+        CompatibleResponse,
+    )
 
 SERIAL_ATTEMPTS = 3
 # Built once; a Core INSERT in its own short write transaction (on SQLite the only BEGIN IMMEDIATE of a
@@ -103,6 +107,8 @@ class Provisioner:
         ``now``: the event loop's attempt (:class:`lancert.service.app.NativeLane`): the same steps and
         answers, or :class:`~lancert.service.database.WouldWait` where one would wait (a lock, an
         scrypt, an order), raised before anything is recorded or logged."""
+        from lancert.wire.provisioning import CertificateResponse  # imported with the request's model
+
         arrived = time.monotonic()
         grant = self.authority.authorize(
             request.db_uuid, request.enterprise_code, box_id=request.box_id, source_ip=source_ip, now=now
@@ -142,6 +148,8 @@ class Provisioner:
         the same :class:`~lancert.service.errors.ServiceError` the native call raises; the HTTP front
         frames it in the one form every box generation reads (:mod:`lancert.service.compatible`).
         """
+        from lancert.wire.provisioning import CompatibleCertificate, CompatibleResponse
+
         arrived = time.monotonic()
         params = request.params
         grant = self.authority.authorize(

@@ -45,7 +45,7 @@ from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry, return_large_blocks
 from lancert.serving.ports import Port, serve_ports
 from lancert.storage.locks import SERVICE_LOCK, directory_lock
-from lancert.wire.provisioning import MAX_BODY_BYTES
+from lancert.wire.limits import MAX_BODY_BYTES
 
 
 @dataclass

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
+from lancert.wire.limits import MAX_BODY_BYTES as MAX_BODY_BYTES  # re-exported: the one figure
+
 BOX_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-MAX_BODY_BYTES = 64 * 1024
 
 # No control characters (C0, DEL, C1): a code with trailing NUL bytes used to match the code without them.
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f-\x9f]*$"
