@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -51,6 +51,7 @@ from lancert.service.acmeserver.nonces import NonceBook
 from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
 from lancert.service.acmeserver.resources import Urls
 from lancert.service.acmeserver.store import Account, AcmeStore, Order, new_id, now
+from lancert.service.acmeserver.worker import SerialWorker
 from lancert.service.authority import Authority, Grant
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, NameNotAllowed, NotEligible, UpstreamFailed
@@ -141,9 +142,9 @@ class AcmeServer:
         self._writer: AbstractContextManager[Any] = database.writer
         # Where the transport runs signed requests (:attr:`worker`): one thread of their own when they all
         # queue on that lock anyway (SQLite, an issuer that signs at once), else the framework's pool.
-        self.worker: ThreadPoolExecutor | None = None
+        self.worker: SerialWorker | None = None
         if database.is_sqlite and not provisioner.issuer.places_orders:
-            self.worker = ThreadPoolExecutor(1, thread_name_prefix="lancert-acme")
+            self.worker = SerialWorker("lancert-acme")
         self.store = store
         self.eab = eab
         self.nonces = nonces
