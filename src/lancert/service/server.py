@@ -3,6 +3,11 @@
 serving layer (:mod:`lancert.serving.ports`, one event loop), and the DNS
 server in the same process unless ``--dns-port 0``.
 
+Only what the start needs before the DNS workers are launched is imported with this module; the rest
+(the HTTP stack, the PKI core, the issuance step, the metrics) is imported by :func:`build_service` and
+:func:`_serve`, after the launch, so that a worker's start (a spawned interpreter, ~0.2 s to its first
+answer on a 2-core machine) runs beside those imports instead of after them (:func:`_serve`).
+
 ``wrap_issuer`` is for tests only, passed by a test's own entry point (never read from the environment):
 it wraps the real issuer, e.g. to make issuance slow and test the deadlines of the order desk.
 """
@@ -19,33 +24,29 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
-from starlette.types import ASGIApp
 
 from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.loopback import inherited_listener, listen_tcp
-from lancert.service import metrics
-from lancert.service.app import ServiceApp, create_app, service_too_large
-from lancert.service.authority import Authority
 from lancert.service.config import ServiceConfig
 from lancert.service.database import Database, migrate_apart, open_database
 from lancert.service.dnsrecords import caa_issuers, publish_caa, txt_source
-from lancert.service.issuer import (
-    InternalCAIssuer,
-    IssuanceFailed,
-    Issuer,
-    ServiceIdentity,
-    ensure_service_identity,
-)
-from lancert.service.provisioning import Provisioner
-from lancert.service.ratelimit import FailedCredentialLimiter
 from lancert.service.registry import Registry, return_large_blocks
-from lancert.serving.ports import Port, serve_ports
 from lancert.storage.locks import SERVICE_LOCK, directory_lock
 from lancert.wire.limits import MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from lancert.service.app import ServiceApp
+    from lancert.service.authority import Authority
+    from lancert.service.issuer import Issuer, ServiceIdentity
+    from lancert.service.provisioning import Provisioner
+    from lancert.serving.ports import Port
 
 
 @dataclass
@@ -59,12 +60,15 @@ class Service:
     authority: Authority
 
 
-IssuerWrapper = Callable[[Issuer], Issuer]
+IssuerWrapper = Callable[["Issuer"], "Issuer"]
 
 
 def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIdentity) -> Issuer:
     """The internal CA (default), or the upstream ACME CAs that ``--issuer acme`` names, in order, each
     with its own account, EAB and CA bundle, behind one scheduler (:mod:`lancert.service.fallback`)."""
+    from lancert.service import metrics
+    from lancert.service.issuer import InternalCAIssuer
+
     if config.issuer != "acme":
         return InternalCAIssuer(identity.ca, config.cert_lifetime)
     from lancert.service.fallback import UpstreamChoice
@@ -101,6 +105,12 @@ def make_issuer(config: ServiceConfig, database: Database, identity: ServiceIden
 
 
 def build_service(config: ServiceConfig, wrap_issuer: IssuerWrapper | None = None) -> Service:
+    from lancert.service.app import create_app
+    from lancert.service.authority import Authority
+    from lancert.service.issuer import ensure_service_identity
+    from lancert.service.provisioning import Provisioner
+    from lancert.service.ratelimit import FailedCredentialLimiter
+
     database = open_database(config)
     identity = ensure_service_identity(database, config.zone, config.ca_dir)
     issuer = make_issuer(config, database, identity)
@@ -136,6 +146,7 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
     from lancert.service.acmeserver.front import MAX_BODY_BYTES as ACME_MAX_BODY
     from lancert.service.acmeserver.front import AcmeFront
     from lancert.service.acmeserver.tls import default_endpoint_name, endpoint_credential, given_credential
+    from lancert.serving.ports import Port
 
     config = service.config
     zone = service.identity.zone
@@ -212,6 +223,8 @@ def launch_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()
 def _check_upstream_account(issuer: Issuer) -> None:
     """Register with the upstream CA now, so that a wrong EAB key or an unreachable CA shows at start;
     the service runs anyway (orders retry later, and boxes get the reason)."""
+    from lancert.service.issuer import IssuanceFailed
+
     check = getattr(issuer, "check_account", None)
     if check is None:
         return
@@ -274,6 +287,17 @@ def _sqlite_data_dir_lock(config: ServiceConfig) -> Iterator[None]:
         yield
 
 
+def _zone_records_known_at_start(config: ServiceConfig) -> bool:
+    """Whether the DNS workers' zone can be served before the service is built: the zone is
+    ``config.zone`` (:func:`ensure_service_identity` refuses any other), and the apex CAA is the
+    operator's ``caa_issuers`` or none, since the internal CA publishes no CAA identities
+    (:func:`publish_caa` removes any a former upstream left). Not with ``--issuer acme`` (its CAA comes
+    from the upstream's directory, read while the service is built), nor on PostgreSQL (migrated in
+    :func:`open_database`, inside the build: a worker would read its TXT table before it exists on a
+    first start); SQLite is migrated by :func:`migrate_apart` before this."""
+    return config.issuer != "acme" and config.db_url.startswith("sqlite")
+
+
 def _serve(
     config: ServiceConfig,
     http_socket: socket.socket,
@@ -281,16 +305,21 @@ def _serve(
     wrap_issuer: IssuerWrapper | None,
 ) -> None:
     migrate_apart(config)  # Alembic stays out of the serving process (see migrate_apart)
-    service = build_service(config, wrap_issuer)
-    _check_upstream_account(service.issuer)
-    publish_caa(service.database, service.issuer)
     dns: DNSService | None = None
-    if config.dns_port:
-        # Launched first, waited for after the ACME endpoint is made: the workers' start (a process
-        # each, its imports, the first TXT read) runs beside that work instead of after it.
-        caa = config.caa_issuers or tuple(caa_issuers(service.database))
-        dns = launch_dns(config, service.identity.zone, caa)
+    if config.dns_port and _zone_records_known_at_start(config):
+        # Before build_service and its imports (the module docstring): the worker's start (a spawned
+        # interpreter, its imports, the first TXT read) was ~0.13-0.19 s of waiting at the end of a
+        # start, after the service's own work; beside it, none or little (bench/README.md, issue 21).
+        dns = launch_dns(config, config.zone, config.caa_issuers)
     try:
+        service = build_service(config, wrap_issuer)
+        _check_upstream_account(service.issuer)
+        publish_caa(service.database, service.issuer)
+        if config.dns_port and dns is None:
+            # Launched first, waited for after the ACME endpoint is made: the workers' start runs
+            # beside that work instead of after it.
+            caa = config.caa_issuers or tuple(caa_issuers(service.database))
+            dns = launch_dns(config, service.identity.zone, caa)
         # Made (and its TLS credential checked) before the HTTP and ACME ports serve: a bad option
         # fails the start cleanly (the DNS workers are stopped below).
         acme = _acme_endpoint(service) if config.acme_port is not None else None
@@ -307,6 +336,9 @@ def _serve(
             f"{dns.workers} workers)",
             flush=True,
         )
+    from lancert.service.app import service_too_large
+    from lancert.serving.ports import Port, serve_ports
+
     ports = [Port("service", service.app, http_socket, MAX_BODY_BYTES, service_too_large)]
     if acme is not None:
         ports.append(acme.port)
