@@ -4,7 +4,7 @@ service's eligibility registry by mandatory External Account Binding.
 The room's table of contents: :mod:`.protocol` (what each endpoint does), :mod:`.resources` (URLs and
 JSON views), :mod:`.jws` (signed requests, josepy), :mod:`.nonces`, :mod:`.eab`, :mod:`.problems`
 (RFC 7807 documents), :mod:`.store` and :mod:`.models` (SQL state), :mod:`.tls` (the endpoint's own
-certificate), :mod:`.app` (the Starlette transport). :func:`build_acme_server` wires them to the service's
+certificate), :mod:`.app` (the ASGI transport). :func:`build_acme_server` wires them to the service's
 database, authority and issuance step (the provisioner).
 """
 

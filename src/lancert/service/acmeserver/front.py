@@ -1,5 +1,5 @@
 """The ACME port's app from the service's ready line on: the ACME server (:func:`.build.build_acme_server`)
-and its Starlette app (:func:`.app.create_acme_app`) built on the port's first request, in a worker
+and its ASGI app (:func:`.app.create_acme_app`) built on the port's first request, in a worker
 thread (:mod:`lancert.serving.lazy`).
 
 Why: the ACME server's modules (josepy, certbot's ``acme.jws``, the protocol, its SQL store) were
