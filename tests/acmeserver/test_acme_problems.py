@@ -228,3 +228,18 @@ def test_eab_whose_inner_url_is_not_the_outer_url_opens_no_account(acme_service:
         assert "url" in problem(response, "malformed")["detail"]
         assert "location" not in response.headers
     assert client.new_account(eab).status_code == 201  # nothing was opened by the refused ones
+
+
+def test_a_method_the_resource_does_not_take_is_405_naming_the_methods_it_does(client: AcmeClient) -> None:
+    """RFC 9110 15.5.6: a 405 carries Allow, the methods the target resource supports; RFC 8555 7.2: a
+    nonce is GET or HEAD, the directory GET (and HEAD with it), a signed resource POST only."""
+    directory, directory_url = client.directory, client.service.directory_url
+    assert client.kid is not None
+    for url, method, allow in ((directory["newNonce"], "POST", {"GET", "HEAD"}),
+                               (directory_url, "DELETE", {"GET", "HEAD"}),
+                               (directory["newOrder"], "GET", {"POST"}),
+                               (client.kid, "PUT", {"POST"})):
+        response = client.send(method, url)
+        assert response.status_code == 405, (url, method)
+        assert {m.strip() for m in response.headers["allow"].split(",")} == allow, (url, method)
+        problem(response, "malformed")

@@ -231,7 +231,10 @@ class AcmeApp:
                 raise malformed("no such resource", status=404)
             route = allowed.get(call.method)
             if route is None:
-                raise malformed("method not allowed here", status=405)
+                # RFC 9110 (15.5.6): a 405 names the methods the resource allows.
+                problem = malformed("method not allowed here", status=405)
+                problem.headers["Allow"] = ", ".join(sorted(allowed))
+                raise problem
             answer = await route(call)
         except Exception as exc:
             handler = next((self._handlers[c] for c in type(exc).__mro__ if c in self._handlers), None)
