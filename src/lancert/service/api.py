@@ -1,6 +1,6 @@
 """The service's FastAPI app: its routes, the OpenAPI schema (``/openapi.json``) and ``/docs``.
 
-Imported only when a request needs it (:meth:`lancert.service.app.ServiceApp.fastapi`): FastAPI's
+Imported only when a request needs it (:attr:`lancert.service.app.ServiceApp.api`): FastAPI's
 import builds its OpenAPI models with pydantic, ~0.4 s of CPU and ~12 MiB on this project's 2-core
 machine, which were a third of ``service run``'s start and so of ``lancert up``'s. The front in
 :mod:`lancert.service.app` serves the native call and the root without it; every other request, and

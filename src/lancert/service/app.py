@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from starlette._exception_handler import _lookup_exception_handler
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from lancert.service.answers import (
     EXCEPTION_HANDLERS,
@@ -35,6 +35,7 @@ from lancert.service.issuer import Issuer
 from lancert.service.metrics import MetricsEndpoint
 from lancert.service.provisioning import Provisioner
 from lancert.serving.lazy import BuiltOnFirstNeed
+from lancert.serving.ports import replaying, whole_body
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -166,29 +167,14 @@ class NativeLane:
             self.worker = ThreadPoolExecutor(1, thread_name_prefix="lancert-native")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # nobody is left to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await whole_body(receive)
+        if body is None:
+            return  # nobody is left to answer
         request = _native_request(scope, body, await self.parse.get())
         if request is None:
-            replayed = False
-
-            async def replay() -> Message:
-                nonlocal replayed
-                if not replayed:
-                    replayed = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            await self.app.forward(scope, replay, send)
+            await self.app.forward(scope, replaying(body, receive), send)
             return
-        client = scope.get("client")  # the peer, as _source_ip reads it
+        client = scope.get("client")  # the peer, as answers.source_ip reads it
         source_ip = client[0] if client else "unknown"
         registry = self.provisioner.authority.registry
         try:

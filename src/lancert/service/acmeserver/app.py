@@ -35,11 +35,18 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
-from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem, malformed
+from lancert.service.acmeserver.problems import (
+    PROBLEM_CONTENT_TYPE,
+    AcmeProblem,
+    internal_error,
+    malformed,
+    storage_unavailable,
+)
 from lancert.service.acmeserver.protocol import AcmeServer, Reply
 from lancert.service.acmeserver.resources import PREFIX, Urls
 from lancert.service.acmeserver.worker import SerialWorker
-from lancert.service.errors import StorageUnavailable, storage_outage
+from lancert.service.errors import storage_outage
+from lancert.serving.ports import whole_body
 
 log = logging.getLogger("lancert.acme")
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
@@ -106,14 +113,7 @@ class Call:
 
     async def body(self) -> bytes | None:
         """The whole body; None when the client went away before it ended (nobody to answer)."""
-        chunks: list[bytes] = []
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        return await whole_body(self.receive)
 
 
 def acme_too_large(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
@@ -151,7 +151,7 @@ def _path(call: Call) -> str:
 
 async def _in_worker(worker: SerialWorker, call: Callable[[], Reply]) -> Reply:
     """``call()`` in ``worker``, awaited: the worker hands its outcome to the loop with one
-    ``call_soon_threadsafe`` (:class:`~.protocol.SerialWorker`); requests run one at a time, in order."""
+    ``call_soon_threadsafe`` (:class:`~.worker.SerialWorker`); requests run one at a time, in order."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Reply] = loop.create_future()
 
@@ -273,13 +273,11 @@ class AcmeApp:
         if reason is None:
             return await self._bug(call, exc)
         log.warning("database unavailable on %s %s, answered 503: %s", call.method, _path(call), reason)
-        return await self._problem(call, AcmeProblem(
-            "serverInternal", "the database is unavailable; try again shortly", status=503,
-            headers={"Retry-After": str(StorageUnavailable.retry_after)}))
+        return await self._problem(call, storage_unavailable())
 
     async def _bug(self, call: Call, exc: Exception) -> Answer:
         log.error("internal error on %s %s: %s", call.method, _path(call), exc, exc_info=exc)
-        return await self._problem(call, AcmeProblem("serverInternal", "internal error"))
+        return await self._problem(call, internal_error())
 
     # On the loop, no thread hop: the directory and a nonce need no I/O (a nonce is an HMAC, no write).
     async def _directory(self, call: Call) -> Answer:

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, AcmeProblem
-from lancert.service.errors import StorageUnavailable, storage_outage
+from lancert.service.acmeserver.problems import PROBLEM_CONTENT_TYPE, internal_error, storage_unavailable
+from lancert.service.errors import storage_outage
 from lancert.serving.lazy import BuiltOnFirstNeed
 
 log = logging.getLogger("lancert.acme")
@@ -61,12 +61,10 @@ class AcmeFront:
             if reason is not None:
                 log.warning("database unavailable on the ACME port's first request, answered 503: %s",
                             reason)
-                problem = AcmeProblem(
-                    "serverInternal", "the database is unavailable; try again shortly", status=503,
-                    headers={"Retry-After": str(StorageUnavailable.retry_after)})
+                problem = storage_unavailable()
             else:
                 log.error("cannot build the ACME server: %s", exc, exc_info=exc)
-                problem = AcmeProblem("serverInternal", "internal error")
+                problem = internal_error()
             if scope["type"] == "http":
                 response = Response(json.dumps(problem.to_json()), status_code=problem.status,
                                     media_type=PROBLEM_CONTENT_TYPE, headers=problem.headers)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lancert.service.errors import StorageUnavailable
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 # RFC 8555 leaves most statuses to the server; these follow Boulder and Pebble, which clients are
@@ -68,3 +70,15 @@ def malformed(detail: str, *, status: int = 400) -> AcmeProblem:
 
 def unauthorized(detail: str) -> AcmeProblem:
     return AcmeProblem("unauthorized", detail)
+
+
+def storage_unavailable() -> AcmeProblem:
+    """The 503 of a database outage, with the Retry-After the service's own port gives for it; answered
+    by the ACME app and by its front when the outage comes during the app's build."""
+    return AcmeProblem("serverInternal", "the database is unavailable; try again shortly", status=503,
+                       headers={"Retry-After": str(StorageUnavailable.retry_after)})
+
+
+def internal_error() -> AcmeProblem:
+    """The 500 of a bug: no detail of it leaves the server (the log has the traceback)."""
+    return AcmeProblem("serverInternal", "internal error")
