@@ -14,6 +14,7 @@ import httpx
 import pytest
 from box_harness import CODE, Service
 
+from lancert.box.files import InvalidServiceURL, check_service_url
 from lancert_cli import lancert
 
 pytestmark = pytest.mark.slow  # starts a server or subprocess (tests/conftest.py)
@@ -29,10 +30,27 @@ BROKEN_URLS = [
 ]
 
 
+# Hosts both URL parsers take that name no host: the box handed ``%00`` to the resolver (fuzzing found
+# ``http://%00/`` saved as the active service URL).
+NO_HOST_URLS = ["http://%00/", "http://ex%41mple.lan/", "https://a..b/", "http://-box.lan:8069/"]
+
+
+@pytest.mark.parametrize("url", NO_HOST_URLS)
+def test_a_service_url_whose_host_is_no_host_name_is_refused(url: str) -> None:
+    with pytest.raises(InvalidServiceURL, match="host"):
+        check_service_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://[::1]:8069/", "https://iot-1.shop_lan.example./",
+                                 "https://bücher.example:8443/odoo/"])
+def test_host_names_and_addresses_still_pass(url: str) -> None:
+    assert check_service_url(url) == url
+
+
 def test_settings_form_refuses_every_malformed_service_url(make_box) -> None:
     box = make_box()
     before = (box.state_dir / "settings.json").read_bytes()
-    for url in BROKEN_URLS:
+    for url in [*BROKEN_URLS, *NO_HOST_URLS]:
         answer = box.post_settings(server_url=url)
         assert answer.status_code == 400, (url, answer.status_code, answer.text)
         assert "service URL" in answer.text

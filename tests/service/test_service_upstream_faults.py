@@ -6,11 +6,14 @@ error shows in ``lancert service certs``, and the failed orders per name stay bo
 Pebble's DNS-01 queries go through a DNS relay that forwards to the service's DNS port (and can
 withhold the TXT answers); the service reaches Pebble through an HTTPS relay that can answer
 rateLimited, or hold a challenge answer while the test stops Pebble or the service. Pebble issues
-certificates of 15 s here (``validity=16``: Pebble's notAfter is notBefore + 15 s), so that a renewal falls
-due within the test (two thirds: 10 s in) and a failing renewal still ends before the pair expires: the
-compatible call may wait 3.5 s for it (2 s of which the service spends letting the DNS publish the TXT
-record before it asks the CA), less than the 5 s the pair has left when its renewal falls due (with 9 s
-certificates it expired before the failure came back). Order settings given to the service:
+certificates of 24 s here (``validity=25``: Pebble's notAfter is notBefore + 24 s), so that a renewal falls
+due within the test (16 to 18 s in: the service spreads renewals from two thirds to three quarters of the
+life) and a failing renewal still ends before the pair expires: the compatible call may wait 3.5 s for it
+(2 s of which the service spends letting the DNS publish the TXT record before it asks the CA), well under
+the 6 s or more the pair has left when its renewal falls due, on a loaded machine too. With 15 s
+certificates the pair had 3.75 s left at three quarters, 3.45 s once the test's call arrived: it expired
+before the call's deadline answer, and the box got a refusal (with 9 s certificates it expired before the
+failure came back). Order settings given to the service:
 back-off 1 s after a first failure (doubling), at most 3 failed orders per name per hour, 3 s lease.
 """
 
@@ -77,7 +80,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     base = tmp_path_factory.mktemp("faults")
     service_dns = free_port()
     dns_relay = DnsRelay(service_dns)
-    pebble = Pebble(base / "pebble", dns_relay.port, validity=16).start()
+    pebble = Pebble(base / "pebble", dns_relay.port, validity=25).start()
     acme = AcmeRelay(pebble)
     acme.caa_identities = ["pebble.lancert.test"]
 
@@ -261,7 +264,7 @@ def test_a_start_while_the_ca_is_unreachable_keeps_the_zones_caa_issuers(tmp_pat
 
 
 def test_native_renew_after_follows_the_cas_renewal_information(upstream: Upstream) -> None:
-    # Pebble's certificates here last 15 s (two thirds: 10 s); the CA suggests renewing 1 to 2 s from now.
+    # Pebble's certificates here last 24 s (two thirds: 16 s); the CA suggests renewing 1 to 2 s from now.
     now = datetime.now(UTC)
     start, end = now + timedelta(seconds=1), now + timedelta(seconds=2)
     upstream.acme.renewal_window = (start.isoformat(), end.isoformat())

@@ -7,6 +7,8 @@ the old file or the new one.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -22,6 +24,9 @@ LOG_FILE = "box.log"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Field limits: what a settings form or a hand-edited file may hold, so hostile input stays small.
 MAX_FIELD = 256
+# One label of a host name as the box's resolver takes it (RFC 1123 letters, digits, hyphens; underscores
+# too, which LAN names carry): a percent escape or any other byte is no name a resolver can be asked for.
+_HOST_LABEL = re.compile(rb"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 class InvalidServiceURL(UsageError):
@@ -50,6 +55,8 @@ def check_service_url(url: str) -> str:
         raise InvalidServiceURL(f"the service URL is not valid: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidServiceURL("the service URL must be an http:// or https:// URL with a host")
+    if not _is_host(parsed.raw_host):
+        raise InvalidServiceURL("the service URL's host must be a host name or an IP address")
     if any(p is not None and not 1 <= p <= 65535 for p in (port, parsed.port)):
         raise InvalidServiceURL("the service URL's port must be 1 to 65535")
     if parts.username is not None or parts.password is not None:
@@ -57,6 +64,18 @@ def check_service_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise InvalidServiceURL("the service URL must not hold a query or fragment")
     return url
+
+
+def _is_host(raw_host: bytes) -> bool:
+    """Whether httpx's host (IDNA-encoded: ASCII) is an IP address or a host name: both parsers take
+    ``http://%00/`` with the host ``%00``, which the box would then hand to the resolver as a name."""
+    try:
+        ipaddress.ip_address(raw_host.decode("ascii"))
+        return True
+    except ValueError:
+        pass
+    labels = raw_host.removesuffix(b".").split(b".")
+    return len(raw_host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
 @dataclass

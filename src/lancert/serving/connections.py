@@ -354,6 +354,7 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with header and body timeouts, reporting its state to the guard."""
 
     _deadline: asyncio.TimerHandle | None = None
+    _due: float | None = None
     _deadline_cycle: object = None
     _entry: _Entry | None = None
 
@@ -363,11 +364,11 @@ class GuardedH11Protocol(H11Protocol):
         self._arm(HEADER_TIMEOUT, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._drop_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
+        if self._due is None and (self.cycle is None or self.cycle.response_complete):
             self._arm(HEADER_TIMEOUT, None)  # the first byte of a next request on a kept-alive connection
         super().data_received(data)
         self._follow()
@@ -377,7 +378,7 @@ class GuardedH11Protocol(H11Protocol):
         self._follow()
 
     def handle_websocket_upgrade(self, event: Any) -> None:
-        self._disarm()
+        self._drop_timer()
         if self._entry is not None:
             self._entry.busy = True  # a WebSocket is a client's live session, never evicted as idle
         super().handle_websocket_upgrade(event)
@@ -402,16 +403,34 @@ class GuardedH11Protocol(H11Protocol):
             self._entry.busy = busy
 
     def _arm(self, seconds: float, cycle: object) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expire)
-        self._deadline_cycle = cycle
+        """Set the deadline to ``seconds`` from now. One timer per connection serves every deadline: a
+        deadline moved later only updates ``_due`` and the timer, when it fires early, sleeps on to the
+        new one (a keep-alive connection re-arms two or three times per request; a ``call_later`` and a
+        ``cancel`` each time were ~4% of the ACME port's CPU under load). The deadline itself is exact."""
+        due = self.loop.time() + seconds
+        self._due, self._deadline_cycle = due, cycle
+        if self._deadline is None or self._deadline.when() > due:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_at(due, self._expire)
 
     def _disarm(self) -> None:
+        """No deadline: the timer, if any, finds ``_due`` unset when it fires and goes away."""
+        self._due, self._deadline_cycle = None, None
+
+    def _drop_timer(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-        self._deadline, self._deadline_cycle = None, None
+        self._deadline, self._due, self._deadline_cycle = None, None, None
 
     def _expire(self) -> None:
         self._deadline = None
+        due = self._due
+        if due is None:
+            return
+        if due > self.loop.time():  # re-armed later since the timer was set
+            self._deadline = self.loop.call_at(due, self._expire)
+            return
+        self._due, self._deadline_cycle = None, None
         if not self.transport.is_closing():
             self.transport.abort()  # nothing to flush: the client never finished its request
