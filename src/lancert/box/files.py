@@ -68,7 +68,10 @@ def check_service_url(url: str) -> str:
 
 def _is_host(raw_host: bytes) -> bool:
     """Whether httpx's host (IDNA-encoded: ASCII) is an IP address or a host name: both parsers take
-    ``http://%00/`` with the host ``%00``, which the box would then hand to the resolver as a name."""
+    ``http://%00/`` with the host ``%00``, which the box would then hand to the resolver as a name.
+
+    Not :func:`lancert.pki.names.normalize_dns_name`: that checks a certificate's dNSName, which refuses
+    the underscores LAN host names carry and takes a wildcard label, which no URL's host is."""
     try:
         ipaddress.ip_address(raw_host.decode("ascii"))
         return True
