@@ -148,6 +148,21 @@ def test_bare_base64_body_and_bundles_load(device) -> None:
     assert load_certificates(pem([cert, other])) == [cert, other]
 
 
+def test_der_whose_last_byte_is_white_space_loads() -> None:
+    # DER is binary: the signature's last byte is random, and one in about 43 is a byte bytes.strip()
+    # removes (space, \t, \n, \v, \f, \r). Such a certificate once read as "not a valid certificate".
+    key = generate_private_key()
+    names = SubjectNames.parse(ips=["192.168.1.25"])
+    for _ in range(5000):
+        cert = self_signed_certificate(key, names, validity=timedelta(days=1))
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if der[-1:].isspace():
+            break
+    else:
+        pytest.fail("no certificate with a white-space last byte in 5000 signatures")
+    assert load_certificates(der) == [cert]
+
+
 def test_read_certificate_errors_are_one_line_and_name_the_file(tmp_path: Path, device) -> None:
     cert, _ = device
     with pytest.raises(LancertError, match="no such file"):

@@ -200,8 +200,8 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
                 raise InvalidPEM("PEM file holds no certificate")
             certs = x509.load_pem_x509_certificates(stripped)
         else:
-            try:
-                certs = [x509.load_der_x509_certificate(stripped)]
+            try:  # DER as it is: a signature's last byte may be one that strip() takes for white space
+                certs = [x509.load_der_x509_certificate(data)]
             except ValueError:
                 certs = [x509.load_der_x509_certificate(base64.b64decode(stripped, validate=False))]
     except ValueError:
