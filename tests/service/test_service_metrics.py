@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -171,3 +172,58 @@ def test_the_box_metrics_say_days_left_and_the_current_error_code() -> None:
     assert _value(text, "lancert_box_last_error", code="ERR_IOT_HTTPS_LOAD_REQUEST_STATUS") == 1
     odd = BoxState(problems=[{"code": "anything a file could hold"}])
     assert _value(box_metrics(odd, now).decode(), "lancert_box_last_error", code="other") == 1
+
+
+def test_upstream_orders_and_their_seconds_are_a_counter_and_a_histogram(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lancert.service import metrics
+    from lancert.service.config import ServiceConfig
+    from lancert.service.database import open_database
+
+    ca = "https://histogram.ca.test/directory"  # the counters are process-wide: a CA of this test's own
+    for seconds, outcome in ((0.2, "issued"), (2.0, "issued"), (2.5, "rateLimited"), (500.0, "a b")):
+        metrics.upstream_order(ca, outcome, seconds)
+    database = open_database(ServiceConfig(data_dir=tmp_path))
+    try:
+        text = metrics.MetricsEndpoint(database).render().decode()
+    finally:
+        database.dispose()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
+               if s.labels.get("ca") == ca]
+    orders = {s.labels["outcome"]: s.value for s in samples if s.name == "lancert_upstream_orders_total"}
+    assert orders == {"issued": 2, "rateLimited": 1, "other": 1}  # 'a b' is no plain word
+    buckets = {float(s.labels["le"]): s.value for s in samples
+               if s.name == "lancert_upstream_order_seconds_bucket"}
+    # Cumulative, and 'le' means less than or equal: the order of exactly 2 s is in the 2 s bucket.
+    assert buckets[0.5] == 1 and buckets[1] == 1 and buckets[2] == 2 and buckets[3] == 3
+    assert buckets[120] == 3 and buckets[float("inf")] == 4
+    assert list(buckets.values()) == sorted(buckets.values())
+    by_name = {s.name: s.value for s in samples if s.name.startswith("lancert_upstream_order_seconds_")}
+    assert by_name["lancert_upstream_order_seconds_count"] == 4
+    assert by_name["lancert_upstream_order_seconds_sum"] == pytest.approx(504.7)
+    limited = [s.value for s in samples if s.name == "lancert_upstream_rate_limited_total"]
+    assert limited == [1]
+
+
+@pytest.mark.slow  # a fresh interpreter: this one has prometheus-client loaded already
+def test_prometheus_client_is_loaded_by_the_first_scrape_only(tmp_path: Path) -> None:
+    # A service counts every certificate; few are scraped. What a built service and its counting load
+    # must not include the exposition library (issue 21: memory); the first scrape loads it.
+    code = f"""
+import sys
+from pathlib import Path
+from lancert.service import metrics
+from lancert.service.config import ServiceConfig
+from lancert.service.server import build_service
+service = build_service(ServiceConfig(data_dir=Path({str(tmp_path / 'data')!r}), zone="iot.example.test"))
+metrics.issued("native")
+metrics.upstream_order("https://ca.test/directory", "issued", 1.0)
+print("prometheus_client" in sys.modules)
+text = service.app.metrics.render().decode()
+print("prometheus_client" in sys.modules)
+print('lancert_certificates_issued_total{{front="native"}} 1.0' in text.splitlines())
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "True", "True"]

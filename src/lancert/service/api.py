@@ -14,7 +14,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lancert.service import requestlog
@@ -125,6 +124,8 @@ def build_api(provisioner: Provisioner, issuer: Issuer, endpoint: MetricsEndpoin
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         """Prometheus text format (lancert.service.metrics says what and why)."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         return Response(endpoint.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(

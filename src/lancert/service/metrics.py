@@ -13,55 +13,42 @@ also make the scrape grow with the fleet. A reason that is not a plain word is c
 The counters are process-wide (one service per process; in-process tests share them, so they compare
 before and after); what is read at scrape time (expiry, queue, DNS) comes from the collectors each
 service registers on its own :class:`MetricsEndpoint`.
+
+Why the counters are plain integers under a lock and prometheus-client is imported by the first scrape:
+every service counts, few are scraped, and the library's import with its metric objects is ~1.3 MiB of
+the serving process (issue 21: the memory a small box can spare). prometheus-client still writes the
+whole exposition (families built at scrape time), so the text format is the library's, not ours.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from lancert.service.database import Database
 from lancert.service.models import IssuedCertificate
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
+
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 FRONTS = ("native", "compatible", "acme")
+UPSTREAM_BUCKETS = (0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 90, 120)
 
-ISSUED = Counter(
-    "lancert_certificates_issued", "Certificates issued, by front.", ["front"], registry=REGISTRY
-)
-REFUSED = Counter(
-    "lancert_certificates_refused",
-    "Certificate requests refused, by front and reason (the error code, or the upstream reason).",
-    ["front", "reason"],
-    registry=REGISTRY,
-)
-UPSTREAM_ORDERS = Counter(
-    "lancert_upstream_orders",
-    "Orders placed with an upstream CA, by CA (directory URL) and outcome (issued, or the reason).",
-    ["ca", "outcome"],
-    registry=REGISTRY,
-)
-UPSTREAM_SECONDS = Histogram(
-    "lancert_upstream_order_seconds",
-    "How long an upstream order took, by CA.",
-    ["ca"],
-    buckets=(0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 90, 120),
-    registry=REGISTRY,
-)
-RATE_LIMITED = Counter(
-    "lancert_upstream_rate_limited",
-    "rateLimited answers from an upstream CA (the scheduler aims at 0).",
-    ["ca"],
-    registry=REGISTRY,
-)
+_lock = threading.Lock()  # the ACME server's upstream orders count from worker threads
+_issued: dict[str, int] = {}
+_refused: dict[tuple[str, str], int] = {}
+_upstream_orders: dict[tuple[str, str], int] = {}
+# Per CA: a count per bucket (not cumulative; the last one is +Inf) and the sum of the seconds.
+_upstream_seconds: dict[str, tuple[list[int], list[float]]] = {}
+_rate_limited: dict[str, int] = {}
 
 
 def word(value: object) -> str:
@@ -78,36 +65,78 @@ def front_of(path: str) -> str:
     return "native"
 
 
-# The issued counter's child per front, looked up on its first certificate only: ``labels()`` takes a
-# lock and builds a key on every call (3 us), and every certificate counts itself here. Made on first
-# use, so a front appears in the scrape once it issued, as before. Nothing clears these counters.
-_ISSUED_BY_FRONT: dict[str, Any] = {}
-
-
 def issued(front: str) -> None:
-    child = _ISSUED_BY_FRONT.get(front)
-    if child is None:
-        label = front if front in FRONTS else "other"
-        child = ISSUED.labels(label)
-        if label == front:  # at most the three fronts are kept
-            _ISSUED_BY_FRONT[front] = child
-    child.inc()
+    label = front if front in FRONTS else "other"
+    with _lock:
+        _issued[label] = _issued.get(label, 0) + 1
 
 
 def refused(front: str, reason: str) -> None:
-    REFUSED.labels(front if front in FRONTS else "other", word(reason)).inc()
+    key = (front if front in FRONTS else "other", word(reason))
+    with _lock:
+        _refused[key] = _refused.get(key, 0) + 1
 
 
 def upstream_order(ca: str, outcome: str, seconds: float) -> None:
     """The hook of :class:`lancert.service.fallback.UpstreamChoice`: one per order placed."""
-    UPSTREAM_ORDERS.labels(ca, word(outcome)).inc()
-    UPSTREAM_SECONDS.labels(ca).observe(seconds)
-    if outcome == "rateLimited":
-        RATE_LIMITED.labels(ca).inc()
+    key = (ca, word(outcome))
+    with _lock:
+        _upstream_orders[key] = _upstream_orders.get(key, 0) + 1
+        counts, total = _upstream_seconds.setdefault(ca, ([0] * (len(UPSTREAM_BUCKETS) + 1), [0.0]))
+        counts[bisect_left(UPSTREAM_BUCKETS, seconds)] += 1  # le: a value on a bound is in its bucket
+        total[0] += seconds
+        if outcome == "rateLimited":
+            _rate_limited[ca] = _rate_limited.get(ca, 0) + 1
 
 
-class _ScrapeTime(Collector):
-    """Values read when Prometheus scrapes: the soonest expiry, the queue, DNS rcodes."""
+def _counters() -> Iterator[Metric]:
+    """The process-wide counters as metric families, copied under the lock."""
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    with _lock:
+        issued_now = dict(_issued)
+        refused_now = dict(_refused)
+        orders_now = dict(_upstream_orders)
+        seconds_now = {ca: (list(counts), total[0]) for ca, (counts, total) in _upstream_seconds.items()}
+        limited_now = dict(_rate_limited)
+    families = (
+        ("lancert_certificates_issued", "Certificates issued, by front.", ["front"],
+         {(front,): n for front, n in issued_now.items()}),
+        ("lancert_certificates_refused",
+         "Certificate requests refused, by front and reason (the error code, or the upstream reason).",
+         ["front", "reason"], refused_now),
+        ("lancert_upstream_orders",
+         "Orders placed with an upstream CA, by CA (directory URL) and outcome (issued, or the reason).",
+         ["ca", "outcome"], orders_now),
+    )
+    for name, documentation, labels, values in families:
+        family = CounterMetricFamily(name, documentation, labels=labels)
+        for key, count in sorted(values.items()):
+            family.add_metric(list(key), float(count))
+        yield family
+    seconds = HistogramMetricFamily(
+        "lancert_upstream_order_seconds", "How long an upstream order took, by CA.", labels=["ca"]
+    )
+    bounds = [floatToGoString(b) for b in UPSTREAM_BUCKETS] + ["+Inf"]
+    for ca, (counts, total) in sorted(seconds_now.items()):
+        cumulative, buckets = 0, []
+        for bound, count in zip(bounds, counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        seconds.add_metric([ca], buckets, sum_value=total)
+    yield seconds
+    limited = CounterMetricFamily(
+        "lancert_upstream_rate_limited", "rateLimited answers from an upstream CA (the scheduler aims at 0).",
+        labels=["ca"],
+    )
+    for ca, count in sorted(limited_now.items()):
+        limited.add_metric([ca], float(count))
+    yield limited
+
+
+class _ScrapeTime:
+    """Values read when Prometheus scrapes: the counters, the soonest expiry, the queue, DNS rcodes."""
 
     def __init__(
         self,
@@ -119,7 +148,10 @@ class _ScrapeTime(Collector):
         self.queue_length = queue_length
         self.dns_rcodes = dns_rcodes
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield from _counters()
         soonest = GaugeMetricFamily(
             "lancert_certificate_soonest_expiry_days",
             "Days until the soonest expiry among the newest certificate of each box label still valid.",
@@ -134,8 +166,6 @@ class _ScrapeTime(Collector):
         queue.add_metric([], float(self.queue_length() if self.queue_length else 0))
         yield queue
         if self.dns_rcodes is not None:
-            from prometheus_client.core import CounterMetricFamily
-
             answers = CounterMetricFamily(
                 "lancert_dns_queries",
                 "DNS queries answered, by the answer's rcode (all DNS workers).",
@@ -171,7 +201,7 @@ def _rcode_name(rcode: int) -> str:
 
 
 class MetricsEndpoint:
-    """One service's ``/metrics``: the process-wide counters plus its scrape-time collector."""
+    """One service's ``/metrics``: the process-wide counters and its own scrape-time values."""
 
     def __init__(
         self,
@@ -179,12 +209,16 @@ class MetricsEndpoint:
         queue_length: Callable[[], int] | None = None,
         dns_rcodes: Callable[[], dict[int, int]] | None = None,
     ) -> None:
-        self.scraped = CollectorRegistry(auto_describe=False)
         self.collector = _ScrapeTime(database, queue_length, dns_rcodes)
-        self.scraped.register(self.collector)
+        self._registry: CollectorRegistry | None = None
 
     def set_dns(self, dns_rcodes: Callable[[], dict[int, int]]) -> None:
         self.collector.dns_rcodes = dns_rcodes
 
     def render(self) -> bytes:
-        return generate_latest(REGISTRY) + generate_latest(self.scraped)
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if self._registry is None:
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(self.collector)  # type: ignore[arg-type]
+        return generate_latest(self._registry)
