@@ -22,13 +22,20 @@ if TYPE_CHECKING:
     from lancert.dns.names import address_from_label, dashed_address, device_hostname
     from lancert.dns.ratelimit import RateLimit
     from lancert.dns.server import DNSService, ServerSpec, TxtSourceFactory
-    from lancert.dns.zone import TXT_MAX_STALENESS, ZoneAnswers, ZoneSpec
+    from lancert.dns.zone import ZoneAnswers, ZoneSpec
 
 # Each name is imported from its module on first use (PEP 562): a box agent that only needs
 # ``lancert.dns.names`` (a string function) then does not load the server, the zone and with them
 # dnslib and dnspython (3-4 MiB of a small box's memory).
+# A TXT answer is given only from a snapshot read at most this long ago; an older one (the database is
+# unreachable or slow) gives SERVFAIL instead of old values. So a TXT record committed at time t is in
+# every answer given after t + TXT_MAX_STALENESS, by every worker of every instance: the ACME flows wait
+# that long after writing before asking a CA to validate (lancert.service.dnsrecords). Here, not in the
+# zone module, so that a service that only waits for it (``--dns-port 0``, the ACME port alone) does not
+# load the DNS server, the zone and dnslib (~1.7 MiB).
+TXT_MAX_STALENESS = 2.0
+
 _HOMES = {
-    "TXT_MAX_STALENESS": "zone",
     "DNSService": "server",
     "RateLimit": "ratelimit",
     "ServerSpec": "server",

@@ -23,9 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dnslib import QTYPE, DNSRecord
-
-from lancert.dns import wire
+from lancert.dns import TXT_MAX_STALENESS, wire
 from lancert.dns.names import address_from_label
 from lancert.dns.wire import Malformed, Query, Unusual
 
@@ -37,12 +35,8 @@ NEGATIVE_TTL = 60  # SOA minimum: how long resolvers may cache NXDOMAIN/NODATA (
 SOA_TIMERS = (1, 3600, 600, 86400, NEGATIVE_TTL)  # serial, refresh, retry, expire, minimum
 ACME_CHALLENGE = b"_acme-challenge"
 ACME_CHALLENGE_WIRE = bytes([len(ACME_CHALLENGE)]) + ACME_CHALLENGE  # the label, as it prefixes a name
-# A TXT answer is given only from a snapshot read at most this long ago; an older one (the database is
-# unreachable or slow) gives SERVFAIL instead of old values. So a TXT record committed at time t is in
-# every answer given after t + TXT_MAX_STALENESS, by every worker of every instance: the ACME flows wait
-# that long after writing before asking a CA to validate. Workers read the table every
-# TXT_REFRESH_INTERVAL; the difference is the margin for the read itself.
-TXT_MAX_STALENESS = 2.0
+# Workers read the TXT table every TXT_REFRESH_INTERVAL and answer from a snapshot at most
+# TXT_MAX_STALENESS old (lancert.dns says why); the difference is the margin for the read itself.
 TXT_REFRESH_INTERVAL = 0.5
 CACHE_ENTRIES = 16384  # answers kept by query bytes; the cache is emptied when full or when TXT changes
 _BOX_LABEL = re.compile(rb"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -397,7 +391,12 @@ class ZoneAnswers:
 
 def _parse_with_dnslib(packet: bytes) -> Query:
     """The unusual query (a compressed question, extra records such as TSIG or several OPTs), read by
-    dnslib, which rejects forward and self pointers; its errors are FORMERR."""
+    dnslib, which rejects forward and self pointers; its errors are FORMERR.
+
+    dnslib is imported here, by a worker's first such query: the service's own process, which holds the
+    zone's spec to start the workers, never parses a packet and does not load it."""
+    from dnslib import QTYPE, DNSRecord
+
     try:
         record = DNSRecord.parse(packet)
     except Exception as exc:  # dnslib raises DNSError, BufferError, DNSLabelError, ValueError...

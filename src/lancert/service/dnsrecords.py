@@ -18,13 +18,17 @@ import functools
 import json
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 
-from lancert.dns import TXT_MAX_STALENESS, TxtSourceFactory
+from lancert.dns import TXT_MAX_STALENESS
 from lancert.service.database import Database
 from lancert.service.models import DnsTxtRecord, ServiceState
 from lancert.service.txtreader import open_txt_reader
+
+if TYPE_CHECKING:
+    from lancert.dns import TxtSourceFactory
 
 STATE_CAA_ISSUERS = "caa_issuers"
 

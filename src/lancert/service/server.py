@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
 from lancert.errors import LancertError, UsageError
 from lancert.logs import configure_logging
 from lancert.loopback import inherited_listener, listen_tcp
@@ -42,6 +41,7 @@ from lancert.wire.limits import MAX_BODY_BYTES
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from lancert.dns import DNSService
     from lancert.service.app import ServiceApp
     from lancert.service.authority import Authority
     from lancert.service.issuer import Issuer, ServiceIdentity
@@ -203,7 +203,11 @@ def launch_dns(config: ServiceConfig, zone: str, caa_issuers: Sequence[str] = ()
     ``caa_issuers`` become CAA records at the apex: ``config.caa_issuers`` when the operator set them,
     else an upstream ACME issuer's CA identities (its directory's ``meta.caaIdentities``), so that the
     CA's CAA check passes and no other CA may issue for the zone.
+
+    The DNS server's modules are imported here: a service with ``--dns-port 0`` never loads them.
     """
+    from lancert.dns import DNSService, RateLimit, ServerSpec, ZoneSpec
+
     spec = ServerSpec(
         ZoneSpec(zone, caa_issuers=caa_issuers),
         host=config.host,
