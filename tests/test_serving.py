@@ -90,3 +90,22 @@ def test_stop_ends_every_port() -> None:
     for number in numbers:
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", number), timeout=2).close()
+
+
+def test_a_port_collects_cycles_from_its_first_request_even_inside_the_start_pause() -> None:
+    # A command starts with the cyclic collector paused (imports); once a port serves, each request's
+    # garbage cycles must be collected as they come, or the first seconds of load stay in the RSS.
+    import gc
+
+    from lancert.commands.main import _pause_gc_while_starting
+
+    _pause_gc_while_starting(seconds=600)
+    try:
+        assert not gc.isenabled()
+        background = BackgroundPorts([Port("gc", echo, listen_tcp("127.0.0.1", 0), CAP)], "gc-port").start()
+        try:
+            assert gc.isenabled()
+        finally:
+            background.stop()
+    finally:
+        gc.enable()
