@@ -17,7 +17,7 @@ from sqlalchemy.exc import StatementError
 import lancert.service.acmeserver.models  # noqa: F401 - its tables are the service's too
 import postgres_server
 from lancert.service.database import Database
-from lancert.service.models import Base, DnsTxtRecord, IssuedCertificate
+from lancert.service.models import DNS_TXT_RECORDS, ISSUED_CERTIFICATES, METADATA
 
 postgres_url = postgres_server.postgres_url
 
@@ -33,7 +33,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield database
     finally:
         if request.param == "postgresql":
-            Base.metadata.drop_all(database.engine)
+            METADATA.drop_all(database.engine)
             with database.engine.begin() as connection:
                 connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         database.dispose()
@@ -41,7 +41,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 def test_the_migrations_build_the_models_schema(database: Database) -> None:
     with database.engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        differences = compare_metadata(MigrationContext.configure(connection), METADATA)
     assert differences == []
 
 
@@ -52,18 +52,19 @@ def test_a_moment_in_any_zone_is_read_back_as_the_same_instant_in_utc(database: 
            "issuer": "internal", "not_before": not_before, "not_after": not_before + timedelta(days=90),
            "certificate_pem": "-"}
     with database.writing_connection() as connection:
-        connection.execute(insert(IssuedCertificate.__table__), row)
-    with database.reading() as session:
-        stored = session.scalars(select(IssuedCertificate)).one()
+        connection.execute(insert(ISSUED_CERTIFICATES), row)
+    with database.reading() as connection:
+        stored = connection.execute(select(ISSUED_CERTIFICATES)).one()
     assert stored.not_before == datetime(2026, 12, 1, 22, 30, tzinfo=UTC)
     assert stored.not_before.utcoffset() == timedelta(0)
     assert stored.issued_at.tzinfo is not None
     with database.reading_connection() as connection:  # compared in SQL against an instant in UTC
-        later = connection.execute(select(IssuedCertificate.__table__.c.serial).where(
-            IssuedCertificate.__table__.c.not_before < datetime(2026, 12, 1, 22, 31, tzinfo=UTC))).all()
+        later = connection.execute(select(ISSUED_CERTIFICATES.c.serial).where(
+            ISSUED_CERTIFICATES.c.not_before < datetime(2026, 12, 1, 22, 31, tzinfo=UTC))).all()
     assert [r.serial for r in later] == ["abc1"]
 
 
 def test_a_naive_moment_is_refused(database: Database) -> None:
-    with pytest.raises(StatementError, match="naive"), database.transaction() as session:
-        session.add(DnsTxtRecord(name="x", value="y", created_at=datetime(2026, 12, 1, 12, 0)))
+    with pytest.raises(StatementError, match="naive"), database.transaction() as connection:
+        naive = datetime(2026, 12, 1, 12, 0)
+        connection.execute(insert(DNS_TXT_RECORDS).values(name="x", value="y", created_at=naive))

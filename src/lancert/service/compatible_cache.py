@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
 from lancert.pki import PrivateKey, private_key_pem
 from lancert.service.database import Database
 from lancert.service.issuer import IssuedChain
-from lancert.service.models import CompatibleCredential
+from lancert.service.models import COMPATIBLE_CREDENTIALS, put
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,9 @@ class CachedCredential:
 
 
 def load(database: Database, db_uuid: str) -> CachedCredential | None:
-    with database.reading() as session:
-        row = session.get(CompatibleCredential, db_uuid)
+    credentials = COMPATIBLE_CREDENTIALS
+    with database.reading() as connection:
+        row = connection.execute(select(credentials).where(credentials.c.db_uuid == db_uuid)).first()
         if row is None:
             return None
         return CachedCredential(
@@ -69,13 +72,10 @@ def store(
         issued.not_after,
         issued.renew_after,
     )
-    with database.transaction() as session:
-        row = session.get(CompatibleCredential, db_uuid)
-        if row is None:
-            row = CompatibleCredential(db_uuid=db_uuid)
-            session.add(row)
-        row.box_label, row.issuer = box_label, issuer
-        row.chain_pem, row.private_key_pem = cached.chain_pem, cached.private_key_pem
-        row.not_before, row.not_after = cached.not_before, cached.not_after
-        row.renew_after = cached.renew_after
+    with database.transaction() as connection:
+        put(connection, COMPATIBLE_CREDENTIALS, {"db_uuid": db_uuid}, {
+            "box_label": box_label, "issuer": issuer, "chain_pem": cached.chain_pem,
+            "private_key_pem": cached.private_key_pem, "not_before": cached.not_before,
+            "not_after": cached.not_after, "renew_after": cached.renew_after,
+        })
     return cached

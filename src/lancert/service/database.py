@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Dialect, Engine, Executable, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from lancert.errors import LancertError
@@ -267,7 +266,7 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 class Database:
-    """An engine plus a session factory; ``Database(url).migrate()`` before use."""
+    """An engine and its transactions; ``Database(url).migrate()`` before use."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -310,9 +309,7 @@ class Database:
         self._now_locks = {True: threading.Lock(), False: threading.Lock()}  # a second thread: WouldWait
         self._now_commits = 0
         self._checkpointer: Any = None
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._read_engine = self.engine.execution_options(**{READ_ONLY: True})
-        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -329,29 +326,28 @@ class Database:
         except ArgumentError:
             return "<unparsable URL>"
 
-    def advisory_lock(self, session: Session, key: int) -> None:
-        """Serialize with other instances until the session's transaction ends (PostgreSQL only;
+    def advisory_lock(self, connection: Connection, key: int) -> None:
+        """Serialize with other instances until the connection's transaction ends (PostgreSQL only;
         SQLite transactions are already exclusive through BEGIN IMMEDIATE)."""
         if self.is_postgresql:
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Connection]:
         """One unit of work: committed as a whole on success, rolled back entirely on any exception."""
-        with self.sessions() as session, session.begin():
-            yield session
+        with self.engine.begin() as connection:
+            yield connection
 
     @contextmanager
-    def reading(self) -> Iterator[Session]:
-        """A session that only reads: on SQLite a deferred transaction, so readers run beside the writer."""
-        with self._read_sessions() as session, session.begin():
-            yield session
+    def reading(self) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite a deferred one, so readers run beside the writer."""
+        with self._read_engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def writing_connection(self) -> Iterator[Connection]:
-        """Like :meth:`transaction`, on a Core connection: for the per-request path, where the ORM's
-        session bookkeeping cost more than the SQL itself (prebuilt statements, no unit of work). Queued
-        on :attr:`writer` first.
+        """Like :meth:`transaction`, for the per-request path: queued on :attr:`writer` first, and on
+        SQLite on a kept connection.
 
         On SQLite, where :attr:`writer` lets one thread at a time in, the transactions run on one kept
         connection instead of a pool checkout each: the checkout, the ``Connection`` set-up and the
@@ -378,7 +374,7 @@ class Database:
 
     # Idle read connections kept on SQLite: what a burst of concurrent requests reads on at once is
     # taken from the pool (and kept on return while fewer than this are idle), so the pool's other
-    # users (sessions, the writer's nested transactions) still find connections in it.
+    # users (transactions, the writer's nested ones) still find connections in it.
     KEPT_READERS = 4
 
     @contextmanager

@@ -20,11 +20,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert
 
 from lancert.dns import TXT_MAX_STALENESS
 from lancert.service.database import Database
-from lancert.service.models import DnsTxtRecord, ServiceState
+from lancert.service.models import DNS_TXT_RECORDS, read_state, write_state
 from lancert.service.txtreader import open_txt_reader
 
 if TYPE_CHECKING:
@@ -36,13 +36,13 @@ TXT_VISIBLE_WITHIN = TXT_MAX_STALENESS
 
 
 def add_txt_record(database: Database, name: str, value: str) -> None:
-    with database.transaction() as session:
-        session.add(DnsTxtRecord(name=name.lower().rstrip("."), value=value))
+    with database.transaction() as connection:
+        connection.execute(insert(DNS_TXT_RECORDS).values(name=name.lower().rstrip("."), value=value))
 
 
 def remove_txt_records(database: Database, name: str) -> None:
-    with database.transaction() as session:
-        session.execute(delete(DnsTxtRecord).where(DnsTxtRecord.name == name.lower().rstrip(".")))
+    with database.transaction() as connection:
+        connection.execute(delete(DNS_TXT_RECORDS).where(DNS_TXT_RECORDS.c.name == name.lower().rstrip(".")))
 
 
 def wait_until_visible(added_at: float | None = None) -> None:
@@ -69,16 +69,8 @@ def store_caa_issuers(database: Database, issuers: Sequence[str]) -> None:
     """The CA domains the zone's CAA ``issue`` records name (RFC 8659), as the upstream CA's directory
     lists them in ``meta.caaIdentities`` (Let's Encrypt: ``letsencrypt.org``); empty: no CAA records,
     stored as no row at all, so a service on the internal CA keeps no state it does not use."""
-    with database.transaction() as session:
-        row = session.get(ServiceState, STATE_CAA_ISSUERS)
-        value = json.dumps(list(issuers))
-        if not issuers:
-            if row is not None:
-                session.delete(row)
-        elif row is None:
-            session.add(ServiceState(name=STATE_CAA_ISSUERS, value=value))
-        else:
-            row.value = value
+    with database.transaction() as connection:
+        write_state(connection, STATE_CAA_ISSUERS, json.dumps(list(issuers)) if issuers else None)
 
 
 def publish_caa(database: Database, issuer: object) -> None:
@@ -94,8 +86,8 @@ def publish_caa(database: Database, issuer: object) -> None:
 
 def caa_issuers(database: Database) -> list[str]:
     """What :func:`store_caa_issuers` stored: data for the DNS server's zone-apex CAA answer."""
-    with database.reading() as session:
-        value = session.scalar(select(ServiceState.value).where(ServiceState.name == STATE_CAA_ISSUERS))
+    with database.reading() as connection:
+        value = read_state(connection, STATE_CAA_ISSUERS)
     try:
         issuers = json.loads(value) if value else []
     except ValueError:

@@ -25,13 +25,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from cryptography import x509
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 
 from lancert.pki import SubjectNames
 from lancert.service.config import UpstreamLimits
 from lancert.service.database import Database
 from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer, OrderQueued
-from lancert.service.models import UpstreamCertificate, UpstreamSpend
+from lancert.service.models import UPSTREAM_CERTIFICATES, UPSTREAM_SPEND, put
 from lancert.service.scheduler import WINDOWS, Budget, Priority, Request, Scheduler
 
 log = logging.getLogger("lancert.service.fallback")
@@ -66,26 +66,23 @@ class SqlLedger:
         self._adds = 0
 
     def times(self, ca: str, counter: str, key: str, since: float) -> list[float]:
-        with self.database.reading() as session:
+        spend = UPSTREAM_SPEND.c
+        with self.database.reading() as connection:
             return list(
-                session.scalars(
-                    select(UpstreamSpend.at)
-                    .where(
-                        UpstreamSpend.ca == ca,
-                        UpstreamSpend.counter == counter,
-                        UpstreamSpend.key == key,
-                        UpstreamSpend.at > since,
-                    )
-                    .order_by(UpstreamSpend.at)
-                )
+                connection.execute(
+                    select(spend.at)
+                    .where(spend.ca == ca, spend.counter == counter, spend.key == key, spend.at > since)
+                    .order_by(spend.at)
+                ).scalars()
             )
 
     def add(self, ca: str, counter: str, key: str, at: float) -> None:
-        with self.database.transaction() as session:
-            session.add(UpstreamSpend(ca=ca, counter=counter, key=key, at=at))
+        with self.database.transaction() as connection:
+            connection.execute(insert(UPSTREAM_SPEND).values(ca=ca, counter=counter, key=key, at=at))
             self._adds += 1
             if self._adds % self.PRUNE_EVERY == 1:
-                session.execute(delete(UpstreamSpend).where(UpstreamSpend.at < at - max(WINDOWS.values())))
+                oldest = at - max(WINDOWS.values())
+                connection.execute(delete(UPSTREAM_SPEND).where(UPSTREAM_SPEND.c.at < oldest))
 
 
 def names_key(names: SubjectNames) -> str:
@@ -188,8 +185,10 @@ class UpstreamChoice:
 
     def request_for(self, names: SubjectNames, now: float) -> tuple[str, Request]:
         key = names_key(names)
-        with self.database.reading() as session:
-            last = session.get(UpstreamCertificate, key)
+        with self.database.reading() as connection:
+            last = connection.execute(
+                select(UPSTREAM_CERTIFICATES).where(UPSTREAM_CERTIFICATES.c.names_key == key)
+            ).first()
         domain = registered_domain(names, self.zone, self.on_public_suffix_list)
         if last is None or last.not_after <= now:
             priority = Priority.NO_CERTIFICATE
@@ -268,14 +267,10 @@ class UpstreamChoice:
         ari = issued.renew_at is not None
         nb, na = issued.not_before.timestamp(), issued.not_after.timestamp()
         renew_at = issued.renew_at or datetime.fromtimestamp(renewal_moment(nb, na), UTC)
-        with self.database.transaction() as session:
-            row = session.get(UpstreamCertificate, key)
-            if row is None:
-                row = UpstreamCertificate(names_key=key)
-                session.add(row)
-            row.ca, row.not_after, row.ari = ca, issued.not_after.timestamp(), ari
-            row.window_start = renew_at.timestamp()
-            row.window_end = na if ari else nb + (na - nb) * SPREAD[1]
+        row = {"ca": ca, "not_after": issued.not_after.timestamp(), "ari": ari,
+               "window_start": renew_at.timestamp(), "window_end": na if ari else nb + (na - nb) * SPREAD[1]}
+        with self.database.transaction() as connection:
+            put(connection, UPSTREAM_CERTIFICATES, {"names_key": key}, row)
         return replace(
             issued,
             renew_at=renew_at,

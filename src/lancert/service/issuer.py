@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import insert
 
 from lancert.ca.directory import CADirectory
 from lancert.errors import LancertError
@@ -35,7 +35,7 @@ from lancert.pki import (
     zone_name_constraints,
 )
 from lancert.service.database import LOCK_SERVICE_STATE, Database
-from lancert.service.models import ServiceState
+from lancert.service.models import SERVICE_STATE, read_state
 
 STATE_ZONE = "zone"
 STATE_LABEL_SECRET = "label_secret"  # noqa: S105 - a row name, not a secret
@@ -184,15 +184,11 @@ class ServiceIdentity:
     ca: CertificateAuthority
 
 
-def _state(session: object, name: str) -> str | None:
-    return session.scalar(select(ServiceState.value).where(ServiceState.name == name))  # type: ignore[attr-defined]
-
-
 def load_service_identity(database: Database) -> ServiceIdentity | None:
     """The shared state, or None before the first ``service run``."""
-    with database.reading() as session:
+    with database.reading() as connection:
         values = {
-            n: _state(session, n)
+            n: read_state(connection, n)
             for n in (STATE_ZONE, STATE_LABEL_SECRET, STATE_ROOT, STATE_INTERMEDIATE, STATE_INTERMEDIATE_KEY)
         }
     if any(v is None for v in values.values()):
@@ -211,9 +207,9 @@ def ensure_service_identity(database: Database, zone: str, ca_dir: Path) -> Serv
     """Load the shared state, making it first if this is the very first start of the service."""
     existing = load_service_identity(database)
     if existing is None:
-        with database.transaction() as session:
-            database.advisory_lock(session, LOCK_SERVICE_STATE)
-            if _state(session, STATE_ZONE) is None:  # still nobody else: this instance makes it
+        with database.transaction() as connection:
+            database.advisory_lock(connection, LOCK_SERVICE_STATE)
+            if read_state(connection, STATE_ZONE) is None:  # still nobody else: this instance makes it
                 ca = CADirectory(ca_dir).load_or_create(
                     f"lancert {zone}", name_constraints=zone_name_constraints(zone)
                 )
@@ -224,7 +220,8 @@ def ensure_service_identity(database: Database, zone: str, ca_dir: Path) -> Serv
                     STATE_INTERMEDIATE: pem([ca.certificate]).decode(),
                     STATE_INTERMEDIATE_KEY: private_key_pem(ca.key).decode(),
                 }
-                session.add_all(ServiceState(name=n, value=v) for n, v in values.items())
+                rows = [{"name": n, "value": v} for n, v in values.items()]
+                connection.execute(insert(SERVICE_STATE), rows)
         existing = load_service_identity(database)
         assert existing is not None
     if existing.zone != zone:

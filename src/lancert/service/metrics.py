@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from lancert.service.database import Database
-from lancert.service.models import IssuedCertificate
+from lancert.service.models import ISSUED_CERTIFICATES
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -178,12 +178,12 @@ class _ScrapeTime:
     def _soonest_expiry_days(self) -> float | None:
         now = datetime.now(UTC)
         newest = (
-            select(func.max(IssuedCertificate.not_after).label("not_after"))
-            .group_by(IssuedCertificate.box_label)
+            select(func.max(ISSUED_CERTIFICATES.c.not_after).label("not_after"))
+            .group_by(ISSUED_CERTIFICATES.c.box_label)
             .subquery()
         )
-        with self.database.reading() as session:
-            rows = [r for r in session.scalars(select(newest.c.not_after)) if r is not None]
+        with self.database.reading() as connection:
+            rows = [r for r in connection.execute(select(newest.c.not_after)).scalars() if r is not None]
         valid = [(r if r.tzinfo else r.replace(tzinfo=UTC)) for r in rows]
         valid = [r for r in valid if r > now]
         if not valid:

@@ -27,16 +27,16 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lancert.pki import SubjectNames, create_csr, generate_private_key, utcnow
@@ -47,7 +47,7 @@ from lancert.service.config import OrderPolicy
 from lancert.service.database import Database
 from lancert.service.errors import IssuancePending, UpstreamFailed
 from lancert.service.issuer import IssuanceFailed, IssuedChain, Issuer, OrderQueued
-from lancert.service.models import CertificateOrder, IssuedCertificate
+from lancert.service.models import CERTIFICATE_ORDERS, ISSUED_CERTIFICATES
 
 log = logging.getLogger("lancert.service.orders")
 
@@ -295,56 +295,62 @@ class OrderDesk:
 
     def _try_acquire(self, grant: Grant, style: str) -> _Busy | _BackedOff | None:
         now = utcnow()
-        with self.database.transaction() as session:
-            row = session.scalars(
-                select(CertificateOrder)
-                .where(CertificateOrder.box_label == grant.box_label)
-                .with_for_update()
+        orders = CERTIFICATE_ORDERS
+        with self.database.transaction() as connection:
+            found = connection.execute(
+                select(orders).where(orders.c.box_label == grant.box_label).with_for_update()
             ).first()
-            if row is None:
-                row = CertificateOrder(
-                    box_label=grant.box_label,
-                    db_uuid=grant.database.uuid,
-                    style=style,
-                    orders=0,
-                    failures=0,
-                    consecutive_failures=0,
-                )
-                session.add(row)
-            elif row.owner is not None and row.lease_until is not None and row.lease_until > now:
+            row: Mapping[str, Any] = found._mapping if found is not None else {}  # none: the first order
+            lease_until = row.get("lease_until")
+            if row.get("owner") is not None and lease_until is not None and lease_until > now:
                 return _Busy()
-            if row.window_start is None or now - row.window_start >= WINDOW:
-                row.window_start, row.failures = now, 0
-            if row.failures >= self.policy.failures_per_hour:
-                until = row.window_start + WINDOW
-                return _BackedOff(
-                    until,
-                    f"{row.failures} failed orders in the last hour "
+            window_start, failures = row.get("window_start"), row.get("failures") or 0
+            last_error, retry_not_before = row.get("last_error"), row.get("retry_not_before")
+            changes: dict[str, Any] = {}
+            if window_start is None or now - window_start >= WINDOW:
+                window_start, failures = now, 0
+                changes.update(window_start=now, failures=0)
+            outcome: _BackedOff | None = None
+            if failures >= self.policy.failures_per_hour:
+                outcome = _BackedOff(
+                    window_start + WINDOW,
+                    f"{failures} failed orders in the last hour "
                     f"(at most {self.policy.failures_per_hour}); "
-                    f"last: {row.last_error or 'unknown'}",
+                    f"last: {last_error or 'unknown'}",
                     "too_many_failures",
                 )
-            if row.retry_not_before is not None and row.retry_not_before > now:
-                return _BackedOff(row.retry_not_before, row.last_error or "backing off", "backing_off")
-            row.owner, row.lease_until = self.instance, now + timedelta(seconds=self.policy.lease)
-            row.started_at, row.orders = now, (row.orders or 0) + 1
-            row.db_uuid, row.style, row.issuer = grant.database.uuid, style, self.issuer.description
-            session.flush()
-        return None
+            elif retry_not_before is not None and retry_not_before > now:
+                outcome = _BackedOff(retry_not_before, last_error or "backing off", "backing_off")
+            else:
+                changes.update(
+                    owner=self.instance, lease_until=now + timedelta(seconds=self.policy.lease),
+                    started_at=now,
+                    orders=(row.get("orders") or 0) + 1,
+                    db_uuid=grant.database.uuid, style=style, issuer=self.issuer.description,
+                )
+            if found is None:  # a name's first order: its row, whatever the outcome
+                first = {"box_label": grant.box_label, "db_uuid": grant.database.uuid, "style": style,
+                         "orders": 0, "failures": 0, "consecutive_failures": 0}
+                connection.execute(insert(orders).values(**{**first, **changes}))
+            elif changes:
+                mine = orders.c.box_label == grant.box_label
+                connection.execute(update(orders).where(mine).values(**changes))
+        return outcome
 
     def _release(self, label: str) -> None:
-        with self.database.transaction() as session:
-            session.execute(
-                update(CertificateOrder)
-                .where(CertificateOrder.box_label == label, CertificateOrder.owner == self.instance)
-                .values(owner=None, lease_until=None, orders=CertificateOrder.orders - 1)
+        orders = CERTIFICATE_ORDERS
+        with self.database.transaction() as connection:
+            connection.execute(
+                update(orders)
+                .where(orders.c.box_label == label, orders.c.owner == self.instance)
+                .values(owner=None, lease_until=None, orders=orders.c.orders - 1)
             )
 
     def _succeeded(self, label: str, issued: IssuedChain) -> None:
-        with self.database.transaction() as session:
-            session.execute(
-                update(CertificateOrder)
-                .where(CertificateOrder.box_label == label)
+        with self.database.transaction() as connection:
+            connection.execute(
+                update(CERTIFICATE_ORDERS)
+                .where(CERTIFICATE_ORDERS.c.box_label == label)
                 .values(
                     owner=None,
                     lease_until=None,
@@ -366,23 +372,26 @@ class OrderDesk:
 
     def _failed(self, label: str, failure: IssuanceFailed) -> None:
         now = utcnow()
-        with self.database.transaction() as session:
-            row = session.scalars(
-                select(CertificateOrder).where(CertificateOrder.box_label == label).with_for_update()
+        orders = CERTIFICATE_ORDERS
+        with self.database.transaction() as connection:
+            row = connection.execute(
+                select(orders).where(orders.c.box_label == label).with_for_update()
             ).first()
             if row is None:
                 return
-            row.consecutive_failures = (row.consecutive_failures or 0) + 1
-            row.failures = (row.failures or 0) + 1
-            until = now + self._backoff(row.consecutive_failures, failure)
-            if row.failures >= self.policy.failures_per_hour and row.window_start is not None:
+            consecutive = (row.consecutive_failures or 0) + 1
+            failures = (row.failures or 0) + 1
+            until = now + self._backoff(consecutive, failure)
+            if failures >= self.policy.failures_per_hour and row.window_start is not None:
                 until = max(until, row.window_start + WINDOW)
-            row.retry_not_before = until
             failure.retry_after = max(1, int((until - now).total_seconds()))
-            row.last_error = f"{failure.reason}: {failure.message}"[:2000]
-            row.last_error_at = now
+            changes: dict[str, Any] = {
+                "consecutive_failures": consecutive, "failures": failures, "retry_not_before": until,
+                "last_error": f"{failure.reason}: {failure.message}"[:2000], "last_error_at": now,
+            }
             if row.owner == self.instance:
-                row.owner, row.lease_until = None, None
+                changes.update(owner=None, lease_until=None)
+            connection.execute(update(orders).where(orders.c.box_label == label).values(**changes))
 
     def _renew_leases(self) -> None:
         interval = max(0.2, self.policy.lease / 3)
@@ -392,10 +401,11 @@ class OrderDesk:
             if not held:
                 continue
             try:
-                with self.database.transaction() as session:
-                    session.execute(
-                        update(CertificateOrder)
-                        .where(CertificateOrder.owner == self.instance, CertificateOrder.box_label.in_(held))
+                orders = CERTIFICATE_ORDERS
+                with self.database.transaction() as connection:
+                    connection.execute(
+                        update(orders)
+                        .where(orders.c.owner == self.instance, orders.c.box_label.in_(held))
                         .values(lease_until=utcnow() + timedelta(seconds=self.policy.lease))
                     )
             except Exception:  # a database hiccup must not kill the heartbeat; the next beat retries
@@ -453,8 +463,8 @@ def certificate_statuses(database: Database) -> list[CertificateStatus]:
     else (the internal CA's native certificates, which need no order) the newest issued certificate."""
     now = utcnow()
     statuses: dict[str, CertificateStatus] = {}
-    with database.reading() as session:
-        for cert in session.scalars(select(IssuedCertificate).order_by(IssuedCertificate.id)):
+    with database.reading() as connection:
+        for cert in connection.execute(select(ISSUED_CERTIFICATES).order_by(ISSUED_CERTIFICATES.c.id)):
             nb, na = cert.not_before, cert.not_after
             statuses[cert.box_label] = CertificateStatus(
                 cert.db_uuid,
@@ -468,7 +478,7 @@ def certificate_statuses(database: Database) -> list[CertificateStatus]:
                 False,
                 0,
             )
-        for row in session.scalars(select(CertificateOrder)):
+        for row in connection.execute(select(CERTIFICATE_ORDERS)):
             known = statuses.get(row.box_label)
             statuses[row.box_label] = CertificateStatus(
                 row.db_uuid,

@@ -39,7 +39,7 @@ from lancert.service.config import OrderPolicy
 from lancert.service.database import Database, DriverStatement, WouldWait
 from lancert.service.errors import InvalidCSRError
 from lancert.service.issuer import IssuedChain, Issuer
-from lancert.service.models import IssuedCertificate
+from lancert.service.models import ISSUED_CERTIFICATES
 from lancert.service.orders import AlsoRecord, OrderDesk
 
 if TYPE_CHECKING:
@@ -60,8 +60,8 @@ SERIAL_ATTEMPTS = 3
 # Through the driver (DriverStatement: every certificate of every front runs it), naming every column
 # but the autoincremented id, issued_at included (no Python-side default is applied there).
 _RECORD = DriverStatement(
-    insert(IssuedCertificate.__table__),
-    column_keys=[c.key for c in IssuedCertificate.__table__.c if c.key != "id"],
+    insert(ISSUED_CERTIFICATES),
+    column_keys=[c.key for c in ISSUED_CERTIFICATES.c if c.key != "id"],
 )
 
 

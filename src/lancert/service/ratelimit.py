@@ -15,20 +15,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lancert.service.database import Database, DriverStatement
 from lancert.service.errors import RateLimited
-from lancert.service.models import CredentialFailure
+from lancert.service.models import CREDENTIAL_FAILURES
 
 # Both counters in one query, built once: this runs before every credential check, successful or not.
 # Through the driver (DriverStatement): no execution context per request.
-_COUNTS = DriverStatement(select(CredentialFailure.scope, CredentialFailure.count).where(
-    CredentialFailure.window_start == bindparam("window"),
+_COUNTS = DriverStatement(select(CREDENTIAL_FAILURES.c.scope, CREDENTIAL_FAILURES.c.count).where(
+    CREDENTIAL_FAILURES.c.window_start == bindparam("window"),
     or_(
-        and_(CredentialFailure.scope == "ip", CredentialFailure.subject == bindparam("ip")),
-        and_(CredentialFailure.scope == "db", CredentialFailure.subject == bindparam("db")),
+        and_(CREDENTIAL_FAILURES.c.scope == "ip", CREDENTIAL_FAILURES.c.subject == bindparam("ip")),
+        and_(CREDENTIAL_FAILURES.c.scope == "db", CREDENTIAL_FAILURES.c.subject == bindparam("db")),
     ),
 ))
 
@@ -93,28 +93,23 @@ class FailedCredentialLimiter:
                     raise
 
     def _increment(self, window: int, ip: str, db_uuid: str, guess: str | None) -> None:
-        with self.database.transaction() as session:
+        failures = CREDENTIAL_FAILURES
+        counted = failures.c
+        with self.database.transaction() as connection:
             if guess is not None:
-                seen = CredentialFailure.scope == "guess", CredentialFailure.subject == guess[:128]
-                if session.execute(
-                    select(CredentialFailure.count).where(*seen, CredentialFailure.window_start == window)
-                ).first():
+                seen = (counted.scope == "guess", counted.subject == guess[:128],
+                        counted.window_start == window)
+                if connection.execute(select(counted.count).where(*seen)).first():
                     return
                 # A concurrent first of the same guess makes this INSERT fail: the retry finds it.
-                session.add(
-                    CredentialFailure(scope="guess", subject=guess[:128], window_start=window, count=1)
+                connection.execute(
+                    insert(failures).values(scope="guess", subject=guess[:128], window_start=window, count=1)
                 )
             for scope, subject, _limit in self._subjects(ip, db_uuid):
-                where = (
-                    CredentialFailure.scope == scope,
-                    CredentialFailure.subject == subject,
-                    CredentialFailure.window_start == window,
-                )
-                if (
-                    session.execute(
-                        update(CredentialFailure).where(*where).values(count=CredentialFailure.count + 1)
-                    ).rowcount
-                    == 0
-                ):  # type: ignore[attr-defined]
-                    session.add(CredentialFailure(scope=scope, subject=subject, window_start=window, count=1))
-            session.execute(delete(CredentialFailure).where(CredentialFailure.window_start < window))
+                where = counted.scope == scope, counted.subject == subject, counted.window_start == window
+                counting = update(failures).where(*where).values(count=counted.count + 1)
+                if connection.execute(counting).rowcount == 0:
+                    connection.execute(
+                        insert(failures).values(scope=scope, subject=subject, window_start=window, count=1)
+                    )
+            connection.execute(delete(failures).where(counted.window_start < window))

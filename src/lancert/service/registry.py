@@ -17,12 +17,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from lancert.errors import LancertError, UsageError
 from lancert.service.database import Database, DriverStatement, WouldWait
-from lancert.service.models import RegisteredDatabase
+from lancert.service.models import REGISTERED_DATABASES
 
 # scrypt cost: 16 MiB and ~30-50 ms per check. Enterprise codes are issued by the provider, not chosen by
 # people, so this is a second line behind their entropy; the parameters are stored with each hash so
@@ -120,7 +121,7 @@ def _dummy_hash() -> str:
 
 def start_making_dummy_hash() -> None:
     """Make the unknown-database comparison hash in a thread, now: ``service run`` calls it before it
-    imports the server (FastAPI, SQLAlchemy's ORM), and scrypt releases the GIL, so the hash (~60 ms of
+    imports the server (FastAPI, SQLAlchemy), and scrypt releases the GIL, so the hash (~60 ms of
     CPU) is made on another core instead of on the start's one serial path, which ``lancert up`` waits
     for. :meth:`Registry.prepare_for_requests`, before the service serves, still waits until it exists."""
     return_large_blocks()  # this scrypt's 16 MiB, as every later one's, given back when freed
@@ -139,7 +140,8 @@ class DatabaseRecord:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: RegisteredDatabase) -> DatabaseRecord:
+    def of(cls, row: Any) -> DatabaseRecord:
+        """From a row of ``registered_databases`` (any object with its columns as attributes)."""
         return cls(
             row.uuid,
             DatabaseKind(row.kind),
@@ -172,7 +174,7 @@ class RegistryRow:
 # Built once: the per-request lookup, through the driver (DriverStatement: no ORM, no execution context;
 # every native certificate and every ACME order and finalize reads it).
 _BY_UUID = DriverStatement(
-    select(RegisteredDatabase.__table__).where(RegisteredDatabase.uuid == bindparam("uuid")))
+    select(REGISTERED_DATABASES).where(REGISTERED_DATABASES.c.uuid == bindparam("uuid")))
 
 
 class Registry:
@@ -274,19 +276,14 @@ class Registry:
         uuid = _check_uuid(uuid)
         _check_code(code)
         code_hash = hash_code(code)
-        with self.database.transaction() as session:
-            if session.scalars(select(RegisteredDatabase.id).where(RegisteredDatabase.uuid == uuid)).first():
+        with self.database.transaction() as connection:
+            if _row(connection, uuid) is not None:
                 raise RegistryError(f"database {uuid} is already registered; use 'lancert service db set'")
-            row = RegisteredDatabase(
-                uuid=uuid,
-                code_hash=code_hash,
-                kind=kind.value,
-                subscription=subscription.value,
+            connection.execute(insert(REGISTERED_DATABASES).values(
+                uuid=uuid, code_hash=code_hash, kind=kind.value, subscription=subscription.value,
                 iot_box_line=iot_box_line,
-            )
-            session.add(row)
-            session.flush()
-            return DatabaseRecord.of(row)
+            ))
+            return DatabaseRecord.of(_row(connection, uuid))
 
     def set(
         self,
@@ -299,25 +296,33 @@ class Registry:
     ) -> DatabaseRecord:
         uuid = _check_uuid(uuid)
         code_hash = hash_code(_check_code(code)) if code is not None else None
-        with self.database.transaction() as session:
-            row = session.scalars(select(RegisteredDatabase).where(RegisteredDatabase.uuid == uuid)).first()
-            if row is None:
+        changes: dict[str, object] = {}
+        if code_hash is not None:
+            changes["code_hash"] = code_hash
+        if kind is not None:
+            changes["kind"] = kind.value
+        if subscription is not None:
+            changes["subscription"] = subscription.value
+        if iot_box_line is not None:
+            changes["iot_box_line"] = iot_box_line
+        with self.database.transaction() as connection:
+            if _row(connection, uuid) is None:
                 raise RegistryError(f"database {uuid} is not registered; use 'lancert service db add'")
-            if code_hash is not None:
-                row.code_hash = code_hash
-            if kind is not None:
-                row.kind = kind.value
-            if subscription is not None:
-                row.subscription = subscription.value
-            if iot_box_line is not None:
-                row.iot_box_line = iot_box_line
-            session.flush()
-            return DatabaseRecord.of(row)
+            if changes:  # updated_at moves only when something was set
+                rows = REGISTERED_DATABASES
+                connection.execute(update(rows).where(rows.c.uuid == uuid).values(**changes))
+            return DatabaseRecord.of(_row(connection, uuid))
 
     def list(self) -> list[DatabaseRecord]:
-        with self.database.reading() as session:
-            rows = session.scalars(select(RegisteredDatabase).order_by(RegisteredDatabase.uuid)).all()
-            return [DatabaseRecord.of(row) for row in rows]
+        rows = REGISTERED_DATABASES
+        with self.database.reading() as connection:
+            return [DatabaseRecord.of(row) for row in connection.execute(select(rows).order_by(rows.c.uuid))]
+
+
+def _row(connection: Connection, uuid: str) -> Any:
+    """The ``registered_databases`` row of ``uuid``, or None."""
+    rows = REGISTERED_DATABASES
+    return connection.execute(select(rows).where(rows.c.uuid == uuid)).first()
 
 
 def _check_uuid(uuid: str) -> str:

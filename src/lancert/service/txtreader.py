@@ -72,12 +72,12 @@ def read_txt_records(database: Database) -> dict[str, list[str]]:
     """The whole table, name -> values in insertion order (it holds only challenges in flight)."""
     from sqlalchemy import select
 
-    from lancert.service.models import DnsTxtRecord
+    from lancert.service.models import DNS_TXT_RECORDS
 
     records: dict[str, list[str]] = {}
     with database.reading_connection() as connection:
         rows = connection.execute(
-            select(DnsTxtRecord.name, DnsTxtRecord.value).order_by(DnsTxtRecord.id)
+            select(DNS_TXT_RECORDS.c.name, DNS_TXT_RECORDS.c.value).order_by(DNS_TXT_RECORDS.c.id)
         )
         for name, value in rows:
             records.setdefault(name, []).append(value)

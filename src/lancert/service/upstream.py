@@ -39,14 +39,13 @@ from acme import challenges, client, errors, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select
 
 from lancert.errors import LancertError, UsageError
 from lancert.pki import csr_names, load_certificates, load_private_key_pem, private_key_pem, served_chain
 from lancert.service.database import LOCK_SERVICE_STATE, Database
 from lancert.service.dnsrecords import add_txt_record, remove_txt_records, wait_until_visible
 from lancert.service.issuer import IssuanceFailed, IssuedChain
-from lancert.service.models import ServiceState
+from lancert.service.models import read_state, write_state
 
 log = logging.getLogger("lancert.service.upstream")
 
@@ -149,28 +148,21 @@ class AcmeIssuer:
         """The service's account key, made by the first instance that needs it (under the state lock)."""
         if self._key is not None:
             return self._key
-        with self.database.transaction() as session:
-            self.database.advisory_lock(session, LOCK_SERVICE_STATE)
-            stored = session.scalar(select(ServiceState.value).where(ServiceState.name == STATE_ACCOUNT_KEY))
+        with self.database.transaction() as connection:
+            self.database.advisory_lock(connection, LOCK_SERVICE_STATE)
+            stored = read_state(connection, STATE_ACCOUNT_KEY)
             if stored is None:
                 key = ec.generate_private_key(ec.SECP256R1())
                 stored = private_key_pem(key).decode()
-                session.add(ServiceState(name=STATE_ACCOUNT_KEY, value=stored))
-            uri = session.scalar(select(ServiceState.value).where(ServiceState.name == self._account_state))
+                write_state(connection, STATE_ACCOUNT_KEY, stored)
+            uri = read_state(connection, self._account_state)
         self._key = jose.JWKEC(key=load_private_key_pem(stored.encode()))
         self._account_uri = uri
         return self._key
 
     def _store_account_uri(self, uri: str | None) -> None:
-        with self.database.transaction() as session:
-            row = session.get(ServiceState, self._account_state)
-            if uri is None:
-                if row is not None:
-                    session.delete(row)
-            elif row is None:
-                session.add(ServiceState(name=self._account_state, value=uri))
-            else:
-                row.value = uri
+        with self.database.transaction() as connection:
+            write_state(connection, self._account_state, uri)
         self._account_uri = uri
 
     def _client(self) -> tuple[client.ClientV2, _Network, jose.JWKEC]:

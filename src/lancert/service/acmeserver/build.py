@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import select
-
 from lancert.service.acmeserver.eab import EabKeys
 from lancert.service.acmeserver.nonces import NonceBook
 from lancert.service.acmeserver.protocol import AcmeServer
 from lancert.service.acmeserver.store import AcmeStore
 from lancert.service.authority import Authority
 from lancert.service.database import Database
-from lancert.service.models import ServiceState
+from lancert.service.models import read_state, write_state
 from lancert.service.provisioning import Provisioner
 
 STATE_NONCE_SECRET = "acme_nonce_secret"  # noqa: S105 - a row name, not a secret
@@ -29,16 +27,15 @@ LOCK_ACME_STATE = 0x6C616E11
 
 def nonce_secret(database: Database) -> bytes:
     """The HMAC key of nonces, made once and shared by every instance (``service_state``)."""
-    query = select(ServiceState.value).where(ServiceState.name == STATE_NONCE_SECRET)
-    with database.reading() as session:
-        value = session.scalar(query)
+    with database.reading() as connection:
+        value = read_state(connection, STATE_NONCE_SECRET)
     if value is None:
-        with database.transaction() as session:
-            database.advisory_lock(session, LOCK_ACME_STATE)
-            value = session.scalar(query)
+        with database.transaction() as connection:
+            database.advisory_lock(connection, LOCK_ACME_STATE)
+            value = read_state(connection, STATE_NONCE_SECRET)
             if value is None:
                 value = secrets.token_bytes(32).hex()
-                session.add(ServiceState(name=STATE_NONCE_SECRET, value=value))
+                write_state(connection, STATE_NONCE_SECRET, value)
     return bytes.fromhex(value)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from lancert.errors import LancertError
 from lancert.service.acmeserver.jws import parse_document, thumbprint
-from lancert.service.acmeserver.models import AcmeEabKey
+from lancert.service.acmeserver.models import ACME_EAB_KEYS
 from lancert.service.acmeserver.problems import AcmeProblem, malformed, unauthorized
 from lancert.service.authority import check_eligible
 from lancert.service.database import Database
@@ -69,7 +69,7 @@ class EabKeys:
         )
         with self.database.writing_connection() as connection:
             connection.execute(
-                insert(AcmeEabKey.__table__),
+                insert(ACME_EAB_KEYS),
                 {"kid": pair.kid, "db_uuid": db_uuid, "hmac_key": pair.hmac_key,
                  "created_at": datetime.now(UTC), "revoked_at": None},
             )
@@ -107,12 +107,13 @@ class EabKeys:
     def revoke(self, kid: str, db_uuid: str) -> None:
         """Revoke ``kid`` of database ``db_uuid`` (naming the database guards against a typo's damage)."""
         with self.database.writing_connection() as connection:
-            row = connection.execute(select(AcmeEabKey.db_uuid).where(AcmeEabKey.kid == kid)).first()
+            keys = ACME_EAB_KEYS.c
+            row = connection.execute(select(keys.db_uuid).where(keys.kid == kid)).first()
             if row is None or row.db_uuid != db_uuid:
                 raise EabError(f"database {db_uuid} has no EAB key {kid!r}")
             connection.execute(
-                update(AcmeEabKey.__table__)
-                .where(AcmeEabKey.kid == kid, AcmeEabKey.revoked_at.is_(None))
+                update(ACME_EAB_KEYS)
+                .where(ACME_EAB_KEYS.c.kid == kid, ACME_EAB_KEYS.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
 
@@ -132,7 +133,7 @@ class EabKeys:
             raise malformed("externalAccountBinding's header must have kid and no nonce or jwk")
         if header.url != new_account_url:
             raise malformed("externalAccountBinding's url must be the newAccount URL")
-        row = c.execute(select(AcmeEabKey.__table__).where(AcmeEabKey.kid == header.kid)).first()
+        row = c.execute(select(ACME_EAB_KEYS).where(ACME_EAB_KEYS.c.kid == header.kid)).first()
         if row is None:
             raise unauthorized("unknown external account key id")
         if row.revoked_at is not None:

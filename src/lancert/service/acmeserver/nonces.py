@@ -24,7 +24,7 @@ from collections import OrderedDict
 
 from sqlalchemy import Connection, delete, text
 
-from lancert.service.acmeserver.models import AcmeUsedNonce
+from lancert.service.acmeserver.models import ACME_USED_NONCES
 from lancert.service.database import DriverStatement
 
 NONCE_LIFETIME = 3600  # seconds: clients fetch a nonce right before using it
@@ -33,7 +33,7 @@ _PRUNE_EVERY = 500  # uses between two prunes of expired rows
 # transaction stays usable on PostgreSQL, where a failed INSERT would abort it.
 _INSERT = DriverStatement(text(
     "INSERT INTO acme_used_nonces (nonce, minted) VALUES (:nonce, :minted) ON CONFLICT DO NOTHING"))
-_PRUNE = delete(AcmeUsedNonce.__table__)
+_PRUNE = delete(ACME_USED_NONCES)
 _RAW_LENGTH = 8 + 12 + 16
 REFUSED_KEPT = 16384
 
@@ -89,5 +89,5 @@ class NonceBook:
         now = int(time.time())
         self._uses += 1
         if self._uses % _PRUNE_EVERY == 0:
-            c.execute(_PRUNE.where(AcmeUsedNonce.minted < now - NONCE_LIFETIME))
+            c.execute(_PRUNE.where(ACME_USED_NONCES.c.minted < now - NONCE_LIFETIME))
         return _INSERT(c, {"nonce": _b64(raw), "minted": minted}).rowcount == 1

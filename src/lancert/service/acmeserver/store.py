@@ -23,15 +23,14 @@ import josepy as jose
 from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from lancert.service.acmeserver.models import AcmeAccount, AcmeCertificate, AcmeEabKey, AcmeOrder
+from lancert.service.acmeserver.models import ACME_ACCOUNTS as ACCOUNTS
+from lancert.service.acmeserver.models import ACME_CERTIFICATES as CERTIFICATES
+from lancert.service.acmeserver.models import ACME_EAB_KEYS as EAB_KEYS
+from lancert.service.acmeserver.models import ACME_ORDERS as ORDERS
 from lancert.service.database import DriverStatement
 
-ACCOUNTS = AcmeAccount.__table__
-ORDERS = AcmeOrder.__table__
-CERTIFICATES = AcmeCertificate.__table__
 MAX_LISTED_ORDERS = 1000
 
-EAB_KEYS = AcmeEabKey.__table__
 # With its EAB key's revocation: revoking the key shuts the accounts it opened too (a leaked pair must
 # not leave an account behind that keeps ordering). Every signed request runs it, so through the driver
 # (DriverStatement): the columns are strings, and the revocation moment is only tested for NULL.

@@ -6,11 +6,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from lancert.service.models import Base
+from lancert.service.models import METADATA
 
 connection = context.config.attributes["connection"]
 lock_key = context.config.attributes.get("lock_key")
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+context.configure(connection=connection, target_metadata=METADATA, render_as_batch=True)
 with context.begin_transaction():
     if lock_key is not None:
         # Two instances starting together: the second waits here, then finds the schema up to date.
