@@ -8,7 +8,6 @@ Windows and Android accept DER; PKCS#12 carries a key for servers that import on
 from __future__ import annotations
 
 import base64
-import plistlib
 import uuid
 from enum import StrEnum
 from pathlib import Path
@@ -114,6 +113,10 @@ def mobileconfig(cert: x509.Certificate, *, display_name: str | None = None) -> 
         "PayloadUUID": profile_uuid,
         "PayloadVersion": 1,
     }
+    # Imported here: plistlib brings pyexpat and xml.parsers (~0.3 MiB) into every process that loads the
+    # PKI core (the box agent's too), for this one export.
+    import plistlib
+
     return plistlib.dumps(payload, fmt=plistlib.FMT_XML)
 
 
