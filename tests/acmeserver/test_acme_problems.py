@@ -206,6 +206,9 @@ def test_body_over_64_kib_is_refused_413(client: AcmeClient) -> None:
                            headers={"Content-Type": "application/jose+json"})
     assert response.status_code == 413
     assert response.json()["type"].endswith(":malformed")
+    # Like every other problem, with a nonce the client can sign its next request with (RFC 8555 6.5).
+    nonce = response.headers["replay-nonce"]
+    assert client.post(client.kid, nonce=nonce).status_code == 200
 
 
 def test_eab_whose_inner_url_is_not_the_outer_url_opens_no_account(acme_service: AcmeService) -> None:

@@ -176,10 +176,10 @@ def _acme_endpoint(service: Service) -> _AcmeEndpoint:
                                  meta={k: v for k, v in meta.items() if v})
         return create_acme_app(acme)
 
-    def too_large(limit: int) -> ASGIApp:
+    def too_large(app: ASGIApp, limit: int) -> ASGIApp:
         from lancert.service.acmeserver.app import acme_too_large
 
-        return acme_too_large(limit)
+        return acme_too_large(app, limit)
 
     front = AcmeFront(build, too_large)
     listener = listen_tcp(config.host, config.acme_port or 0)

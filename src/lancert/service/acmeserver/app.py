@@ -116,14 +116,17 @@ class Call:
         return await whole_body(self.receive)
 
 
-def acme_too_large(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    """The ACME port's 413, as a problem document (the cap itself is the serving layer's)."""
-    answer = _problem_answer(malformed(f"request body exceeds {limit} bytes", status=413), None, None)
+def acme_too_large(app: object, limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ACME port's 413, as a problem document with a fresh nonce when ``app`` is the ACME app, as
+    every other problem has (RFC 8555 section 6.5: a client retries a refused POST with the nonce of
+    the refusal, instead of another newNonce round). The cap itself is the serving layer's."""
+    problem = malformed(f"request body exceeds {limit} bytes", status=413)
+    server = app.server if isinstance(app, AcmeApp) else None
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await answer.send(send)
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await _problem_answer(problem, None, server.new_nonce() if server is not None else None).send(send)
 
-    return app
+    return answer
 
 
 def _urls(call: Call) -> Urls:

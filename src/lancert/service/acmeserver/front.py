@@ -31,10 +31,10 @@ MAX_BODY_BYTES = 64 * 1024  # the port's body cap (lancert.service.acmeserver.ap
 
 class AcmeFront:
     """The ACME port's ASGI app: every request answered by the app ``build()`` makes, built on the
-    first request; the port's 413 is ``too_large(limit)``, called once that build is done (its module
+    first request; the port's 413 is ``too_large(app, limit)``, called with the built app (its module
     is the app's: this module imports neither, so that importing it costs nothing)."""
 
-    def __init__(self, build: Callable[[], ASGIApp], too_large: Callable[[int], ASGIApp]) -> None:
+    def __init__(self, build: Callable[[], ASGIApp], too_large: Callable[[ASGIApp, int], ASGIApp]) -> None:
         self.app = BuiltOnFirstNeed(build)
         self._too_large = too_large
 
@@ -47,8 +47,9 @@ class AcmeFront:
         """The port's 413 (:class:`lancert.serving.ports.BodyLimit`), the ACME app's problem document."""
 
         async def answer(scope: Scope, receive: Receive, send: Send) -> None:
-            if await self._built(scope, receive, send) is not None:
-                await self._too_large(limit)(scope, receive, send)
+            app = await self._built(scope, receive, send)
+            if app is not None:
+                await self._too_large(app, limit)(scope, receive, send)
 
         return answer
 
