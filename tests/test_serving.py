@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -109,3 +110,33 @@ def test_a_port_collects_cycles_from_its_first_request_even_inside_the_start_pau
             background.stop()
     finally:
         gc.enable()
+
+
+def test_a_tls_port_reads_a_large_body_whole_and_holds_a_small_read_buffer(tmp_path: Path) -> None:
+    # asyncio reads each TLS connection into a buffer made when the TCP connection is accepted (256 KiB
+    # of its own): the served ports keep it to a few records, so that idle or flooding connections cost
+    # little (bench/README.md), and a body many times that buffer still arrives whole.
+    import asyncio.sslproto
+    import ipaddress
+    import ssl
+    from datetime import timedelta
+
+    from lancert.pki import SubjectNames, generate_private_key, pem, private_key_pem, self_signed_certificate
+
+    key = generate_private_key()
+    cert = self_signed_certificate(key, SubjectNames(ips=(ipaddress.ip_address("127.0.0.1"),)),
+                                   validity=timedelta(days=1))
+    (tmp_path / "cert.pem").write_bytes(pem([cert]))
+    (tmp_path / "key.pem").write_bytes(private_key_pem(key))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    body = bytes(range(256)) * 1024  # 256 KiB
+    port = Port("tls", echo, listen_tcp("127.0.0.1", 0), len(body), tls=server)
+    background = BackgroundPorts([port], "tls-port").start()
+    try:
+        client = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        answer = httpx.post(port.url(), content=body, verify=client, timeout=10, trust_env=False)
+        assert answer.status_code == 200 and answer.json()["length"] == len(body)
+        assert asyncio.sslproto.SSLProtocol.max_size <= 64 * 1024
+    finally:
+        background.stop()

@@ -48,8 +48,9 @@ log = logging.getLogger("lancert.serving")
 HANDSHAKE_TIMEOUT = 10.0
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
-# Enough for a shop's POS systems and browsers, small enough to bound memory: a TLS connection costs
-# about 0.2-0.3 MB (measured: 600 silent ones against a cap of 96 held 43-52 MB, closing ones included).
+# Enough for a shop's POS systems and browsers, small enough to bound memory: an idle TLS connection
+# costs about 64 KiB with the ports' read buffer (lancert.serving.ports.TLS_READ_BUFFER), 285 KiB with
+# asyncio's own (200 idle ones on the ACME port: +12.4 MiB against +55.7 MiB, bench/README.md).
 DEFAULT_MAX_CONNECTIONS = 256
 # Descriptors kept for everything else the process opens (files, the database, DNS, log files).
 RESERVED_DESCRIPTORS = 64

@@ -215,6 +215,7 @@ class PortServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         one_line_refusals(asyncio.get_running_loop())
+        lean_tls_read_buffers()
         await super().startup(sockets)
         # A port that serves collects reference cycles from its first request on, even inside the
         # command's start pause of the collector (lancert.commands.main): a request leaves a few KiB of
@@ -226,6 +227,25 @@ class PortServer(uvicorn.Server):
         """Serve until :attr:`should_exit`; ``listener`` (a ``dup()`` of the port's socket) when the
         port is served again after this server ends (uvicorn closes the socket it served)."""
         await self.serve(sockets=[listener or self.port.listener])
+
+
+# What asyncio reads a TLS connection's ciphertext into, per connection. asyncio's own is 256 KiB, made
+# (and zero-filled, so resident) when the TCP connection is accepted, before any handshake: 16 ACME
+# clients held 4 MiB of them, and a flood of idle connections up to the guard's hard limit (512) would
+# hold 128 MiB. Two full TLS records (16 KiB and their overhead each) fit in 34 KiB; a larger read
+# only arrives in more than one recv(), and lancert's bodies are at most 64 KiB.
+TLS_READ_BUFFER = 34 * 1024
+
+
+def lean_tls_read_buffers() -> None:
+    """Make asyncio's TLS connections of this process read into :data:`TLS_READ_BUFFER` bytes.
+
+    ``asyncio.sslproto.SSLProtocol.max_size`` is the size of that buffer (``get_buffer``, CPython 3.11
+    and later) and the most plaintext taken per ``SSLObject.read``; the loop makes the protocol itself,
+    so its class attribute is the only place to set it (the clients of the process get the same)."""
+    import asyncio.sslproto
+
+    asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, TLS_READ_BUFFER)
 
 
 async def serve_ports(
