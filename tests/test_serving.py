@@ -106,6 +106,7 @@ def test_a_port_collects_cycles_from_its_first_request_even_inside_the_start_pau
         background = BackgroundPorts([Port("gc", echo, listen_tcp("127.0.0.1", 0), CAP)], "gc-port").start()
         try:
             assert gc.isenabled()
+            assert gc.get_freeze_count() > 0  # the start's objects, scanned no more
         finally:
             background.stop()
     finally:
