@@ -141,3 +141,53 @@ def test_a_tls_port_reads_a_large_body_whole_and_holds_a_small_read_buffer(tmp_p
         assert asyncio.sslproto.SSLProtocol.max_size <= 64 * 1024
     finally:
         background.stop()
+
+
+def test_the_writes_of_one_loop_turn_leave_as_one_and_before_a_close_or_an_eof() -> None:
+    # uvicorn writes a response's head and body apart: one send() (and on TLS one record) each, unless
+    # the serving layer joins what one turn of the loop wrote; nothing may be reordered or lost by it.
+    import asyncio
+
+    from lancert.serving.connections import _OneWritePerTurn
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, bytes]] = []
+            self.closing = False
+
+        def write(self, data: bytes) -> None:
+            self.calls.append(("write", bytes(data)))
+
+        def write_eof(self) -> None:
+            self.calls.append(("eof", b""))
+
+        def close(self) -> None:
+            self.calls.append(("close", b""))
+            self.closing = True
+
+        def is_closing(self) -> bool:
+            return self.closing
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ("127.0.0.1", 1) if name == "peername" else default
+
+    loop = asyncio.new_event_loop()
+    try:
+        sent = Recorder()
+        transport = _OneWritePerTurn(sent, loop)  # type: ignore[arg-type]
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+        transport.write(b"")
+        transport.write(b"body")
+        assert sent.calls == []  # nothing before the turn ends
+        loop.run_until_complete(asyncio.sleep(0))
+        assert sent.calls == [("write", b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody")]
+        transport.writelines([b"a", b"b"])
+        transport.write_eof()
+        transport.write(b"late")
+        transport.close()
+        assert sent.calls[1:] == [("write", b"ab"), ("eof", b""), ("write", b"late"), ("close", b"")]
+        loop.run_until_complete(asyncio.sleep(0))  # the flushes scheduled for them find nothing left
+        assert len(sent.calls) == 5
+        assert transport.get_extra_info("peername") == ("127.0.0.1", 1)
+    finally:
+        loop.close()

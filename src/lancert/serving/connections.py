@@ -351,6 +351,47 @@ def one_line_refusals(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
+class _OneWritePerTurn:
+    """A transport whose writes of one turn of the event loop go out as one: uvicorn writes a response's
+    head and its body apart, and each ``write`` on an idle socket is a ``send()`` of its own (on TLS, a
+    record of its own too). Joined at the end of the turn (``call_soon``), in order, and before a
+    ``close``; everything else is the transport's."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with header and body timeouts, reporting its state to the guard."""
 
@@ -360,7 +401,7 @@ class GuardedH11Protocol(H11Protocol):
     _entry: _Entry | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_OneWritePerTurn(transport, self.loop))  # type: ignore[arg-type]
         self._entry = _guard.attach(self, transport)
         self._arm(HEADER_TIMEOUT, None)
 
