@@ -84,7 +84,8 @@ from pathlib import Path
 from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 
-from lancert.dns.zone import ANSWER_TTL, NEGATIVE_TTL, SOA_TIMERS, TXT_MAX_STALENESS, TXT_TTL
+from lancert.dns import TXT_MAX_STALENESS
+from lancert.dns.zone import ANSWER_TTL, NEGATIVE_TTL, SOA_TIMERS, TXT_TTL
 from lancert.errors import LancertError
 from lancert.storage.files import KEY_MODE, atomic_write
 

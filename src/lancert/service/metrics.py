@@ -109,6 +109,9 @@ def _counters() -> Iterator[Metric]:
         ("lancert_upstream_orders",
          "Orders placed with an upstream CA, by CA (directory URL) and outcome (issued, or the reason).",
          ["ca", "outcome"], orders_now),
+        ("lancert_upstream_rate_limited",
+         "rateLimited answers from an upstream CA (the scheduler aims at 0).", ["ca"],
+         {(ca,): n for ca, n in limited_now.items()}),
     )
     for name, documentation, labels, values in families:
         family = CounterMetricFamily(name, documentation, labels=labels)
@@ -126,13 +129,6 @@ def _counters() -> Iterator[Metric]:
             buckets.append((bound, float(cumulative)))
         seconds.add_metric([ca], buckets, sum_value=total)
     yield seconds
-    limited = CounterMetricFamily(
-        "lancert_upstream_rate_limited", "rateLimited answers from an upstream CA (the scheduler aims at 0).",
-        labels=["ca"],
-    )
-    for ca, count in sorted(limited_now.items()):
-        limited.add_metric([ca], float(count))
-    yield limited
 
 
 class _ScrapeTime:

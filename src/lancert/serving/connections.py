@@ -355,7 +355,7 @@ class _OneWritePerTurn:
     """A transport whose writes of one turn of the event loop go out as one: uvicorn writes a response's
     head and its body apart, and each ``write`` on an idle socket is a ``send()`` of its own (on TLS, a
     record of its own too). Joined at the end of the turn (``call_soon``), in order, and before a
-    ``close``; everything else is the transport's."""
+    ``close`` or ``write_eof``; everything else is the transport's."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
