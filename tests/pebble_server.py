@@ -4,9 +4,12 @@ cannot make itself. Pebble's DNS-01 validation goes to the DNS port it is given 
 
 Pebble serves ACME over HTTPS with a certificate from a throw-away test CA made here (the service trusts
 it with ``--acme-ca-bundle``). Pebble runs with ``PEBBLE_VA_NOSLEEP=1`` (no random 0-15 s sleep before
-validating), ``PEBBLE_AUTHZREUSE=0`` (every order is really validated through lancert's DNS, never
-served from an earlier valid authorization) and ``PEBBLE_WFE_NONCEREJECT=0`` (no random badNonce: the
-acme library retries one, two in a row would make a test flaky). Validation is never forced valid.
+validating), ``PEBBLE_AUTHZREUSE=0`` (orders are validated through lancert's DNS, not served from an
+earlier valid authorization) and ``PEBBLE_WFE_NONCEREJECT=0`` (no random badNonce: the acme library
+retries one, two in a row would make a test flaky). Validation is never forced valid. At
+``PEBBLE_AUTHZREUSE=0`` Pebble 2.4 still reuses a valid authorization in one new order of a hundred (its
+test is ``rand.Intn(100) > percent``, false when the draw is 0): a test whose premise is "the renewal must
+ask for the TXT record" checks :attr:`AcmeRelay.reused_authorizations`.
 """
 
 from __future__ import annotations
@@ -158,7 +161,8 @@ class AcmeRelay:
     - ``renewal_window = (start, end)``: the directory offers ``renewalInfo`` (ACME Renewal Information,
       RFC 9773, which Pebble 2.4 lacks) and every certificate's suggested window is this one.
 
-    ``new_orders`` counts the newOrder requests that reached the relay (upstream orders attempted).
+    ``new_orders`` counts the newOrder requests that reached the relay (upstream orders attempted);
+    ``reused_authorizations`` the authorizations Pebble put in a new order that an earlier one had.
     """
 
     def __init__(self, pebble: Pebble) -> None:
@@ -170,6 +174,8 @@ class AcmeRelay:
         self.caa_identities: list[str] = []
         self.renewal_window: tuple[str, str] | None = None
         self.new_orders = 0
+        self.reused_authorizations = 0
+        self._authorizations: set[str] = set()
         self.held = threading.Event()
         self._release = threading.Event()
         self._release.set()
@@ -208,6 +214,10 @@ class AcmeRelay:
                     self.connection.shutdown(2)
                     return
                 content = answer.content.replace(theirs.encode(), ours.encode())
+                if self.path.startswith("/order-plz") and answer.status_code == 201:
+                    authorizations = set(json.loads(content).get("authorizations", []))
+                    relay.reused_authorizations += len(authorizations & relay._authorizations)
+                    relay._authorizations |= authorizations
                 if self.path == "/dir":  # what Let's Encrypt's directory has and Pebble 2.4's lacks
                     directory = json.loads(content)
                     directory.setdefault("meta", {})["caaIdentities"] = relay.caa_identities

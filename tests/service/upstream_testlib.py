@@ -163,9 +163,13 @@ class DnsRelay:
         relay = self
         self.withhold = False
         self.target_port = target_port
+        # Each TXT question seen: (time.time(), name, withheld). What a failing test shows of the CA's view.
+        self.txt_queries: list[tuple[float, str, bool]] = []
 
         class Resolver(ProxyResolver):
             def resolve(self, request, handler):  # type: ignore[no-untyped-def]
+                if request.q.qtype == QTYPE.TXT:
+                    relay.txt_queries.append((time.time(), str(request.q.qname), relay.withhold))
                 if relay.withhold and request.q.qtype == QTYPE.TXT:
                     reply = request.reply()
                     reply.header.rcode = RCODE.NXDOMAIN
