@@ -83,6 +83,33 @@ def test_x_forwarded_for_is_ignored_even_from_loopback(ports: list[Port]) -> Non
     assert answer.json()["client"] == "127.0.0.1"
 
 
+def raw_exchange(port: Port, pieces: list[bytes]) -> bytes:
+    """Send ``pieces`` one by one, then read until the server closes (or 5 s pass: a timeout error)."""
+    with socket.create_connection(("127.0.0.1", port.port), timeout=5) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    return answer
+
+
+def test_a_request_head_over_16_kib_is_refused_before_it_ends(ports: list[Port]) -> None:
+    # 16 KiB for the request line and header fields, as h11 bounded them; the head here never ends, so
+    # only the bound answers (without it the port would wait the header timeout out, silently).
+    start = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    answer = raw_exchange(ports[0], [start] + [b"b" * 1024] * 16)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"16384 bytes" in answer
+
+
+def test_a_request_head_under_16_kib_is_served(ports: list[Port]) -> None:
+    big = b"X-Big: " + b"b" * (15 * 1024) + b"\r\n"
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + big + b"Connection: close\r\n\r\n"
+    answer = raw_exchange(ports[0], [head[i:i + 1000] for i in range(0, len(head), 1000)])
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 def test_stop_ends_every_port() -> None:
     served = [Port(name, echo, listen_tcp("127.0.0.1", 0), CAP) for name in ("a", "b")]
     numbers = [port.port for port in served]

@@ -9,12 +9,14 @@ TLS connections held 380 MB of the terminal. The same bounds reached the ACME po
 when they joined the one serving layer: before, 1,000 half-open TLS connections to the ACME port took the
 whole service down (``/healthz`` included) while asyncio logged 103 MB of tracebacks in 15 s. The bounds:
 
-- **timeouts** (:class:`GuardedH11Protocol`, :meth:`ConnectionGuard.admit`): a TLS handshake must be
+- **timeouts** (:class:`GuardedHttpProtocol`, :meth:`ConnectionGuard.admit`): a TLS handshake must be
   done :data:`HANDSHAKE_TIMEOUT` seconds after ``accept()`` (asyncio's own default is 60 s); a request's
   headers must have arrived
   :data:`HEADER_TIMEOUT` seconds after the connection is ready (after the TLS handshake) or after the
   first byte of a next request on a kept-alive connection, and its body :data:`BODY_TIMEOUT` seconds
   after the headers; otherwise the connection is closed;
+- **a bounded head**: a request line and header fields over :data:`MAX_HEAD` bytes are refused (431)
+  and the connection closed;
 - **a cap with eviction** (:class:`ConnectionGuard`, fed by :func:`guarded_listener`): every accepted
   socket is counted from ``accept()`` on, TLS handshake included; beyond the cap (below the process's
   descriptor limit, so ``accept()`` itself keeps working) the oldest connection that is not running a
@@ -41,13 +43,17 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("lancert.serving")
 
 HANDSHAKE_TIMEOUT = 10.0
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
+# A request's line and header fields, at most: h11's default, which every port had while it served with
+# h11. llhttp (httptools) takes a header of any length and httptools keeps it whole until its end (a
+# 10 MB header went through), so the bound is kept here, over the bytes read while a head is incomplete.
+MAX_HEAD = 16 * 1024
 # Enough for a shop's POS systems and browsers, small enough to bound memory: an idle TLS connection
 # costs about 64 KiB with the ports' read buffer (lancert.serving.ports.TLS_READ_BUFFER), 285 KiB with
 # asyncio's own (200 idle ones on the ACME port: +12.4 MiB against +55.7 MiB, bench/README.md).
@@ -59,6 +65,7 @@ RESERVED_DESCRIPTORS = 64
 OVER_LIMIT = RESERVED_DESCRIPTORS // 4
 REFUSAL_LOG_INTERVAL = 10.0
 _ACCEPT_FAILURE = "socket.accept() out of system resource"
+HEAD_TOO_LARGE = "Request head too large."
 
 
 def descriptor_budget(limit: int | None = None) -> int:
@@ -307,7 +314,7 @@ class _OneLineClientErrors(logging.Filter):
     """
 
     TRACEBACKS = ("Invalid UTF-8 sequence received from client.",)
-    BURSTS = ("Invalid HTTP request received.", "Unsupported upgrade request.", *TRACEBACKS)
+    BURSTS = ("Invalid HTTP request received.", HEAD_TOO_LARGE, "Unsupported upgrade request.", *TRACEBACKS)
     DROPPED = "No supported WebSocket library detected."
 
     def __init__(self) -> None:
@@ -392,13 +399,22 @@ class _OneWritePerTurn:
         return getattr(self._transport, name)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with header and body timeouts, reporting its state to the guard."""
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with header and body timeouts and a bounded head, reporting its state
+    to the guard.
+
+    httptools (llhttp, in C) rather than h11 (pure Python): a request's parse and answer cost about half
+    (a keep-alive HTTPS GET of the ACME directory 0.24 -> 0.14 ms of server CPU; bench/README.md). What h11
+    gave that llhttp does not, the head's bound, is kept here (:data:`MAX_HEAD`). llhttp is the stricter
+    of the two on methods: one it does not know (``FOO / HTTP/1.1``) is a 400, never the app's 405.
+    """
 
     _deadline: asyncio.TimerHandle | None = None
     _due: float | None = None
     _deadline_cycle: object = None
     _entry: _Entry | None = None
+    _in_head = False  # from a request's first byte to the end of its header fields
+    _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_OneWritePerTurn(transport, self.loop))  # type: ignore[arg-type]
@@ -413,17 +429,45 @@ class GuardedH11Protocol(H11Protocol):
         if self._due is None and (self.cycle is None or self.cycle.response_complete):
             self._arm(HEADER_TIMEOUT, None)  # the first byte of a next request on a kept-alive connection
         super().data_received(data)
+        if self._in_head:
+            # The whole read counts: the parser does not say where in it the head began (a pipelined
+            # request's head can follow the end of the previous body), so a head is cut at MAX_HEAD plus
+            # at most one read, never later.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self._refuse_head()
+                return
         self._follow()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def _refuse_head(self) -> None:
+        self._in_head = False
+        if self.transport.is_closing():
+            return
+        self.logger.warning(HEAD_TOO_LARGE)
+        text = f"request line and headers over {MAX_HEAD} bytes\n".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(text), text)
+        )
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._follow()
 
-    def handle_websocket_upgrade(self, event: Any) -> None:
+    def handle_websocket_upgrade(self) -> None:
         self._drop_timer()
         if self._entry is not None:
             self._entry.busy = True  # a WebSocket is a client's live session, never evicted as idle
-        super().handle_websocket_upgrade(event)
+        super().handle_websocket_upgrade()
 
     def _follow(self) -> None:
         """Move the deadline along with the request: the body timeout once its headers are in, none while

@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lancert.serving.connections import GuardedH11Protocol, guarded_listener, one_line_refusals
+from lancert.serving.connections import GuardedHttpProtocol, guarded_listener, one_line_refusals
 
 log = logging.getLogger("lancert.serving")
 
@@ -168,7 +168,7 @@ class Port:
     tls: ssl.SSLContext | None = None
     keep_alive: int = 5
     graceful_shutdown: int = 2
-    http: type[GuardedH11Protocol] = GuardedH11Protocol
+    http: type[GuardedHttpProtocol] = GuardedHttpProtocol
     ws: type[asyncio.Protocol] | str = "none"
     ws_max_size: int = 64 * 1024
 
@@ -232,7 +232,7 @@ def collect_from_now_on() -> None:
     """The start of the process is over once a port serves: what it made is frozen, and the cyclic
     collector runs again, even inside the command's start pause (lancert.commands.main).
 
-    Collecting: a request leaves a few KiB of reference cycles (h11, asyncio, Starlette), and 1,000
+    Collecting: a request leaves a few KiB of reference cycles (uvicorn, asyncio, Starlette), and 1,000
     requests inside the pause filled pymalloc arenas that were never given back once collected (the box
     agent: 48 -> 52 MiB; issue 21, < 50 MB). Freezing (``gc.freeze``, once a process): the start's
     objects (modules, classes, the app) live as long as the process, and a full collection would scan

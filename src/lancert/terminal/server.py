@@ -22,7 +22,7 @@ from lancert.terminal.keypool import RsaKeyPool
 from lancert.terminal.schemas import API_BODY_LIMIT, PAIR_BODY_LIMIT
 from lancert.terminal.screen import SCREEN_BODY_LIMIT, SCREEN_FILE, Details, Screen, create_screen_app
 from lancert.terminal.tls import (
-    ClientCertH11Protocol,
+    ClientCertHttpProtocol,
     ClientCertWebSocketProtocol,
     TerminalEventLoop,
     server_ssl_context,
@@ -90,7 +90,7 @@ def _serve(
     screen_url = f"http://127.0.0.1:{screen_sock.getsockname()[1]}/"
     ports = [
         Port("terminal", create_app(desk, name=name), tls_sock, API_BODY_LIMIT, terminal_too_large, tls=ctx,
-             keep_alive=30, http=ClientCertH11Protocol, ws=ClientCertWebSocketProtocol,
+             keep_alive=30, http=ClientCertHttpProtocol, ws=ClientCertWebSocketProtocol,
              ws_max_size=PAIR_BODY_LIMIT * 4),
         Port("terminal screen", create_screen_app(desk, screen, token), screen_sock, SCREEN_BODY_LIMIT),
     ]

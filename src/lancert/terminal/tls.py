@@ -21,7 +21,7 @@ from cryptography import x509
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from lancert.pki import pem
-from lancert.serving.connections import GuardedH11Protocol
+from lancert.serving.connections import GuardedHttpProtocol
 
 log = logging.getLogger("lancert.terminal")
 
@@ -45,7 +45,7 @@ def _with_tls_extension(app: ASGIApp, transport: asyncio.BaseTransport) -> ASGIA
     return app_with_tls
 
 
-class ClientCertH11Protocol(GuardedH11Protocol):
+class ClientCertHttpProtocol(GuardedHttpProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.app = _with_tls_extension(self.config.loaded_app, transport)
