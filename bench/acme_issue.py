@@ -8,8 +8,9 @@ lancert runs ``service run --acme-port`` with SQLite (WAL) in a temporary data d
 generator sends it), authorizations valid at creation. Server CPU per certificate: user+system time of
 the server process (``/proc/<pid>/stat``) over the run, divided by the certificates issued. Memory:
 RSS after the start, then the peak under the load alone (the start's peak is reset first, see
-:func:`reset_peak`). lancert's process is the whole ``service run``: the native API, the DNS and the ACME
-port share it, so its imports (FastAPI, SQLAlchemy, cryptography) count whichever port is loaded. The
+:func:`reset_peak`). Each lancert runs from its bytecode caches, as installed (``bench/installed.py``).
+lancert's process is the whole ``service run``: the native API, the DNS and the ACME port share it, so
+its imports (FastAPI, SQLAlchemy, cryptography) count whichever port is loaded. The
 generator runs in a private mount namespace (``unshare --mount``, root) whose /etc/hosts names
 ``acme.<zone>``: lancert's endpoint is named under its zone, never by an address.
 
@@ -84,7 +85,9 @@ def start_pebble(work: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
 def start_lancert(work: Path, src: Path | None = None,
                   name: str = "lancert") -> tuple[subprocess.Popen[str], str, Path, dict[str, str], str]:
     data = work / name
-    env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
+    from installed import installed_env
+
+    env = installed_env(src)
     proc = subprocess.Popen([sys.executable, "-m", "lancert", "service", "run", "--data-dir", str(data),
                              "--port", "0", "--dns-port", "0", "--acme-port", "0", "--zone", ZONE],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)

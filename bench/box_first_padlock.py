@@ -38,13 +38,17 @@ from pathlib import Path
 from lancert.loopback import free_port
 from lancert.up.stack import Child
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from installed import installed_env  # a module beside this script
+
 LANCERT = [sys.executable, "-m", "lancert"]
+INSTALLED = installed_env()  # every lancert process here runs from bytecode caches, as installed
 CODE = "bench enterprise code"
 
 
 def start(args: list[str], marker: str, log: Path) -> tuple[Child, str]:
     """A lancert process started the way ``up`` starts it, and its ready line."""
-    child = Child.start(f"lancert {args[0]}", args, log)
+    child = Child.start(f"lancert {args[0]}", args, log, env=INSTALLED)
     return child, child.wait_for(marker)
 
 
@@ -91,7 +95,7 @@ def first_padlock(
         args = [a if a != str(seed) else str(run_dir) for a in box_args]
         t0 = time.perf_counter()
         proc = subprocess.Popen([*LANCERT, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True)
+                                text=True, env=INSTALLED)
         while not padlocked_get(hostname, https_port, context):
             if proc.poll() is not None:
                 raise RuntimeError("box exited")
@@ -122,7 +126,7 @@ def cli_startup(runs: int) -> list[float]:
     for _ in range(runs):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import lancert.commands.main"], capture_output=True,
-                       check=True)
+                       check=True, env=INSTALLED)
         times.append(time.perf_counter() - t0)
     return times
 

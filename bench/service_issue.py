@@ -52,13 +52,17 @@ from lancert.service.database import Database
 from lancert.service.registry import Registry
 from lancert.up.stack import Child
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from installed import installed_env  # a module beside this script
+
 CODE = "bench-code"
 ZONE = "iot.lancert.test"
 
 
 def start_service(data_dir: Path, dns_port: int) -> tuple[Child, str]:
     service = Child.start("the service", ["service", "run", "--data-dir", str(data_dir), "--port", "0",
-                                          "--dns-port", str(dns_port)], data_dir.parent / "service.log")
+                                          "--dns-port", str(dns_port)], data_dir.parent / "service.log",
+                          env=installed_env())
     return service, service.wait_for("listening on http://").strip().rsplit(" ", 1)[-1]
 
 
