@@ -103,6 +103,15 @@ def test_a_request_head_over_16_kib_is_refused_before_it_ends(ports: list[Port])
     assert b"16384 bytes" in answer
 
 
+def test_a_whole_request_head_over_16_kib_is_refused_too(ports: list[Port]) -> None:
+    # 3,000 short header fields (18 KiB), the whole head in one write: one read on loopback.
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X: y\r\n" * 3000 + b"\r\n"
+    answer = raw_exchange(ports[0], [head])
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    # The connection is closed after the refusal; the port goes on serving others.
+    assert httpx.get(ports[0].url(), timeout=5, trust_env=False).status_code == 200
+
+
 def test_a_request_head_under_16_kib_is_served(ports: list[Port]) -> None:
     big = b"X-Big: " + b"b" * (15 * 1024) + b"\r\n"
     head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + big + b"Connection: close\r\n\r\n"

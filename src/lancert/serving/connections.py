@@ -406,7 +406,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     httptools (llhttp, in C) rather than h11 (pure Python): a request's parse and answer cost about half
     (a keep-alive HTTPS GET of the ACME directory 0.24 -> 0.14 ms of server CPU; bench/README.md). What h11
     gave that llhttp does not, the head's bound, is kept here (:data:`MAX_HEAD`). llhttp is the stricter
-    of the two on methods: one it does not know (``FOO / HTTP/1.1``) is a 400, never the app's 405.
+    of the two, each a 400 where h11 passed the request on (tried on a served port): a method it does not
+    know (``FOO``, HTTP/2's ``PRI`` preface), a header folded over two lines, lines ended by a bare LF,
+    and Content-Length beside Transfer-Encoding (h11 took the chunked body and ignored the length: the
+    shape of request smuggling).
     """
 
     _deadline: asyncio.TimerHandle | None = None
@@ -430,9 +433,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._arm(HEADER_TIMEOUT, None)  # the first byte of a next request on a kept-alive connection
         super().data_received(data)
         if self._in_head:
-            # The whole read counts: the parser does not say where in it the head began (a pipelined
-            # request's head can follow the end of the previous body), so a head is cut at MAX_HEAD plus
-            # at most one read, never later.
+            # An unfinished head: the whole read counts, as the parser does not say where in it the head
+            # began (a pipelined request's can follow the end of the previous body), so a head is cut at
+            # MAX_HEAD plus at most one read, never later.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:
                 self._refuse_head()
@@ -445,7 +448,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # A head that came whole in one read was never counted above: its size is what the parser gave.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > MAX_HEAD:
+            self._refuse_head()
+            return  # no request for the app
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.transport.is_closing():  # refused in this read: the rest of it is dropped
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.transport.is_closing():
+            super().on_message_complete()
 
     def _refuse_head(self) -> None:
         self._in_head = False
