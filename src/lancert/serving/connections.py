@@ -52,7 +52,8 @@ HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 # A request's line and header fields, at most: h11's default, which every port had while it served with
 # h11. llhttp (httptools) takes a header of any length and httptools keeps it whole until its end (a
-# 10 MB header went through), so the bound is kept here, over the bytes read while a head is incomplete.
+# 10 MB header went through), so the bound is kept here: over the reads of a head still incomplete, and
+# on a complete head's fields (GuardedHttpProtocol.data_received, .on_headers_complete).
 MAX_HEAD = 16 * 1024
 # Enough for a shop's POS systems and browsers, small enough to bound memory: an idle TLS connection
 # costs about 64 KiB with the ports' read buffer (lancert.serving.ports.TLS_READ_BUFFER), 285 KiB with
