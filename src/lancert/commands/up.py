@@ -99,6 +99,9 @@ def up(
 
     Runs until Ctrl-C; with --check it exits after the summary: 0 when every device shows a padlock.
     """
+    from lancert.up.stack import interrupts_survive_forks  # imported by running() right after anyway
+
+    interrupts_survive_forks()  # a Ctrl-C during a child's fork is not lost
     # The lock comes first: nothing under data_dir is touched while another up holds it.
     with data_dir_lock(data_dir), contextlib.ExitStack() as shown:
         status = _Progress(shown, stderr=as_json)

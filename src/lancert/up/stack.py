@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 from lancert.errors import LancertError
@@ -51,6 +52,60 @@ def _die_with(parent: int) -> Callable[[], None]:
         if os.getppid() != parent:
             os._exit(1)
     return set_parent_death_signal
+
+
+# Ctrl-C while ``up`` starts its children. A child started with a preexec_fn (every child of ``up``:
+# _die_with) makes CPython run the ``os.register_at_fork`` callbacks around the fork as Python code,
+# logging's among them (its module lock, taken before the fork and released after it in the parent). A
+# KeyboardInterrupt that the default SIGINT handler raises inside one is printed as "Exception ignored in:
+# <function _releaseLock>" and dropped, and the lock stays taken: ``up`` went on starting and then ran
+# until a second Ctrl-C (CI, tests/cli/test_small_edges.py, once in about ten full runs).
+_forking = 0
+_interrupted = False
+_interrupts_owner: int | None = None
+
+
+def _fork_begins() -> None:
+    global _forking
+    _forking += 1
+
+
+def _fork_ended() -> None:
+    global _forking
+    _forking -= 1
+
+
+def _forked_child() -> None:
+    global _forking
+    _forking = 0
+
+
+_FORK_HOOKS = (_fork_begins.__code__, _fork_ended.__code__)
+
+
+def _on_sigint(_signum: int, frame: FrameType | None) -> None:
+    global _interrupted
+    if os.getpid() != _interrupts_owner:
+        return  # a child between fork and exec: it is about to become a lancert of its own
+    if _forking or (frame is not None and frame.f_code in _FORK_HOOKS):
+        _interrupted = True  # raised by Child.start once the fork is over
+        return
+    raise KeyboardInterrupt
+
+
+def interrupts_survive_forks() -> None:
+    """From now on a Ctrl-C that comes while a child is forked is kept and raised by :meth:`Child.start`
+    once the fork is over, instead of being lost in an at-fork callback. For the main thread of a process
+    that starts children with ``die_with_parent`` (``up``), before its first child; once a process. Our
+    callbacks are registered after logging's, so they run before its ``before`` and after its
+    ``after_in_parent``: every other callback runs inside them. A Ctrl-C handled in one of ours, before
+    its count changes, is recognized by its frame."""
+    global _interrupts_owner
+    if _interrupts_owner == os.getpid():
+        return
+    _interrupts_owner = os.getpid()
+    os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ended, after_in_child=_forked_child)
+    signal.signal(signal.SIGINT, _on_sigint)
 
 
 def lancert_command(*args: str) -> list[str]:
@@ -94,6 +149,11 @@ class Child:
         log_file.close()
         child = cls(name, proc, log_path, [])
         threading.Thread(target=child._drain, daemon=True).start()
+        global _interrupted
+        if _interrupted:  # Ctrl-C came during the fork (interrupts_survive_forks): this child stops too
+            _interrupted = False
+            child.stop()
+            raise KeyboardInterrupt
         return child
 
     def _drain(self) -> None:
