@@ -96,15 +96,14 @@ def _on_sigint(_signum: int, frame: FrameType | None) -> None:
 def interrupts_survive_forks() -> None:
     """From now on a Ctrl-C that comes while a child is forked is kept and raised by :meth:`Child.start`
     once the fork is over, instead of being lost in an at-fork callback. For the main thread of a process
-    that starts children with ``die_with_parent`` (``up``), before its first child; once a process. Our
-    callbacks are registered after logging's, so they run before its ``before`` and after its
+    that starts children with ``die_with_parent`` (``up``), before its first child. Our callbacks
+    (registered once a process) come after logging's, so they run before its ``before`` and after its
     ``after_in_parent``: every other callback runs inside them. A Ctrl-C handled in one of ours, before
     its count changes, is recognized by its frame."""
     global _interrupts_owner
-    if _interrupts_owner == os.getpid():
-        return
-    _interrupts_owner = os.getpid()
-    os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ended, after_in_child=_forked_child)
+    if _interrupts_owner != os.getpid():
+        _interrupts_owner = os.getpid()
+        os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ended, after_in_child=_forked_child)
     signal.signal(signal.SIGINT, _on_sigint)
 
 
